@@ -1,0 +1,32 @@
+//! `console.*` output of workers, routed into the operator's structured logs.
+
+use deno_core::{OpState, op2};
+
+/// Which worker an isolate runs; put in each isolate's OpState so logs can name it.
+#[derive(Clone, Debug)]
+pub struct WorkerName(pub std::sync::Arc<str>);
+
+deno_core::extension!(
+    isola_console,
+    deps = [deno_web],
+    ops = [op_isola_log],
+    esm = [dir "../js", "05_console.js"],
+    options = { worker: WorkerName },
+    state = |state, options| {
+        state.put(options.worker);
+    },
+);
+
+/// Records one console line. Levels follow deno_web's Console: 0 debug, 1 log/info, 2 warn,
+/// 3 and above error.
+#[op2(fast)]
+fn op_isola_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
+    let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
+    let message = message.strip_suffix('\n').unwrap_or(message);
+    match level {
+        0 => tracing::debug!(target: "isola::console", worker, "{message}"),
+        1 => tracing::info!(target: "isola::console", worker, "{message}"),
+        2 => tracing::warn!(target: "isola::console", worker, "{message}"),
+        _ => tracing::error!(target: "isola::console", worker, "{message}"),
+    }
+}

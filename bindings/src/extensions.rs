@@ -1,0 +1,58 @@
+//! The full extension list in load order. The snapshot and every isolate must use the same
+//! names in the same order (deno_core checks them against the snapshot).
+
+use deno_core::Extension;
+use deno_permissions::PermissionsContainer;
+
+use crate::console::WorkerName;
+use crate::http::Exchanges;
+use crate::{bootstrap, console, http, outbound};
+
+/// User agent of outbound `fetch()` requests (when the worker sets none).
+pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
+
+/// Per-isolate state handed to the extensions.
+pub struct IsolateExtensionOptions {
+    /// The worker the isolate runs (for logs).
+    pub worker: WorkerName,
+    /// The isolate's table of exchanges awaiting a response.
+    pub exchanges: Exchanges,
+    /// The outbound fetch policy of the worker.
+    pub permissions: PermissionsContainer,
+}
+
+/// Extensions as the build-time snapshot needs them (no per-isolate state).
+pub fn for_snapshot() -> Vec<Extension> {
+    vec![
+        deno_webidl::deno_webidl::init(),
+        deno_web::deno_web::lazy_init(),
+        deno_fetch::deno_fetch::lazy_init(),
+        deno_crypto::deno_crypto::lazy_init(),
+        outbound::isola_outbound::lazy_init(),
+        console::isola_console::lazy_init(),
+        http::isola_http::lazy_init(),
+        bootstrap::isola_bootstrap::init(),
+    ]
+}
+
+/// Extensions for one isolate started from the snapshot.
+pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
+    vec![
+        deno_webidl::deno_webidl::init(),
+        deno_web::deno_web::init(
+            deno_web::BlobStore::default_arc(),
+            None,
+            false,
+            deno_web::InMemoryBroadcastChannel::default(),
+        ),
+        deno_fetch::deno_fetch::init(deno_fetch::Options {
+            user_agent: USER_AGENT.to_owned(),
+            ..Default::default()
+        }),
+        deno_crypto::deno_crypto::init(None),
+        outbound::isola_outbound::init(options.permissions),
+        console::isola_console::init(options.worker),
+        http::isola_http::init(options.exchanges),
+        bootstrap::isola_bootstrap::init(),
+    ]
+}

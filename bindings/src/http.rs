@@ -1,0 +1,296 @@
+//! The bridge between HTTP exchanges and the worker's fetch handler.
+//!
+//! Rust hands a request to JavaScript (`dispatch` in `js/10_fetch_event.js`) together with an
+//! [`Exchange`] kept in OpState; JavaScript answers through one of the `op_isola_respond_*`
+//! ops, which complete the exchange. A streaming response body is pumped from its
+//! `ReadableStream` resource into a bounded channel, so a slow client slows the producer.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use deno_core::{ByteString, JsBuffer, OpState, Resource, ResourceId, op2};
+use deno_error::JsErrorBox;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::sync::{mpsc, oneshot};
+
+/// Identifies one HTTP exchange across the front end, the isolate and the logs.
+pub type RequestId = u64;
+
+/// Largest chunk pulled from a response stream at once.
+const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks buffered between the isolate and the connection: the backpressure window.
+const STREAM_WINDOW_CHUNKS: usize = 2;
+
+/// The response a handler produced.
+#[derive(Debug)]
+pub struct JsResponse {
+    /// Status code (200–599; the Response constructor enforces the range).
+    pub status: StatusCode,
+    /// Response headers in the order the handler set them.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: ResponseBody,
+}
+
+/// A response body: known up front, or produced while it is sent.
+#[derive(Debug)]
+pub enum ResponseBody {
+    /// No body (`new Response(null)`).
+    Empty,
+    /// A body known in full (string or bytes).
+    Full(Bytes),
+    /// A body the handler streams; an `Err` item aborts the response.
+    Stream(mpsc::Receiver<Result<Bytes, StreamError>>),
+}
+
+/// A response stream that failed after its head was sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("response body stream failed: {0}")]
+pub struct StreamError(pub String);
+
+/// Why a handler produced no usable response; the message is for the log, never the client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    /// What happened, with the JavaScript stack when there is one.
+    pub message: String,
+}
+
+/// What the front end receives for an exchange.
+pub type HandlerResult = Result<JsResponse, HandlerError>;
+
+/// Lifecycle events the isolate loop forwards to JavaScript, which aborts `request.signal`
+/// and forgets the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeEvent {
+    /// The response was sent completely.
+    Finished(RequestId),
+    /// The client went away before the response was complete.
+    Aborted(RequestId),
+}
+
+/// Sends [`ExchangeEvent`]s to the isolate loop.
+pub type ExchangeEvents = mpsc::UnboundedSender<ExchangeEvent>;
+
+/// Exchanges awaiting a response in one isolate; lives in its OpState.
+pub struct Exchanges {
+    pending: HashMap<RequestId, oneshot::Sender<HandlerResult>>,
+    events: ExchangeEvents,
+}
+
+impl Exchanges {
+    /// An empty table whose stream pumps report to `events`.
+    pub fn new(events: ExchangeEvents) -> Self {
+        Self {
+            pending: HashMap::new(),
+            events,
+        }
+    }
+
+    /// Registers an exchange before its request is dispatched to JavaScript.
+    pub fn insert(&mut self, id: RequestId, responder: oneshot::Sender<HandlerResult>) {
+        self.pending.insert(id, responder);
+    }
+
+    /// Completes an exchange with an error without involving JavaScript (the isolate died).
+    pub fn fail(&mut self, id: RequestId, message: String) {
+        if let Some(responder) = self.pending.remove(&id) {
+            let _ = responder.send(Err(HandlerError { message }));
+        }
+    }
+
+    /// Fails every pending exchange, e.g. when the isolate is terminated.
+    pub fn fail_all(&mut self, message: &str) {
+        for (_, responder) in self.pending.drain() {
+            let _ = responder.send(Err(HandlerError {
+                message: message.to_owned(),
+            }));
+        }
+    }
+
+    /// Number of exchanges still waiting for a response.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether no exchange is waiting for a response.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn complete(&mut self, id: RequestId, result: HandlerResult) {
+        // A missing entry or a dropped receiver means the client is gone: nothing to do.
+        if let Some(responder) = self.pending.remove(&id) {
+            let _ = responder.send(result);
+        }
+    }
+}
+
+deno_core::extension!(
+    isola_http,
+    deps = [deno_web, deno_fetch, isola_console],
+    ops = [
+        op_isola_respond_text,
+        op_isola_respond_bytes,
+        op_isola_respond_empty,
+        op_isola_respond_stream,
+        op_isola_respond_error,
+    ],
+    esm = [dir "../js", "10_fetch_event.js"],
+    options = { exchanges: Exchanges },
+    state = |state, options| {
+        state.put(options.exchanges);
+    },
+);
+
+type HeaderList = Vec<(ByteString, ByteString)>;
+
+fn header_map(list: &HeaderList) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(list.len());
+    for (name, value) in list {
+        let name = HeaderName::from_bytes(name).map_err(|_| {
+            format!(
+                "invalid response header name {:?}",
+                String::from_utf8_lossy(name)
+            )
+        })?;
+        let value = HeaderValue::from_bytes(value)
+            .map_err(|_| format!("invalid value for response header {name}"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn respond(
+    state: &mut OpState,
+    id: RequestId,
+    status: u32,
+    headers: &HeaderList,
+    body: ResponseBody,
+) {
+    let result = match (
+        u16::try_from(status)
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok()),
+        header_map(headers),
+    ) {
+        (Some(status), Ok(headers)) => Ok(JsResponse {
+            status,
+            headers,
+            body,
+        }),
+        (None, _) => Err(HandlerError {
+            message: format!("the handler returned an invalid status code {status}"),
+        }),
+        (_, Err(message)) => Err(HandlerError { message }),
+    };
+    state.borrow_mut::<Exchanges>().complete(id, result);
+}
+
+/// Responds with a body given as a string.
+#[op2]
+fn op_isola_respond_text(
+    state: &mut OpState,
+    #[number] id: u64,
+    #[smi] status: u32,
+    #[serde] headers: HeaderList,
+    #[string] body: String,
+) {
+    respond(
+        state,
+        id,
+        status,
+        &headers,
+        ResponseBody::Full(Bytes::from(body)),
+    );
+}
+
+/// Responds with a body given as bytes.
+#[op2]
+fn op_isola_respond_bytes(
+    state: &mut OpState,
+    #[number] id: u64,
+    #[smi] status: u32,
+    #[serde] headers: HeaderList,
+    #[buffer] body: JsBuffer,
+) {
+    respond(
+        state,
+        id,
+        status,
+        &headers,
+        ResponseBody::Full(Bytes::copy_from_slice(&body)),
+    );
+}
+
+/// Responds without a body.
+#[op2]
+fn op_isola_respond_empty(
+    state: &mut OpState,
+    #[number] id: u64,
+    #[smi] status: u32,
+    #[serde] headers: HeaderList,
+) {
+    respond(state, id, status, &headers, ResponseBody::Empty);
+}
+
+/// Responds with a body streamed from the resource `rid` (made by `resourceForReadableStream`).
+#[op2]
+fn op_isola_respond_stream(
+    state: &mut OpState,
+    #[number] id: u64,
+    #[smi] status: u32,
+    #[serde] headers: HeaderList,
+    #[smi] rid: ResourceId,
+) -> Result<(), JsErrorBox> {
+    let resource = state
+        .resource_table
+        .take_any(rid)
+        .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
+    let (sender, receiver) = mpsc::channel(STREAM_WINDOW_CHUNKS);
+    let events = state.borrow::<Exchanges>().events.clone();
+    deno_core::unsync::spawn(pump_stream(id, resource, sender, events));
+    respond(state, id, status, &headers, ResponseBody::Stream(receiver));
+    Ok(())
+}
+
+/// Fails the exchange: the handler threw, rejected or returned something unusable.
+#[op2(fast)]
+fn op_isola_respond_error(state: &mut OpState, #[number] id: u64, #[string] message: String) {
+    state
+        .borrow_mut::<Exchanges>()
+        .complete(id, Err(HandlerError { message }));
+}
+
+async fn pump_stream(
+    id: RequestId,
+    resource: Rc<dyn Resource>,
+    sender: mpsc::Sender<Result<Bytes, StreamError>>,
+    events: ExchangeEvents,
+) {
+    let event = loop {
+        let read = tokio::select! {
+            read = resource.clone().read(STREAM_CHUNK_BYTES) => read,
+            () = sender.closed() => break ExchangeEvent::Aborted(id),
+        };
+        match read {
+            Ok(view) if view.is_empty() => break ExchangeEvent::Finished(id),
+            Ok(view) => {
+                if sender
+                    .send(Ok(Bytes::copy_from_slice(&view)))
+                    .await
+                    .is_err()
+                {
+                    break ExchangeEvent::Aborted(id);
+                }
+            }
+            Err(error) => {
+                let _ = sender.send(Err(StreamError(error.to_string()))).await;
+                break ExchangeEvent::Finished(id);
+            }
+        }
+    };
+    resource.close();
+    let _ = events.send(event);
+}

@@ -1,0 +1,15 @@
+//! Isola's deno_core extensions: the ops that JavaScript calls and the bootstrap that installs
+//! the Web platform globals.
+//!
+//! One extension per spec area, as Deno does: `isola_console` (console output), `isola_http`
+//! (the request/response bridge of the fetch handler), `isola_bootstrap` (globals; evaluated
+//! into the startup snapshot). Deno's Web extension crates provide the Web APIs themselves;
+//! [`extensions`] lists them all in load order, for the snapshot and for each isolate.
+
+pub mod body;
+pub mod bootstrap;
+pub mod console;
+pub mod extensions;
+pub mod http;
+pub mod outbound;
+pub mod snapshot;

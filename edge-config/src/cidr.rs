@@ -1,0 +1,111 @@
+//! IP networks in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare address).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// An IP network; matches v4-mapped IPv6 addresses against IPv4 networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpCidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpCidr {
+    /// Whether `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn mask_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    (a[full] & mask) == (b[full] & mask)
+}
+
+/// A CIDR string could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected an IP address or CIDR such as 10.0.0.0/8 or ::1/128, got `{0}`")]
+pub struct CidrParseError(String);
+
+impl FromStr for IpCidr {
+    type Err = CidrParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = || CidrParseError(text.to_owned());
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr.trim_matches(['[', ']']).parse().map_err(|_| error())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(error)?,
+            None => max,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IpCidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn contains_v4_v6_and_mapped() {
+        let ten: IpCidr = "10.0.0.0/8".parse().unwrap();
+        assert!(ten.contains("10.1.2.3".parse().unwrap()));
+        assert!(!ten.contains("11.0.0.1".parse().unwrap()));
+        assert!(ten.contains("::ffff:10.9.9.9".parse().unwrap()));
+        let ula: IpCidr = "fc00::/7".parse().unwrap();
+        assert!(ula.contains("fd12::1".parse().unwrap()));
+        assert!(!ula.contains("fe80::1".parse().unwrap()));
+        let one: IpCidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let odd: IpCidr = "172.16.0.0/12".parse().unwrap();
+        assert!(odd.contains("172.31.255.255".parse().unwrap()));
+        assert!(!odd.contains("172.32.0.0".parse().unwrap()));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!("10.0.0.0/33".parse::<IpCidr>().is_err());
+        assert!("nope".parse::<IpCidr>().is_err());
+        assert_eq!("::1".parse::<IpCidr>().unwrap().to_string(), "::1/128");
+    }
+}

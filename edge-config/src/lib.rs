@@ -1,0 +1,17 @@
+//! Isola's configuration: the TOML model users write (`isola serve --config edge.toml`), its
+//! defaults, validation and loading. Every struct rejects unknown keys; every error names the
+//! file, the key and what was expected.
+#![forbid(unsafe_code)]
+
+mod cidr;
+mod error;
+mod load;
+mod model;
+mod validate;
+
+pub use cidr::IpCidr;
+pub use error::ConfigError;
+pub use load::{load, parse};
+pub use model::{
+    Config, HttpLimits, Limits, Listener, Node, Outbound, Route, SniCert, Tls, Worker,
+};

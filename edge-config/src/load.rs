@@ -1,0 +1,172 @@
+//! Reading a config file: TOML → model, defaults resolved, paths made absolute, validated.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{ConfigError, Location};
+use crate::model::{Config, RawConfig, Worker};
+
+/// Reads, parses and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_owned(),
+        at: Location::File,
+        message: format!("cannot read the config file: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config `text`; `path` names the file in errors and is the base of
+/// relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let deserializer = toml::Deserializer::new(text);
+    let raw: RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let key = error.path().to_string();
+        let inner = error.into_inner();
+        let message = inner.message().trim().to_owned();
+        if key.is_empty() || key == "." {
+            let (line, column) = inner
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            ConfigError {
+                file: path.to_owned(),
+                at: Location::Position { line, column },
+                message,
+            }
+        } else {
+            ConfigError::key(path, key, message)
+        }
+    })?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let config = resolve(raw, &base);
+    config.validate_in(path)?;
+    Ok(config)
+}
+
+fn resolve(raw: RawConfig, base: &Path) -> Config {
+    let defaults = raw.limits.over(&Default::default());
+    let mut listeners = raw.listeners;
+    for listener in &mut listeners {
+        if let Some(tls) = &mut listener.tls {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+            for sni in &mut tls.sni {
+                sni.cert = base.join(&sni.cert);
+                sni.key = base.join(&sni.key);
+            }
+        }
+    }
+    let mut routes = raw.routes;
+    for route in &mut routes {
+        route.host = route.host.take().map(|h| h.to_ascii_lowercase());
+    }
+    let workers = raw
+        .workers
+        .into_iter()
+        .map(|(name, worker)| {
+            let resolved = Worker {
+                name: name.clone(),
+                file: base.join(&worker.file),
+                vars: worker.vars,
+                allow_eval: worker.allow_eval,
+                allow_wasm_compile: worker.allow_wasm_compile,
+                outbound: worker.outbound,
+                limits: worker.limits.over(&defaults),
+            };
+            (name, resolved)
+        })
+        .collect();
+    Config {
+        node: raw.node,
+        http: raw.http,
+        listeners,
+        routes,
+        workers,
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("edge-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("api.js"), "export default {}").unwrap();
+        dir
+    }
+
+    fn parse_in(text: &str) -> Result<Config, ConfigError> {
+        parse(text, &dir().join("edge.toml"))
+    }
+
+    const MINIMAL: &str = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[[routes]]\nworker = \"api\"\n[workers.api]\nfile = \"api.js\"\n";
+
+    #[test]
+    fn defaults_and_precedence() {
+        let config = parse_in(&format!(
+            "[limits]\ncpu_ms = 20\nwall_ms = 900\n{MINIMAL}[workers.api.limits]\ncpu_ms = 10\n"
+        ))
+        .unwrap();
+        let limits = &config.workers["api"].limits;
+        assert_eq!(limits.cpu_ms, 10, "worker value wins");
+        assert_eq!(limits.wall_ms, 900, "then [limits]");
+        assert_eq!(limits.memory_mb, 128, "then the built-in default");
+        assert_eq!(config.routes[0].path_prefix, "/");
+        assert!(
+            config.workers["api"].file.is_absolute()
+                || config.workers["api"].file.starts_with(dir())
+        );
+        assert_eq!(config.http.max_url_bytes, 16384);
+    }
+
+    #[test]
+    fn vars_become_json() {
+        let config = parse_in(&format!(
+            "{MINIMAL}vars = {{ A = \"x\", B = 2, C = {{ on = true }} }}\n"
+        ))
+        .unwrap();
+        let vars = &config.workers["api"].vars;
+        assert_eq!(vars["A"], "x");
+        assert_eq!(vars["B"], 2);
+        assert_eq!(vars["C"]["on"], true);
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let error = parse_in(&format!(
+            "{MINIMAL}[workers.api.limits]\ncpu_ms = \"fast\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("edge.toml"), "{error}");
+        assert!(error.contains("`workers.api.limits.cpu_ms`"), "{error}");
+        assert!(error.contains("expected"), "{error}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let error = parse_in(&format!("{MINIMAL}[workers.api.limits]\ncpu_seconds = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cpu_seconds"), "{error}");
+        assert!(error.contains("cpu_ms"), "lists the expected keys: {error}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let error = parse_in("[[listeners]]\naddress = \n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("edge.toml:2:"), "{error}");
+    }
+}

@@ -1,0 +1,277 @@
+//! The configuration model: what `edge.toml` holds, with defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cidr::IpCidr;
+
+/// A whole node: listeners, routes and workers.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Process-wide settings.
+    pub node: Node,
+    /// HTTP limits applied before routing.
+    pub http: HttpLimits,
+    /// Sockets to listen on.
+    pub listeners: Vec<Listener>,
+    /// Host + path prefix → worker.
+    pub routes: Vec<Route>,
+    /// Workers by name.
+    pub workers: BTreeMap<String, Worker>,
+}
+
+/// Process-wide settings (`[node]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Node {
+    /// How long in-flight requests may take to finish after SIGTERM. Default 30000.
+    pub shutdown_grace_ms: u64,
+    /// Peers whose `x-forwarded-for`/`x-real-ip` are believed (CIDRs). Default none.
+    pub trusted_proxies: Vec<IpCidr>,
+    /// Memory all isolates together may use (heap + ArrayBuffers). Default 2048.
+    pub isolate_memory_budget_mb: u64,
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Self {
+            shutdown_grace_ms: 30_000,
+            trusted_proxies: Vec::new(),
+            isolate_memory_budget_mb: 2048,
+        }
+    }
+}
+
+/// HTTP limits applied by the front end before a request is routed (`[http]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// Longest path + query accepted; longer gets 414. Default 16384.
+    pub max_url_bytes: usize,
+    /// Largest total of request header names and values; larger gets 431. Default 131072.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send the request head. Default 30000.
+    pub header_read_timeout_ms: u64,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_url_bytes: 16 * 1024,
+            max_header_bytes: 128 * 1024,
+            header_read_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// A socket to listen on (`[[listeners]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// `ip:port`; port 0 picks a free port.
+    pub address: SocketAddr,
+    /// TLS settings; plain TCP (HTTP/1.1 and h2c) without them.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// TLS for a listener (`[listeners.tls]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Default certificate chain (PEM), used when no SNI entry matches.
+    pub cert: PathBuf,
+    /// Private key of the default certificate (PEM).
+    pub key: PathBuf,
+    /// Certificates chosen by the client's SNI host name.
+    #[serde(default)]
+    pub sni: Vec<SniCert>,
+}
+
+/// A certificate for some host names (`[[listeners.tls.sni]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCert {
+    /// Host names (exact, or `*.example.com`).
+    pub hostnames: Vec<String>,
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Which worker serves which host and path (`[[routes]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Exact host, `*.example.com`, or absent/`*` for any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix on segment boundaries. Default `/`.
+    #[serde(default = "root_path")]
+    pub path_prefix: String,
+    /// The worker's name.
+    pub worker: String,
+}
+
+fn root_path() -> String {
+    "/".to_owned()
+}
+
+/// A worker: code, vars, settings and limits.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// The name (its key under `[workers]`).
+    pub name: String,
+    /// The JavaScript file (a bundled ES module or a service-worker script).
+    pub file: PathBuf,
+    /// Vars: `env` of module workers, globals of service workers.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Allow `eval`/`new Function`. Default false, as on Workers.
+    pub allow_eval: bool,
+    /// Allow compiling WebAssembly from bytes at run time. Default false.
+    pub allow_wasm_compile: bool,
+    /// Outbound fetch policy.
+    pub outbound: Outbound,
+    /// Resolved limits.
+    pub limits: Limits,
+}
+
+/// What outbound `fetch()` may reach beyond the public internet (`[workers.x.outbound]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outbound {
+    /// Hosts, IPs or CIDRs opened even if private. Default none.
+    pub allow_hosts: Vec<String>,
+    /// Allow loopback targets (on for `isola dev`). Default false.
+    pub allow_loopback: bool,
+}
+
+macro_rules! limits {
+    ($( $(#[doc = $doc:literal])* $key:ident : $ty:ty = $default:expr ),* $(,)?) => {
+        /// Per-worker limits, all enforced by the runtime.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct Limits {
+            $( $(#[doc = $doc])* pub $key: $ty, )*
+        }
+
+        impl Default for Limits {
+            fn default() -> Self {
+                Self { $( $key: $default, )* }
+            }
+        }
+
+        /// `[limits]` or `[workers.x.limits]`: any subset of the limits.
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct LimitsOverride {
+            $( pub(crate) $key: Option<$ty>, )*
+        }
+
+        impl LimitsOverride {
+            /// These values where set, else `base`'s.
+            pub(crate) fn over(&self, base: &Limits) -> Limits {
+                Limits { $( $key: self.$key.unwrap_or(base.$key), )* }
+            }
+        }
+    };
+}
+
+limits! {
+    /// CPU time per request. Default 50.
+    cpu_ms: u64 = 50,
+    /// CPU time for evaluating the module's top level. Default 1000.
+    startup_cpu_ms: u64 = 1000,
+    /// Time until the handler's Response is ready. Default 30000.
+    wall_ms: u64 = 30_000,
+    /// Time `ctx.waitUntil` work may run after the response. Default 30000.
+    wait_until_ms: u64 = 30_000,
+    /// Heap + ArrayBuffer memory per isolate. Default 128.
+    memory_mb: u64 = 128,
+    /// Outbound fetches per request. Default 50.
+    max_subrequests: u32 = 50,
+    /// Largest request body. Default 104857600 (100 MiB).
+    max_body_bytes: u64 = 100 * 1024 * 1024,
+    /// Isolates this worker may run at once. Default 4.
+    max_isolates: u32 = 4,
+    /// Isolates kept warm even when idle. Default 0.
+    min_isolates: u32 = 0,
+    /// An idle isolate is dropped after this long. Default 300000.
+    idle_timeout_ms: u64 = 300_000,
+    /// Requests one isolate handles at once. Default 1.
+    max_requests_per_isolate: u32 = 1,
+    /// Requests waiting for an isolate before 503. Default 256.
+    max_queue: u32 = 256,
+    /// Longest wait for an isolate before 503. Default 5000.
+    queue_timeout_ms: u64 = 5000,
+}
+
+impl Limits {
+    /// `cpu_ms` as a duration.
+    pub fn cpu(&self) -> Duration {
+        Duration::from_millis(self.cpu_ms)
+    }
+    /// `startup_cpu_ms` as a duration.
+    pub fn startup_cpu(&self) -> Duration {
+        Duration::from_millis(self.startup_cpu_ms)
+    }
+    /// `wall_ms` as a duration.
+    pub fn wall(&self) -> Duration {
+        Duration::from_millis(self.wall_ms)
+    }
+    /// `wait_until_ms` as a duration.
+    pub fn wait_until(&self) -> Duration {
+        Duration::from_millis(self.wait_until_ms)
+    }
+    /// `idle_timeout_ms` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+    /// `queue_timeout_ms` as a duration.
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
+    }
+    /// `memory_mb` in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+    }
+}
+
+/// The file as written, before defaults are resolved.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) node: Node,
+    #[serde(default)]
+    pub(crate) http: HttpLimits,
+    #[serde(default)]
+    pub(crate) limits: LimitsOverride,
+    #[serde(default)]
+    pub(crate) listeners: Vec<Listener>,
+    #[serde(default)]
+    pub(crate) routes: Vec<Route>,
+    #[serde(default)]
+    pub(crate) workers: BTreeMap<String, RawWorker>,
+}
+
+/// A worker as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorker {
+    pub(crate) file: PathBuf,
+    #[serde(default)]
+    pub(crate) vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub(crate) allow_eval: bool,
+    #[serde(default)]
+    pub(crate) allow_wasm_compile: bool,
+    #[serde(default)]
+    pub(crate) outbound: Outbound,
+    #[serde(default)]
+    pub(crate) limits: LimitsOverride,
+}

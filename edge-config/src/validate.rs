@@ -1,0 +1,234 @@
+//! Validation of a resolved config: references, ranges and files, each failure naming the key.
+
+use std::path::Path;
+
+use crate::error::ConfigError;
+use crate::model::{Config, Limits};
+
+impl Config {
+    /// Checks a config built in code (named `<config>` in errors).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_in(Path::new("<config>"))
+    }
+
+    pub(crate) fn validate_in(&self, file: &Path) -> Result<(), ConfigError> {
+        let fail = |key: String, message: String| Err(ConfigError::key(file, key, message));
+        if self.listeners.is_empty() {
+            return fail(
+                "listeners".into(),
+                "expected at least one [[listeners]] entry".into(),
+            );
+        }
+        let mut hostnames = std::collections::HashSet::new();
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let Some(tls) = &listener.tls else { continue };
+            let key = format!("listeners[{i}].tls");
+            for (name, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !path.is_file() {
+                    return fail(
+                        format!("{key}.{name}"),
+                        format!(
+                            "expected a readable PEM file, {} does not exist",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+            for (j, sni) in tls.sni.iter().enumerate() {
+                let key = format!("{key}.sni[{j}]");
+                if sni.hostnames.is_empty() {
+                    return fail(
+                        format!("{key}.hostnames"),
+                        "expected at least one host name".into(),
+                    );
+                }
+                for host in &sni.hostnames {
+                    if !hostnames.insert((i, host.to_ascii_lowercase())) {
+                        return fail(
+                            format!("{key}.hostnames"),
+                            format!("expected each host name once, `{host}` repeats"),
+                        );
+                    }
+                }
+                for (name, path) in [("cert", &sni.cert), ("key", &sni.key)] {
+                    if !path.is_file() {
+                        return fail(
+                            format!("{key}.{name}"),
+                            format!(
+                                "expected a readable PEM file, {} does not exist",
+                                path.display()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            if !self.workers.contains_key(&route.worker) {
+                let known: Vec<&str> = self.workers.keys().map(String::as_str).collect();
+                return fail(
+                    format!("{key}.worker"),
+                    format!(
+                        "expected one of the workers {known:?}, got `{}`",
+                        route.worker
+                    ),
+                );
+            }
+            if !route.path_prefix.starts_with('/') {
+                return fail(
+                    format!("{key}.path_prefix"),
+                    format!(
+                        "expected a path starting with '/', got `{}`",
+                        route.path_prefix
+                    ),
+                );
+            }
+            if let Some(host) = &route.host
+                && !valid_host_pattern(host)
+            {
+                return fail(
+                    format!("{key}.host"),
+                    format!("expected a host name, `*.suffix` or `*`, got `{host}`"),
+                );
+            }
+        }
+        for (name, worker) in &self.workers {
+            let key = format!("workers.{name}");
+            if !worker.file.is_file() {
+                return fail(
+                    format!("{key}.file"),
+                    format!(
+                        "expected a JavaScript file, {} does not exist",
+                        worker.file.display()
+                    ),
+                );
+            }
+            for var in worker.vars.keys() {
+                if !valid_identifier(var) {
+                    return fail(
+                        format!("{key}.vars.{var}"),
+                        "expected a JavaScript identifier as var name".into(),
+                    );
+                }
+            }
+            validate_limits(&worker.limits).map_err(|(limit, message)| {
+                ConfigError::key(file, format!("{key}.limits.{limit}"), message)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
+    let positive = [
+        ("cpu_ms", limits.cpu_ms),
+        ("startup_cpu_ms", limits.startup_cpu_ms),
+        ("wall_ms", limits.wall_ms),
+        ("memory_mb", limits.memory_mb),
+        ("max_isolates", u64::from(limits.max_isolates)),
+        (
+            "max_requests_per_isolate",
+            u64::from(limits.max_requests_per_isolate),
+        ),
+    ];
+    for (name, value) in positive {
+        if value == 0 {
+            return Err((name, "expected a value greater than 0".into()));
+        }
+    }
+    if limits.memory_mb > 8192 {
+        return Err((
+            "memory_mb",
+            format!("expected at most 8192, got {}", limits.memory_mb),
+        ));
+    }
+    if limits.min_isolates > limits.max_isolates {
+        return Err((
+            "min_isolates",
+            format!(
+                "expected at most max_isolates ({}), got {}",
+                limits.max_isolates, limits.min_isolates
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn valid_host_pattern(host: &str) -> bool {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    host == "*"
+        || (!name.is_empty()
+            && !name.contains('*')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']')))
+}
+
+fn valid_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::model::{Listener, Route};
+
+    fn base() -> Config {
+        let mut config = Config::default();
+        config.listeners.push(Listener {
+            address: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+        });
+        config
+    }
+
+    #[test]
+    fn unknown_worker_in_route() {
+        let mut config = base();
+        config.routes.push(Route {
+            host: None,
+            path_prefix: "/".into(),
+            worker: "ghost".into(),
+        });
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("`routes[0].worker`") && error.contains("ghost"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn no_listener() {
+        let error = Config::default().validate().unwrap_err().to_string();
+        assert!(error.contains("`listeners`"), "{error}");
+    }
+
+    #[test]
+    fn limit_ranges() {
+        let mut limits = Limits::default();
+        assert!(validate_limits(&limits).is_ok());
+        limits.min_isolates = 9;
+        assert_eq!(validate_limits(&limits).unwrap_err().0, "min_isolates");
+        limits = Limits {
+            cpu_ms: 0,
+            ..Limits::default()
+        };
+        assert_eq!(validate_limits(&limits).unwrap_err().0, "cpu_ms");
+    }
+
+    #[test]
+    fn host_patterns_and_identifiers() {
+        assert!(valid_host_pattern("*.example.com"));
+        assert!(valid_host_pattern("api.example.com"));
+        assert!(!valid_host_pattern("a.*.com"));
+        assert!(valid_identifier("API_KEY"));
+        assert!(!valid_identifier("1abc"));
+        assert!(!valid_identifier("a-b"));
+    }
+}

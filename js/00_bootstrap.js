@@ -1,0 +1,168 @@
+// Isola's bootstrap: loads Deno's Web extension scripts and installs the globals a worker
+// expects (the Workers/WinterTC set). Evaluated once, at build time, into the startup snapshot.
+import { core, internals, primordials } from "ext:core/mod.js";
+import { installErrorBuilders } from "ext:isola_bootstrap/01_errors.js";
+import { fetchEventInternals } from "ext:isola_http/10_fetch_event.js";
+import { consoleInternals } from "ext:isola_console/05_console.js";
+
+const { ObjectDefineProperties, ObjectDefineProperty, SymbolFor } = primordials;
+
+// deno_fetch asks for Deno's telemetry hooks when it loads; Isola has none.
+internals.__telemetry = {
+  TRACING_ENABLED: false,
+  PROPAGATORS: [],
+  DID_NOT_ENTER: undefined,
+  builtinTracer() {},
+  ContextManager: { active() {} },
+  enterSpan() {},
+  exitSpan() {},
+};
+internals.__telemetryUtil = {
+  updateSpanFromRequest() {},
+  updateSpanFromClientResponse() {},
+  updateSpanFromError() {},
+};
+
+const load = (specifier) => core.loadExtScript(specifier);
+const webidl = load("ext:deno_webidl/00_webidl.js");
+const url = load("ext:deno_web/00_url.js");
+const urlPattern = load("ext:deno_web/01_urlpattern.js");
+const domException = load("ext:deno_web/01_dom_exception.js");
+const event = load("ext:deno_web/02_event.js");
+const timers = load("ext:deno_web/02_timers.js");
+const abortSignal = load("ext:deno_web/03_abort_signal.js");
+const base64 = load("ext:deno_web/05_base64.js");
+const streams = load("ext:deno_web/06_streams.js");
+const encoding = load("ext:deno_web/08_text_encoding.js");
+const file = load("ext:deno_web/09_file.js");
+const messagePort = load("ext:deno_web/13_message_port.js");
+const compression = load("ext:deno_web/14_compression.js");
+const performance = load("ext:deno_web/15_performance.js");
+const headers = load("ext:deno_fetch/20_headers.js");
+const formData = load("ext:deno_fetch/21_formdata.js");
+const request = load("ext:deno_fetch/23_request.js");
+const response = load("ext:deno_fetch/23_response.js");
+const fetch = load("ext:deno_fetch/26_fetch.js");
+const crypto = load("ext:deno_crypto/00_crypto.js");
+
+installErrorBuilders(domException.DOMException);
+
+const nonEnumerable = (value) => core.propNonEnumerable(value);
+const writable = (value) => core.propWritable(value);
+
+/** The `navigator` global: what a worker can learn about the runtime it runs on. */
+class Navigator {
+  get userAgent() {
+    return "Isola/0.1";
+  }
+  get hardwareConcurrency() {
+    return 1;
+  }
+  get language() {
+    return "en-US";
+  }
+  get languages() {
+    return ["en-US"];
+  }
+}
+const navigator = new Navigator();
+
+ObjectDefineProperties(globalThis, {
+  // URL and patterns
+  URL: nonEnumerable(url.URL),
+  URLSearchParams: nonEnumerable(url.URLSearchParams),
+  URLPattern: nonEnumerable(urlPattern.URLPattern),
+  // DOM events, errors and abort
+  DOMException: nonEnumerable(domException.DOMException),
+  Event: nonEnumerable(event.Event),
+  EventTarget: nonEnumerable(event.EventTarget),
+  CustomEvent: nonEnumerable(event.CustomEvent),
+  ErrorEvent: nonEnumerable(event.ErrorEvent),
+  MessageEvent: nonEnumerable(event.MessageEvent),
+  PromiseRejectionEvent: nonEnumerable(event.PromiseRejectionEvent),
+  reportError: writable(event.reportError),
+  AbortController: nonEnumerable(abortSignal.AbortController),
+  AbortSignal: nonEnumerable(abortSignal.AbortSignal),
+  // timers, encoding, cloning
+  setTimeout: writable(timers.setTimeout),
+  setInterval: writable(timers.setInterval),
+  clearTimeout: writable(timers.clearTimeout),
+  clearInterval: writable(timers.clearInterval),
+  atob: writable(base64.atob),
+  btoa: writable(base64.btoa),
+  structuredClone: writable(messagePort.structuredClone),
+  MessageChannel: nonEnumerable(messagePort.MessageChannel),
+  MessagePort: nonEnumerable(messagePort.MessagePort),
+  TextEncoder: nonEnumerable(encoding.TextEncoder),
+  TextDecoder: nonEnumerable(encoding.TextDecoder),
+  TextEncoderStream: nonEnumerable(encoding.TextEncoderStream),
+  TextDecoderStream: nonEnumerable(encoding.TextDecoderStream),
+  // streams
+  ReadableStream: nonEnumerable(streams.ReadableStream),
+  ReadableStreamDefaultReader: nonEnumerable(streams.ReadableStreamDefaultReader),
+  ReadableStreamBYOBReader: nonEnumerable(streams.ReadableStreamBYOBReader),
+  ReadableStreamBYOBRequest: nonEnumerable(streams.ReadableStreamBYOBRequest),
+  ReadableByteStreamController: nonEnumerable(streams.ReadableByteStreamController),
+  ReadableStreamDefaultController: nonEnumerable(streams.ReadableStreamDefaultController),
+  WritableStream: nonEnumerable(streams.WritableStream),
+  WritableStreamDefaultWriter: nonEnumerable(streams.WritableStreamDefaultWriter),
+  WritableStreamDefaultController: nonEnumerable(streams.WritableStreamDefaultController),
+  TransformStream: nonEnumerable(streams.TransformStream),
+  TransformStreamDefaultController: nonEnumerable(streams.TransformStreamDefaultController),
+  ByteLengthQueuingStrategy: nonEnumerable(streams.ByteLengthQueuingStrategy),
+  CountQueuingStrategy: nonEnumerable(streams.CountQueuingStrategy),
+  CompressionStream: nonEnumerable(compression.CompressionStream),
+  DecompressionStream: nonEnumerable(compression.DecompressionStream),
+  // files and forms
+  Blob: nonEnumerable(file.Blob),
+  File: nonEnumerable(file.File),
+  FormData: nonEnumerable(formData.FormData),
+  // fetch
+  Headers: nonEnumerable(headers.Headers),
+  Request: nonEnumerable(request.Request),
+  Response: nonEnumerable(response.Response),
+  fetch: writable(fetch.fetch),
+  // crypto (a getter: the cppgc-backed Crypto object cannot live in the snapshot)
+  Crypto: nonEnumerable(crypto.Crypto),
+  CryptoKey: nonEnumerable(crypto.CryptoKey),
+  SubtleCrypto: nonEnumerable(crypto.SubtleCrypto),
+  crypto: core.propGetterOnly(() => crypto.crypto),
+  // performance and navigator
+  Performance: nonEnumerable(performance.Performance),
+  performance: writable(performance.performance),
+  Navigator: nonEnumerable(Navigator),
+  navigator: core.propGetterOnly(() => navigator),
+  self: core.propGetterOnly(() => globalThis),
+});
+
+// The global scope is an EventTarget: `addEventListener("fetch", ...)`, `unhandledrejection`.
+ObjectDefineProperties(globalThis, {
+  addEventListener: writable(event.EventTarget.prototype.addEventListener),
+  removeEventListener: writable(event.EventTarget.prototype.removeEventListener),
+  dispatchEvent: writable(event.EventTarget.prototype.dispatchEvent),
+});
+event.setEventTargetData(globalThis);
+event.saveGlobalThisReference(globalThis);
+core.setWasmStreamingCallback(fetch.handleWasmStreaming);
+
+/**
+ * Per-isolate start: what cannot be frozen into the snapshot (clocks, cppgc objects, vars).
+ * Rust takes this object once, before any user code runs, and the global is deleted.
+ */
+const isolaInternal = {
+  init(workerName) {
+    performance.setTimeOrigin();
+    consoleInternals.install(workerName);
+    // User code gets the Web platform, not the runtime's internals. (deno_core binds the ops
+    // onto `Deno.core` when an isolate is restored, so this happens per isolate.)
+    delete globalThis.Deno;
+    delete globalThis.__bootstrap;
+  },
+  ...fetchEventInternals,
+};
+ObjectDefineProperty(globalThis, SymbolFor("isola.internal"), {
+  value: isolaInternal,
+  configurable: true,
+  enumerable: false,
+  writable: false,
+});

@@ -1,0 +1,33 @@
+// `console.*` for workers: Deno's Console formats, Isola's log op records the line with the
+// worker's name, so output lands in the operator's structured logs rather than raw stdout.
+import { core, primordials } from "ext:core/mod.js";
+import { op_isola_log } from "ext:core/ops";
+
+const { ObjectDefineProperty } = primordials;
+const consoleExt = core.loadExtScript("ext:deno_web/01_console.js");
+
+/** Installs the worker's console (per isolate: the console keeps per-isolate state). */
+function install() {
+  const console = new consoleExt.Console((message, level) => op_isola_log(level, message));
+  ObjectDefineProperty(globalThis, "console", {
+    value: console,
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
+}
+
+/** Formats any thrown value for a log line: an Error's stack, otherwise an inspection. */
+function describeThrown(value) {
+  if (value !== null && typeof value === "object" && typeof value.stack === "string") {
+    return value.stack;
+  }
+  return `Uncaught ${consoleExt.inspect(value)}`;
+}
+
+/** Formats a value a handler returned in place of a Response, for the error log. */
+function describeValue(value) {
+  return consoleExt.inspect(value, { depth: 1, colors: false });
+}
+
+export const consoleInternals = { install, describeThrown, describeValue };

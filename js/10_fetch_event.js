@@ -1,0 +1,294 @@
+// The request lifecycle inside an isolate: Rust hands each HTTP request to `dispatch`, which
+// builds a fetch-spec Request, calls the worker (module `fetch` export or service-worker `fetch`
+// event) and hands the Response back through the isola_http ops. A streaming body is passed
+// as a resource so Rust can pull chunks with backpressure.
+import { core, primordials } from "ext:core/mod.js";
+import {
+  op_isola_log,
+  op_isola_respond_bytes,
+  op_isola_respond_empty,
+  op_isola_respond_error,
+  op_isola_respond_stream,
+  op_isola_respond_text,
+} from "ext:core/ops";
+import { consoleInternals } from "ext:isola_console/05_console.js";
+
+const {
+  ArrayPrototypePush,
+  ObjectDefineProperty,
+  ObjectKeys,
+  ObjectPrototypeIsPrototypeOf,
+  PromisePrototypeThen,
+  PromiseResolve,
+  SafeMap,
+  TypedArrayPrototypeGetSymbolToStringTag,
+} = primordials;
+
+const body = core.loadExtScript("ext:deno_fetch/22_body.js");
+const requestExt = core.loadExtScript("ext:deno_fetch/23_request.js");
+const responseExt = core.loadExtScript("ext:deno_fetch/23_response.js");
+const streams = core.loadExtScript("ext:deno_web/06_streams.js");
+const event = core.loadExtScript("ext:deno_web/02_event.js");
+
+const { describeThrown, describeValue } = consoleInternals;
+const LOG_ERROR = 3;
+
+const MODULE = 1;
+const SERVICE_WORKER = 2;
+let mode = 0;
+let handler = null;
+let env = undefined;
+
+/** Requests whose client may still disconnect while the worker works on them, by exchange id. */
+const inFlight = new SafeMap();
+
+const TEXT_PLAIN = [["content-type", "text/plain;charset=UTF-8"]];
+const NO_HEADERS = [];
+
+/** `ctx` of a module worker's `fetch(request, env, ctx)`. */
+class ExecutionContext {
+  /** Keeps `promise` running after the response is sent; a rejection is logged. */
+  waitUntil(promise) {
+    PromisePrototypeThen(PromiseResolve(promise), undefined, (error) => {
+      op_isola_log(LOG_ERROR, `Uncaught (in waitUntil) ${describeThrown(error)}`);
+    });
+  }
+
+  /** Falls through to the origin when the handler throws; a no-op until routes have origins. */
+  passThroughOnException() {}
+}
+
+/** The `fetch` event of a service-worker-syntax worker. */
+class FetchEvent extends event.Event {
+  #request;
+  #ctx;
+  #response = null;
+  #responded = false;
+
+  constructor(type, init) {
+    super(type, { cancelable: true });
+    this.#request = init.request;
+    this.#ctx = init.ctx;
+  }
+
+  get request() {
+    return this.#request;
+  }
+
+  /** Supplies the response (a Response or a promise of one); may be called once. */
+  respondWith(response) {
+    if (this.#responded) {
+      throw new DOMException("respondWith() was already called", "InvalidStateError");
+    }
+    this.#responded = true;
+    this.#response = response;
+  }
+
+  waitUntil(promise) {
+    this.#ctx.waitUntil(promise);
+  }
+
+  passThroughOnException() {}
+
+  static responseOf(fetchEvent) {
+    return fetchEvent.#responded ? fetchEvent.#response : undefined;
+  }
+}
+
+function headerPairs(flat) {
+  const list = [];
+  for (let i = 0; i < flat.length; i += 2) {
+    ArrayPrototypePush(list, [flat[i], flat[i + 1]]);
+  }
+  return list;
+}
+
+/** Entry point for each HTTP request (called from Rust). */
+function dispatch(id, method, url, flatHeaders, bodyRid) {
+  const innerBody = bodyRid === null ? null : new body.InnerBody(streams.readableStreamForRid(bodyRid));
+  const inner = requestExt.newInnerRequest(method, url, () => headerPairs(flatHeaders), innerBody, false);
+  const request = requestExt.fromInnerRequest(inner, "immutable");
+  inFlight.set(id, request);
+  const ctx = new ExecutionContext();
+  let result;
+  try {
+    if (mode === MODULE) {
+      result = handler.fetch(request, env, ctx);
+    } else {
+      const fetchEvent = new FetchEvent("fetch", { request, ctx });
+      globalThis.dispatchEvent(fetchEvent);
+      result = FetchEvent.responseOf(fetchEvent);
+      if (result === undefined) {
+        fail(id, "no fetch event listener called respondWith()");
+        return;
+      }
+    }
+  } catch (error) {
+    fail(id, describeThrown(error));
+    return;
+  }
+  if (result !== null && typeof result === "object" && typeof result.then === "function") {
+    PromisePrototypeThen(
+      result,
+      (response) => respond(id, response),
+      (error) => fail(id, describeThrown(error)),
+    );
+  } else {
+    respond(id, result);
+  }
+}
+
+function isBytes(value) {
+  return TypedArrayPrototypeGetSymbolToStringTag(value) === "Uint8Array";
+}
+
+function sendStatic(id, status, headerList, staticBody) {
+  if (typeof staticBody === "string") {
+    op_isola_respond_text(id, status, headerList, staticBody);
+  } else if (isBytes(staticBody)) {
+    op_isola_respond_bytes(id, status, headerList, staticBody);
+  } else {
+    return false;
+  }
+  inFlight.delete(id);
+  return true;
+}
+
+function respond(id, response) {
+  if (!ObjectPrototypeIsPrototypeOf(responseExt.ResponsePrototype, response)) {
+    fail(id, `the handler returned ${describeValue(response)}, which is not a Response`);
+    return;
+  }
+  // Fast path: a Response built from a string or bytes whose headers were never touched.
+  const fastStatus = response[responseExt.serveFastStatusKey];
+  if (fastStatus !== 0 && response[responseExt.serveFastConsumedKey] === false) {
+    const kind = response[responseExt.serveFastHeaderKindKey];
+    const headerList = kind === responseExt.SERVE_FAST_HEADER_NONE
+      ? NO_HEADERS
+      : kind === responseExt.SERVE_FAST_HEADER_DEFAULT_TEXT
+      ? TEXT_PLAIN
+      : [["content-type", response[responseExt.serveFastContentTypeKey]]];
+    if (sendStatic(id, fastStatus, headerList, response[responseExt.serveFastBodyKey])) {
+      return;
+    }
+  }
+  let inner;
+  try {
+    inner = responseExt.toInnerResponse(response);
+  } catch (error) {
+    fail(id, describeThrown(error));
+    return;
+  }
+  if (inner.type === "error") {
+    fail(id, "the handler returned Response.error()");
+    return;
+  }
+  const { status, headerList } = inner;
+  if (inner.body === null) {
+    op_isola_respond_empty(id, status, headerList);
+    inFlight.delete(id);
+    return;
+  }
+  if (inner.body.unusable()) {
+    fail(id, "the handler returned a Response whose body was already used");
+    return;
+  }
+  const source = inner.body.streamOrStatic;
+  if (!ObjectPrototypeIsPrototypeOf(streams.ReadableStreamPrototype, source)) {
+    source.consumed = true;
+    if (sendStatic(id, status, headerList, source.body)) {
+      return;
+    }
+  }
+  const rid = streams.resourceForReadableStream(inner.body.stream, inner.body.length);
+  op_isola_respond_stream(id, status, headerList, rid);
+}
+
+function fail(id, message) {
+  inFlight.delete(id);
+  op_isola_respond_error(id, message);
+}
+
+/** The client went away, or the exchange ended: abort `request.signal` if still pending. */
+function finish(id, aborted) {
+  const request = inFlight.get(id);
+  if (request === undefined) return;
+  inFlight.delete(id);
+  if (aborted) {
+    requestExt.abortRequest(request);
+  }
+}
+
+/** Defines the vars as globals, as service-worker-syntax workers expect. */
+function installGlobals(varsJson) {
+  const vars = JSON.parse(varsJson);
+  for (const name of ObjectKeys(vars)) {
+    ObjectDefineProperty(globalThis, name, {
+      value: vars[name],
+      writable: true,
+      configurable: true,
+      enumerable: true,
+    });
+  }
+}
+
+/**
+ * Picks the worker's entry: the module's default export with a `fetch` method, else a
+ * `fetch` event listener. Returns an error message, or undefined when the worker is usable.
+ */
+function setHandler(namespace, varsJson) {
+  const exported = namespace.default;
+  if (exported !== null && exported !== undefined && typeof exported.fetch === "function") {
+    mode = MODULE;
+    handler = exported;
+    env = JSON.parse(varsJson);
+    return undefined;
+  }
+  if (event.listenerCount(globalThis, "fetch") > 0) {
+    mode = SERVICE_WORKER;
+    return undefined;
+  }
+  if (exported !== undefined) {
+    return "the default export has no fetch(request, env, ctx) method, and no fetch event listener was added";
+  }
+  return "the worker has no default export with a fetch(request, env, ctx) method and added no fetch event listener";
+}
+
+/** Reports an unhandled rejection as an `unhandledrejection` event; never kills the isolate. */
+function onUnhandledRejection(promise, reason) {
+  const rejection = new event.PromiseRejectionEvent("unhandledrejection", {
+    cancelable: true,
+    promise,
+    reason,
+  });
+  globalThis.dispatchEvent(rejection);
+  if (!rejection.defaultPrevented) {
+    op_isola_log(LOG_ERROR, `Uncaught (in promise) ${describeThrown(reason)}`);
+  }
+  return true;
+}
+
+/** Reports an exception thrown by a timer or microtask callback as an `error` event. */
+function onReportedException(error) {
+  const errorEvent = new event.ErrorEvent("error", {
+    cancelable: true,
+    message: error?.message ?? String(error),
+    error,
+  });
+  globalThis.dispatchEvent(errorEvent);
+  if (!errorEvent.defaultPrevented) {
+    op_isola_log(LOG_ERROR, describeThrown(error));
+  }
+}
+
+core.setUnhandledPromiseRejectionHandler(onUnhandledRejection);
+core.setReportExceptionCallback(onReportedException);
+
+ObjectDefineProperty(globalThis, "FetchEvent", {
+  value: FetchEvent,
+  writable: true,
+  configurable: true,
+  enumerable: false,
+});
+
+export const fetchEventInternals = { dispatch, finish, installGlobals, setHandler };

@@ -1,0 +1,22 @@
+//! One HTTP exchange as the isolate receives it.
+
+use isola_bindings::body::BodyReceiver;
+use isola_bindings::http::{HandlerResult, RequestId};
+use tokio::sync::oneshot;
+
+/// A request handed from the front end to an isolate.
+#[derive(Debug)]
+pub struct IncomingRequest {
+    /// The exchange's id (also the log's request id).
+    pub id: RequestId,
+    /// HTTP method.
+    pub method: http::Method,
+    /// The full URL the client asked for (`https://host/path?query`).
+    pub url: String,
+    /// Request headers, with `x-forwarded-for`/`x-real-ip` set by the front end.
+    pub headers: http::HeaderMap,
+    /// The body as it arrives, or `None` when the request has none.
+    pub body: Option<BodyReceiver>,
+    /// Where the worker's response (or failure) goes.
+    pub responder: oneshot::Sender<HandlerResult>,
+}

@@ -1,0 +1,61 @@
+//! Why an isolate could not start a worker, in words a developer can act on.
+
+use deno_core::error::{CoreError, CoreErrorKind, JsError};
+
+use crate::worker::WorkerSource;
+
+/// Starting a worker in a new isolate failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StartError {
+    /// The runtime itself failed (not the worker's fault).
+    #[error("isolate failed to start: {0}")]
+    Runtime(String),
+    /// The module does not parse: `file:line:column: message`.
+    #[error("{location}: {message}")]
+    Syntax {
+        /// `path:line:column` of the error.
+        location: String,
+        /// V8's message.
+        message: String,
+    },
+    /// The module threw while it was evaluated (its top level).
+    #[error("the worker threw while starting: {0}")]
+    Evaluation(String),
+    /// The module has no usable entry point.
+    #[error("{0}")]
+    NoHandler(String),
+}
+
+impl StartError {
+    pub(crate) fn from_core(error: CoreError, worker: &WorkerSource) -> Self {
+        match *error.0 {
+            CoreErrorKind::Js(js) => Self::from_js(*js, worker),
+            other => Self::Runtime(other.to_string()),
+        }
+    }
+
+    fn from_js(error: JsError, worker: &WorkerSource) -> Self {
+        let message = error
+            .exception_message
+            .strip_prefix("Uncaught ")
+            .unwrap_or(&error.exception_message)
+            .to_owned();
+        if error.name.as_deref() == Some("SyntaxError") || message.starts_with("SyntaxError") {
+            let location = error
+                .frames
+                .iter()
+                .find_map(|frame| {
+                    let line = frame.line_number?;
+                    let column = frame.column_number?;
+                    let file = match frame.file_name.as_deref() {
+                        Some(name) if name != worker.specifier.as_str() => name.to_owned(),
+                        _ => worker.path.display().to_string(),
+                    };
+                    Some(format!("{file}:{line}:{column}"))
+                })
+                .unwrap_or_else(|| worker.path.display().to_string());
+            return Self::Syntax { location, message };
+        }
+        Self::Evaluation(error.to_string())
+    }
+}

@@ -1,0 +1,334 @@
+//! One V8 isolate running one worker: started from the snapshot, the worker module evaluated,
+//! requests dispatched into JavaScript, the event loop polled by the isolate's own thread.
+
+mod error;
+mod module_loader;
+pub(crate) mod thread;
+
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use deno_core::{JsRuntime, PollEventLoopOptions, RuntimeOptions, v8};
+use isola_bindings::body::RequestBodyResource;
+use isola_bindings::console::WorkerName;
+use isola_bindings::extensions::{IsolateExtensionOptions, for_isolate};
+use isola_bindings::http::{ExchangeEvent, Exchanges};
+use tokio::sync::mpsc;
+
+pub use error::StartError;
+use module_loader::WorkerModuleLoader;
+
+use crate::exchange::IncomingRequest;
+use crate::snapshot::{RESIDUAL_ESM, RESIDUAL_JS, SNAPSHOT};
+use crate::worker::WorkerSource;
+
+/// The JavaScript functions Rust calls (from `js/10_fetch_event.js`).
+struct Entrypoints {
+    dispatch: v8::Global<v8::Function>,
+    finish: v8::Global<v8::Function>,
+}
+
+/// A started isolate with the worker loaded and ready for requests.
+pub(crate) struct Isolate {
+    runtime: JsRuntime,
+    entry: Entrypoints,
+    events: mpsc::UnboundedReceiver<ExchangeEvent>,
+}
+
+impl Isolate {
+    /// Creates an isolate from the snapshot and evaluates the worker's module in it.
+    pub(crate) async fn start(worker: &WorkerSource) -> Result<Self, StartError> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let extensions = for_isolate(IsolateExtensionOptions {
+            worker: WorkerName(worker.name.clone()),
+            exchanges: Exchanges::new(events_tx),
+            permissions: isola_bindings::outbound::permissions(),
+        });
+        let mut runtime = JsRuntime::try_new(RuntimeOptions {
+            startup_snapshot: Some(SNAPSHOT),
+            residual_lazy_js_sources: RESIDUAL_JS,
+            residual_lazy_esm_sources: RESIDUAL_ESM,
+            extensions,
+            module_loader: Some(Rc::new(WorkerModuleLoader::new(
+                worker.specifier.clone(),
+                worker.source_map.clone(),
+            ))),
+            ..Default::default()
+        })
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+        restrict_code_generation(&mut runtime, worker);
+
+        let internal = take_internal(&mut runtime)?;
+        call_internal(&mut runtime, &internal, "init", &[JsArg::Str(&worker.name)])?;
+
+        let module_id = runtime
+            .load_main_es_module_from_code(&worker.specifier, worker.code.clone())
+            .await
+            .map_err(|e| StartError::from_core(e, worker))?;
+        let namespace = runtime
+            .get_module_namespace(module_id)
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        if !has_exports(&mut runtime, &namespace) {
+            // Service-worker syntax: vars are globals, defined before the script runs.
+            call_internal(
+                &mut runtime,
+                &internal,
+                "installGlobals",
+                &[JsArg::Str(&worker.vars_json)],
+            )?;
+        }
+        let evaluation = runtime.mod_evaluate(module_id);
+        runtime
+            .with_event_loop_future(evaluation, PollEventLoopOptions::default())
+            .await
+            .map_err(|e| StartError::from_core(e, worker))?;
+
+        let namespace_value = {
+            deno_core::scope!(scope, &mut runtime);
+            let local = v8::Local::new(scope, &namespace);
+            v8::Global::new(scope, v8::Local::<v8::Value>::from(local))
+        };
+        let problem = call_internal(
+            &mut runtime,
+            &internal,
+            "setHandler",
+            &[
+                JsArg::Value(&namespace_value),
+                JsArg::Str(&worker.vars_json),
+            ],
+        )?;
+        if let Some(problem) = problem {
+            return Err(StartError::NoHandler(problem));
+        }
+        let entry = Entrypoints {
+            dispatch: internal_function(&mut runtime, &internal, "dispatch")?,
+            finish: internal_function(&mut runtime, &internal, "finish")?,
+        };
+        Ok(Self {
+            runtime,
+            entry,
+            events,
+        })
+    }
+
+    /// Hands a request to the worker. The response arrives through the request's responder.
+    pub(crate) fn dispatch(&mut self, request: IncomingRequest) {
+        let IncomingRequest {
+            id,
+            method,
+            url,
+            headers,
+            body,
+            responder,
+        } = request;
+        let op_state = self.runtime.op_state();
+        let body_rid = {
+            let mut state = op_state.borrow_mut();
+            state.borrow_mut::<Exchanges>().insert(id, responder);
+            body.map(|chunks| state.resource_table.add(RequestBodyResource::new(chunks)))
+        };
+        let failure = {
+            deno_core::scope!(scope, &mut self.runtime);
+            let mut flat = Vec::with_capacity(headers.len() * 2);
+            for (name, value) in &headers {
+                flat.push(one_byte_string(scope, name.as_str().as_bytes()));
+                flat.push(one_byte_string(scope, value.as_bytes()));
+            }
+            let args: [v8::Local<v8::Value>; 5] = [
+                v8::Number::new(scope, id as f64).into(),
+                one_byte_string(scope, method.as_str().as_bytes()),
+                v8::String::new(scope, &url)
+                    .map_or_else(|| v8::undefined(scope).into(), Into::into),
+                v8::Array::new_with_elements(scope, &flat).into(),
+                match body_rid {
+                    Some(rid) => v8::Integer::new_from_unsigned(scope, rid).into(),
+                    None => v8::null(scope).into(),
+                },
+            ];
+            let dispatch = v8::Local::new(scope, &self.entry.dispatch);
+            v8::tc_scope!(let scope, scope);
+            let receiver = v8::undefined(scope).into();
+            match dispatch.call(scope, receiver, &args) {
+                Some(_) => None,
+                None => Some(describe_exception(scope)),
+            }
+        };
+        if let Some(message) = failure {
+            op_state
+                .borrow_mut()
+                .borrow_mut::<Exchanges>()
+                .fail(id, message);
+        }
+    }
+
+    /// Polls the event loop and forwards exchange events. `Ready(Ok)` means idle.
+    pub(crate) fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), deno_core::error::CoreError>> {
+        while let Poll::Ready(Some(event)) = self.events.poll_recv(cx) {
+            self.finish(event);
+        }
+        self.runtime
+            .poll_event_loop(cx, PollEventLoopOptions::default())
+    }
+
+    /// Number of exchanges still waiting for the worker's response.
+    pub(crate) fn pending_exchanges(&self) -> usize {
+        self.runtime.op_state().borrow().borrow::<Exchanges>().len()
+    }
+
+    /// Fails every exchange still waiting (the isolate is going away).
+    pub(crate) fn fail_pending(&mut self, message: &str) {
+        self.runtime
+            .op_state()
+            .borrow_mut()
+            .borrow_mut::<Exchanges>()
+            .fail_all(message);
+    }
+
+    fn finish(&mut self, event: ExchangeEvent) {
+        let (id, aborted) = match event {
+            ExchangeEvent::Finished(id) => (id, false),
+            ExchangeEvent::Aborted(id) => (id, true),
+        };
+        deno_core::scope!(scope, &mut self.runtime);
+        let finish = v8::Local::new(scope, &self.entry.finish);
+        let args: [v8::Local<v8::Value>; 2] = [
+            v8::Number::new(scope, id as f64).into(),
+            v8::Boolean::new(scope, aborted).into(),
+        ];
+        v8::tc_scope!(let scope, scope);
+        let receiver = v8::undefined(scope).into();
+        if finish.call(scope, receiver, &args).is_none() {
+            tracing::warn!(
+                request_id = id,
+                "finishing a request failed: {}",
+                describe_exception(scope)
+            );
+        }
+    }
+
+    /// Tells the isolate its client went away (the front end dropped the exchange).
+    pub(crate) fn abort(&mut self, id: isola_bindings::http::RequestId) {
+        self.finish(ExchangeEvent::Aborted(id));
+    }
+}
+
+/// Refuses `eval`/`new Function` and WebAssembly compilation from bytes, unless the worker
+/// allows them (as Workers do by default).
+fn restrict_code_generation(runtime: &mut JsRuntime, worker: &WorkerSource) {
+    if !worker.allow_wasm_compile {
+        runtime
+            .v8_isolate()
+            .set_allow_wasm_code_generation_callback(refuse_wasm_code_generation);
+    }
+    if !worker.allow_eval {
+        deno_core::scope!(scope, runtime);
+        scope
+            .get_current_context()
+            .set_allow_generation_from_strings(false);
+    }
+}
+
+extern "C" fn refuse_wasm_code_generation(
+    _context: v8::Local<v8::Context>,
+    _source: v8::Local<v8::String>,
+) -> bool {
+    false
+}
+
+fn one_byte_string<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &[u8]) -> v8::Local<'s, v8::Value> {
+    v8::String::new_from_one_byte(scope, bytes, v8::NewStringType::Normal)
+        .map_or_else(|| v8::undefined(scope).into(), Into::into)
+}
+
+fn describe_exception(
+    scope: &mut v8::PinnedRef<'_, v8::TryCatch<'_, '_, v8::HandleScope<'_>>>,
+) -> String {
+    if scope.is_execution_terminating() {
+        return "execution was terminated".to_owned();
+    }
+    match scope.exception() {
+        Some(exception) => {
+            let error = deno_core::error::JsError::from_v8_exception(scope, exception);
+            error.to_string()
+        }
+        None => "unknown error".to_owned(),
+    }
+}
+
+/// Takes the bootstrap's internal object off the global object, before user code can see it.
+fn take_internal(runtime: &mut JsRuntime) -> Result<v8::Global<v8::Value>, StartError> {
+    runtime
+        .execute_script(
+            "isola:internal",
+            "(() => { const key = Symbol.for('isola.internal'); const internal = globalThis[key]; delete globalThis[key]; return internal; })()",
+        )
+        .map_err(|e| StartError::Runtime(e.to_string()))
+}
+
+enum JsArg<'a> {
+    Str(&'a str),
+    Value(&'a v8::Global<v8::Value>),
+}
+
+/// Calls `internal[name](...args)`; returns the result if it is a string.
+fn call_internal(
+    runtime: &mut JsRuntime,
+    internal: &v8::Global<v8::Value>,
+    name: &str,
+    args: &[JsArg<'_>],
+) -> Result<Option<String>, StartError> {
+    let function = internal_function(runtime, internal, name)?;
+    deno_core::scope!(scope, runtime);
+    let mut locals = Vec::with_capacity(args.len());
+    for arg in args {
+        locals.push(match arg {
+            JsArg::Str(s) => {
+                v8::String::new(scope, s).map_or_else(|| v8::undefined(scope).into(), Into::into)
+            }
+            JsArg::Value(v) => v8::Local::new(scope, *v),
+        });
+    }
+    let function = v8::Local::new(scope, &function);
+    v8::tc_scope!(let scope, scope);
+    let receiver = v8::undefined(scope).into();
+    match function.call(scope, receiver, &locals) {
+        Some(result) if result.is_string() => Ok(Some(result.to_rust_string_lossy(scope))),
+        Some(_) => Ok(None),
+        None => Err(StartError::Runtime(format!(
+            "{name}: {}",
+            describe_exception(scope)
+        ))),
+    }
+}
+
+fn internal_function(
+    runtime: &mut JsRuntime,
+    internal: &v8::Global<v8::Value>,
+    name: &str,
+) -> Result<v8::Global<v8::Function>, StartError> {
+    deno_core::scope!(scope, runtime);
+    let object = v8::Local::new(scope, internal);
+    let function = object
+        .to_object(scope)
+        .and_then(|object| {
+            let key = v8::String::new(scope, name)?;
+            object.get(scope, key.into())
+        })
+        .and_then(|value| v8::Local::<v8::Function>::try_from(value).ok())
+        .ok_or_else(|| StartError::Runtime(format!("the bootstrap provides no {name}()")))?;
+    Ok(v8::Global::new(scope, function))
+}
+
+/// Whether the module has a default export (module syntax) or not (service-worker syntax).
+/// Uses `[[HasProperty]]`, which does not touch the not yet initialised bindings.
+fn has_exports(runtime: &mut JsRuntime, namespace: &v8::Global<v8::Object>) -> bool {
+    deno_core::scope!(scope, runtime);
+    let namespace = v8::Local::new(scope, namespace);
+    let Some(key) = v8::String::new(scope, "default") else {
+        return false;
+    };
+    namespace.has(scope, key.into()).unwrap_or(false)
+}

@@ -1,0 +1,126 @@
+//! The OS thread that owns an isolate. V8 isolates are bound to the thread that created them
+//! (and must be dropped in reverse creation order on it), so each isolate gets its own thread
+//! with a single-threaded tokio runtime; that thread's CPU clock is the isolate's CPU clock.
+//! The front end talks to it over a channel and never blocks on JavaScript.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::Poll;
+
+use isola_bindings::http::RequestId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Isolate, StartError};
+use crate::exchange::IncomingRequest;
+use crate::worker::WorkerSource;
+
+/// What the front end sends to an isolate thread.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// A request to run the worker for.
+    Request(IncomingRequest),
+    /// The client of this exchange went away.
+    Abort(RequestId),
+}
+
+/// A running isolate thread; dropping every handle lets it finish its work and exit.
+#[derive(Debug)]
+pub(crate) struct IsolateThread {
+    messages: mpsc::UnboundedSender<Message>,
+}
+
+impl IsolateThread {
+    /// Starts a thread, creates the isolate and evaluates the worker; returns once the worker
+    /// is ready for requests (or failed to start).
+    pub(crate) async fn spawn(worker: Arc<WorkerSource>) -> Result<Self, StartError> {
+        let (messages, receiver) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let name = format!("isolate-{}", worker.name);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(worker, receiver, ready_tx))
+            .map_err(|e| StartError::Runtime(format!("cannot start an isolate thread: {e}")))?;
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Self { messages }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(StartError::Runtime(
+                "the isolate thread exited while starting".to_owned(),
+            )),
+        }
+    }
+
+    /// Sends a message; gives it back if the thread has exited.
+    pub(crate) fn send(&self, message: Message) -> Result<(), Message> {
+        self.messages.send(message).map_err(|e| e.0)
+    }
+
+    /// Whether the thread is still accepting messages.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.messages.is_closed()
+    }
+}
+
+fn run(
+    worker: Arc<WorkerSource>,
+    mut receiver: mpsc::UnboundedReceiver<Message>,
+    ready: oneshot::Sender<Result<(), StartError>>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Runtime(format!(
+                "cannot start a tokio runtime: {e}"
+            ))));
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut isolate = match Isolate::start(&worker).await {
+            Ok(isolate) => isolate,
+            Err(error) => {
+                let _ = ready.send(Err(error));
+                return;
+            }
+        };
+        if ready.send(Ok(())).is_err() {
+            return;
+        }
+        if let Err(error) = serve(&mut isolate, &mut receiver).await {
+            tracing::error!(worker = %worker.name, "isolate stopped: {error}");
+            isolate.fail_pending("the isolate failed while handling the request");
+        }
+    });
+}
+
+/// Dispatches requests and polls the event loop until the channel closes and the isolate is
+/// idle (so `waitUntil` work and streaming bodies finish before the thread exits).
+async fn serve(
+    isolate: &mut Isolate,
+    receiver: &mut mpsc::UnboundedReceiver<Message>,
+) -> Result<(), deno_core::error::CoreError> {
+    let mut open = true;
+    poll_fn(|cx| {
+        while open {
+            match receiver.poll_recv(cx) {
+                Poll::Ready(Some(Message::Request(request))) => isolate.dispatch(request),
+                Poll::Ready(Some(Message::Abort(id))) => isolate.abort(id),
+                Poll::Ready(None) => open = false,
+                Poll::Pending => break,
+            }
+        }
+        match isolate.poll(cx) {
+            Poll::Ready(Ok(())) if !open => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => Poll::Pending,
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    if isolate.pending_exchanges() > 0 {
+        isolate.fail_pending("the worker's promise never settled");
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! Isola's runtime: the front end (hyper + rustls), the router, deployments and their isolates
+//! (deno_core, one OS thread each, started from the build-time snapshot).
+//!
+//! Request flow: [`server`] accepts and parses HTTP, [`router::Router`] picks the
+//! [`deployment::Deployment`], whose isolate thread dispatches the request into the worker's
+//! JavaScript; the response (or its stream) comes back over a channel.
+
+pub mod deployment;
+pub mod dev;
+pub mod exchange;
+mod isolate;
+pub mod node;
+pub mod router;
+pub mod server;
+mod snapshot;
+pub mod worker;
+
+pub use isolate::StartError;

@@ -1,0 +1,244 @@
+//! The `isola` command: run a worker locally (`dev`), serve a node from a config (`serve`).
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use edge_config::{Config, Limits, Listener, Outbound, Route, Tls, Worker};
+use isola_runtime::node::Node;
+
+/// Isola: an edge runtime for JavaScript workers (V8 isolates behind HTTP/1.1, HTTP/2 and TLS).
+#[derive(Debug, Parser)]
+#[command(name = "isola", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `isola=debug`. RUST_LOG also works.
+    #[arg(long, global = true, default_value = "info", env = "ISOLA_LOG")]
+    log: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve one worker file for local development; reloads it when the file changes.
+    Dev(DevArgs),
+    /// Serve the listeners, routes and workers described by a config file.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// The worker: an ES module with `export default { fetch }`, or a service-worker script.
+    file: PathBuf,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8787)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// A var for the worker (`env.NAME`, or a global for service workers); repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Serve HTTPS; without --cert/--key a self-signed certificate for localhost is made.
+    #[arg(long)]
+    tls: bool,
+    /// PEM certificate chain for --tls.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --tls.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Do not reload when the file changes.
+    #[arg(long)]
+    no_watch: bool,
+    /// Allow `eval` and `new Function` (refused by default, as on Workers).
+    #[arg(long)]
+    allow_eval: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The config file (TOML).
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_format);
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("a rustls crypto provider was already installed");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the tokio runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => dev(args).await,
+            Command::Serve(args) => serve(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let name = args
+        .file
+        .file_stem()
+        .map_or_else(|| "worker".to_owned(), |s| s.to_string_lossy().into_owned());
+    let tls = if args.tls {
+        let (cert, key) = match (args.cert, args.key) {
+            (Some(cert), Some(key)) => (cert, key),
+            _ => {
+                let dir = dev_tls_dir();
+                let (cert, key) = isola_runtime::server::tls::self_signed(&dir)?;
+                println!(
+                    "TLS: self-signed certificate for localhost, 127.0.0.1, ::1 at {}",
+                    cert.display()
+                );
+                (cert, key)
+            }
+        };
+        Some(Tls {
+            cert,
+            key,
+            sni: Vec::new(),
+        })
+    } else {
+        None
+    };
+    let worker = Worker {
+        name: name.clone(),
+        file: args.file.clone(),
+        vars: args
+            .vars
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v)))
+            .collect::<BTreeMap<_, _>>(),
+        allow_eval: args.allow_eval,
+        allow_wasm_compile: args.allow_eval,
+        outbound: Outbound {
+            allow_loopback: true,
+            ..Outbound::default()
+        },
+        limits: Limits::default(),
+    };
+    let mut config = Config::default();
+    config.listeners.push(Listener {
+        address: SocketAddr::new(args.host, args.port),
+        tls,
+    });
+    config.routes.push(Route {
+        host: None,
+        path_prefix: "/".to_owned(),
+        worker: name.clone(),
+    });
+    config.workers.insert(name.clone(), worker.clone());
+    config.validate()?;
+
+    let node = Node::start(&config).await?;
+    announce(&node)?;
+    let _watcher = if args.no_watch {
+        None
+    } else {
+        let deployment = node
+            .deployment(&name)
+            .context("the dev worker is missing")?;
+        Some(isola_runtime::dev::watch(worker, deployment)?)
+    };
+    node.serve(shutdown_signal()).await;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = edge_config::load(&args.config)?;
+    let node = Node::start(&config).await?;
+    announce(&node)?;
+    node.serve(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Prints one `listening on URL` line per listener on stdout (tools wait for these lines).
+fn announce(node: &Node) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for url in node.urls() {
+        writeln!(out, "listening on {url}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn dev_tls_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("isola")
+        .join("dev-tls")
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,132 @@
+//! A node: everything one `isola` process serves, built from a validated config.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edge_config::Config;
+
+use crate::deployment::Deployment;
+use crate::isolate::StartError;
+use crate::router::Router;
+use crate::server::{self, BoundListener, Shared};
+use crate::worker::{WorkerLoadError, WorkerSource};
+
+/// Starting the node failed; the message names what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A worker's file could not be read.
+    #[error("worker `{name}`: {source}")]
+    Load {
+        /// The worker.
+        name: String,
+        /// Why.
+        source: WorkerLoadError,
+    },
+    /// A worker failed to start (syntax error, top-level throw, no handler).
+    #[error("worker `{name}`: {source}")]
+    Start {
+        /// The worker.
+        name: String,
+        /// Why.
+        source: StartError,
+    },
+    /// A listener's TLS settings are unusable.
+    #[error("listener {address}: {source}")]
+    Tls {
+        /// The listener.
+        address: SocketAddr,
+        /// Why.
+        source: server::tls::TlsError,
+    },
+    /// A listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The listener.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started node: workers running, sockets bound, not yet accepting.
+pub struct Node {
+    listeners: Vec<BoundListener>,
+    shared: Arc<Shared>,
+    deployments: BTreeMap<String, Arc<Deployment>>,
+    grace: Duration,
+}
+
+impl Node {
+    /// Starts every worker, builds the routes and binds the listeners.
+    pub async fn start(config: &Config) -> Result<Self, NodeError> {
+        let mut deployments = BTreeMap::new();
+        for (name, worker) in &config.workers {
+            let source = WorkerSource::load(worker).map_err(|source| NodeError::Load {
+                name: name.clone(),
+                source,
+            })?;
+            let deployment = Deployment::start(Arc::new(source))
+                .await
+                .map_err(|source| NodeError::Start {
+                    name: name.clone(),
+                    source,
+                })?;
+            deployments.insert(name.clone(), Arc::new(deployment));
+        }
+        let mut router = Router::default();
+        for route in &config.routes {
+            if let Some(deployment) = deployments.get(&route.worker) {
+                router.add(
+                    route.host.as_deref(),
+                    &route.path_prefix,
+                    deployment.clone(),
+                );
+            }
+        }
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for listener in &config.listeners {
+            let acceptor = match &listener.tls {
+                Some(tls) => Some(server::tls::acceptor(tls).map_err(|source| NodeError::Tls {
+                    address: listener.address,
+                    source,
+                })?),
+                None => None,
+            };
+            let bound = BoundListener::bind(listener.address, acceptor)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    address: listener.address,
+                    source,
+                })?;
+            listeners.push(bound);
+        }
+        Ok(Self {
+            listeners,
+            shared: Arc::new(Shared {
+                router: Arc::new(router),
+                http: config.http.clone(),
+                trusted_proxies: config.node.trusted_proxies.clone(),
+            }),
+            deployments,
+            grace: Duration::from_millis(config.node.shutdown_grace_ms),
+        })
+    }
+
+    /// The URLs the node listens on.
+    pub fn urls(&self) -> Vec<String> {
+        self.listeners.iter().map(BoundListener::url).collect()
+    }
+
+    /// A deployment by worker name.
+    pub fn deployment(&self, name: &str) -> Option<Arc<Deployment>> {
+        self.deployments.get(name).cloned()
+    }
+
+    /// Serves until `shutdown` resolves, then drains within the grace period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        server::run(self.listeners, self.shared, shutdown, self.grace).await;
+    }
+}

@@ -1,0 +1,129 @@
+//! HTTP bodies in both directions: the response body a worker produced, and the pump that
+//! feeds a request body to the isolate chunk by chunk under the size limit.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use isola_bindings::body::{BodyError, BodyReceiver};
+use isola_bindings::http::{ResponseBody, StreamError};
+use tokio::sync::mpsc;
+
+/// Request body chunks buffered ahead of the worker: the backpressure window.
+const REQUEST_WINDOW_CHUNKS: usize = 4;
+
+/// The body of a response sent to a client.
+#[derive(Debug)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// A body known in full; `None` once sent.
+    Full(Option<Bytes>),
+    /// Chunks as the worker produces them.
+    Stream(mpsc::Receiver<Result<Bytes, StreamError>>),
+}
+
+impl Body {
+    /// A body made of a static text.
+    pub fn text(text: impl Into<Bytes>) -> Self {
+        Self::Full(Some(text.into()))
+    }
+}
+
+impl From<ResponseBody> for Body {
+    fn from(body: ResponseBody) -> Self {
+        match body {
+            ResponseBody::Empty => Self::Empty,
+            ResponseBody::Full(bytes) => Self::Full(Some(bytes)),
+            ResponseBody::Stream(chunks) => Self::Stream(chunks),
+        }
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        match &mut *self {
+            Self::Empty => Poll::Ready(None),
+            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Stream(chunks) => chunks
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Full(bytes) => bytes.is_none(),
+            Self::Stream(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// Set when a request body crossed the size limit, so a failing handler becomes a 413.
+#[derive(Debug, Clone, Default)]
+pub struct TooLarge(Arc<AtomicBool>);
+
+impl TooLarge {
+    /// Whether the limit was crossed.
+    pub fn crossed(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Forwards `incoming` to the isolate chunk by chunk, at most `limit` bytes; the body stream
+/// errors once the limit is crossed. Stops when the worker stops reading.
+pub fn pump_request_body(mut incoming: Incoming, limit: u64) -> (BodyReceiver, TooLarge) {
+    let (sender, receiver) = mpsc::channel(REQUEST_WINDOW_CHUNKS);
+    let too_large = TooLarge::default();
+    let flag = too_large.clone();
+    tokio::spawn(async move {
+        let mut received: u64 = 0;
+        loop {
+            let frame = tokio::select! {
+                frame = incoming.frame() => frame,
+                () = sender.closed() => return,
+            };
+            let chunk = match frame {
+                None => return,
+                Some(Err(error)) => Err(BodyError::Io(error.to_string())),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        received += data.len() as u64;
+                        if received > limit {
+                            flag.0.store(true, Ordering::Relaxed);
+                            Err(BodyError::TooLarge { limit })
+                        } else {
+                            Ok(data)
+                        }
+                    }
+                    Err(_trailers) => continue,
+                },
+            };
+            let last = chunk.is_err();
+            if sender.send(chunk).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    (receiver, too_large)
+}

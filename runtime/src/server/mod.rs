@@ -1,0 +1,61 @@
+//! The front end: listeners, TLS, HTTP/1.1 and HTTP/2, per-request limits, graceful shutdown.
+
+mod body;
+mod client_ip;
+mod listener;
+mod service;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::sync::watch;
+
+pub use body::Body;
+pub use listener::BoundListener;
+pub use service::Shared;
+
+/// Serves `listeners` until `shutdown` resolves, then stops accepting and gives in-flight
+/// requests up to `grace` to finish.
+pub async fn run(
+    listeners: Vec<BoundListener>,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) {
+    let builder = Arc::new(listener::http_builder(&shared));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = Vec::with_capacity(listeners.len());
+    for bound in listeners {
+        loops.push(tokio::spawn(listener::accept_loop(
+            bound,
+            shared.clone(),
+            builder.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for accept in loops {
+        let _ = accept.await;
+    }
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        tracing::warn!("connections are still being accepted; not waiting for them");
+        return;
+    };
+    tracing::info!(
+        open_connections = graceful.count(),
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: draining connections"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing the remaining connections");
+    }
+}

@@ -1,0 +1,273 @@
+//! Per-request handling in the front end: HTTP limits, routing, client address headers,
+//! handing the request to the deployment's isolate and turning the outcome into a response.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use edge_config::{HttpLimits, IpCidr};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::{HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use isola_bindings::http::RequestId;
+use tokio::sync::oneshot;
+
+use super::body::{Body, TooLarge, pump_request_body};
+use super::client_ip::set_client_ip;
+use crate::exchange::IncomingRequest;
+use crate::isolate::thread::{IsolateThread, Message};
+use crate::router::Router;
+
+/// What every connection of a listener shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The routing table.
+    pub router: Arc<Router>,
+    /// Node-wide HTTP limits.
+    pub http: HttpLimits,
+    /// Peers whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Vec<IpCidr>,
+}
+
+/// Request ids: a per-process random start plus a counter, unique across restarts in logs.
+static NEXT_REQUEST_ID: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    AtomicU64::new((seed ^ u64::from(std::process::id()).rotate_left(32)) & 0x000f_ffff_ffff_ffff)
+});
+
+fn next_request_id() -> RequestId {
+    NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Handles one request on a connection from `peer`; never fails at the HTTP level.
+pub async fn handle(
+    shared: Arc<Shared>,
+    scheme: &'static str,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let id = next_request_id();
+    Ok(match serve(&shared, scheme, peer, id, request).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(id),
+    })
+}
+
+/// A request the front end answers itself.
+#[derive(Debug)]
+enum Refusal {
+    UriTooLong(usize),
+    HeadersTooLarge(usize),
+    NoRoute(String),
+    BodyTooLarge(u64),
+    Unavailable(String),
+    HandlerFailed,
+    Timeout,
+}
+
+impl Refusal {
+    fn into_response(self, id: RequestId) -> Response<Body> {
+        let (status, text) = match &self {
+            Self::UriTooLong(limit) => (
+                StatusCode::URI_TOO_LONG,
+                format!("URI longer than {limit} bytes"),
+            ),
+            Self::HeadersTooLarge(limit) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("request headers larger than {limit} bytes"),
+            ),
+            Self::NoRoute(target) => (
+                StatusCode::NOT_FOUND,
+                format!("no worker is routed for {target}"),
+            ),
+            Self::BodyTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {limit} bytes"),
+            ),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "worker unavailable".to_owned(),
+            ),
+            Self::HandlerFailed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error".to_owned(),
+            ),
+            Self::Timeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the worker did not respond within its wall-clock limit".to_owned(),
+            ),
+        };
+        if let Self::Unavailable(reason) = &self {
+            tracing::warn!(
+                request_id = format_args!("{id:016x}"),
+                "worker unavailable: {reason}"
+            );
+        }
+        let mut response = Response::new(Body::text(format!("{text} (request id {id:016x})\n")));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain;charset=UTF-8"),
+        );
+        if matches!(self, Self::Unavailable(_)) {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+async fn serve(
+    shared: &Shared,
+    scheme: &'static str,
+    peer: SocketAddr,
+    id: RequestId,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
+    let (mut parts, incoming) = request.into_parts();
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if path_and_query.len() > shared.http.max_url_bytes {
+        return Err(Refusal::UriTooLong(shared.http.max_url_bytes));
+    }
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > shared.http.max_header_bytes {
+        return Err(Refusal::HeadersTooLarge(shared.http.max_header_bytes));
+    }
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let host = host_of(&authority);
+    let deployment = shared
+        .router
+        .route(&host, parts.uri.path())
+        .ok_or_else(|| Refusal::NoRoute(format!("{host}{}", parts.uri.path())))?
+        .clone();
+    let worker = deployment.worker();
+    let limit = worker.limits.max_body_bytes;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(Refusal::BodyTooLarge(limit));
+    }
+    let (body, too_large) = if http_body::Body::is_end_stream(&incoming) {
+        (None, TooLarge::default())
+    } else {
+        let (chunks, too_large) = pump_request_body(incoming, limit);
+        (Some(chunks), too_large)
+    };
+    set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
+    let url = format!("{scheme}://{authority}{path_and_query}");
+
+    let (responder, outcome) = oneshot::channel();
+    let isolate = deployment
+        .send(Message::Request(IncomingRequest {
+            id,
+            method: parts.method,
+            url,
+            headers: parts.headers,
+            body,
+            responder,
+        }))
+        .await
+        .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+    let guard = AbortOnDrop {
+        isolate: Some(isolate),
+        id,
+    };
+    let outcome = tokio::time::timeout(worker.limits.wall(), outcome).await;
+    let outcome = match outcome {
+        Ok(outcome) => {
+            guard.disarm();
+            outcome
+        }
+        Err(_elapsed) => {
+            tracing::warn!(
+                request_id = format_args!("{id:016x}"),
+                worker = %worker.name,
+                wall_ms = worker.limits.wall_ms,
+                "the worker did not respond within its wall-clock limit"
+            );
+            return Err(Refusal::Timeout);
+        }
+    };
+    match outcome {
+        Ok(Ok(js)) => {
+            let mut response = Response::new(Body::from(js.body));
+            *response.status_mut() = js.status;
+            *response.headers_mut() = js.headers;
+            Ok(response)
+        }
+        Ok(Err(failure)) if too_large.crossed() => {
+            tracing::info!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request body too large: {failure}");
+            Err(Refusal::BodyTooLarge(limit))
+        }
+        Ok(Err(failure)) => {
+            tracing::error!(request_id = format_args!("{id:016x}"), worker = %worker.name, "handler failed: {failure}");
+            Err(Refusal::HandlerFailed)
+        }
+        Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
+    }
+}
+
+/// Host name from an authority: lower-case, without port or IPv6 brackets' port.
+fn host_of(authority: &str) -> String {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    host.to_ascii_lowercase()
+}
+
+/// Tells the isolate the client went away if the exchange is dropped before it completes
+/// (hyper drops the service future when the connection closes or the stream is reset).
+struct AbortOnDrop {
+    isolate: Option<Arc<IsolateThread>>,
+    id: RequestId,
+}
+
+impl AbortOnDrop {
+    fn disarm(mut self) {
+        self.isolate = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(isolate) = self.isolate.take() {
+            let _ = isolate.send(Message::Abort(self.id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_of_strips_port_and_case() {
+        assert_eq!(host_of("Example.COM:8443"), "example.com");
+        assert_eq!(host_of("[::1]:8080"), "::1");
+        assert_eq!(host_of("localhost"), "localhost");
+    }
+}

@@ -1,0 +1,133 @@
+//! TLS for listeners: rustls with ALPN (h2, http/1.1), one certificate per SNI host name
+//! (exact or `*.` wildcard) and a default one; plus the self-signed certificate of `isola dev`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_rustls::TlsAcceptor;
+
+/// A certificate or key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("cannot load {path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The self-signed development certificate could not be made.
+    #[error("cannot create a self-signed certificate: {0}")]
+    SelfSigned(String),
+}
+
+#[derive(Debug)]
+struct SniResolver {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: Vec<(String, Arc<CertifiedKey>)>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(name) = hello.server_name().map(str::to_ascii_lowercase) else {
+            return Some(self.default.clone());
+        };
+        if let Some(key) = self.exact.get(&name) {
+            return Some(key.clone());
+        }
+        self.wildcard
+            .iter()
+            .find(|(suffix, _)| name.ends_with(suffix.as_str()) && name.len() > suffix.len())
+            .map(|(_, key)| key.clone())
+            .or_else(|| Some(self.default.clone()))
+    }
+}
+
+/// Builds the acceptor for a listener's TLS settings.
+pub fn acceptor(tls: &edge_config::Tls) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let default = load_certified_key(&provider, &tls.cert, &tls.key)?;
+    let mut exact = HashMap::new();
+    let mut wildcard = Vec::new();
+    for sni in &tls.sni {
+        let key = load_certified_key(&provider, &sni.cert, &sni.key)?;
+        for host in &sni.hostnames {
+            let host = host.to_ascii_lowercase();
+            match host.strip_prefix('*') {
+                Some(suffix) => wildcard.push((suffix.to_owned(), key.clone())),
+                None => {
+                    exact.insert(host, key.clone());
+                }
+            }
+        }
+    }
+    let resolver = SniResolver {
+        exact,
+        wildcard,
+        default,
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn load_certified_key(
+    provider: &rustls::crypto::CryptoProvider,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let pem_error = |path: &Path, reason: String| TlsError::Pem {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| pem_error(cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(pem_error(cert, "no certificate in the file".to_owned()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e.to_string()))?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| pem_error(key, e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
+}
+
+/// Returns (cert, key) paths of a self-signed certificate for localhost and 127.0.0.1 in
+/// `dir`, creating it if it does not exist yet (so a browser exception survives restarts).
+pub fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert_path = dir.join("localhost-cert.pem");
+    let key_path = dir.join("localhost-key.pem");
+    if cert_path.is_file() && key_path.is_file() {
+        return Ok((cert_path, key_path));
+    }
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", dir.display())))?;
+    std::fs::write(&cert_path, generated.cert.pem())
+        .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", cert_path.display())))?;
+    std::fs::write(&key_path, generated.signing_key.serialize_pem())
+        .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", key_path.display())))?;
+    Ok((cert_path, key_path))
+}

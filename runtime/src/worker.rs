@@ -1,0 +1,83 @@
+//! A worker as an isolate needs it: code read from disk, its optional source map, vars and
+//! limits. Loaded once per deploy or reload and shared by all of the worker's isolates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deno_core::ModuleSpecifier;
+use edge_config::Limits;
+
+/// A worker's code and settings.
+#[derive(Debug)]
+pub struct WorkerSource {
+    /// The worker's name (config key, or the file stem in `isola dev`).
+    pub name: Arc<str>,
+    /// Where the code came from.
+    pub path: PathBuf,
+    /// The module's specifier (`file:///…`): what stack traces show.
+    pub specifier: ModuleSpecifier,
+    /// The module's JavaScript.
+    pub code: Arc<str>,
+    /// The source map (`<file>.map`) when one sits beside the bundle.
+    pub source_map: Option<Arc<[u8]>>,
+    /// The vars as a JSON object: `env` for modules, globals for service workers.
+    pub vars_json: Arc<str>,
+    /// Whether `eval`/`new Function` may compile code at run time.
+    pub allow_eval: bool,
+    /// Whether WebAssembly may be compiled from bytes at run time.
+    pub allow_wasm_compile: bool,
+    /// The worker's resolved limits.
+    pub limits: Limits,
+}
+
+/// Reading a worker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerLoadError {
+    /// The file could not be read.
+    #[error("cannot read worker {path}: {source}")]
+    Read {
+        /// The worker file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The path cannot be made into a module specifier.
+    #[error("cannot use {0} as a module path")]
+    Specifier(PathBuf),
+    /// The vars cannot be serialised.
+    #[error("cannot encode the vars of worker {0}: {1}")]
+    Vars(String, serde_json::Error),
+}
+
+impl WorkerSource {
+    /// Reads the worker described by `config` from disk.
+    pub fn load(config: &edge_config::Worker) -> Result<Self, WorkerLoadError> {
+        let path = std::path::absolute(&config.file).unwrap_or_else(|_| config.file.clone());
+        let code = std::fs::read_to_string(&path).map_err(|source| WorkerLoadError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let source_map = read_source_map(&path);
+        let specifier = ModuleSpecifier::from_file_path(&path)
+            .map_err(|()| WorkerLoadError::Specifier(path.clone()))?;
+        let vars_json = serde_json::to_string(&config.vars)
+            .map_err(|e| WorkerLoadError::Vars(config.name.clone(), e))?;
+        Ok(Self {
+            name: config.name.as_str().into(),
+            path,
+            specifier,
+            code: code.into(),
+            source_map,
+            vars_json: vars_json.into(),
+            allow_eval: config.allow_eval,
+            allow_wasm_compile: config.allow_wasm_compile,
+            limits: config.limits.clone(),
+        })
+    }
+}
+
+fn read_source_map(path: &Path) -> Option<Arc<[u8]>> {
+    let mut map_path = path.as_os_str().to_owned();
+    map_path.push(".map");
+    std::fs::read(PathBuf::from(map_path)).ok().map(Arc::from)
+}

@@ -1,0 +1,157 @@
+//! Real workers: the Web platform checks, the examples and the bundled router app
+//! (hono, jose, preact SSR, zod), plus outbound fetch.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use crate::support::{Isola, Proto, fixture, get, repo, send};
+
+#[tokio::test]
+async fn web_platform_apis_are_present() {
+    let isola = Isola::dev(&fixture("web-apis.js"), &[]);
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let results: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&reply.body).unwrap();
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|(_, v)| **v != serde_json::Value::Bool(true))
+        .collect();
+    assert!(failed.is_empty(), "failed checks: {failed:?}");
+    assert!(results.len() >= 30, "{results:?}");
+}
+
+async fn json(
+    isola: &Isola,
+    method: &str,
+    path: &str,
+    body: &str,
+    auth: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", isola.authority()))
+        .header("host", isola.authority())
+        .header("content-type", "application/json");
+    if let Some(token) = auth {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let reply = send(
+        Proto::H1,
+        &isola.authority(),
+        request
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap(),
+    )
+    .await;
+    let value = serde_json::from_slice(&reply.body)
+        .unwrap_or_else(|_| serde_json::Value::String(reply.text()));
+    (reply.status, value)
+}
+
+#[tokio::test]
+async fn bundled_router_app_runs_unmodified() {
+    let bundle = repo().join("examples/router-app/dist/worker.js");
+    let isola = Isola::dev(
+        &bundle,
+        &["--var", "GREETING=Hi", "--var", "JWT_SECRET=test-secret"],
+    );
+    let page = get(Proto::H1, &isola, "/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("<h1>Isola router app</h1>"),
+        "{}",
+        page.text()
+    );
+    assert_eq!(page.text().matches("<li").count(), 3, "{}", page.text());
+
+    let (status, body) = json(&isola, "GET", "/api/hello/ada", "", None).await;
+    assert_eq!((status, body["message"].as_str()), (200, Some("Hi, ada!")));
+
+    let (status, body) = json(
+        &isola,
+        "POST",
+        "/api/users",
+        r#"{"name":"Ada","email":"ada@example.com"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["email"], "ada@example.com");
+    let (status, body) = json(
+        &isola,
+        "POST",
+        "/api/users",
+        r#"{"name":"","email":"nope"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["issues"].as_array().is_some_and(|i| i.len() >= 2),
+        "{body}"
+    );
+
+    let (status, body) = json(&isola, "POST", "/api/token", r#"{"sub":"user-1"}"#, None).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap().to_owned();
+    let (status, body) = json(&isola, "GET", "/api/me", "", Some(&token)).await;
+    assert_eq!((status, body["sub"].as_str()), (200, Some("user-1")));
+    let (status, _) = json(&isola, "GET", "/api/me", "", Some("not-a-token")).await;
+    assert_eq!(status, 401);
+
+    let (status, body) = json(&isola, "GET", "/api/sign-es256", "", None).await;
+    assert_eq!(
+        (status, body["verified"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let (status, _) = json(&isola, "GET", "/nope", "", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn examples_serve() {
+    let isola = Isola::dev(&repo().join("examples/json-api.js"), &[]);
+    let (status, body) = json(&isola, "POST", "/api/items", r#"{"name":"thing"}"#, None).await;
+    assert_eq!(status, 201, "{body}");
+    drop(isola);
+    let isola = Isola::dev(&repo().join("examples/streaming.js"), &[]);
+    let reply = get(Proto::H1, &isola, "/stream").await;
+    assert_eq!(reply.text().lines().count(), 5, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn outbound_fetch_reaches_a_local_server_in_dev() {
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = upstream.accept().await.unwrap();
+        let service =
+            hyper::service::service_fn(|request: Request<hyper::body::Incoming>| async move {
+                let from = request
+                    .headers()
+                    .get("x-from")
+                    .map(|v| v.to_str().unwrap_or("").to_owned())
+                    .unwrap_or_default();
+                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+                    format!("hello {from}"),
+                ))))
+            });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    });
+    let isola = Isola::dev(&fixture("echo.js"), &[]);
+    let reply = get(
+        Proto::H1,
+        &isola,
+        &format!("/fetch?url=http://{upstream_addr}/"),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "upstream 200: hello isola")
+    );
+}

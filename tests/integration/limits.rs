@@ -1,0 +1,111 @@
+//! HTTP limits (URL, headers, body, wall clock) and malformed HTTP: clear refusals, and the
+//! server keeps serving.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+
+use crate::support::{Isola, Proto, fixture, get, send};
+
+fn raw_exchange(authority: &str, request: &[u8]) -> String {
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[tokio::test]
+async fn oversize_url_headers_and_declared_body_are_refused() {
+    let isola = Isola::dev(&fixture("echo.js"), &[]);
+    let long_path = format!("/{}", "a".repeat(17 * 1024));
+    let reply = get(Proto::H1, &isola, &long_path).await;
+    assert_eq!(reply.status, 414);
+
+    let mut request =
+        Request::get(format!("http://{}/", isola.authority())).header("host", isola.authority());
+    for i in 0..20 {
+        request = request.header(format!("x-big-{i}"), "v".repeat(7 * 1024));
+    }
+    let reply = send(
+        Proto::H1,
+        &isola.authority(),
+        request.body(Full::new(Bytes::new())).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 431);
+
+    let raw = raw_exchange(
+        &isola.authority(),
+        b"POST /count HTTP/1.1\r\nhost: x\r\ncontent-length: 104857601\r\nconnection: close\r\n\r\n",
+    );
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 200, "still serving");
+}
+
+#[tokio::test]
+async fn malformed_http_gets_400_and_the_server_keeps_serving() {
+    let isola = Isola::dev(&fixture("echo.js"), &[]);
+    for garbage in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nbad header line\r\n\r\n",
+        b"\x00\x01\x02\r\n\r\n",
+    ] {
+        let raw = raw_exchange(&isola.authority(), garbage);
+        assert!(raw.is_empty() || raw.starts_with("HTTP/1.1 400"), "{raw}");
+    }
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 200);
+}
+
+fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("edge.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn chunked_body_crossing_the_limit_mid_stream_is_refused() {
+    let dir = std::env::temp_dir().join(format!("isola-limits-{}", std::process::id()));
+    let config = write_config(
+        &dir,
+        &format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[[routes]]\nworker = \"echo\"\n\n[workers.echo]\nfile = \"{}\"\n\n[workers.echo.limits]\nmax_body_bytes = 1024\nwall_ms = 500\n",
+            fixture("echo.js").display()
+        ),
+    );
+    let isola = Isola::start(&[
+        "serve".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ]);
+    let chunk = "x".repeat(600);
+    let request = format!(
+        "POST /count HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let raw = raw_exchange(&isola.authority(), request.as_bytes());
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+
+    let small = format!(
+        "POST /count HTTP/1.1\r\nhost: x\r\ncontent-length: 600\r\nconnection: close\r\n\r\n{chunk}"
+    );
+    let raw = raw_exchange(&isola.authority(), small.as_bytes());
+    assert!(raw.contains("{\"bytes\":600}"), "{raw}");
+
+    let reply = get(Proto::H1, &isola, "/never").await;
+    assert_eq!(
+        reply.status, 504,
+        "wall_ms = 500 applies to a promise that never settles"
+    );
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 200);
+}

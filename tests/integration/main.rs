@@ -1,0 +1,11 @@
+//! Integration tests: the real `isola` binary on 127.0.0.1, real HTTP/1.1, HTTP/2 and TLS
+//! clients. Every loop is bounded in count and time.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod apps;
+mod errors;
+mod lifecycle;
+mod limits;
+mod protocols;
+mod streaming;
+mod support;

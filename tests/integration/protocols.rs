@@ -1,0 +1,121 @@
+//! HTTP/1.1, HTTP/2 (h2c and TLS with ALPN), HEAD, vars, both worker syntaxes.
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+use crate::support::{Isola, Proto, collect, get, repo, send, tls_client};
+
+#[tokio::test]
+async fn hello_over_http1_and_h2c() {
+    let isola = Isola::dev(&repo().join("examples/hello.js"), &[]);
+    for proto in [Proto::H1, Proto::H2c] {
+        let reply = get(proto, &isola, "/").await;
+        assert_eq!(reply.status, 200, "{proto:?}");
+        assert_eq!(reply.text(), "Hello from Isola!\n", "{proto:?}");
+    }
+}
+
+#[tokio::test]
+async fn head_is_answered_without_a_body() {
+    let isola = Isola::dev(&repo().join("examples/hello.js"), &[]);
+    let request = Request::head(format!("http://{}/", isola.authority()))
+        .header("host", isola.authority())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = send(Proto::H1, &isola.authority(), request).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.is_empty());
+    assert_eq!(reply.headers["content-length"], "18");
+}
+
+#[tokio::test]
+async fn tls_negotiates_h2_and_http1_with_alpn() {
+    let isola = Isola::dev(&repo().join("examples/hello.js"), &["--tls"]);
+    assert!(isola.url.starts_with("https://"), "{}", isola.url);
+    let stdout = isola.stdout.lock().unwrap().join("\n");
+    let cert = stdout
+        .split(" at ")
+        .nth(1)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no certificate path printed: {stdout}"));
+    for (alpn, expect_h2) in [(&b"h2"[..], true), (&b"http/1.1"[..], false)] {
+        let connector = tls_client(std::path::Path::new(&cert), &[alpn]);
+        let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with the self-signed certificate");
+        let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+        assert_eq!(negotiated.as_deref(), Some(alpn));
+        let request = Request::get(format!("https://{}/", isola.authority()))
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = if expect_h2 {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            sender.send_request(request).await.unwrap()
+        } else {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            sender.send_request(request).await.unwrap()
+        };
+        assert_eq!(
+            response.version(),
+            if expect_h2 {
+                http::Version::HTTP_2
+            } else {
+                http::Version::HTTP_11
+            }
+        );
+        let reply = collect(response).await;
+        assert_eq!(reply.text(), "Hello from Isola!\n");
+    }
+}
+
+#[tokio::test]
+async fn vars_reach_env_in_module_workers() {
+    let isola = Isola::dev(
+        &repo().join("examples/json-api.js"),
+        &["--var", "GREETING=bonjour"],
+    );
+    let reply = get(Proto::H1, &isola, "/api/items").await;
+    assert_eq!(reply.status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(json["greeting"], "bonjour", "{json}");
+}
+
+#[tokio::test]
+async fn service_worker_syntax_gets_vars_as_globals() {
+    let isola = Isola::dev(
+        &crate::support::fixture("service-worker.js"),
+        &["--var", "GREETING=hallo"],
+    );
+    let reply = get(Proto::H2c, &isola, "/").await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "service worker says hallo");
+}
+
+#[tokio::test]
+async fn client_address_headers_come_from_the_socket() {
+    let isola = Isola::dev(&crate::support::fixture("echo.js"), &[]);
+    let request = Request::get(format!("http://{}/headers", isola.authority()))
+        .header("host", isola.authority())
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-real-ip", "203.0.113.7")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = send(Proto::H1, &isola.authority(), request).await;
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(json["x-forwarded-for"], "127.0.0.1", "{json}");
+    assert_eq!(json["x-real-ip"], "127.0.0.1", "{json}");
+}

@@ -1,0 +1,158 @@
+//! Streaming in both directions with backpressure, and client disconnects.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::support::{Isola, Proto, REQUEST_TIMEOUT, fixture};
+
+type ChunkSender = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
+
+fn channel_body() -> (
+    ChunkSender,
+    StreamBody<impl futures::Stream<Item = Result<Frame<Bytes>, Infallible>>>,
+) {
+    let (tx, rx) = mpsc::channel(1);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (tx, StreamBody::new(stream))
+}
+
+/// The second request chunk is sent only after the first came back: the request body is not
+/// buffered whole, and the response streams as it is produced.
+async fn echo_interleaved(proto: Proto) {
+    let isola = Isola::dev(&fixture("echo.js"), &[]);
+    let (tx, body) = channel_body();
+    let request = Request::post(format!("http://{}/echo", isola.authority()))
+        .header("host", isola.authority())
+        .header("content-type", "text/plain")
+        .body(body)
+        .unwrap();
+    let stream = TcpStream::connect(isola.authority()).await.unwrap();
+    let response = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        tx.send(Ok(Frame::data(Bytes::from_static(b"first chunk;"))))
+            .await
+            .unwrap();
+        match proto {
+            Proto::H1 => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                sender.send_request(request).await.unwrap()
+            }
+            Proto::H2c => {
+                let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                    TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .unwrap();
+                tokio::spawn(conn);
+                sender.send_request(request).await.unwrap()
+            }
+        }
+    })
+    .await
+    .expect("response head");
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut echoed = Vec::new();
+    let first = tokio::time::timeout(REQUEST_TIMEOUT, body.frame())
+        .await
+        .expect("first echo")
+        .unwrap()
+        .unwrap();
+    echoed.extend_from_slice(&first.into_data().unwrap());
+    assert_eq!(
+        echoed, b"first chunk;",
+        "the first chunk must come back before the second is sent"
+    );
+    tx.send(Ok(Frame::data(Bytes::from_static(b"second chunk"))))
+        .await
+        .unwrap();
+    drop(tx);
+    while let Some(frame) = tokio::time::timeout(REQUEST_TIMEOUT, body.frame())
+        .await
+        .expect("echo")
+    {
+        if let Ok(data) = frame.unwrap().into_data() {
+            echoed.extend_from_slice(&data);
+        }
+    }
+    assert_eq!(echoed, b"first chunk;second chunk");
+}
+
+#[tokio::test]
+async fn echo_streams_both_ways_over_http1() {
+    echo_interleaved(Proto::H1).await;
+}
+
+#[tokio::test]
+async fn echo_streams_both_ways_over_h2c() {
+    echo_interleaved(Proto::H2c).await;
+}
+
+#[tokio::test]
+async fn response_stream_arrives_chunk_by_chunk() {
+    let isola = Isola::dev(&fixture("echo.js"), &[]);
+    let stream = TcpStream::connect(isola.authority()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::get(format!("http://{}/stream", isola.authority()))
+        .header("host", isola.authority())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    let mut body = response.into_body();
+    let mut arrivals = Vec::new();
+    let started = Instant::now();
+    while let Some(frame) = tokio::time::timeout(REQUEST_TIMEOUT, body.frame())
+        .await
+        .expect("chunk")
+    {
+        if frame.unwrap().is_data() {
+            arrivals.push(started.elapsed());
+        }
+    }
+    assert_eq!(arrivals.len(), 3, "{arrivals:?}");
+    assert!(
+        arrivals[2] - arrivals[0] >= Duration::from_millis(300),
+        "chunks must arrive as produced (200 ms apart), not all at once: {arrivals:?}"
+    );
+}
+
+#[tokio::test]
+async fn client_disconnect_aborts_request_signal() {
+    let isola = Isola::dev(&fixture("echo.js"), &[]);
+    let stream = TcpStream::connect(isola.authority()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let connection = tokio::spawn(conn);
+    let request = Request::get(format!("http://{}/hang-until-abort", isola.authority()))
+        .header("host", isola.authority())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let pending = tokio::spawn(async move { sender.send_request(request).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pending.abort();
+    connection.abort();
+    let logs = isola.wait_for_log("request.signal aborted");
+    assert!(logs.contains("request.signal aborted"), "{logs}");
+    // And the server still serves.
+    let reply = crate::support::get(Proto::H1, &isola, "/ok").await;
+    assert_eq!(reply.status, 200);
+}

@@ -1,0 +1,279 @@
+//! Test support: starts the real `isola` binary on 127.0.0.1 and talks to it with real
+//! HTTP/1.1, HTTP/2 (h2c) and TLS clients built on hyper and rustls.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+/// Upper bound for any single request a test makes.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The repository root (fixtures and examples are found from here).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A fixture worker under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// A running `isola` process; killed when dropped.
+pub struct Isola {
+    child: Child,
+    /// The first URL it announced.
+    pub url: String,
+    /// Every URL it announced.
+    pub urls: Vec<String>,
+    /// Lines printed on stdout besides the URLs.
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Isola {
+    /// `isola dev <file> --port 0 <extra…>`, waiting until it listens.
+    pub fn dev(file: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "dev".to_owned(),
+            file.display().to_string(),
+            "--port".into(),
+            "0".into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        Self::start(&args)
+    }
+
+    /// `isola <args…>`, waiting until it listens.
+    pub fn start(args: &[String]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
+            .args(args)
+            .env("ISOLA_LOG", "info")
+            .env(
+                "XDG_CACHE_HOME",
+                std::env::temp_dir().join("isola-tests-cache"),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn isola");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = sink.lock().expect("logs");
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let other = printed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match line.strip_prefix("listening on ") {
+                    Some(url) => {
+                        let _ = tx.send(url.to_owned());
+                    }
+                    None => other.lock().expect("stdout").push(line),
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "isola did not start listening; logs:\n{}",
+                    logs.lock().expect("logs")
+                );
+            }
+        };
+        let mut urls = vec![url.clone()];
+        while let Ok(more) = rx.recv_timeout(Duration::from_millis(100)) {
+            urls.push(more);
+        }
+        Self {
+            child,
+            url,
+            urls,
+            stdout: printed,
+            logs,
+        }
+    }
+
+    /// Everything logged on stderr so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    /// Waits until the logs contain `needle` (bounded), returning the logs.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || Instant::now() > deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `host:port` the first listener is on.
+    pub fn authority(&self) -> String {
+        self.url.split("://").nth(1).expect("url").to_owned()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "isola did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Isola {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `isola <args>` to completion (bounded), returning status and stderr.
+pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn isola");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+                .expect("read");
+            return (status, stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("isola {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Which protocol a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 over TCP.
+    H1,
+    /// HTTP/2 over TCP with prior knowledge.
+    H2c,
+}
+
+/// A full response.
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request over a fresh connection and reads the whole response.
+pub async fn send(proto: Proto, authority: &str, request: Request<Full<Bytes>>) -> Reply {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let stream = TcpStream::connect(authority).await.expect("connect");
+        let response = match proto {
+            Proto::H1 => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .expect("h1 handshake");
+                tokio::spawn(conn);
+                sender.send_request(request).await.expect("h1 request")
+            }
+            Proto::H2c => {
+                let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                    TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .expect("h2 handshake");
+                tokio::spawn(conn);
+                sender.send_request(request).await.expect("h2 request")
+            }
+        };
+        collect(response).await
+    })
+    .await
+    .expect("request timed out")
+}
+
+/// Reads a whole response.
+pub async fn collect(response: Response<hyper::body::Incoming>) -> Reply {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// GET `path` over `proto`.
+pub async fn get(proto: Proto, isola: &Isola, path: &str) -> Reply {
+    let request = Request::get(format!("http://{}{path}", isola.authority()))
+        .header("host", isola.authority())
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    send(proto, &isola.authority(), request).await
+}
+
+/// A TLS client config trusting only `ca` (PEM), offering `alpn`.
+pub fn tls_client(ca: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("ca file") {
+        roots.add(cert.expect("ca cert")).expect("add ca");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
