@@ -5,7 +5,7 @@ import { installErrorBuilders } from "ext:isola_bootstrap/01_errors.js";
 import { fetchEventInternals } from "ext:isola_http/10_fetch_event.js";
 import { consoleInternals } from "ext:isola_console/05_console.js";
 
-const { ObjectDefineProperties, ObjectDefineProperty, SymbolFor } = primordials;
+const { ObjectDefineProperties, ObjectDefineProperty, ObjectSetPrototypeOf, SymbolFor } = primordials;
 
 // deno_fetch asks for Deno's telemetry hooks when it loads; Isola has none.
 internals.__telemetry = {
@@ -29,6 +29,7 @@ const url = load("ext:deno_web/00_url.js");
 const urlPattern = load("ext:deno_web/01_urlpattern.js");
 const domException = load("ext:deno_web/01_dom_exception.js");
 const event = load("ext:deno_web/02_event.js");
+const globalInterfaces = load("ext:deno_web/04_global_interfaces.js");
 const timers = load("ext:deno_web/02_timers.js");
 const abortSignal = load("ext:deno_web/03_abort_signal.js");
 const base64 = load("ext:deno_web/05_base64.js");
@@ -135,12 +136,16 @@ ObjectDefineProperties(globalThis, {
   self: core.propGetterOnly(() => globalThis),
 });
 
-// The global scope is an EventTarget: `addEventListener("fetch", ...)`, `unhandledrejection`.
-ObjectDefineProperties(globalThis, {
-  addEventListener: writable(event.EventTarget.prototype.addEventListener),
-  removeEventListener: writable(event.EventTarget.prototype.removeEventListener),
-  dispatchEvent: writable(event.EventTarget.prototype.dispatchEvent),
+// The global scope is a WorkerGlobalScope, hence an EventTarget: `addEventListener("fetch", …)`
+// and `unhandledrejection` work on it, with or without `this`, as on Workers.
+ObjectSetPrototypeOf(globalThis, globalInterfaces.WorkerGlobalScope.prototype);
+ObjectDefineProperty(globalThis, webidl.brand, {
+  value: webidl.brand,
+  enumerable: false,
+  configurable: true,
+  writable: true,
 });
+ObjectDefineProperty(globalThis, "WorkerGlobalScope", nonEnumerable(globalInterfaces.WorkerGlobalScope));
 event.setEventTargetData(globalThis);
 event.saveGlobalThisReference(globalThis);
 core.setWasmStreamingCallback(fetch.handleWasmStreaming);

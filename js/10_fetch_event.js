@@ -38,6 +38,9 @@ const SERVICE_WORKER = 2;
 let mode = 0;
 let handler = null;
 let env = undefined;
+/** While the module evaluates, a rejection is the module's own failure, not a stray one. */
+let starting = true;
+let startupError = undefined;
 
 /** Requests whose client may still disconnect while the worker works on them, by exchange id. */
 const inFlight = new SafeMap();
@@ -116,7 +119,7 @@ function dispatch(id, method, url, flatHeaders, bodyRid) {
       result = handler.fetch(request, env, ctx);
     } else {
       const fetchEvent = new FetchEvent("fetch", { request, ctx });
-      globalThis.dispatchEvent(fetchEvent);
+      event.EventTarget.prototype.dispatchEvent.call(globalThis, fetchEvent);
       result = FetchEvent.responseOf(fetchEvent);
       if (result === undefined) {
         fail(id, "no fetch event listener called respondWith()");
@@ -254,15 +257,28 @@ function setHandler(namespace, varsJson) {
   return "the worker has no default export with a fetch(request, env, ctx) method and added no fetch event listener";
 }
 
+/** Dispatches `ev` on the global scope; true unless a listener called preventDefault(). */
+function dispatchGlobal(ev) {
+  try {
+    event.EventTarget.prototype.dispatchEvent.call(globalThis, ev);
+  } catch (error) {
+    op_isola_log(LOG_ERROR, `dispatching ${ev.type} failed: ${describeThrown(error)}`);
+  }
+  return !ev.defaultPrevented;
+}
+
 /** Reports an unhandled rejection as an `unhandledrejection` event; never kills the isolate. */
 function onUnhandledRejection(promise, reason) {
+  if (starting) {
+    startupError ??= reason;
+    return true;
+  }
   const rejection = new event.PromiseRejectionEvent("unhandledrejection", {
     cancelable: true,
     promise,
     reason,
   });
-  globalThis.dispatchEvent(rejection);
-  if (!rejection.defaultPrevented) {
+  if (dispatchGlobal(rejection)) {
     op_isola_log(LOG_ERROR, `Uncaught (in promise) ${describeThrown(reason)}`);
   }
   return true;
@@ -275,10 +291,15 @@ function onReportedException(error) {
     message: error?.message ?? String(error),
     error,
   });
-  globalThis.dispatchEvent(errorEvent);
-  if (!errorEvent.defaultPrevented) {
+  if (dispatchGlobal(errorEvent)) {
     op_isola_log(LOG_ERROR, describeThrown(error));
   }
+}
+
+/** After evaluation: what the module threw at its top level, if anything. */
+function takeStartupError() {
+  starting = false;
+  return startupError === undefined ? undefined : describeThrown(startupError);
 }
 
 core.setUnhandledPromiseRejectionHandler(onUnhandledRejection);
@@ -291,4 +312,4 @@ ObjectDefineProperty(globalThis, "FetchEvent", {
   enumerable: false,
 });
 
-export const fetchEventInternals = { dispatch, finish, installGlobals, setHandler };
+export const fetchEventInternals = { dispatch, finish, installGlobals, setHandler, takeStartupError };

@@ -16,10 +16,10 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// Watching could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot watch {path}: {source}")]
+#[error("cannot watch {path}: {error}")]
 pub struct WatchError {
     path: PathBuf,
-    source: notify::Error,
+    error: notify::Error,
 }
 
 /// Reloads `deployment` from `config` whenever its file (or source map) changes. Runs until
@@ -48,13 +48,13 @@ pub fn watch(
             let _ = changed_tx.send(());
         }
     })
-    .map_err(|source| WatchError {
+    .map_err(|error| WatchError {
         path: file.clone(),
-        source,
+        error,
     })?;
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| WatchError { path: dir, source })?;
+        .map_err(|error| WatchError { path: dir, error })?;
     tokio::spawn(async move {
         while changed.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;

@@ -18,36 +18,36 @@ use crate::worker::{WorkerLoadError, WorkerSource};
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     /// A worker's file could not be read.
-    #[error("worker `{name}`: {source}")]
+    #[error("worker `{name}`: {error}")]
     Load {
         /// The worker.
         name: String,
         /// Why.
-        source: WorkerLoadError,
+        error: WorkerLoadError,
     },
     /// A worker failed to start (syntax error, top-level throw, no handler).
-    #[error("worker `{name}`: {source}")]
+    #[error("worker `{name}`: {error}")]
     Start {
         /// The worker.
         name: String,
         /// Why.
-        source: StartError,
+        error: StartError,
     },
     /// A listener's TLS settings are unusable.
-    #[error("listener {address}: {source}")]
+    #[error("listener {address}: {error}")]
     Tls {
         /// The listener.
         address: SocketAddr,
         /// Why.
-        source: server::tls::TlsError,
+        error: server::tls::TlsError,
     },
     /// A listener could not bind.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}: {error}")]
     Bind {
         /// The listener.
         address: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -64,16 +64,17 @@ impl Node {
     pub async fn start(config: &Config) -> Result<Self, NodeError> {
         let mut deployments = BTreeMap::new();
         for (name, worker) in &config.workers {
-            let source = WorkerSource::load(worker).map_err(|source| NodeError::Load {
+            let source = WorkerSource::load(worker).map_err(|error| NodeError::Load {
                 name: name.clone(),
-                source,
+                error,
             })?;
-            let deployment = Deployment::start(Arc::new(source))
-                .await
-                .map_err(|source| NodeError::Start {
-                    name: name.clone(),
-                    source,
-                })?;
+            let deployment =
+                Deployment::start(Arc::new(source))
+                    .await
+                    .map_err(|error| NodeError::Start {
+                        name: name.clone(),
+                        error,
+                    })?;
             deployments.insert(name.clone(), Arc::new(deployment));
         }
         let mut router = Router::default();
@@ -89,17 +90,17 @@ impl Node {
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let acceptor = match &listener.tls {
-                Some(tls) => Some(server::tls::acceptor(tls).map_err(|source| NodeError::Tls {
+                Some(tls) => Some(server::tls::acceptor(tls).map_err(|error| NodeError::Tls {
                     address: listener.address,
-                    source,
+                    error,
                 })?),
                 None => None,
             };
             let bound = BoundListener::bind(listener.address, acceptor)
                 .await
-                .map_err(|source| NodeError::Bind {
+                .map_err(|error| NodeError::Bind {
                     address: listener.address,
-                    source,
+                    error,
                 })?;
             listeners.push(bound);
         }

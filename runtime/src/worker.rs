@@ -34,12 +34,12 @@ pub struct WorkerSource {
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerLoadError {
     /// The file could not be read.
-    #[error("cannot read worker {path}: {source}")]
+    #[error("cannot read worker {path}: {error}")]
     Read {
         /// The worker file.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The path cannot be made into a module specifier.
     #[error("cannot use {0} as a module path")]
@@ -52,11 +52,13 @@ pub enum WorkerLoadError {
 impl WorkerSource {
     /// Reads the worker described by `config` from disk.
     pub fn load(config: &edge_config::Worker) -> Result<Self, WorkerLoadError> {
-        let path = std::path::absolute(&config.file).unwrap_or_else(|_| config.file.clone());
-        let code = std::fs::read_to_string(&path).map_err(|source| WorkerLoadError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let read_error = |error| WorkerLoadError::Read {
+            path: config.file.clone(),
+            error,
+        };
+        // Canonical, so the module specifier has no `..` and stack traces show real paths.
+        let path = std::fs::canonicalize(&config.file).map_err(read_error)?;
+        let code = std::fs::read_to_string(&path).map_err(read_error)?;
         let source_map = read_source_map(&path);
         let specifier = ModuleSpecifier::from_file_path(&path)
             .map_err(|()| WorkerLoadError::Specifier(path.clone()))?;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::support::{Isola, Proto, fixture, get, run_to_exit};
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
     let mut isola = Isola::dev(&fixture("echo.js"), &[]);
     let authority = isola.authority();

@@ -23,7 +23,7 @@ fn channel_body() -> (
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    (tx, StreamBody::new(stream))
+    (tx, StreamBody::new(Box::pin(stream)))
 }
 
 /// The second request chunk is sent only after the first came back: the request body is not
@@ -150,6 +150,9 @@ async fn client_disconnect_aborts_request_signal() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     pending.abort();
     connection.abort();
+    // Let the runtime drop the aborted tasks (and with them the socket) before blocking.
+    let _ = pending.await;
+    let _ = connection.await;
     let logs = isola.wait_for_log("request.signal aborted");
     assert!(logs.contains("request.signal aborted"), "{logs}");
     // And the server still serves.

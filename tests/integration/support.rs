@@ -29,10 +29,8 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A running `isola` process; killed when dropped.
 pub struct Isola {
     child: Child,
-    /// The first URL it announced.
+    /// The URL it announced (the first listener's).
     pub url: String,
-    /// Every URL it announced.
-    pub urls: Vec<String>,
     /// Lines printed on stdout besides the URLs.
     pub stdout: Arc<Mutex<Vec<String>>>,
     logs: Arc<Mutex<String>>,
@@ -100,14 +98,9 @@ impl Isola {
                 );
             }
         };
-        let mut urls = vec![url.clone()];
-        while let Ok(more) = rx.recv_timeout(Duration::from_millis(100)) {
-            urls.push(more);
-        }
         Self {
             child,
             url,
-            urls,
             stdout: printed,
             logs,
         }

@@ -82,6 +82,15 @@ impl Isolate {
             .with_event_loop_future(evaluation, PollEventLoopOptions::default())
             .await
             .map_err(|e| StartError::from_core(e, worker))?;
+        // A top-level throw surfaces as a rejection that the next event-loop turn reports.
+        std::future::poll_fn(|cx| {
+            let _ = runtime.poll_event_loop(cx, PollEventLoopOptions::default());
+            Poll::Ready(())
+        })
+        .await;
+        if let Some(thrown) = call_internal(&mut runtime, &internal, "takeStartupError", &[])? {
+            return Err(StartError::Evaluation(thrown));
+        }
 
         let namespace_value = {
             deno_core::scope!(scope, &mut runtime);

@@ -222,7 +222,7 @@ async fn serve(
             Err(Refusal::BodyTooLarge(limit))
         }
         Ok(Err(failure)) => {
-            tracing::error!(request_id = format_args!("{id:016x}"), worker = %worker.name, "handler failed: {failure}");
+            tracing::error!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request {id:016x} failed: {failure}");
             Err(Refusal::HandlerFailed)
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),

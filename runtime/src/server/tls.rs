@@ -24,7 +24,7 @@ pub enum TlsError {
     },
     /// rustls refused the configuration.
     #[error("TLS configuration rejected: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(String),
     /// The self-signed development certificate could not be made.
     #[error("cannot create a self-signed certificate: {0}")]
     SelfSigned(String),
@@ -77,7 +77,8 @@ pub fn acceptor(tls: &edge_config::Tls) -> Result<TlsAcceptor, TlsError> {
         default,
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
