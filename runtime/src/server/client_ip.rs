@@ -11,7 +11,7 @@ const X_REAL_IP: &str = "x-real-ip";
 
 /// Rewrites the client address headers for a request that arrived from `peer`.
 pub fn set_client_ip(headers: &mut HeaderMap, peer: IpAddr, trusted_proxies: &[IpCidr]) {
-    let peer_value = HeaderValue::from(peer_header(peer));
+    let peer_value = peer_header(peer);
     let trusted = trusted_proxies.iter().any(|cidr| cidr.contains(peer));
     if !trusted {
         headers.insert(X_FORWARDED_FOR, peer_value.clone());
