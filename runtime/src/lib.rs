@@ -15,4 +15,4 @@ pub mod server;
 mod snapshot;
 pub mod worker;
 
-pub use isolate::StartError;
+pub use isolate::{StartError, startup_times};

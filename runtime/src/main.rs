@@ -37,6 +37,8 @@ enum Command {
     Dev(DevArgs),
     /// Serve the listeners, routes and workers described by a config file.
     Serve(ServeArgs),
+    /// Load-test Isola next to a raw hyper baseline (see `isola bench --help`).
+    Bench(isola_bench::cli::BenchCli),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +87,9 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Bench(bench) = cli.command {
+        return run_bench(bench);
+    }
     init_logging(&cli.log, cli.log_format);
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(args) => dev(args).await,
             Command::Serve(args) => serve(args).await,
+            Command::Bench(_) => Ok(()),
         }
     });
     match result {
@@ -115,6 +121,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `isola bench`: the harness of `benches/`, benchmarking this very binary.
+fn run_bench(cli: isola_bench::cli::BenchCli) -> ExitCode {
+    let exe = std::env::current_exe().ok();
+    let mut self_cmd: Vec<std::ffi::OsString> =
+        exe.iter().map(|e| e.clone().into_os_string()).collect();
+    self_cmd.push("bench".into());
+    let env = isola_bench::cli::BenchEnv {
+        isola_exe: exe,
+        self_cmd,
+        startup_probe: Some(startup_probe),
+    };
+    match isola_bench::cli::run(cli, env) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn startup_probe(
+    file: &std::path::Path,
+    iterations: usize,
+) -> anyhow::Result<Vec<std::time::Duration>> {
+    let config = Worker {
+        name: "startup".to_owned(),
+        file: file.to_owned(),
+        vars: BTreeMap::new(),
+        allow_eval: false,
+        allow_wasm_compile: false,
+        outbound: Outbound::default(),
+        limits: Limits::default(),
+    };
+    let worker = isola_runtime::worker::WorkerSource::load(&config)?;
+    Ok(isola_runtime::startup_times(&worker, iterations)?)
 }
 
 fn init_logging(filter: &str, format: LogFormat) {

@@ -224,6 +224,29 @@ impl Isolate {
     }
 }
 
+/// Starts `worker` in a fresh isolate `iterations` times on this thread (one at a time) and
+/// returns how long each start took: creation from the snapshot plus module evaluation.
+/// This is the cold-start cost a request pays when no warm isolate exists.
+pub fn startup_times(
+    worker: &WorkerSource,
+    iterations: usize,
+) -> Result<Vec<std::time::Duration>, StartError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Runtime(e.to_string()))?;
+    runtime.block_on(async {
+        let mut times = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let started = std::time::Instant::now();
+            let isolate = Isolate::start(worker).await?;
+            times.push(started.elapsed());
+            drop(isolate);
+        }
+        Ok(times)
+    })
+}
+
 /// Refuses `eval`/`new Function` and WebAssembly compilation from bytes, unless the worker
 /// allows them (as Workers do by default).
 fn restrict_code_generation(runtime: &mut JsRuntime, worker: &WorkerSource) {

@@ -50,7 +50,10 @@ impl IsolateThread {
     }
 
     /// Sends a message; gives it back if the thread has exited (so it can go to a new one).
-    #[allow(clippy::result_large_err, reason = "returned by value to avoid boxing every request")]
+    #[allow(
+        clippy::result_large_err,
+        reason = "returned by value to avoid boxing every request"
+    )]
     pub(crate) fn send(&self, message: Message) -> Result<(), Message> {
         self.messages.send(message).map_err(|e| e.0)
     }
