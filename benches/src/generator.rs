@@ -1,9 +1,10 @@
 //! The load generator: N connections (HTTP/1.1 keep-alive or HTTP/2 with several streams),
 //! closed loop (as fast as responses come back) or open loop (a fixed arrival rate).
 //!
-//! In open loop, request `i` is due at `start + i / rate`; its latency is measured from that
-//! due time, so a server that stalls is charged for the requests that had to wait
-//! (coordinated omission corrected). At most `connections × streams` requests are in flight.
+//! In open loop, request `i` is due at `start + i / rate`. When it cannot be sent on time
+//! because every connection is busy, its latency is measured from the due time, so a server
+//! that stalls is charged for the requests that had to wait (coordinated omission corrected);
+//! at most `connections × streams` requests are in flight.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,8 +173,14 @@ async fn worker(shared: Arc<Shared>) -> RunResult {
             Some(rate) => {
                 let slot = shared.next_slot.fetch_add(1, Ordering::Relaxed);
                 let due = shared.start + Duration::from_secs_f64(slot as f64 / rate);
-                tokio::time::sleep_until(due.into()).await;
-                due
+                if due > Instant::now() {
+                    // On time: the timer's own slack is the generator's, not the server's.
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
+                } else {
+                    // Late because every connection was busy: that wait is the server's.
+                    due
+                }
             }
             None => Instant::now(),
         };

@@ -81,3 +81,36 @@ fn bad_config_names_file_and_key() {
     assert!(stderr.contains("edge.toml"), "{stderr}");
     assert!(stderr.contains("workers.api.limits.cpu_ms"), "{stderr}");
 }
+
+#[tokio::test]
+async fn serve_routes_by_path_prefix_across_workers() {
+    let example =
+        std::fs::read_to_string(crate::support::repo().join("examples/edge.toml")).unwrap();
+    let dir = crate::support::repo().join("examples");
+    let config = dir.join(format!(".edge-test-{}.toml", std::process::id()));
+    std::fs::write(&config, example.replace("127.0.0.1:8788", "127.0.0.1:0")).unwrap();
+    let isola = Isola::start(&[
+        "serve".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ]);
+    let _ = std::fs::remove_file(&config);
+    let api = get(Proto::H1, &isola, "/api/items").await;
+    assert_eq!(api.status, 200);
+    assert!(
+        api.text().contains("hello from the config"),
+        "{}",
+        api.text()
+    );
+    let site = get(Proto::H2c, &isola, "/").await;
+    assert!(
+        site.text().contains("<h1>Isola router app</h1>"),
+        "{}",
+        site.text()
+    );
+    let site = get(Proto::H1, &isola, "/apix").await;
+    assert_eq!(
+        site.status, 404,
+        "/apix is not under /api: the router app answers its 404"
+    );
+}

@@ -119,3 +119,65 @@ async fn client_address_headers_come_from_the_socket() {
     assert_eq!(json["x-forwarded-for"], "127.0.0.1", "{json}");
     assert_eq!(json["x-real-ip"], "127.0.0.1", "{json}");
 }
+
+fn write_cert(
+    dir: &std::path::Path,
+    name: &str,
+    hosts: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let generated = rcgen::generate_simple_self_signed(
+        hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+#[tokio::test]
+async fn tls_picks_the_certificate_by_sni() {
+    let dir = std::env::temp_dir().join(format!("isola-sni-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (default_cert, default_key) = write_cert(&dir, "default", &["default.test"]);
+    let (api_cert, api_key) = write_cert(&dir, "api", &["api.test"]);
+    let config = dir.join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1:0\"\n[listeners.tls]\ncert = \"{}\"\nkey = \"{}\"\n[[listeners.tls.sni]]\nhostnames = [\"api.test\"]\ncert = \"{}\"\nkey = \"{}\"\n\n[[routes]]\nworker = \"hello\"\n\n[workers.hello]\nfile = \"{}\"\n",
+            default_cert.display(),
+            default_key.display(),
+            api_cert.display(),
+            api_key.display(),
+            repo().join("examples/hello.js").display()
+        ),
+    )
+    .unwrap();
+    let isola = Isola::start(&[
+        "serve".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ]);
+    assert!(isola.url.starts_with("https://"));
+    for (server_name, trusted) in [("api.test", &api_cert), ("default.test", &default_cert)] {
+        let connector = tls_client(trusted, &[b"http/1.1"]);
+        let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(server_name).unwrap();
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .unwrap_or_else(|e| panic!("{server_name} must be served its own certificate: {e}"));
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let request = Request::get("/")
+            .header("host", server_name)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let reply = collect(sender.send_request(request).await.unwrap()).await;
+        assert_eq!(reply.text(), "Hello from Isola!\n");
+    }
+}

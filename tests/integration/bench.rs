@@ -1,0 +1,64 @@
+//! Smoke run of the benchmark harness through `isola bench`: Isola and the raw hyper baseline
+//! measured in the same run, a valid JSON report. Bounded: 2 seconds per target.
+
+use std::process::Command;
+
+use crate::support::repo;
+
+#[test]
+fn bench_hello_smoke_run_produces_a_valid_report() {
+    let json = std::env::temp_dir().join(format!("isola-bench-smoke-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args([
+            "bench",
+            "--scenario",
+            "hello",
+            "--duration",
+            "2s",
+            "--warmup",
+            "300ms",
+            "--connections",
+            "8",
+        ])
+        .arg("--examples-dir")
+        .arg(repo().join("examples"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run isola bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report written")).expect("valid JSON");
+    let _ = std::fs::remove_file(&json);
+    assert_eq!(report["schema_version"], 1);
+    assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
+    let targets = report["targets"].as_array().unwrap();
+    let names: Vec<&str> = targets.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["baseline", "isola"], "{report}");
+    for target in targets {
+        let median = &target["median"];
+        assert!(median["requests"].as_u64().unwrap() > 0, "{target}");
+        assert_eq!(
+            median["errors"].as_object().map_or(0, |e| e.len()),
+            0,
+            "{target}"
+        );
+        for key in ["p50", "p90", "p99", "p999", "max"] {
+            assert!(
+                median["latency_ms"][key].as_f64().unwrap() > 0.0,
+                "{key}: {target}"
+            );
+        }
+        assert!(
+            median["server_cpu_ms_per_request"].as_f64().is_some(),
+            "{target}"
+        );
+        assert!(target["ratio_vs_baseline"]["rps"].as_f64().unwrap() > 0.0);
+    }
+    assert!(
+        stdout.contains("vs baseline"),
+        "the table is printed: {stdout}"
+    );
+}
