@@ -116,6 +116,9 @@ struct RunArgs {
     /// Also measure a server you started, e.g. `--peer deno=http://127.0.0.1:8000/`.
     #[arg(long = "peer", value_name = "NAME=URL")]
     peers: Vec<String>,
+    /// Do not measure `deno serve` with the same worker, even if `deno` is on PATH.
+    #[arg(long)]
+    no_deno: bool,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -334,6 +337,24 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
                 uri,
                 process: Some(process),
             });
+            if !args.no_deno && deno_available() {
+                let command: Vec<OsString> = vec![
+                    "deno".into(),
+                    "serve".into(),
+                    "--host".into(),
+                    "127.0.0.1".into(),
+                    "--port".into(),
+                    "0".into(),
+                    examples.join(worker).into(),
+                ];
+                let process = ServerProcess::start(&command)?;
+                let uri = format!("{}{}", process.url, scenario.path).parse()?;
+                targets.push(Target {
+                    name: "deno".to_owned(),
+                    uri,
+                    process: Some(process),
+                });
+            }
         }
     }
     for peer in &args.peers {
@@ -457,6 +478,16 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Whether `deno` (e.g. the PyPI package `deno`) can be run.
+fn deno_available() -> bool {
+    std::process::Command::new("deno")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn measure(spec: LoadSpec, threads: usize) -> anyhow::Result<crate::stats::RunResult> {

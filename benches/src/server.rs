@@ -35,7 +35,8 @@ pub enum ServerError {
 }
 
 impl ServerProcess {
-    /// Runs `command` and waits for its `listening on URL` line on stdout.
+    /// Runs `command` and waits for it to print `listening on URL` (Isola, the baseline) or
+    /// `Listening on URL` (`deno serve`) on stdout or stderr.
     pub fn start(command: &[OsString]) -> Result<Self, ServerError> {
         let printable = command
             .iter()
@@ -49,24 +50,22 @@ impl ServerProcess {
         let mut child = Command::new(program)
             .args(args)
             .env("ISOLA_LOG", "warn")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| ServerError::Spawn {
                 command: printable.clone(),
                 error,
             })?;
-        let stdout = child.stdout.take();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let Some(stdout) = stdout else { return };
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
+        if let Some(stdout) = child.stdout.take() {
+            watch_for_url(stdout, tx.clone(), false);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            watch_for_url(stderr, tx, true);
+        }
         let timeout = Duration::from_secs(60);
         match rx.recv_timeout(timeout) {
             Ok(url) => Ok(Self { child, url }),
@@ -92,6 +91,32 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Reads `stream` to its end (so the child never blocks on a full pipe), sending the first
+/// announced URL; with `echo`, other lines are passed through to our stderr.
+fn watch_for_url(
+    stream: impl std::io::Read + Send + 'static,
+    tx: std::sync::mpsc::Sender<String>,
+    echo: bool,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let url = ["listening on ", "Listening on "]
+                .iter()
+                .find_map(|marker| {
+                    line.split_once(marker)
+                        .map(|(_, url)| url.trim().trim_end_matches('/').to_owned())
+                });
+            match url {
+                Some(url) => {
+                    let _ = tx.send(url);
+                }
+                None if echo => eprintln!("{line}"),
+                None => {}
+            }
+        }
+    });
 }
 
 fn clock_ticks_per_second() -> u64 {

@@ -82,30 +82,31 @@ impl<'de> serde::Deserialize<'de> for IpCidr {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
-    fn contains_v4_v6_and_mapped() {
-        let ten: IpCidr = "10.0.0.0/8".parse().unwrap();
-        assert!(ten.contains("10.1.2.3".parse().unwrap()));
-        assert!(!ten.contains("11.0.0.1".parse().unwrap()));
-        assert!(ten.contains("::ffff:10.9.9.9".parse().unwrap()));
-        let ula: IpCidr = "fc00::/7".parse().unwrap();
-        assert!(ula.contains("fd12::1".parse().unwrap()));
-        assert!(!ula.contains("fe80::1".parse().unwrap()));
-        let one: IpCidr = "127.0.0.1".parse().unwrap();
-        assert!(one.contains("127.0.0.1".parse().unwrap()));
-        assert!(!one.contains("127.0.0.2".parse().unwrap()));
-        let odd: IpCidr = "172.16.0.0/12".parse().unwrap();
-        assert!(odd.contains("172.31.255.255".parse().unwrap()));
-        assert!(!odd.contains("172.32.0.0".parse().unwrap()));
+    fn contains_v4_v6_and_mapped() -> Result<(), Box<dyn std::error::Error>> {
+        let ten: IpCidr = "10.0.0.0/8".parse()?;
+        assert!(ten.contains("10.1.2.3".parse()?));
+        assert!(!ten.contains("11.0.0.1".parse()?));
+        assert!(ten.contains("::ffff:10.9.9.9".parse()?));
+        let ula: IpCidr = "fc00::/7".parse()?;
+        assert!(ula.contains("fd12::1".parse()?));
+        assert!(!ula.contains("fe80::1".parse()?));
+        let one: IpCidr = "127.0.0.1".parse()?;
+        assert!(one.contains("127.0.0.1".parse()?));
+        assert!(!one.contains("127.0.0.2".parse()?));
+        let odd: IpCidr = "172.16.0.0/12".parse()?;
+        assert!(odd.contains("172.31.255.255".parse()?));
+        assert!(!odd.contains("172.32.0.0".parse()?));
+        Ok(())
     }
 
     #[test]
-    fn rejects_garbage() {
+    fn rejects_garbage() -> Result<(), Box<dyn std::error::Error>> {
         assert!("10.0.0.0/33".parse::<IpCidr>().is_err());
         assert!("nope".parse::<IpCidr>().is_err());
-        assert_eq!("::1".parse::<IpCidr>().unwrap().to_string(), "::1/128");
+        assert_eq!("::1".parse::<IpCidr>()?.to_string(), "::1/128");
+        Ok(())
     }
 }

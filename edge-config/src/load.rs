@@ -95,28 +95,26 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn dir() -> PathBuf {
+    fn dir() -> std::io::Result<PathBuf> {
         let dir = std::env::temp_dir().join(format!("edge-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("api.js"), "export default {}").unwrap();
-        dir
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("api.js"), "export default {}")?;
+        Ok(dir)
     }
 
-    fn parse_in(text: &str) -> Result<Config, ConfigError> {
-        parse(text, &dir().join("edge.toml"))
+    fn parse_in(text: &str) -> Result<Config, Box<dyn std::error::Error>> {
+        Ok(parse(text, &dir()?.join("edge.toml"))?)
     }
 
     const MINIMAL: &str = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[[routes]]\nworker = \"api\"\n[workers.api]\nfile = \"api.js\"\n";
 
     #[test]
-    fn defaults_and_precedence() {
+    fn defaults_and_precedence() -> Result<(), Box<dyn std::error::Error>> {
         let config = parse_in(&format!(
             "[limits]\ncpu_ms = 20\nwall_ms = 900\n{MINIMAL}[workers.api.limits]\ncpu_ms = 10\n"
-        ))
-        .unwrap();
+        ))?;
         let limits = &config.workers["api"].limits;
         assert_eq!(limits.cpu_ms, 10, "worker value wins");
         assert_eq!(limits.wall_ms, 900, "then [limits]");
@@ -124,49 +122,56 @@ mod tests {
         assert_eq!(config.routes[0].path_prefix, "/");
         assert!(
             config.workers["api"].file.is_absolute()
-                || config.workers["api"].file.starts_with(dir())
+                || config.workers["api"].file.starts_with(dir()?)
         );
         assert_eq!(config.http.max_url_bytes, 16384);
+        Ok(())
     }
 
     #[test]
-    fn vars_become_json() {
+    fn vars_become_json() -> Result<(), Box<dyn std::error::Error>> {
         let config = parse_in(&format!(
             "{MINIMAL}vars = {{ A = \"x\", B = 2, C = {{ on = true }} }}\n"
-        ))
-        .unwrap();
+        ))?;
         let vars = &config.workers["api"].vars;
         assert_eq!(vars["A"], "x");
         assert_eq!(vars["B"], 2);
         assert_eq!(vars["C"]["on"], true);
+        Ok(())
     }
 
     #[test]
-    fn wrong_type_names_the_key() {
+    fn wrong_type_names_the_key() -> Result<(), Box<dyn std::error::Error>> {
         let error = parse_in(&format!(
             "{MINIMAL}[workers.api.limits]\ncpu_ms = \"fast\"\n"
         ))
-        .unwrap_err()
+        .err()
+        .ok_or("expected an error")?
         .to_string();
         assert!(error.contains("edge.toml"), "{error}");
         assert!(error.contains("`workers.api.limits.cpu_ms`"), "{error}");
         assert!(error.contains("expected"), "{error}");
+        Ok(())
     }
 
     #[test]
-    fn unknown_key_is_rejected() {
+    fn unknown_key_is_rejected() -> Result<(), Box<dyn std::error::Error>> {
         let error = parse_in(&format!("{MINIMAL}[workers.api.limits]\ncpu_seconds = 1\n"))
-            .unwrap_err()
+            .err()
+            .ok_or("expected an error")?
             .to_string();
         assert!(error.contains("cpu_seconds"), "{error}");
         assert!(error.contains("cpu_ms"), "lists the expected keys: {error}");
+        Ok(())
     }
 
     #[test]
-    fn syntax_error_has_line_and_column() {
+    fn syntax_error_has_line_and_column() -> Result<(), Box<dyn std::error::Error>> {
         let error = parse_in("[[listeners]]\naddress = \n")
-            .unwrap_err()
+            .err()
+            .ok_or("expected an error")?
             .to_string();
         assert!(error.contains("edge.toml:2:"), "{error}");
+        Ok(())
     }
 }

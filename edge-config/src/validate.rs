@@ -175,60 +175,77 @@ fn valid_identifier(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::model::{Listener, Route};
 
-    fn base() -> Config {
+    fn base() -> Result<Config, std::net::AddrParseError> {
         let mut config = Config::default();
         config.listeners.push(Listener {
-            address: "127.0.0.1:0".parse().unwrap(),
+            address: "127.0.0.1:0".parse()?,
             tls: None,
         });
-        config
+        Ok(config)
     }
 
     #[test]
-    fn unknown_worker_in_route() {
-        let mut config = base();
+    fn unknown_worker_in_route() -> Result<(), Box<dyn std::error::Error>> {
+        let mut config = base()?;
         config.routes.push(Route {
             host: None,
             path_prefix: "/".into(),
             worker: "ghost".into(),
         });
-        let error = config.validate().unwrap_err().to_string();
+        let error = config
+            .validate()
+            .err()
+            .ok_or("expected an error")?
+            .to_string();
         assert!(
             error.contains("`routes[0].worker`") && error.contains("ghost"),
             "{error}"
         );
+        Ok(())
     }
 
     #[test]
-    fn no_listener() {
-        let error = Config::default().validate().unwrap_err().to_string();
+    fn no_listener() -> Result<(), Box<dyn std::error::Error>> {
+        let error = Config::default()
+            .validate()
+            .err()
+            .ok_or("expected an error")?
+            .to_string();
         assert!(error.contains("`listeners`"), "{error}");
+        Ok(())
     }
 
     #[test]
-    fn limit_ranges() {
+    fn limit_ranges() -> Result<(), Box<dyn std::error::Error>> {
         let mut limits = Limits::default();
         assert!(validate_limits(&limits).is_ok());
         limits.min_isolates = 9;
-        assert_eq!(validate_limits(&limits).unwrap_err().0, "min_isolates");
+        assert_eq!(
+            validate_limits(&limits).err().ok_or("expected an error")?.0,
+            "min_isolates"
+        );
         limits = Limits {
             cpu_ms: 0,
             ..Limits::default()
         };
-        assert_eq!(validate_limits(&limits).unwrap_err().0, "cpu_ms");
+        assert_eq!(
+            validate_limits(&limits).err().ok_or("expected an error")?.0,
+            "cpu_ms"
+        );
+        Ok(())
     }
 
     #[test]
-    fn host_patterns_and_identifiers() {
+    fn host_patterns_and_identifiers() -> Result<(), Box<dyn std::error::Error>> {
         assert!(valid_host_pattern("*.example.com"));
         assert!(valid_host_pattern("api.example.com"));
         assert!(!valid_host_pattern("a.*.com"));
         assert!(valid_identifier("API_KEY"));
         assert!(!valid_identifier("1abc"));
         assert!(!valid_identifier("a-b"));
+        Ok(())
     }
 }

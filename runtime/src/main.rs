@@ -85,12 +85,43 @@ fn parse_var(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Proxy variables deno_fetch would honour; a proxy would put outbound fetch beyond the
+/// reach of the per-worker network policy, so they are removed from this process.
+const PROXY_VARIABLES: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+#[allow(unsafe_code, reason = "environment mutation before any thread exists")]
+fn scrub_proxy_environment() -> Vec<&'static str> {
+    let present: Vec<&'static str> = PROXY_VARIABLES
+        .iter()
+        .copied()
+        .filter(|v| std::env::var_os(v).is_some())
+        .collect();
+    for variable in &present {
+        // SAFETY: called first thing in `main`, while the process has a single thread.
+        unsafe { std::env::remove_var(variable) };
+    }
+    present
+}
+
 fn main() -> ExitCode {
+    let scrubbed = scrub_proxy_environment();
     let cli = Cli::parse();
     if let Command::Bench(bench) = cli.command {
         return run_bench(bench);
     }
     init_logging(&cli.log, cli.log_format);
+    if !scrubbed.is_empty() {
+        tracing::info!("ignoring {scrubbed:?}: outbound fetch does not go through proxies");
+    }
     if rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .is_err()

@@ -11,6 +11,7 @@ fn bench_hello_smoke_run_produces_a_valid_report() {
     let output = Command::new(env!("CARGO_BIN_EXE_isola"))
         .args([
             "bench",
+            "--no-deno",
             "--scenario",
             "hello",
             "--duration",

@@ -143,3 +143,15 @@ async fn eval_and_wasm_compilation_are_refused_by_default() {
     let reply = get(Proto::H1, &allowed, "/eval").await;
     assert_eq!((reply.status, reply.text().as_str()), (200, "2"));
 }
+
+#[tokio::test]
+async fn stack_traces_follow_the_source_map() {
+    let isola = Isola::dev(&fixture("mapped/worker.js"), &[]);
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 500);
+    let logs = isola.wait_for_log("mapped failure");
+    assert!(
+        logs.contains("original.ts:42"),
+        "the stack points at the original source: {logs}"
+    );
+}

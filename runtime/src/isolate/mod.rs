@@ -218,8 +218,14 @@ impl Isolate {
         }
     }
 
-    /// Tells the isolate its client went away (the front end dropped the exchange).
+    /// Tells the isolate its client went away (the front end dropped the exchange): the
+    /// exchange is forgotten and `request.signal` aborts.
     pub(crate) fn abort(&mut self, id: isola_bindings::http::RequestId) {
+        self.runtime
+            .op_state()
+            .borrow_mut()
+            .borrow_mut::<Exchanges>()
+            .fail(id, "the client went away".to_owned());
         self.finish(ExchangeEvent::Aborted(id));
     }
 }

@@ -51,6 +51,12 @@ impl ModuleLoader for WorkerModuleLoader {
         }
     }
 
+    /// Sources named by the worker's map are shown in stack traces even though they are not
+    /// on this machine: a deployed bundle never ships its sources, and the names still help.
+    fn source_map_source_exists(&self, _source_url: &str) -> Option<bool> {
+        Some(self.source_map.is_some())
+    }
+
     fn load_external_source_map(&self, source_map_url: &str) -> Option<Cow<'_, [u8]>> {
         let main_map = format!("{}.map", self.main.as_str());
         if source_map_url == main_map {

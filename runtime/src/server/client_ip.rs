@@ -52,32 +52,33 @@ fn peer_header(peer: IpAddr) -> HeaderValue {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
-    fn untrusted_peer_overrides_spoofed_headers() {
+    fn untrusted_peer_overrides_spoofed_headers() -> Result<(), Box<dyn std::error::Error>> {
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
         headers.insert(X_REAL_IP, HeaderValue::from_static("1.2.3.4"));
-        set_client_ip(&mut headers, "127.0.0.1".parse().unwrap(), &[]);
+        set_client_ip(&mut headers, "127.0.0.1".parse()?, &[]);
         assert_eq!(headers[X_FORWARDED_FOR], "127.0.0.1");
         assert_eq!(headers[X_REAL_IP], "127.0.0.1");
+        Ok(())
     }
 
     #[test]
-    fn trusted_proxy_appends_to_the_chain() {
+    fn trusted_proxy_appends_to_the_chain() -> Result<(), Box<dyn std::error::Error>> {
         let mut headers = HeaderMap::new();
         headers.insert(
             X_FORWARDED_FOR,
             HeaderValue::from_static("203.0.113.9, 198.51.100.2"),
         );
-        let trusted: Vec<IpCidr> = vec!["127.0.0.0/8".parse().unwrap()];
-        set_client_ip(&mut headers, "127.0.0.1".parse().unwrap(), &trusted);
+        let trusted: Vec<IpCidr> = vec!["127.0.0.0/8".parse()?];
+        set_client_ip(&mut headers, "127.0.0.1".parse()?, &trusted);
         assert_eq!(
             headers[X_FORWARDED_FOR],
             "203.0.113.9, 198.51.100.2, 127.0.0.1"
         );
         assert_eq!(headers[X_REAL_IP], "203.0.113.9");
+        Ok(())
     }
 }

@@ -128,7 +128,20 @@ pub fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", dir.display())))?;
     std::fs::write(&cert_path, generated.cert.pem())
         .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", cert_path.display())))?;
-    std::fs::write(&key_path, generated.signing_key.serialize_pem())
+    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())
         .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", key_path.display())))?;
     Ok((cert_path, key_path))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)
 }
