@@ -23,17 +23,7 @@ impl Config {
         for (i, listener) in self.listeners.iter().enumerate() {
             let Some(tls) = &listener.tls else { continue };
             let key = format!("listeners[{i}].tls");
-            for (name, path) in [("cert", &tls.cert), ("key", &tls.key)] {
-                if !path.is_file() {
-                    return fail(
-                        format!("{key}.{name}"),
-                        format!(
-                            "expected a readable PEM file, {} does not exist",
-                            path.display()
-                        ),
-                    );
-                }
-            }
+            check_pem_files(file, &key, [("cert", &tls.cert), ("key", &tls.key)])?;
             for (j, sni) in tls.sni.iter().enumerate() {
                 let key = format!("{key}.sni[{j}]");
                 if sni.hostnames.is_empty() {
@@ -50,17 +40,7 @@ impl Config {
                         );
                     }
                 }
-                for (name, path) in [("cert", &sni.cert), ("key", &sni.key)] {
-                    if !path.is_file() {
-                        return fail(
-                            format!("{key}.{name}"),
-                            format!(
-                                "expected a readable PEM file, {} does not exist",
-                                path.display()
-                            ),
-                        );
-                    }
-                }
+                check_pem_files(file, &key, [("cert", &sni.cert), ("key", &sni.key)])?;
             }
         }
         for (i, route) in self.routes.iter().enumerate() {
@@ -118,6 +98,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Each `key.name` must name an existing PEM file.
+fn check_pem_files(
+    file: &Path,
+    key: &str,
+    files: [(&str, &std::path::PathBuf); 2],
+) -> Result<(), ConfigError> {
+    for (name, path) in files {
+        if !path.is_file() {
+            return Err(ConfigError::key(
+                file,
+                format!("{key}.{name}"),
+                format!(
+                    "expected a readable PEM file, {} does not exist",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
