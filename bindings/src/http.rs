@@ -55,6 +55,18 @@ pub struct StreamError(pub String);
 pub struct HandlerError {
     /// What happened, with the JavaScript stack when there is one.
     pub message: String,
+    /// The limit (its config key) that killed the isolate, when that is why.
+    pub limit: Option<&'static str>,
+}
+
+impl HandlerError {
+    /// A failure of the handler itself.
+    pub fn handler(message: String) -> Self {
+        Self {
+            message,
+            limit: None,
+        }
+    }
 }
 
 /// What the front end receives for an exchange.
@@ -93,19 +105,17 @@ impl Exchanges {
         self.pending.insert(id, responder);
     }
 
-    /// Completes an exchange with an error without involving JavaScript (the isolate died).
-    pub fn fail(&mut self, id: RequestId, message: String) {
+    /// Completes an exchange with an error without involving JavaScript.
+    pub fn fail_with(&mut self, id: RequestId, error: HandlerError) {
         if let Some(responder) = self.pending.remove(&id) {
-            let _ = responder.send(Err(HandlerError { message }));
+            let _ = responder.send(Err(error));
         }
     }
 
     /// Fails every pending exchange, e.g. when the isolate is terminated.
-    pub fn fail_all(&mut self, message: &str) {
+    pub fn fail_all(&mut self, error: &HandlerError) {
         for (_, responder) in self.pending.drain() {
-            let _ = responder.send(Err(HandlerError {
-                message: message.to_owned(),
-            }));
+            let _ = responder.send(Err(error.clone()));
         }
     }
 
@@ -180,10 +190,10 @@ fn respond(
             headers,
             body,
         }),
-        (None, _) => Err(HandlerError {
-            message: format!("the handler returned an invalid status code {status}"),
-        }),
-        (_, Err(message)) => Err(HandlerError { message }),
+        (None, _) => Err(HandlerError::handler(format!(
+            "the handler returned an invalid status code {status}"
+        ))),
+        (_, Err(message)) => Err(HandlerError::handler(message)),
     };
     state.borrow_mut::<Exchanges>().complete(id, result);
 }
@@ -260,7 +270,7 @@ fn op_isola_respond_stream(
 fn op_isola_respond_error(state: &mut OpState, #[number] id: u64, #[string] message: String) {
     state
         .borrow_mut::<Exchanges>()
-        .complete(id, Err(HandlerError { message }));
+        .complete(id, Err(HandlerError::handler(message)));
 }
 
 async fn pump_stream(

@@ -109,3 +109,57 @@ async fn chunked_body_crossing_the_limit_mid_stream_is_refused() {
     let reply = get(Proto::H1, &isola, "/").await;
     assert_eq!(reply.status, 200);
 }
+
+#[tokio::test]
+async fn infinite_loop_is_killed_at_its_cpu_limit_and_the_isolate_replaced() {
+    let isola = Isola::dev(&fixture("cpu.js"), &[]);
+    for round in 0..3 {
+        let reply = get(Proto::H1, &isola, "/spin").await;
+        assert_eq!(reply.status, 503, "round {round}: {}", reply.text());
+        assert!(reply.text().contains("cpu_ms"), "{}", reply.text());
+        let reply = get(Proto::H2c, &isola, "/").await;
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "alive"),
+            "a fresh isolate serves after the kill"
+        );
+    }
+    let logs = isola.logs();
+    let measured: Vec<f64> = logs
+        .lines()
+        .filter(|l| l.contains("terminating an isolate over its CPU limit"))
+        .filter_map(|l| {
+            l.split("used_cpu_ms=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(measured.len(), 3, "{logs}");
+    for cpu in measured {
+        assert!(
+            (50.0..=65.0).contains(&cpu),
+            "killed at {cpu} ms of CPU; the limit is 50 ms (+20% + 5 ms): {logs}"
+        );
+    }
+    let reply = get(Proto::H1, &isola, "/atomics-wait").await;
+    assert_eq!(
+        reply.status,
+        403,
+        "Atomics.wait is refused: {}",
+        reply.text()
+    );
+}
+
+#[test]
+fn top_level_infinite_loop_is_stopped_by_startup_cpu_ms() {
+    let file = fixture("startup-spin.js");
+    let started = std::time::Instant::now();
+    let (status, stderr) =
+        crate::support::run_to_exit(&["dev", &file.display().to_string(), "--port", "0"]);
+    assert!(!status.success());
+    assert!(stderr.contains("startup_cpu_ms"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -24,6 +24,9 @@ pub enum StartError {
     /// The module has no usable entry point.
     #[error("{0}")]
     NoHandler(String),
+    /// Evaluating the module crossed a limit (its config key) and the isolate was killed.
+    #[error("the worker exceeded its {0} limit while starting")]
+    LimitExceeded(&'static str),
 }
 
 impl StartError {

@@ -2,6 +2,7 @@
 //! requests dispatched into JavaScript, the event loop polled by the isolate's own thread.
 
 mod error;
+mod limits;
 mod module_loader;
 pub(crate) mod thread;
 
@@ -12,10 +13,11 @@ use deno_core::{JsRuntime, PollEventLoopOptions, RuntimeOptions, v8};
 use isola_bindings::body::RequestBodyResource;
 use isola_bindings::console::WorkerName;
 use isola_bindings::extensions::{IsolateExtensionOptions, for_isolate};
-use isola_bindings::http::{ExchangeEvent, Exchanges};
+use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError};
 use tokio::sync::mpsc;
 
 pub use error::StartError;
+use limits::{Enforcer, Limit};
 use module_loader::WorkerModuleLoader;
 
 use crate::exchange::IncomingRequest;
@@ -31,6 +33,7 @@ struct Entrypoints {
 /// A started isolate with the worker loaded and ready for requests.
 pub(crate) struct Isolate {
     runtime: JsRuntime,
+    enforcer: Enforcer,
     entry: Entrypoints,
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
 }
@@ -57,9 +60,31 @@ impl Isolate {
         })
         .map_err(|e| StartError::Runtime(e.to_string()))?;
         restrict_code_generation(&mut runtime, worker);
+        // Atomics.wait would block the isolate's thread without spending CPU.
+        runtime.v8_isolate().set_allow_atomics_wait(false);
+        let enforcer = Enforcer::install(&mut runtime, &worker.limits);
+        enforcer.enter(Limit::StartupCpu);
+        let loaded = Self::load_worker(&mut runtime, worker).await;
+        enforcer.leave();
+        if let Some(limit) = enforcer.killed() {
+            return Err(StartError::LimitExceeded(limit.key()));
+        }
+        let entry = loaded?;
+        Ok(Self {
+            runtime,
+            enforcer,
+            entry,
+            events,
+        })
+    }
 
-        let internal = take_internal(&mut runtime)?;
-        call_internal(&mut runtime, &internal, "init", &[JsArg::Str(&worker.name)])?;
+    /// Evaluates the worker's module (its top level) and finds the JavaScript entry points.
+    async fn load_worker(
+        runtime: &mut JsRuntime,
+        worker: &WorkerSource,
+    ) -> Result<Entrypoints, StartError> {
+        let internal = take_internal(runtime)?;
+        call_internal(runtime, &internal, "init", &[JsArg::Str(&worker.name)])?;
 
         let module_id = runtime
             .load_main_es_module_from_code(&worker.specifier, worker.code.clone())
@@ -68,10 +93,10 @@ impl Isolate {
         let namespace = runtime
             .get_module_namespace(module_id)
             .map_err(|e| StartError::Runtime(e.to_string()))?;
-        if !has_exports(&mut runtime, &namespace) {
+        if !has_exports(runtime, &namespace) {
             // Service-worker syntax: vars are globals, defined before the script runs.
             call_internal(
-                &mut runtime,
+                runtime,
                 &internal,
                 "installGlobals",
                 &[JsArg::Str(&worker.vars_json)],
@@ -88,17 +113,17 @@ impl Isolate {
             Poll::Ready(())
         })
         .await;
-        if let Some(thrown) = call_internal(&mut runtime, &internal, "takeStartupError", &[])? {
+        if let Some(thrown) = call_internal(runtime, &internal, "takeStartupError", &[])? {
             return Err(StartError::Evaluation(thrown));
         }
 
         let namespace_value = {
-            deno_core::scope!(scope, &mut runtime);
+            deno_core::scope!(scope, runtime);
             let local = v8::Local::new(scope, &namespace);
             v8::Global::new(scope, v8::Local::<v8::Value>::from(local))
         };
         let problem = call_internal(
-            &mut runtime,
+            runtime,
             &internal,
             "setHandler",
             &[
@@ -110,14 +135,10 @@ impl Isolate {
             return Err(StartError::NoHandler(problem));
         }
         let entry = Entrypoints {
-            dispatch: internal_function(&mut runtime, &internal, "dispatch")?,
-            finish: internal_function(&mut runtime, &internal, "finish")?,
+            dispatch: internal_function(runtime, &internal, "dispatch")?,
+            finish: internal_function(runtime, &internal, "finish")?,
         };
-        Ok(Self {
-            runtime,
-            entry,
-            events,
-        })
+        Ok(entry)
     }
 
     /// Hands a request to the worker. The response arrives through the request's responder.
@@ -162,11 +183,14 @@ impl Isolate {
                 None => Some(describe_exception(scope)),
             }
         };
-        if let Some(message) = failure {
+        // A killed isolate's exchanges are failed together once it stops taking requests.
+        if let Some(message) = failure
+            && self.killed().is_none()
+        {
             op_state
                 .borrow_mut()
                 .borrow_mut::<Exchanges>()
-                .fail(id, message);
+                .fail_with(id, HandlerError::handler(message));
         }
     }
 
@@ -187,13 +211,40 @@ impl Isolate {
         self.runtime.op_state().borrow().borrow::<Exchanges>().len()
     }
 
+    /// JavaScript is about to run for requests: CPU is counted against `cpu_ms`.
+    pub(crate) fn enter(&self) {
+        self.enforcer.enter(Limit::Cpu);
+    }
+
+    /// JavaScript stopped running: the event loop waits for I/O or requests.
+    pub(crate) fn leave(&self) {
+        self.enforcer.leave();
+    }
+
+    /// The limit that terminated this isolate, if one did; a killed isolate is discarded.
+    pub(crate) fn killed(&self) -> Option<&'static str> {
+        self.enforcer.killed().map(Limit::key)
+    }
+
     /// Fails every exchange still waiting (the isolate is going away).
     pub(crate) fn fail_pending(&mut self, message: &str) {
+        let error = self.failure(message.to_owned());
         self.runtime
             .op_state()
             .borrow_mut()
             .borrow_mut::<Exchanges>()
-            .fail_all(message);
+            .fail_all(&error);
+    }
+
+    /// A failure report that names the limit that killed the isolate, if one did.
+    fn failure(&self, message: String) -> HandlerError {
+        match self.killed() {
+            Some(limit) => HandlerError {
+                message: format!("the isolate exceeded its {limit} limit and was discarded"),
+                limit: Some(limit),
+            },
+            None => HandlerError::handler(message),
+        }
     }
 
     fn finish(&mut self, event: ExchangeEvent) {
@@ -225,7 +276,7 @@ impl Isolate {
             .op_state()
             .borrow_mut()
             .borrow_mut::<Exchanges>()
-            .fail(id, "the client went away".to_owned());
+            .fail_with(id, HandlerError::handler("the client went away".to_owned()));
         self.finish(ExchangeEvent::Aborted(id));
     }
 }

@@ -92,7 +92,11 @@ fn run(
         if ready.send(Ok(())).is_err() {
             return;
         }
-        if let Err(error) = serve(&mut isolate, &mut receiver).await {
+        let outcome = serve(&mut isolate, &mut receiver).await;
+        if let Some(limit) = isolate.killed() {
+            tracing::warn!(worker = %worker.name, limit, "isolate killed: it exceeded its {limit} limit; discarding it");
+            isolate.fail_pending("");
+        } else if let Err(error) = outcome {
             tracing::error!(worker = %worker.name, "isolate stopped: {error}");
             isolate.fail_pending("the isolate failed while handling the request");
         }
@@ -107,24 +111,52 @@ async fn serve(
 ) -> Result<(), deno_core::error::CoreError> {
     let mut open = true;
     poll_fn(|cx| {
-        while open {
-            match receiver.poll_recv(cx) {
-                Poll::Ready(Some(Message::Request(request))) => isolate.dispatch(request),
-                Poll::Ready(Some(Message::Abort(id))) => isolate.abort(id),
-                Poll::Ready(None) => open = false,
-                Poll::Pending => break,
-            }
-        }
-        match isolate.poll(cx) {
-            Poll::Ready(Ok(())) if !open => Poll::Ready(Ok(())),
-            Poll::Ready(Ok(())) => Poll::Pending,
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => Poll::Pending,
-        }
+        isolate.enter();
+        let polled = serve_turn(isolate, receiver, &mut open, cx);
+        isolate.leave();
+        polled
     })
     .await?;
-    if isolate.pending_exchanges() > 0 {
+    if isolate.killed().is_none() && isolate.pending_exchanges() > 0 {
         isolate.fail_pending("the worker's promise never settled");
     }
     Ok(())
+}
+
+/// One turn: take new requests, run JavaScript until it waits. `Ready` ends the thread.
+fn serve_turn(
+    isolate: &mut Isolate,
+    receiver: &mut mpsc::UnboundedReceiver<Message>,
+    open: &mut bool,
+    cx: &mut std::task::Context<'_>,
+) -> Poll<Result<(), deno_core::error::CoreError>> {
+    while *open && isolate.killed().is_none() {
+        match receiver.poll_recv(cx) {
+            Poll::Ready(Some(Message::Request(request))) => isolate.dispatch(request),
+            Poll::Ready(Some(Message::Abort(id))) => isolate.abort(id),
+            Poll::Ready(None) => *open = false,
+            Poll::Pending => break,
+        }
+    }
+    if isolate.killed().is_some() {
+        return stop_taking_requests(receiver);
+    }
+    match isolate.poll(cx) {
+        _ if isolate.killed().is_some() => stop_taking_requests(receiver),
+        Poll::Ready(Ok(())) if !*open => Poll::Ready(Ok(())),
+        Poll::Ready(Ok(())) => Poll::Pending,
+        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// A terminated isolate is never reused: close its channel at once so the deployment starts a
+/// new isolate for the next request, and drop what was queued (those clients get a 503 with
+/// Retry-After). The exchanges it was running are failed by the caller, naming the limit.
+fn stop_taking_requests(
+    receiver: &mut mpsc::UnboundedReceiver<Message>,
+) -> Poll<Result<(), deno_core::error::CoreError>> {
+    receiver.close();
+    while receiver.try_recv().is_ok() {}
+    Poll::Ready(Ok(()))
 }

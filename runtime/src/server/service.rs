@@ -10,7 +10,7 @@ use edge_config::{HttpLimits, IpCidr};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use isola_bindings::http::RequestId;
+use isola_bindings::http::{HandlerError, RequestId};
 use tokio::sync::oneshot;
 
 use super::body::{Body, TooLarge, pump_request_body};
@@ -64,6 +64,7 @@ enum Refusal {
     NoRoute(String),
     BodyTooLarge(u64),
     Unavailable(String),
+    LimitExceeded(&'static str),
     HandlerFailed,
     Timeout,
 }
@@ -90,6 +91,10 @@ impl Refusal {
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "worker unavailable".to_owned(),
+            ),
+            Self::LimitExceeded(limit) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the worker exceeded its {limit} limit"),
             ),
             Self::HandlerFailed => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -216,6 +221,13 @@ async fn serve(
             *response.status_mut() = js.status;
             *response.headers_mut() = js.headers;
             Ok(response)
+        }
+        Ok(Err(HandlerError {
+            message,
+            limit: Some(limit),
+        })) => {
+            tracing::warn!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request {id:016x}: {message}");
+            Err(Refusal::LimitExceeded(limit))
         }
         Ok(Err(failure)) if too_large.crossed() => {
             tracing::info!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request body too large: {failure}");
