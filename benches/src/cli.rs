@@ -54,6 +54,19 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Compare two JSON reports (medians of repeats); exits non-zero on a regression.
+    Compare {
+        /// The reference run.
+        a: PathBuf,
+        /// The run to judge.
+        b: PathBuf,
+        /// A metric worse by more than this (percent) is a regression.
+        #[arg(long, default_value_t = 5.0)]
+        threshold_pct: f64,
+        /// Compare runs from different machines anyway.
+        #[arg(long)]
+        force: bool,
+    },
     /// Serve the raw hyper hello baseline (used by the harness itself).
     #[command(hide = true)]
     ServeBaseline {
@@ -122,6 +135,9 @@ struct RunArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write report.md, latency.svg and throughput.svg into this directory.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Where the example workers are.
     #[arg(long)]
     examples_dir: Option<PathBuf>,
@@ -216,7 +232,32 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
             iterations,
             json,
         }) => startup(&env, &worker, iterations, json.as_deref()),
+        Some(BenchCommand::Compare {
+            a,
+            b,
+            threshold_pct,
+            force,
+        }) => compare_files(&a, &b, threshold_pct, force),
         None => load(cli.run, &env),
+    }
+}
+
+fn compare_files(a: &Path, b: &Path, threshold_pct: f64, force: bool) -> anyhow::Result<()> {
+    let read = |path: &Path| -> anyhow::Result<Report> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a benchmark report", path.display()))
+    };
+    let (table, regressions) = crate::compare::compare(&read(a)?, &read(b)?, threshold_pct, force)?;
+    print!("{table}");
+    if regressions.is_empty() {
+        println!("no regression beyond {threshold_pct}%");
+        Ok(())
+    } else {
+        bail!(
+            "{} regression(s) beyond {threshold_pct}%",
+            regressions.len()
+        )
     }
 }
 
@@ -360,6 +401,7 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
 
     let is_baseline_body = |t: &Target| t.name == "baseline";
     let mut repeats: Vec<Vec<Summary>> = vec![Vec::new(); targets.len()];
+    let mut curves: Vec<Vec<Vec<(f64, f64)>>> = vec![Vec::new(); targets.len()];
     for repeat in 0..args.repeat.max(1) {
         for (i, target) in targets.iter().enumerate() {
             let spec = LoadSpec {
@@ -415,6 +457,7 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
                 result.error_count()
             );
             repeats[i].push(summary);
+            curves[i].push(percentile_curve(&result));
         }
     }
     let mut report = Report {
@@ -444,6 +487,25 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
     };
     report.compute_ratios();
     print!("{}", report.table());
+    if let Some(dir) = &args.report {
+        let median_curves: Vec<(String, Vec<(f64, f64)>)> = report
+            .targets
+            .iter()
+            .zip(&curves)
+            .map(|(target, curves)| {
+                let index = target
+                    .repeats
+                    .iter()
+                    .position(|r| r.rps == target.median.rps)
+                    .unwrap_or(0);
+                (
+                    target.name.clone(),
+                    curves.get(index).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        crate::plots::write(&report, &median_curves, dir)?;
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -459,6 +521,20 @@ fn deno_available() -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// (quantile, latency ms) points for the percentile plot.
+fn percentile_curve(result: &crate::stats::RunResult) -> Vec<(f64, f64)> {
+    if result.latency.is_empty() {
+        return Vec::new();
+    }
+    (0..=400)
+        .map(|i| {
+            // Evenly spaced in "nines": q = 1 - 10^(-x), x from 0 to 4.
+            let q = 1.0 - 10f64.powf(-(i as f64) / 100.0);
+            (q, result.latency.value_at_quantile(q) as f64 / 1000.0)
+        })
+        .collect()
 }
 
 fn measure(spec: LoadSpec, threads: usize) -> anyhow::Result<crate::stats::RunResult> {

@@ -7,8 +7,10 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod compare;
 pub mod duration;
 pub mod generator;
+pub mod plots;
 pub mod report;
 pub mod server;
 pub mod stats;

@@ -38,7 +38,7 @@ enum Command {
     /// Serve the listeners, routes and workers described by a config file.
     Serve(ServeArgs),
     /// Load-test Isola next to a raw hyper baseline (see `isola bench --help`).
-    Bench(isola_bench::cli::BenchCli),
+    Bench(Box<isola_bench::cli::BenchCli>),
 }
 
 #[derive(Debug, Args)]
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
     let scrubbed = scrub_proxy_environment();
     let cli = Cli::parse();
     if let Command::Bench(bench) = cli.command {
-        return run_bench(bench);
+        return run_bench(*bench);
     }
     init_logging(&cli.log, cli.log_format);
     if !scrubbed.is_empty() {

@@ -8,6 +8,8 @@ use crate::support::repo;
 #[test]
 fn bench_hello_smoke_run_produces_a_valid_report() {
     let json = std::env::temp_dir().join(format!("isola-bench-smoke-{}.json", std::process::id()));
+    let report_dir =
+        std::env::temp_dir().join(format!("isola-bench-smoke-report-{}", std::process::id()));
     let output = Command::new(env!("CARGO_BIN_EXE_isola"))
         .args([
             "bench",
@@ -25,6 +27,8 @@ fn bench_hello_smoke_run_produces_a_valid_report() {
         .arg(repo().join("examples"))
         .arg("--json")
         .arg(&json)
+        .arg("--report")
+        .arg(&report_dir)
         .output()
         .expect("run isola bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
