@@ -67,6 +67,16 @@ enum BenchCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Check that the generator is not the bottleneck: it and wrk (if installed) measure the
+    /// raw hyper baseline with the same settings (1 thread, 64 connections) in the same run.
+    SelfCheck {
+        /// How long each tool runs.
+        #[arg(long, value_parser = crate::duration::parse, default_value = "5s")]
+        duration: Duration,
+        /// Connections.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
     /// Serve the raw hyper hello baseline (used by the harness itself).
     #[command(hide = true)]
     ServeBaseline {
@@ -238,8 +248,64 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
             threshold_pct,
             force,
         }) => compare_files(&a, &b, threshold_pct, force),
+        Some(BenchCommand::SelfCheck {
+            duration,
+            connections,
+        }) => self_check(&env, duration, connections),
         None => load(cli.run, &env),
     }
+}
+
+fn self_check(env: &BenchEnv, duration: Duration, connections: usize) -> anyhow::Result<()> {
+    let mut command = env.self_cmd.clone();
+    command.extend(["serve-baseline".into(), "--threads".into(), "1".into()]);
+    let baseline = ServerProcess::start(&command)?;
+    let url = format!("{}/", baseline.url);
+    let spec = LoadSpec {
+        uri: url.parse()?,
+        method: Method::GET,
+        headers: Vec::new(),
+        body: Bytes::new(),
+        connections,
+        http2: false,
+        h2_streams: 1,
+        duration: Some(duration),
+        requests: None,
+        warmup: Duration::from_millis(500),
+        rate: None,
+        timeout: Duration::from_secs(10),
+        new_connection_per_request: false,
+    };
+    let ours = measure(spec, 1)?.summary();
+    println!(
+        "isola-bench: {:>10.0} rps (1 thread, {connections} connections, {duration:?})",
+        ours.rps
+    );
+    let wrk = std::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{}s", duration.as_secs().max(1)),
+            &url,
+        ])
+        .output();
+    match wrk {
+        Ok(output) if output.status.success() => {
+            let text = String::from_utf8_lossy(&output.stdout);
+            let wrk_rps: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Requests/sec:"))
+                .and_then(|v| v.trim().parse().ok())
+                .context("cannot read wrk's Requests/sec")?;
+            println!("wrk:         {wrk_rps:>10.0} rps (same settings)");
+            println!(
+                "ratio isola-bench / wrk: {:.2}",
+                ours.rps / wrk_rps.max(1e-9)
+            );
+        }
+        _ => println!("wrk is not installed (Debian package `wrk`); only isola-bench was measured"),
+    }
+    Ok(())
 }
 
 fn compare_files(a: &Path, b: &Path, threshold_pct: f64, force: bool) -> anyhow::Result<()> {
