@@ -133,6 +133,9 @@ struct RunArgs {
     /// Worker threads of the baseline server.
     #[arg(long, default_value_t = 2)]
     baseline_threads: usize,
+    /// Accept any TLS certificate (for local servers with development certificates).
+    #[arg(long)]
+    insecure: bool,
     /// Skip the raw hyper baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -156,6 +159,8 @@ struct RunArgs {
 /// A built-in scenario.
 struct Scenario {
     name: &'static str,
+    /// Serve over TLS (self-signed) and open a new connection for every request.
+    tls_handshake: bool,
     about: &'static str,
     worker: Option<&'static str>,
     method: &'static str,
@@ -168,6 +173,7 @@ impl Scenario {
     const fn unavailable(name: &'static str, about: &'static str) -> Self {
         Self {
             name,
+            tls_handshake: false,
             about,
             worker: None,
             method: "GET",
@@ -180,6 +186,7 @@ impl Scenario {
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "hello",
+        tls_handshake: false,
         about: "GET / of examples/hello.js",
         worker: Some("hello.js"),
         method: "GET",
@@ -188,6 +195,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "json-api",
+        tls_handshake: false,
         about: "GET /api/items of examples/json-api.js",
         worker: Some("json-api.js"),
         method: "GET",
@@ -196,6 +204,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "ssr",
+        tls_handshake: false,
         about: "GET / of the router app (preact server rendering)",
         worker: Some("router-app/dist/worker.js"),
         method: "GET",
@@ -204,6 +213,7 @@ const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "large-body",
+        tls_handshake: false,
         about: "POST 1 MiB to /echo of examples/streaming.js, 1 MiB back",
         worker: Some("streaming.js"),
         method: "POST",
@@ -211,7 +221,15 @@ const SCENARIOS: &[Scenario] = &[
         body_bytes: 1 << 20,
     },
     Scenario::unavailable("slow-clients", "not available yet"),
-    Scenario::unavailable("tls-handshake", "not available yet"),
+    Scenario {
+        name: "tls-handshake",
+        tls_handshake: true,
+        about: "GET / of examples/hello.js over TLS, a new connection (full handshake) per request",
+        worker: Some("hello.js"),
+        method: "GET",
+        path: "/",
+        body_bytes: 0,
+    },
     Scenario::unavailable("cache-hit", "not available yet (needs the response cache)"),
     Scenario::unavailable("cold-start", "not available yet (needs the deploy API)"),
     Scenario::unavailable("many-tenants", "not available yet (needs the deploy API)"),
@@ -263,6 +281,7 @@ fn self_check(env: &BenchEnv, duration: Duration, connections: usize) -> anyhow:
     let url = format!("{}/", baseline.url);
     let spec = LoadSpec {
         uri: url.parse()?,
+        tls: None,
         method: Method::GET,
         headers: Vec::new(),
         body: Bytes::new(),
@@ -408,6 +427,10 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
                 "0".into(),
                 "--no-watch".into(),
             ];
+            let mut command = command;
+            if scenario.tls_handshake {
+                command.push("--tls".into());
+            }
             let process = ServerProcess::start(&command)?;
             let uri = format!("{}{}", process.url, scenario.path).parse()?;
             targets.push(Target {
@@ -415,7 +438,7 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
                 uri,
                 process: Some(process),
             });
-            if !args.no_deno && deno_available() {
+            if !args.no_deno && !scenario.tls_handshake && deno_available() {
                 let command: Vec<OsString> = vec![
                     "deno".into(),
                     "serve".into(),
@@ -470,8 +493,18 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
     let mut curves: Vec<Vec<Vec<(f64, f64)>>> = vec![Vec::new(); targets.len()];
     for repeat in 0..args.repeat.max(1) {
         for (i, target) in targets.iter().enumerate() {
+            let https = target.uri.scheme_str() == Some("https");
+            let tls = if https {
+                Some(crate::tls::connector(
+                    args.http2,
+                    args.insecure || scenario.tls_handshake,
+                )?)
+            } else {
+                None
+            };
             let spec = LoadSpec {
                 uri: target.uri.clone(),
+                tls,
                 method: if is_baseline_body(target) {
                     Method::GET
                 } else {
@@ -498,7 +531,8 @@ fn load(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
                 warmup: args.warmup,
                 rate: args.rate,
                 timeout: args.timeout,
-                new_connection_per_request: args.new_connection_per_request,
+                new_connection_per_request: args.new_connection_per_request
+                    || scenario.tls_handshake,
             };
             let cpu_before = target.process.as_ref().and_then(ServerProcess::cpu_time);
             let result = measure(spec, args.threads)?;

@@ -20,10 +20,12 @@ use tokio::net::TcpStream;
 use crate::stats::RunResult;
 
 /// What to send and for how long.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadSpec {
-    /// Target URL (http only; the harness starts TLS targets itself).
+    /// Target URL (`http://` or `https://`).
     pub uri: Uri,
+    /// TLS for `https://` targets.
+    pub tls: Option<tokio_rustls::TlsConnector>,
     /// Method.
     pub method: Method,
     /// Extra headers.
@@ -116,7 +118,21 @@ async fn connect(shared: &Shared) -> Result<Sender, &'static str> {
         .await
         .map_err(|_| "connect")?;
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
+    match &shared.spec.tls {
+        None => handshake(shared, TokioIo::new(stream)).await,
+        Some(connector) => {
+            let host = shared.spec.uri.host().unwrap_or("localhost").to_owned();
+            let name = rustls::pki_types::ServerName::try_from(host).map_err(|_| "connect")?;
+            let tls = connector.connect(name, stream).await.map_err(|_| "tls")?;
+            handshake(shared, TokioIo::new(tls)).await
+        }
+    }
+}
+
+async fn handshake<T>(shared: &Shared, io: TokioIo<T>) -> Result<Sender, &'static str>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     if shared.spec.http2 {
         let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
             .await

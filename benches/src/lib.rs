@@ -14,3 +14,4 @@ pub mod plots;
 pub mod report;
 pub mod server;
 pub mod stats;
+pub mod tls;

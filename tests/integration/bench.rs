@@ -67,3 +67,50 @@ fn bench_hello_smoke_run_produces_a_valid_report() {
         "the table is printed: {stdout}"
     );
 }
+
+#[test]
+fn tls_handshake_scenario_completes_full_handshakes_without_errors() {
+    let json = std::env::temp_dir().join(format!("isola-bench-tls-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args([
+            "bench",
+            "--no-baseline",
+            "--scenario",
+            "tls-handshake",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--connections",
+            "4",
+        ])
+        .arg("--examples-dir")
+        .arg(repo().join("examples"))
+        .arg("--json")
+        .arg(&json)
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("isola-tests-cache"),
+        )
+        .output()
+        .expect("run isola bench");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("JSON");
+    let _ = std::fs::remove_file(&json);
+    let isola = &report["targets"][0];
+    assert!(
+        isola["url"].as_str().unwrap().starts_with("https://"),
+        "{isola}"
+    );
+    assert!(isola["median"]["requests"].as_u64().unwrap() > 0, "{isola}");
+    assert_eq!(
+        isola["median"]["errors"].as_object().map_or(0, |e| e.len()),
+        0,
+        "{isola}"
+    );
+}

@@ -23000,6 +23000,7 @@ function Page({ greeting }) {
 var ISSUER = "isola-router-app";
 var encoder2 = new TextEncoder();
 var secretOf = (env) => encoder2.encode(env.JWT_SECRET ?? "dev-secret-change-me");
+external_exports.config({ jitless: true });
 var NewUser = external_exports.object({
   name: external_exports.string().min(1),
   email: external_exports.email()

@@ -10,6 +10,10 @@ const ISSUER = "isola-router-app";
 const encoder = new TextEncoder();
 const secretOf = (env) => encoder.encode(env.JWT_SECRET ?? "dev-secret-change-me");
 
+// Never try to compile validators with `new Function`: Isola (like workerd) refuses code
+// generation from strings, and jitless skips even zod's guarded feature probe.
+z.config({ jitless: true });
+
 const NewUser = z.object({
   name: z.string().min(1),
   email: z.email(),
