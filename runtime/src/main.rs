@@ -69,6 +69,12 @@ struct DevArgs {
     /// Allow `eval` and `new Function` (refused by default, as on Workers).
     #[arg(long)]
     allow_eval: bool,
+    /// CPU time a stretch of the worker's JavaScript may take (ms) before it is terminated.
+    #[arg(long, default_value_t = Limits::default().cpu_ms)]
+    cpu_ms: u64,
+    /// Time the handler has to produce its Response (ms) before the client gets a 504.
+    #[arg(long, default_value_t = Limits::default().wall_ms)]
+    wall_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -245,7 +251,11 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             allow_loopback: true,
             ..Outbound::default()
         },
-        limits: Limits::default(),
+        limits: Limits {
+            cpu_ms: args.cpu_ms,
+            wall_ms: args.wall_ms,
+            ..Limits::default()
+        },
     };
     let mut config = Config::default();
     config.listeners.push(Listener {

@@ -112,7 +112,7 @@ async fn chunked_body_crossing_the_limit_mid_stream_is_refused() {
 
 #[tokio::test]
 async fn infinite_loop_is_killed_at_its_cpu_limit_and_the_isolate_replaced() {
-    let isola = Isola::dev(&fixture("cpu.js"), &[]);
+    let isola = Isola::dev(&fixture("cpu.js"), &["--cpu-ms", "50"]);
     for round in 0..3 {
         let reply = get(Proto::H1, &isola, "/spin").await;
         assert_eq!(reply.status, 503, "round {round}: {}", reply.text());
@@ -162,4 +162,13 @@ fn top_level_infinite_loop_is_stopped_by_startup_cpu_ms() {
     assert!(!status.success());
     assert!(stderr.contains("startup_cpu_ms"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn dev_wall_ms_flag_applies() {
+    let isola = Isola::dev(&fixture("echo.js"), &["--wall-ms", "300"]);
+    let started = std::time::Instant::now();
+    let reply = get(Proto::H1, &isola, "/never").await;
+    assert_eq!(reply.status, 504);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
