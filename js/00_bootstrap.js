@@ -4,6 +4,7 @@ import { core, internals, primordials } from "ext:core/mod.js";
 import { installErrorBuilders } from "ext:isola_bootstrap/01_errors.js";
 import { fetchEventInternals } from "ext:isola_http/10_fetch_event.js";
 import { consoleInternals } from "ext:isola_console/05_console.js";
+import { installClock } from "ext:isola_clock/03_clock.js";
 
 const { ObjectDefineProperties, ObjectDefineProperty, ObjectSetPrototypeOf, SymbolFor } = primordials;
 
@@ -47,6 +48,7 @@ const fetch = load("ext:deno_fetch/26_fetch.js");
 const crypto = load("ext:deno_crypto/00_crypto.js");
 
 installErrorBuilders(domException.DOMException);
+installClock(performance.Performance, performance.performance);
 
 const nonEnumerable = (value) => core.propNonEnumerable(value);
 const writable = (value) => core.propWritable(value);

@@ -6,7 +6,7 @@ use deno_permissions::PermissionsContainer;
 
 use crate::console::WorkerName;
 use crate::http::Exchanges;
-use crate::{bootstrap, console, http, outbound};
+use crate::{bootstrap, clock, console, http, outbound};
 
 /// User agent of outbound `fetch()` requests (when the worker sets none).
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
@@ -29,6 +29,7 @@ pub fn for_snapshot() -> Vec<Extension> {
         deno_fetch::deno_fetch::lazy_init(),
         deno_crypto::deno_crypto::lazy_init(),
         outbound::isola_outbound::lazy_init(),
+        clock::isola_clock::init(),
         console::isola_console::lazy_init(),
         http::isola_http::lazy_init(),
         bootstrap::isola_bootstrap::init(),
@@ -51,6 +52,7 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
         }),
         deno_crypto::deno_crypto::init(None),
         outbound::isola_outbound::init(options.permissions),
+        clock::isola_clock::init(),
         console::isola_console::init(options.worker),
         http::isola_http::init(options.exchanges),
         bootstrap::isola_bootstrap::init(),

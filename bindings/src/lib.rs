@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod bootstrap;
+pub mod clock;
 pub mod console;
 pub mod extensions;
 pub mod http;

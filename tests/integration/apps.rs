@@ -155,3 +155,15 @@ async fn outbound_fetch_reaches_a_local_server_in_dev() {
         (200, "upstream 200: hello isola")
     );
 }
+
+#[tokio::test]
+async fn clocks_stand_still_during_synchronous_work() {
+    let isola = Isola::dev(&fixture("clock.js"), &["--cpu-ms", "2000"]);
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    for key in ["frozen", "dateIsDate", "parses", "utc", "callable", "constructorLinked", "nowIsRecent"] {
+        assert_eq!(json[key], true, "{key}: {json}");
+    }
+    assert!(json["advanced"].as_f64().unwrap() >= 15.0, "time moves across I/O: {json}");
+}

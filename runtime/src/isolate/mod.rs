@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 
 use deno_core::{JsRuntime, PollEventLoopOptions, RuntimeOptions, v8};
 use isola_bindings::body::RequestBodyResource;
+use isola_bindings::clock::TurnClock;
 use isola_bindings::console::WorkerName;
 use isola_bindings::extensions::{IsolateExtensionOptions, for_isolate};
 use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError};
@@ -211,8 +212,10 @@ impl Isolate {
         self.runtime.op_state().borrow().borrow::<Exchanges>().len()
     }
 
-    /// JavaScript is about to run for requests: CPU is counted against `cpu_ms`.
+    /// JavaScript is about to run for requests: CPU is counted against `cpu_ms`, and the
+    /// worker's clock moves to now (it stands still until the next turn).
     pub(crate) fn enter(&self) {
+        TurnClock::tick(&mut self.runtime.op_state().borrow_mut());
         self.enforcer.enter(Limit::Cpu);
     }
 
