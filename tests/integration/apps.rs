@@ -162,8 +162,19 @@ async fn clocks_stand_still_during_synchronous_work() {
     let reply = get(Proto::H1, &isola, "/").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-    for key in ["frozen", "dateIsDate", "parses", "utc", "callable", "constructorLinked", "nowIsRecent"] {
+    for key in [
+        "frozen",
+        "dateIsDate",
+        "parses",
+        "utc",
+        "callable",
+        "constructorLinked",
+        "nowIsRecent",
+    ] {
         assert_eq!(json[key], true, "{key}: {json}");
     }
-    assert!(json["advanced"].as_f64().unwrap() >= 15.0, "time moves across I/O: {json}");
+    assert!(
+        json["advanced"].as_f64().unwrap() >= 15.0,
+        "time moves across I/O: {json}"
+    );
 }
