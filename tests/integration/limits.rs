@@ -170,5 +170,9 @@ async fn dev_wall_ms_flag_applies() {
     let started = std::time::Instant::now();
     let reply = get(Proto::H1, &isola, "/never").await;
     assert_eq!(reply.status, 504);
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
