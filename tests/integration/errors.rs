@@ -96,6 +96,7 @@ async fn unhandled_rejection_is_an_event_and_a_log_not_a_crash() {
         logs.contains("unhandledrejection event: nobody handles this"),
         "{logs}"
     );
+    let logs = isola.wait_for_log("Uncaught (in promise) Error: nobody handles this");
     assert!(
         logs.contains("Uncaught (in promise) Error: nobody handles this"),
         "{logs}"
