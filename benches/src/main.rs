@@ -1,6 +1,5 @@
-//! `isola-bench`: the benchmark harness on its own (also available as `isola bench`).
+//! `isola-bench`: the benchmark harness on its own (the same CLI as `isola bench`).
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -9,13 +8,11 @@ use isola_bench::cli::{BenchCli, BenchEnv, run};
 fn main() -> ExitCode {
     let cli = BenchCli::parse();
     let exe = std::env::current_exe().ok();
-    let isola_exe = std::env::var_os("ISOLA_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            exe.as_ref()
-                .and_then(|e| e.parent())
-                .map(|dir| dir.join("isola"))
-        });
+    let isola_exe = cli.isola_bin().map(ToOwned::to_owned).or_else(|| {
+        exe.as_ref()
+            .and_then(|e| e.parent())
+            .map(|dir| dir.join("isola"))
+    });
     let env = BenchEnv {
         isola_exe,
         self_cmd: exe.into_iter().map(Into::into).collect(),

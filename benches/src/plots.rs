@@ -1,108 +1,119 @@
-//! `--report DIR`: `report.md` and SVG plots (latency percentile curve, throughput over time).
+//! SVG plots: latency by percentile (on a "nines" axis, as HdrHistogram plots it) and
+//! throughput per second, one line per target.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use plotters::prelude::*;
 
 use crate::report::Report;
 
-/// Writing the report failed.
+/// Drawing a plot failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot write the report: {0}")]
-pub struct PlotError(String);
-
-fn plot_error(error: impl std::fmt::Display) -> PlotError {
-    PlotError(error.to_string())
+#[error("cannot draw {path}: {message}")]
+pub struct PlotError {
+    path: String,
+    message: String,
 }
 
-/// Writes `report.md`, `latency.svg` and `throughput.svg` into `dir`.
-pub fn write(
-    report: &Report,
-    percentiles: &[(String, Vec<(f64, f64)>)],
-    dir: &Path,
-) -> Result<(), PlotError> {
-    std::fs::create_dir_all(dir).map_err(plot_error)?;
-    latency_svg(percentiles, &dir.join("latency.svg"))?;
-    throughput_svg(report, &dir.join("throughput.svg"))?;
-    std::fs::write(dir.join("report.md"), markdown(report)).map_err(plot_error)
+const COLORS: [RGBColor; 6] = [
+    RGBColor(0x4c, 0x72, 0xb0),
+    RGBColor(0xdd, 0x84, 0x52),
+    RGBColor(0x55, 0xa8, 0x68),
+    RGBColor(0xc4, 0x4e, 0x52),
+    RGBColor(0x81, 0x72, 0xb3),
+    RGBColor(0x93, 0x78, 0x60),
+];
+
+/// A target's latency curve: (quantile, latency ms) points.
+pub type Curve = (String, Vec<(f64, f64)>);
+
+/// x position of quantile `q` on the nines axis: 1 for 90 %, 2 for 99 %, 3 for 99.9 %.
+pub fn nines(q: f64) -> f64 {
+    -(1.0 - q).max(1e-9).log10()
 }
 
-const COLORS: [RGBColor; 5] = [BLUE, RED, GREEN, MAGENTA, CYAN];
+/// The percentile that `x` nines stands for, as a label (`99.9%`).
+pub fn nines_label(x: f64) -> String {
+    let percent = 100.0 * (1.0 - 10f64.powf(-x));
+    let text = format!("{percent:.5}");
+    format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
+}
 
-/// Latency by percentile on a "nines" axis (x = log10(1 / (1 - q))), as HdrHistogram plots it.
-fn latency_svg(curves: &[(String, Vec<(f64, f64)>)], path: &Path) -> Result<(), PlotError> {
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let max_ms = curves
-        .iter()
-        .flat_map(|(_, c)| c.iter().map(|(_, ms)| *ms))
-        .fold(0.001_f64, f64::max);
+/// Writes the latency-by-percentile plot of `curves` to `path`.
+pub fn latency_svg(curves: &[Curve], path: &Path) -> Result<(), PlotError> {
+    let fail = |e: &dyn std::fmt::Display| PlotError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let points = || curves.iter().flat_map(|(_, c)| c.iter());
+    let max_ms = points().map(|(_, ms)| *ms).fold(0.001_f64, f64::max);
+    let max_x = points().map(|(q, _)| nines(*q)).fold(1.0_f64, f64::max);
+    // Round up to whole nines, ignoring floating-point dust (4.0000001 is 4).
+    let max_x = (max_x - 1e-6).ceil();
     let mut chart = ChartBuilder::on(&root)
-        .caption("Latency by percentile", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..4f64, 0f64..max_ms * 1.1)
-        .map_err(plot_error)?;
+        .caption("Latency by percentile", ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..max_x, 0f64..max_ms * 1.1)
+        .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()
         .x_desc("percentile")
         .y_desc("latency (ms)")
-        .x_labels(5)
-        .x_label_formatter(&|x| format!("{}%", 100.0 * (1.0 - 10f64.powf(-x))))
+        .x_labels(max_x as usize + 1)
+        .x_label_formatter(&|x| nines_label(*x))
         .draw()
-        .map_err(plot_error)?;
+        .map_err(|e| fail(&e))?;
     for (i, (name, curve)) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
-        let points = curve
-            .iter()
-            .map(|(q, ms)| (-(1.0 - q).max(1e-4).log10(), *ms));
         chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(plot_error)?
+            .draw_series(LineSeries::new(
+                curve.iter().map(|(q, ms)| (nines(*q), *ms)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| fail(&e))?
             .label(name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .border_style(BLACK)
-        .background_style(WHITE)
+        .background_style(WHITE.mix(0.9))
         .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))
 }
 
-fn throughput_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let seconds = report
-        .targets
-        .iter()
-        .map(|t| t.median.throughput_timeline.len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let peak = report
-        .targets
-        .iter()
-        .flat_map(|t| t.median.throughput_timeline.iter().copied())
-        .max()
-        .unwrap_or(1)
-        .max(1);
+/// Writes the successful responses per second of each target's median-rps repeat to `path`.
+pub fn throughput_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
+    let fail = |e: &dyn std::fmt::Display| PlotError {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let timelines = || report.targets.iter().map(|t| &t.median.throughput_timeline);
+    let seconds = timelines().map(Vec::len).max().unwrap_or(1).max(1);
+    let peak = timelines().flatten().copied().max().unwrap_or(1).max(1);
     let mut chart = ChartBuilder::on(&root)
-        .caption("Throughput over time (median repeat)", ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(0f64..seconds as f64, 0f64..peak as f64 * 1.1)
-        .map_err(plot_error)?;
+        .caption("Throughput over time", ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0f64..seconds as f64, 0f64..peak as f64 * 1.15)
+        .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()
-        .x_desc("second")
-        .y_desc("requests / s")
+        .x_desc("second of the measured window")
+        .y_desc("successful responses / s")
         .draw()
-        .map_err(plot_error)?;
+        .map_err(|e| fail(&e))?;
     for (i, target) in report.targets.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let points = target
@@ -113,59 +124,32 @@ fn throughput_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
             .map(|(s, n)| (s as f64 + 0.5, *n as f64));
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
-            .map_err(plot_error)?
+            .map_err(|e| fail(&e))?
             .label(target.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .border_style(BLACK)
-        .background_style(WHITE)
+        .background_style(WHITE.mix(0.9))
         .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)
+        .map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))
 }
 
-fn markdown(report: &Report) -> String {
-    let mut md = String::new();
-    let _ = writeln!(md, "# Benchmark report\n");
-    let _ = writeln!(
-        md,
-        "- started: {}\n- git: {}\n- machine: {} × {} ({})\n- settings: `{}`\n",
-        report.started_at,
-        report.git_sha.as_deref().unwrap_or("unknown"),
-        report.machine.cores,
-        report.machine.cpu_model,
-        report.machine.hostname,
-        report.settings
-    );
-    let _ = writeln!(
-        md,
-        "| target | rps | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | server CPU ms/req | vs baseline |"
-    );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for t in &report.targets {
-        let m = &t.median;
-        let _ = writeln!(
-            md,
-            "| {} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {} | {} |",
-            t.name,
-            m.rps,
-            m.latency_ms.p50,
-            m.latency_ms.p90,
-            m.latency_ms.p99,
-            m.latency_ms.p999,
-            m.latency_ms.max,
-            m.errors.values().sum::<u64>(),
-            m.server_cpu_ms_per_request
-                .map_or_else(|| "-".to_owned(), |c| format!("{c:.4}")),
-            t.ratio_vs_baseline
-                .map_or_else(|| "-".to_owned(), |r| format!("{:.2}×", r.rps)),
-        );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nines_axis() {
+        assert!((nines(0.99) - 2.0).abs() < 1e-9);
+        assert!(nines(0.0).abs() < 1e-12);
+        assert_eq!(nines_label(0.0), "0%");
+        assert_eq!(nines_label(1.0), "90%");
+        assert_eq!(nines_label(3.0), "99.9%");
     }
-    let _ = writeln!(
-        md,
-        "\n![latency](latency.svg)\n\n![throughput](throughput.svg)"
-    );
-    md
 }

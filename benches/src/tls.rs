@@ -1,5 +1,5 @@
-//! TLS for the generator: rustls (aws-lc-rs), ALPN h2 or http/1.1, and `--insecure` for
-//! self-signed development certificates (never for measuring anything but a local server).
+//! TLS for the generator: rustls (aws-lc-rs), ALPN h2 or http/1.1, certificates verified
+//! against the Mozilla roots, or not at all with `--insecure` (self-signed local servers).
 
 use std::sync::Arc;
 
@@ -61,23 +61,25 @@ impl ServerCertVerifier for AcceptAnyCertificate {
 /// Building the TLS client failed.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot configure TLS: {0}")]
-pub struct TlsSetupError(String);
+pub struct TlsSetupError(#[from] rustls::Error);
 
-/// A connector offering `h2` or `http/1.1`; `insecure` skips certificate verification.
+/// A client connector (rustls with aws-lc-rs) offering ALPN `h2` (with `http2`) or
+/// `http/1.1`. Certificates are verified against the Mozilla roots unless `insecure`, which
+/// accepts any certificate (for local servers with self-signed development certificates).
 pub fn connector(http2: bool, insecure: bool) -> Result<TlsConnector, TlsSetupError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError(e.to_string()))?;
+        .with_safe_default_protocol_versions()?;
     let mut config = if insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
             .with_no_client_auth()
     } else {
-        return Err(TlsSetupError(
-            "https targets need --insecure (only local servers with development certificates are measured)".to_owned(),
-        ));
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.alpn_protocols = vec![if http2 {
         b"h2".to_vec()

@@ -1,0 +1,336 @@
+//! A load test: start the targets, check each answers, measure them in turn (every repeat
+//! measures every target once, so drift hits them alike), then print the table and write
+//! the JSON and the report directory.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use http::Uri;
+
+use super::BenchEnv;
+use super::args::{RequestPlan, RunArgs, Settings, ms};
+use super::measure::{self, Measured};
+use super::targets::{self, Target};
+use crate::generator::LoadSpec;
+use crate::plots::Curve;
+use crate::report::{Report, TargetReport};
+use crate::scenario::{self, Scenario};
+use crate::slow_clients::SlowClientsSpec;
+use crate::stats::ErrorKind;
+
+/// The default measured duration when neither `--duration` nor `--requests` is given.
+const DEFAULT_DURATION: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn validate(args: &RunArgs) -> anyhow::Result<()> {
+    for (flag, value) in [
+        ("--connections", args.connections),
+        ("--repeat", args.repeat),
+        ("--threads", args.threads),
+        ("--h2-streams", args.h2_streams),
+        ("--max-in-flight", args.max_in_flight),
+        ("--baseline-threads", args.baseline_threads),
+    ] {
+        if value == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("--rate must be a positive number of requests per second");
+    }
+    if args.requests == Some(0) {
+        bail!("--requests must be at least 1");
+    }
+    Ok(())
+}
+
+/// Runs a load test as the flags say.
+pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
+    validate(&args)?;
+    let scenario: Option<&Scenario> = match (&args.url, &args.scenario) {
+        (Some(_), _) => None,
+        (None, name) => Some(scenario::find(name.as_deref().unwrap_or("hello"))?),
+    };
+    let url_path = match &args.url {
+        Some(url) => {
+            let uri: Uri = url
+                .parse()
+                .with_context(|| format!("invalid --url {url}"))?;
+            uri.path_and_query().map_or("/", |p| p.as_str()).to_owned()
+        }
+        None => "/".to_owned(),
+    };
+    let plan = RequestPlan::new(&args, scenario, &url_path)?;
+    let duration = match (args.duration, args.requests) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_DURATION),
+    };
+    let slow_clients = args
+        .slow_clients
+        .unwrap_or_else(|| scenario.map_or(0, |s| s.slow_clients));
+    let new_connection_per_request =
+        args.new_connection_per_request || scenario.is_some_and(|s| s.tls_handshake);
+
+    let targets = targets::start(&args, scenario, &plan.path, env)?;
+    let spec_for = |target: &Target| -> anyhow::Result<LoadSpec> {
+        let https = target.uri.scheme_str() == Some("https");
+        // Servers the harness started have self-signed certificates.
+        let insecure = args.insecure || target.process.is_some();
+        let tls = if https {
+            Some(crate::tls::connector(args.http2, insecure)?)
+        } else {
+            None
+        };
+        Ok(LoadSpec {
+            uri: target.uri.clone(),
+            tls,
+            method: plan.method.clone(),
+            headers: plan.headers.clone(),
+            body: plan.body.clone(),
+            connections: args.connections,
+            http2: args.http2,
+            h2_streams: args.h2_streams,
+            duration,
+            requests: args.requests,
+            warmup: args.warmup,
+            rate: args.rate,
+            max_in_flight: args.max_in_flight,
+            timeout: args.timeout,
+            new_connection_per_request,
+            h1_client: args.h1_client,
+        })
+    };
+    let slow_for = |target: &Target| -> anyhow::Result<Option<SlowClientsSpec>> {
+        if slow_clients == 0 {
+            return Ok(None);
+        }
+        slow_spec(target, &plan, &args, slow_clients).map(Some)
+    };
+
+    for target in &targets {
+        preflight(&spec_for(target)?, target, args.insecure)?;
+    }
+    let repeats = args.repeat;
+    let mut measured: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
+    for repeat in 0..repeats {
+        for (target, runs) in targets.iter().zip(&mut measured) {
+            let label = if repeats > 1 {
+                format!("{} {}/{}", target.name, repeat + 1, repeats)
+            } else {
+                target.name.clone()
+            };
+            let run = measure::measure(
+                spec_for(target)?,
+                args.threads,
+                target.process.as_ref().map(|p| p.pid()),
+                slow_for(target)?,
+                label.clone(),
+            )?;
+            let s = &run.summary;
+            eprintln!(
+                "{label:<16} {:>10.0} rps  p50 {:.3} ms  p99 {:.3} ms  errors {}",
+                s.rps,
+                s.latency_ms.p50,
+                s.latency_ms.p99,
+                s.error_count()
+            );
+            runs.push(run);
+        }
+    }
+
+    let settings = Settings {
+        scenario: scenario.map(|s| s.name.to_owned()),
+        url: args.url.clone(),
+        method: plan.method.to_string(),
+        path: plan.path.clone(),
+        headers: args.headers.clone(),
+        body_bytes: plan.body.len(),
+        connections: args.connections,
+        duration_ms: duration.map(ms),
+        requests: args.requests,
+        rate: args.rate,
+        max_in_flight: args.max_in_flight,
+        http2: args.http2,
+        h2_streams: args.h2_streams,
+        new_connection_per_request,
+        h1_client: args.h1_client,
+        tls: targets.iter().any(|t| t.uri.scheme_str() == Some("https")),
+        repeat: repeats,
+        warmup_ms: ms(args.warmup),
+        timeout_ms: ms(args.timeout),
+        threads: args.threads,
+        baseline_threads: args.baseline_threads,
+        slow_clients,
+        slow_interval_ms: ms(args.slow_interval),
+        peers: args.peers.clone(),
+    };
+    let mut report = Report::new(
+        serde_json::to_value(&settings)?,
+        targets
+            .iter()
+            .zip(&measured)
+            .map(|(t, runs)| {
+                TargetReport::new(
+                    &t.name,
+                    &t.uri.to_string(),
+                    runs.iter().map(|m| m.summary.clone()).collect(),
+                )
+            })
+            .collect(),
+    );
+    report.notes = notes(&report, args.threads, args.rate);
+    print!("{}", crate::table::render(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(dir) = &args.report {
+        let curves: Vec<Curve> = report
+            .targets
+            .iter()
+            .zip(&measured)
+            .map(|(target, runs)| (target.name.clone(), median_curve(target, runs)))
+            .collect();
+        write_report_dir(&report, &curves, dir)?;
+        eprintln!("wrote {}", dir.join("report.md").display());
+    }
+    drop(targets);
+    Ok(())
+}
+
+/// The latency curve of the repeat whose rps is closest to the median.
+fn median_curve(target: &TargetReport, runs: &[Measured]) -> Vec<(f64, f64)> {
+    runs.iter()
+        .min_by(|a, b| {
+            let da = (a.summary.rps - target.median.rps).abs();
+            let db = (b.summary.rps - target.median.rps).abs();
+            da.total_cmp(&db)
+        })
+        .map(|m| m.result.percentile_curve())
+        .unwrap_or_default()
+}
+
+/// One request to `target` before measuring: fail early and clearly when it is down or its
+/// certificate is not trusted; warn when it answers with an error status.
+fn preflight(spec: &LoadSpec, target: &Target, insecure: bool) -> anyhow::Result<()> {
+    let runtime = measure::runtime(1)?;
+    match runtime.block_on(crate::generator::probe(spec)) {
+        Ok(status) if status < 400 => Ok(()),
+        Ok(status) => {
+            eprintln!(
+                "warning: {} ({}) answers {status}: its responses count as errors",
+                target.name, target.uri
+            );
+            Ok(())
+        }
+        Err(failure) => {
+            let hint = if failure.kind == ErrorKind::Tls && !insecure {
+                " (a self-signed certificate? pass --insecure for local servers)"
+            } else {
+                ""
+            };
+            bail!(
+                "{} ({}) does not answer: {failure}{hint}",
+                target.name,
+                target.uri
+            )
+        }
+    }
+}
+
+fn slow_spec(
+    target: &Target,
+    plan: &RequestPlan,
+    args: &RunArgs,
+    count: usize,
+) -> anyhow::Result<SlowClientsSpec> {
+    let host = target.uri.host().context("the target URL has no host")?;
+    let https = target.uri.scheme_str() == Some("https");
+    let port = target
+        .uri
+        .port_u16()
+        .unwrap_or(if https { 443 } else { 80 });
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&(
+        host.trim_start_matches('[').trim_end_matches(']'),
+        port,
+    ))?
+    .next()
+    .with_context(|| format!("cannot resolve {host}"))?;
+    let tls = if https {
+        let connector = crate::tls::connector(false, args.insecure || target.process.is_some())?;
+        let name = rustls::pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )?;
+        Some((connector, name))
+    } else {
+        None
+    };
+    Ok(SlowClientsSpec {
+        addr,
+        tls,
+        host: target
+            .uri
+            .authority()
+            .map_or_else(|| host.to_owned(), |a| a.to_string()),
+        method: plan.method.clone(),
+        path: target
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.to_string()),
+        body: plan.body.clone(),
+        count,
+        interval: args.slow_interval,
+    })
+}
+
+/// Warnings about the run that a reader of the numbers must know.
+fn notes(report: &Report, threads: usize, rate: Option<f64>) -> Vec<String> {
+    let mut notes = Vec::new();
+    for target in &report.targets {
+        let m = &target.median;
+        if let Some(cpu) = m.generator_cpu_pct
+            && cpu > 90.0 * threads as f64
+        {
+            notes.push(format!(
+                "the generator used {cpu:.0}% CPU while measuring {}: it may have been the limit (try --threads {})",
+                target.name,
+                threads + 1
+            ));
+        }
+        if let Some(lag) = m.schedule_lag_max_ms
+            && lag > 5.0
+        {
+            notes.push(format!(
+                "the generator released requests to {} up to {lag:.1} ms late (its own timer): latencies below that are unreliable",
+                target.name
+            ));
+        }
+        if let Some(rate) = rate
+            && m.rps < rate * 0.95
+        {
+            notes.push(format!(
+                "{} served {:.0} of the {rate:.0} requests/s asked for",
+                target.name, m.rps
+            ));
+        }
+        if m.error_count() > 0 {
+            notes.push(format!("{} had errors: {:?}", target.name, m.errors));
+        }
+    }
+    notes
+}
+
+/// Writes `report.md`, `latency.svg` and `throughput.svg` into `dir`.
+fn write_report_dir(report: &Report, curves: &[Curve], dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::plots::latency_svg(curves, &dir.join("latency.svg"))?;
+    crate::plots::throughput_svg(report, &dir.join("throughput.svg"))?;
+    let path = dir.join("report.md");
+    std::fs::write(&path, crate::markdown::render(report))
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,223 @@
+//! The built-in scenarios: which example worker Isola serves and what the load sends.
+//! Scenarios that need parts of Isola that do not exist yet are listed but refuse to run:
+//! no fake numbers.
+
+use std::fmt::Write as _;
+
+/// A built-in scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    /// Name for `--scenario`.
+    pub name: &'static str,
+    /// One line for `scenarios`.
+    pub about: &'static str,
+    /// The example worker (relative to the examples directory); `None`: not available yet.
+    pub worker: Option<&'static str>,
+    /// Method.
+    pub method: &'static str,
+    /// Path (and query).
+    pub path: &'static str,
+    /// Request body size (bytes of `x`).
+    pub body_bytes: usize,
+    /// Serve over TLS (self-signed) and open a new connection per request.
+    pub tls_handshake: bool,
+    /// Slow clients running next to the load unless `--slow-clients` says otherwise.
+    pub slow_clients: usize,
+    /// What is missing, for scenarios that are not available yet.
+    pub missing: Option<&'static str>,
+}
+
+impl Scenario {
+    const fn available(
+        name: &'static str,
+        about: &'static str,
+        worker: &'static str,
+        method: &'static str,
+        path: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            about,
+            worker: Some(worker),
+            method,
+            path,
+            body_bytes: 0,
+            tls_handshake: false,
+            slow_clients: 0,
+            missing: None,
+        }
+    }
+
+    /// A scenario that needs a feature Isola does not have yet: listed, never faked.
+    const fn unavailable(name: &'static str, about: &'static str, missing: &'static str) -> Self {
+        Self {
+            name,
+            about,
+            worker: None,
+            method: "GET",
+            path: "/",
+            body_bytes: 0,
+            tls_handshake: false,
+            slow_clients: 0,
+            missing: Some(missing),
+        }
+    }
+}
+
+/// Every scenario, available ones first.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario::available(
+        "hello",
+        "GET / of examples/hello.js (the smallest response)",
+        "hello.js",
+        "GET",
+        "/",
+    ),
+    Scenario::available(
+        "json-api",
+        "GET /api/items of examples/json-api.js (JSON serialisation)",
+        "json-api.js",
+        "GET",
+        "/api/items",
+    ),
+    Scenario::available(
+        "ssr",
+        "GET / of examples/router-app (hono routing + preact server rendering)",
+        "router-app/dist/worker.js",
+        "GET",
+        "/",
+    ),
+    Scenario {
+        body_bytes: 1 << 20,
+        ..Scenario::available(
+            "large-body",
+            "POST 1 MiB to /echo of examples/streaming.js, 1 MiB streamed back",
+            "streaming.js",
+            "POST",
+            "/echo",
+        )
+    },
+    Scenario {
+        slow_clients: 64,
+        ..Scenario::available(
+            "slow-clients",
+            "hello while 64 slow clients trickle requests byte by byte or read slowly",
+            "hello.js",
+            "GET",
+            "/",
+        )
+    },
+    Scenario {
+        tls_handshake: true,
+        ..Scenario::available(
+            "tls-handshake",
+            "hello over TLS (isola dev --tls), a new connection and full handshake per request",
+            "hello.js",
+            "GET",
+            "/",
+        )
+    },
+    Scenario::unavailable(
+        "cache-hit",
+        "responses served from the edge cache",
+        "the response cache and the deploy API",
+    ),
+    Scenario::unavailable(
+        "cold-start",
+        "first request to a freshly deployed worker",
+        "the deploy API",
+    ),
+    Scenario::unavailable(
+        "many-tenants",
+        "requests spread over thousands of deployed workers",
+        "the deploy API",
+    ),
+    Scenario::unavailable(
+        "noisy-neighbour",
+        "one tenant's latency while another saturates the node",
+        "the deploy API",
+    ),
+    Scenario::unavailable(
+        "cpu-limit-storm",
+        "many requests that hit the CPU limit at once",
+        "the deploy API",
+    ),
+];
+
+/// Selecting a scenario failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// No such scenario.
+    #[error("unknown scenario `{0}`; `scenarios` lists them")]
+    Unknown(String),
+    /// It needs something Isola does not have yet.
+    #[error("scenario `{name}` is not available yet: it needs {missing}")]
+    NotAvailable {
+        /// The scenario.
+        name: &'static str,
+        /// What it needs.
+        missing: &'static str,
+    },
+}
+
+/// The available scenario called `name`.
+pub fn find(name: &str) -> Result<&'static Scenario, ScenarioError> {
+    let scenario = SCENARIOS
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ScenarioError::Unknown(name.to_owned()))?;
+    match scenario.missing {
+        Some(missing) => Err(ScenarioError::NotAvailable {
+            name: scenario.name,
+            missing,
+        }),
+        None => Ok(scenario),
+    }
+}
+
+/// One line per scenario, for `scenarios` and `--help`.
+pub fn list() -> String {
+    let mut out = String::new();
+    for s in SCENARIOS {
+        let _ = match s.missing {
+            None => writeln!(out, "  {:<16} {}", s.name, s.about),
+            Some(missing) => writeln!(
+                out,
+                "  {:<16} not available yet (needs {missing}): {}",
+                s.name, s.about
+            ),
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_scenarios_refuse_with_the_reason() {
+        for name in [
+            "cache-hit",
+            "cold-start",
+            "many-tenants",
+            "noisy-neighbour",
+            "cpu-limit-storm",
+        ] {
+            let error = find(name).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains("not available yet"), "{name}: {error}");
+        }
+        assert!(matches!(find("nope"), Err(ScenarioError::Unknown(_))));
+        for name in [
+            "hello",
+            "json-api",
+            "ssr",
+            "large-body",
+            "slow-clients",
+            "tls-handshake",
+        ] {
+            assert!(find(name).is_ok(), "{name}");
+        }
+        assert_eq!(list().lines().count(), SCENARIOS.len());
+    }
+}
