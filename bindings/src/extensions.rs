@@ -17,8 +17,10 @@ pub struct IsolateExtensionOptions {
     pub worker: WorkerName,
     /// The isolate's table of exchanges awaiting a response.
     pub exchanges: Exchanges,
-    /// The outbound fetch policy of the worker.
+    /// The outbound fetch policy of the worker, as permissions.
     pub permissions: PermissionsContainer,
+    /// How the worker's outbound requests resolve names.
+    pub resolver: std::sync::Arc<crate::outbound::StaticResolver>,
 }
 
 /// Extensions as the build-time snapshot needs them (no per-isolate state).
@@ -48,6 +50,8 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
         ),
         deno_fetch::deno_fetch::init(deno_fetch::Options {
             user_agent: USER_AGENT.to_owned(),
+            resolver: deno_fetch::dns::Resolver::custom(options.resolver),
+            request_builder_hook: Some(crate::outbound::guard::request_hook::<deno_fetch::ReqBody>),
             ..Default::default()
         }),
         deno_crypto::deno_crypto::init(None),

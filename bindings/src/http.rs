@@ -119,7 +119,12 @@ impl Exchanges {
         }
     }
 
-    /// Number of exchanges still waiting for a response.
+    /// Ids of the exchanges still waiting for a response.
+    pub fn ids(&self) -> Vec<RequestId> {
+        self.pending.keys().copied().collect()
+    }
+
+    /// Number of exchanges awaiting a response.
     pub fn len(&self) -> usize {
         self.pending.len()
     }

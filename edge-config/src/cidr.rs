@@ -12,6 +12,16 @@ pub struct IpCidr {
 }
 
 impl IpCidr {
+    /// The network address as written.
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `ip` is inside this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {

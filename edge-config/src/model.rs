@@ -142,13 +142,19 @@ pub struct Worker {
 }
 
 /// What outbound `fetch()` may reach beyond the public internet (`[workers.x.outbound]`).
+/// Loopback, private, link-local, unique-local, multicast and other special-purpose
+/// addresses are refused after DNS resolution unless opened here.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Outbound {
-    /// Hosts, IPs or CIDRs opened even if private. Default none.
-    pub allow_hosts: Vec<String>,
+    /// Addresses or CIDRs opened even though they are private (e.g. `["10.1.2.3"]`).
+    /// Default none.
+    pub allow: Vec<IpCidr>,
     /// Allow loopback targets (on for `isola dev`). Default false.
     pub allow_loopback: bool,
+    /// Static DNS answers for outbound fetch, like `/etc/hosts`
+    /// (e.g. `{ "api.internal" = "10.1.2.3" }`); the answers are checked like any other.
+    pub resolve: BTreeMap<String, std::net::IpAddr>,
 }
 
 macro_rules! limits {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::deployment::Deployment;
+use crate::pool::Pool;
 use crate::worker::WorkerSource;
 
 /// Quiet period after a change before reloading (editors write files in several steps).
@@ -26,7 +26,7 @@ pub struct WatchError {
 /// the returned watcher is dropped.
 pub fn watch(
     config: edge_config::Worker,
-    deployment: Arc<Deployment>,
+    deployment: Arc<Pool>,
 ) -> Result<notify::RecommendedWatcher, WatchError> {
     let file = std::path::absolute(&config.file).unwrap_or_else(|_| config.file.clone());
     let dir = file
@@ -65,7 +65,7 @@ pub fn watch(
     Ok(watcher)
 }
 
-async fn reload(config: &edge_config::Worker, deployment: &Deployment) {
+async fn reload(config: &edge_config::Worker, deployment: &Pool) {
     let source = match WorkerSource::load(config) {
         Ok(source) => source,
         Err(error) => {

@@ -2,14 +2,15 @@
 //! (deno_core, one OS thread each, started from the build-time snapshot).
 //!
 //! Request flow: [`server`] accepts and parses HTTP, [`router::Router`] picks the
-//! [`deployment::Deployment`], whose isolate thread dispatches the request into the worker's
-//! JavaScript; the response (or its stream) comes back over a channel.
+//! deployment's [`pool::Pool`], which lends the request one of its isolates; the isolate's
+//! thread dispatches the request into the worker's JavaScript and the response (or its
+//! stream) comes back over a channel.
 
-pub mod deployment;
 pub mod dev;
 pub mod exchange;
 mod isolate;
 pub mod node;
+pub mod pool;
 pub mod router;
 pub mod server;
 mod snapshot;

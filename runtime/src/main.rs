@@ -75,6 +75,12 @@ struct DevArgs {
     /// Time the handler has to produce its Response (ms) before the client gets a 504.
     #[arg(long, default_value_t = Limits::default().wall_ms)]
     wall_ms: u64,
+    /// Heap + ArrayBuffer memory one isolate may use (MB) before it is terminated.
+    #[arg(long, default_value_t = Limits::default().memory_mb)]
+    memory_mb: u64,
+    /// Isolates the worker may run at once (more requests wait in a bounded queue).
+    #[arg(long, default_value_t = Limits::default().max_isolates)]
+    max_isolates: u32,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +260,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         limits: Limits {
             cpu_ms: args.cpu_ms,
             wall_ms: args.wall_ms,
+            memory_mb: args.memory_mb,
+            max_isolates: args.max_isolates,
             ..Limits::default()
         },
     };

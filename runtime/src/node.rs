@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use edge_config::Config;
 
-use crate::deployment::Deployment;
 use crate::isolate::StartError;
+use crate::pool::{Pool, Registry};
 use crate::router::Router;
 use crate::server::{self, BoundListener, Shared};
 use crate::worker::{WorkerLoadError, WorkerSource};
@@ -55,27 +55,27 @@ pub enum NodeError {
 pub struct Node {
     listeners: Vec<BoundListener>,
     shared: Arc<Shared>,
-    deployments: BTreeMap<String, Arc<Deployment>>,
+    deployments: BTreeMap<String, Arc<Pool>>,
     grace: Duration,
 }
 
 impl Node {
     /// Starts every worker, builds the routes and binds the listeners.
     pub async fn start(config: &Config) -> Result<Self, NodeError> {
+        let registry = Registry::start(config.node.isolate_memory_budget_mb);
         let mut deployments = BTreeMap::new();
         for (name, worker) in &config.workers {
             let source = WorkerSource::load(worker).map_err(|error| NodeError::Load {
                 name: name.clone(),
                 error,
             })?;
-            let deployment =
-                Deployment::start(Arc::new(source))
-                    .await
-                    .map_err(|error| NodeError::Start {
-                        name: name.clone(),
-                        error,
-                    })?;
-            deployments.insert(name.clone(), Arc::new(deployment));
+            let deployment = Pool::start(Arc::new(source), registry.clone())
+                .await
+                .map_err(|error| NodeError::Start {
+                    name: name.clone(),
+                    error,
+                })?;
+            deployments.insert(name.clone(), deployment);
         }
         let mut router = Router::default();
         for route in &config.routes {
@@ -121,8 +121,8 @@ impl Node {
         self.listeners.iter().map(BoundListener::url).collect()
     }
 
-    /// A deployment by worker name.
-    pub fn deployment(&self, name: &str) -> Option<Arc<Deployment>> {
+    /// A deployment's isolates by worker name.
+    pub fn deployment(&self, name: &str) -> Option<Arc<Pool>> {
         self.deployments.get(name).cloned()
     }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::deployment::Deployment;
+use crate::pool::Pool;
 
 /// How a route matches the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl HostMatch {
 struct Route {
     host: HostMatch,
     path_prefix: String,
-    deployment: Arc<Deployment>,
+    deployment: Arc<Pool>,
 }
 
 /// The routing table.
@@ -51,7 +51,7 @@ pub struct Router {
 
 impl Router {
     /// Adds a route; `host` is an exact name, `*.suffix`, or `None` for any host.
-    pub fn add(&mut self, host: Option<&str>, path_prefix: &str, deployment: Arc<Deployment>) {
+    pub fn add(&mut self, host: Option<&str>, path_prefix: &str, deployment: Arc<Pool>) {
         self.routes.push(Route {
             host: HostMatch::parse(host),
             path_prefix: path_prefix.to_owned(),
@@ -60,7 +60,7 @@ impl Router {
     }
 
     /// The deployment for `host` (lower-case, without port) and `path`.
-    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Deployment>> {
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Pool>> {
         self.routes
             .iter()
             .filter(|route| path_matches(&route.path_prefix, path))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use deno_core::ModuleSpecifier;
 use edge_config::Limits;
+use isola_bindings::outbound::{OutboundPolicy, StaticResolver};
 
 /// A worker's code and settings.
 #[derive(Debug)]
@@ -28,6 +29,10 @@ pub struct WorkerSource {
     pub allow_wasm_compile: bool,
     /// The worker's resolved limits.
     pub limits: Limits,
+    /// What the worker's outbound fetch may reach.
+    pub outbound: Arc<OutboundPolicy>,
+    /// How its outbound fetch resolves names.
+    pub resolver: Arc<StaticResolver>,
 }
 
 /// Reading a worker failed.
@@ -62,6 +67,7 @@ impl WorkerSource {
         let source_map = read_source_map(&path);
         let specifier = ModuleSpecifier::from_file_path(&path)
             .map_err(|()| WorkerLoadError::Specifier(path.clone()))?;
+        let outbound = Arc::new(OutboundPolicy::new(&config.outbound));
         let vars_json = serde_json::to_string(&config.vars)
             .map_err(|e| WorkerLoadError::Vars(config.name.clone(), e))?;
         Ok(Self {
@@ -74,6 +80,8 @@ impl WorkerSource {
             allow_eval: config.allow_eval,
             allow_wasm_compile: config.allow_wasm_compile,
             limits: config.limits.clone(),
+            outbound: outbound.clone(),
+            resolver: Arc::new(StaticResolver::new(&config.outbound.resolve, outbound)),
         })
     }
 }

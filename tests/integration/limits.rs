@@ -127,9 +127,8 @@ async fn infinite_loop_is_killed_at_its_cpu_limit_and_the_isolate_replaced() {
     let logs = isola.logs();
     let measured: Vec<f64> = logs
         .lines()
-        .filter(|l| l.contains("terminating an isolate over its CPU limit"))
         .filter_map(|l| {
-            l.split("used_cpu_ms=")
+            l.split("isolate killed: it exceeded its cpu_ms limit (")
                 .nth(1)?
                 .split_whitespace()
                 .next()?
@@ -138,6 +137,11 @@ async fn infinite_loop_is_killed_at_its_cpu_limit_and_the_isolate_replaced() {
         })
         .collect();
     assert_eq!(measured.len(), 3, "{logs}");
+    assert!(
+        logs.contains("JavaScript stack at the kill:") && logs.contains("cpu.js:"),
+        "the kill log shows where the worker was: {logs}"
+    );
+    assert!(logs.contains("request_ids=\""), "and which request: {logs}");
     for cpu in measured {
         assert!(
             (50.0..=65.0).contains(&cpu),
@@ -174,5 +178,77 @@ async fn dev_wall_ms_flag_applies() {
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// Resident memory of `pid` in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+#[tokio::test]
+async fn memory_bombs_are_stopped_near_memory_mb_and_the_process_survives() {
+    let isola = Isola::dev(
+        &fixture("memory.js"),
+        &["--memory-mb", "64", "--cpu-ms", "10000"],
+    );
+    for bomb in ["/heap-bomb", "/buffer-bomb", "/array-bomb"] {
+        let reply = get(Proto::H1, &isola, bomb).await;
+        assert_eq!(reply.status, 503, "{bomb}: {}", reply.text());
+        assert!(
+            reply.text().contains("memory_mb"),
+            "{bomb}: the response names the limit: {}",
+            reply.text()
+        );
+        let reply = get(Proto::H1, &isola, "/").await;
+        assert_eq!(
+            (reply.status, reply.text().as_str()),
+            (200, "alive"),
+            "after {bomb}"
+        );
+    }
+    // One 4 GiB buffer: refused (RangeError) or the isolate is killed; never the process.
+    let reply = get(Proto::H1, &isola, "/huge-buffer").await;
+    assert!(
+        (reply.status == 507 && reply.text().starts_with("RangeError"))
+            || (reply.status == 503 && reply.text().contains("memory_mb")),
+        "{}: {}",
+        reply.status,
+        reply.text()
+    );
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "alive"));
+    let logs = isola.wait_for_log("exceeded its memory_mb limit");
+    assert!(logs.contains("exceeded its memory_mb limit"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_hundred_heap_bombs_leave_the_process_serving_and_its_memory_flat() {
+    let isola = Isola::dev(
+        &fixture("memory.js"),
+        &["--memory-mb", "32", "--cpu-ms", "10000"],
+    );
+    // Warm up allocator arenas and code caches before taking the baseline.
+    for _ in 0..5 {
+        assert_eq!(get(Proto::H1, &isola, "/heap-bomb").await.status, 503);
+    }
+    let before = rss_mib(isola.pid());
+    for round in 0..100 {
+        let reply = get(Proto::H1, &isola, "/heap-bomb").await;
+        assert_eq!(reply.status, 503, "bomb {round}: {}", reply.text());
+    }
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!((reply.status, reply.text().as_str()), (200, "alive"));
+    let after = rss_mib(isola.pid());
+    assert!(
+        after - before < 50.0,
+        "RSS grew from {before:.1} MiB to {after:.1} MiB over 100 heap bombs"
     );
 }

@@ -7,6 +7,8 @@ mod bench;
 mod errors;
 mod lifecycle;
 mod limits;
+mod outbound;
+mod pool;
 mod protocols;
 mod streaming;
 mod support;

@@ -49,6 +49,27 @@ impl Isola {
         Self::start(&args)
     }
 
+    /// `isola serve --config <file>` with `toml` written to a temporary file; `{fixtures}` in
+    /// it stands for the fixtures directory.
+    pub fn serve(toml: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("isola-test-{}-{n}.toml", std::process::id()));
+        let fixtures = repo().join("tests/fixtures");
+        std::fs::write(
+            &path,
+            toml.replace("{fixtures}", &fixtures.display().to_string()),
+        )
+        .expect("write config");
+        let isola = Self::start(&[
+            "serve".to_owned(),
+            "--config".to_owned(),
+            path.display().to_string(),
+        ]);
+        let _ = std::fs::remove_file(&path);
+        isola
+    }
+
     /// `isola <args…>`, waiting until it listens.
     pub fn start(args: &[String]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
@@ -121,6 +142,11 @@ impl Isola {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The `host:port` the first listener is on.
@@ -251,6 +277,15 @@ pub async fn get(proto: Proto, isola: &Isola, path: &str) -> Reply {
         .body(Full::new(Bytes::new()))
         .expect("request");
     send(proto, &isola.authority(), request).await
+}
+
+/// GET `path` over HTTP/1.1 with `host` as the Host header (for host routing).
+pub async fn get_host(isola: &Isola, host: &str, path: &str) -> Reply {
+    let request = Request::get(path)
+        .header("host", host)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    send(Proto::H1, &isola.authority(), request).await
 }
 
 /// A TLS client config trusting only `ca` (PEM), offering `alpn`.

@@ -15,10 +15,11 @@ use isola_bindings::clock::TurnClock;
 use isola_bindings::console::WorkerName;
 use isola_bindings::extensions::{IsolateExtensionOptions, for_isolate};
 use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError};
+use isola_bindings::outbound::guard;
 use tokio::sync::mpsc;
 
 pub use error::StartError;
-use limits::{Enforcer, Limit};
+use limits::{Enforcer, Limit, MemoryGuard};
 use module_loader::WorkerModuleLoader;
 
 use crate::exchange::IncomingRequest;
@@ -33,8 +34,9 @@ struct Entrypoints {
 
 /// A started isolate with the worker loaded and ready for requests.
 pub(crate) struct Isolate {
-    runtime: JsRuntime,
+    /// Declared (so dropped) before the runtime, whose isolate it refers to.
     enforcer: Enforcer,
+    runtime: JsRuntime,
     entry: Entrypoints,
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
 }
@@ -43,13 +45,17 @@ impl Isolate {
     /// Creates an isolate from the snapshot and evaluates the worker's module in it.
     pub(crate) async fn start(worker: &WorkerSource) -> Result<Self, StartError> {
         let (events_tx, events) = mpsc::unbounded_channel();
+        let (memory, create_params) = MemoryGuard::new(worker.limits.memory_bytes());
         let extensions = for_isolate(IsolateExtensionOptions {
             worker: WorkerName(worker.name.clone()),
             exchanges: Exchanges::new(events_tx),
-            permissions: isola_bindings::outbound::permissions(),
+            permissions: isola_bindings::outbound::permissions()
+                .map_err(|e| StartError::Runtime(e.to_string()))?,
+            resolver: worker.resolver.clone(),
         });
         let mut runtime = JsRuntime::try_new(RuntimeOptions {
             startup_snapshot: Some(SNAPSHOT),
+            create_params: Some(create_params),
             residual_lazy_js_sources: RESIDUAL_JS,
             residual_lazy_esm_sources: RESIDUAL_ESM,
             extensions,
@@ -61,12 +67,17 @@ impl Isolate {
         })
         .map_err(|e| StartError::Runtime(e.to_string()))?;
         restrict_code_generation(&mut runtime, worker);
+        guard::install(
+            worker.outbound.clone(),
+            &worker.name,
+            worker.limits.max_subrequests,
+        );
         // Atomics.wait would block the isolate's thread without spending CPU.
         runtime.v8_isolate().set_allow_atomics_wait(false);
-        let enforcer = Enforcer::install(&mut runtime, &worker.limits);
+        let enforcer = Enforcer::install(&mut runtime, &worker.limits, memory);
         enforcer.enter(Limit::StartupCpu);
         let loaded = Self::load_worker(&mut runtime, worker).await;
-        enforcer.leave();
+        enforcer.leave(&mut runtime);
         if let Some(limit) = enforcer.killed() {
             return Err(StartError::LimitExceeded(limit.key()));
         }
@@ -152,6 +163,7 @@ impl Isolate {
             body,
             responder,
         } = request;
+        guard::begin_request(headers.get(guard::CDN_LOOP).cloned());
         let op_state = self.runtime.op_state();
         let body_rid = {
             let mut state = op_state.borrow_mut();
@@ -207,6 +219,12 @@ impl Isolate {
             .poll_event_loop(cx, PollEventLoopOptions::default())
     }
 
+    /// Heap + external (ArrayBuffer) memory in use: what counts against the node's budget.
+    pub(crate) fn memory_in_use(&mut self) -> u64 {
+        let stats = self.runtime.v8_isolate().get_heap_statistics();
+        (stats.used_heap_size() + stats.external_memory()) as u64
+    }
+
     /// Number of exchanges still waiting for the worker's response.
     pub(crate) fn pending_exchanges(&self) -> usize {
         self.runtime.op_state().borrow().borrow::<Exchanges>().len()
@@ -220,8 +238,44 @@ impl Isolate {
     }
 
     /// JavaScript stopped running: the event loop waits for I/O or requests.
-    pub(crate) fn leave(&self) {
-        self.enforcer.leave();
+    pub(crate) fn leave(&mut self) {
+        self.enforcer.leave(&mut self.runtime);
+    }
+
+    /// Logs a kill for the post-mortem: deployment, requests in flight, limit, measured value
+    /// and the JavaScript stack at the kill where V8 could provide it.
+    pub(crate) fn log_kill(&self, worker: &str) {
+        let Some((kill, stack)) = self.enforcer.kill_report() else {
+            return;
+        };
+        let requests: Vec<String> = self
+            .runtime
+            .op_state()
+            .borrow()
+            .borrow::<Exchanges>()
+            .ids()
+            .iter()
+            .map(|id| format!("{id:016x}"))
+            .collect();
+        let unit = if kill.limit == Limit::Memory {
+            "MB"
+        } else {
+            "ms"
+        };
+        tracing::warn!(
+            worker,
+            request_ids = requests.join(","),
+            limit = kill.limit.key(),
+            measured = format_args!("{:.1} {unit}", kill.measured),
+            budget = format_args!("{:.0} {unit}", kill.budget),
+            "isolate killed: it exceeded its {} limit ({:.1} {unit} used of {:.0}); discarding it{}",
+            kill.limit.key(),
+            kill.measured,
+            kill.budget,
+            stack
+                .map(|s| format!("; JavaScript stack at the kill:{s}"))
+                .unwrap_or_default()
+        );
     }
 
     /// The limit that terminated this isolate, if one did; a killed isolate is discarded.

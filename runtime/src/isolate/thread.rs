@@ -5,6 +5,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
 use isola_bindings::http::RequestId;
@@ -27,6 +28,8 @@ pub(crate) enum Message {
 #[derive(Debug)]
 pub(crate) struct IsolateThread {
     messages: mpsc::UnboundedSender<Message>,
+    /// Heap + external memory, as the thread last measured it (after each turn).
+    memory: Arc<AtomicU64>,
 }
 
 impl IsolateThread {
@@ -35,13 +38,15 @@ impl IsolateThread {
     pub(crate) async fn spawn(worker: Arc<WorkerSource>) -> Result<Self, StartError> {
         let (messages, receiver) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
+        let memory = Arc::new(AtomicU64::new(0));
         let name = format!("isolate-{}", worker.name);
+        let reported = memory.clone();
         std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(worker, receiver, ready_tx))
+            .spawn(move || run(worker, receiver, ready_tx, reported))
             .map_err(|e| StartError::Runtime(format!("cannot start an isolate thread: {e}")))?;
         match ready_rx.await {
-            Ok(Ok(())) => Ok(Self { messages }),
+            Ok(Ok(())) => Ok(Self { messages, memory }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(StartError::Runtime(
                 "the isolate thread exited while starting".to_owned(),
@@ -62,12 +67,18 @@ impl IsolateThread {
     pub(crate) fn is_alive(&self) -> bool {
         !self.messages.is_closed()
     }
+
+    /// Heap + external memory the isolate used after its last turn.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
+    }
 }
 
 fn run(
     worker: Arc<WorkerSource>,
     mut receiver: mpsc::UnboundedReceiver<Message>,
     ready: oneshot::Sender<Result<(), StartError>>,
+    memory: Arc<AtomicU64>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,12 +100,13 @@ fn run(
                 return;
             }
         };
+        memory.store(isolate.memory_in_use(), Ordering::Relaxed);
         if ready.send(Ok(())).is_err() {
             return;
         }
-        let outcome = serve(&mut isolate, &mut receiver).await;
-        if let Some(limit) = isolate.killed() {
-            tracing::warn!(worker = %worker.name, limit, "isolate killed: it exceeded its {limit} limit; discarding it");
+        let outcome = serve(&mut isolate, &mut receiver, &memory).await;
+        if isolate.killed().is_some() {
+            isolate.log_kill(&worker.name);
             isolate.fail_pending("");
         } else if let Err(error) = outcome {
             tracing::error!(worker = %worker.name, "isolate stopped: {error}");
@@ -108,12 +120,14 @@ fn run(
 async fn serve(
     isolate: &mut Isolate,
     receiver: &mut mpsc::UnboundedReceiver<Message>,
+    memory: &AtomicU64,
 ) -> Result<(), deno_core::error::CoreError> {
     let mut open = true;
     poll_fn(|cx| {
         isolate.enter();
         let polled = serve_turn(isolate, receiver, &mut open, cx);
         isolate.leave();
+        memory.store(isolate.memory_in_use(), Ordering::Relaxed);
         polled
     })
     .await?;

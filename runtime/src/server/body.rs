@@ -14,6 +14,8 @@ use isola_bindings::body::{BodyError, BodyReceiver};
 use isola_bindings::http::{ResponseBody, StreamError};
 use tokio::sync::mpsc;
 
+use crate::pool::Lease;
+
 /// Request body chunks buffered ahead of the worker: the backpressure window.
 const REQUEST_WINDOW_CHUNKS: usize = 4;
 
@@ -24,14 +26,23 @@ pub enum Body {
     Empty,
     /// A body known in full; `None` once sent.
     Full(Option<Bytes>),
-    /// Chunks as the worker produces them.
-    Stream(mpsc::Receiver<Result<Bytes, StreamError>>),
+    /// Chunks as the worker produces them, with the isolate slot producing them: the
+    /// slot is given back when the stream ends or the client goes away.
+    Stream(mpsc::Receiver<Result<Bytes, StreamError>>, Option<Lease>),
 }
 
 impl Body {
     /// A body made of a static text.
     pub fn text(text: impl Into<Bytes>) -> Self {
         Self::Full(Some(text.into()))
+    }
+
+    /// Keeps `lease` until a streamed body ends; a body known in full lets it go now.
+    pub fn holding(mut self, lease: Lease) -> Self {
+        if let Self::Stream(_, held) = &mut self {
+            *held = Some(lease);
+        }
+        self
     }
 }
 
@@ -40,7 +51,7 @@ impl From<ResponseBody> for Body {
         match body {
             ResponseBody::Empty => Self::Empty,
             ResponseBody::Full(bytes) => Self::Full(Some(bytes)),
-            ResponseBody::Stream(chunks) => Self::Stream(chunks),
+            ResponseBody::Stream(chunks) => Self::Stream(chunks, None),
         }
     }
 }
@@ -56,9 +67,13 @@ impl http_body::Body for Body {
         match &mut *self {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(chunks) => chunks
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|r| r.map(Frame::data))),
+            Self::Stream(chunks, lease) => {
+                let polled = chunks.poll_recv(cx);
+                if let Poll::Ready(None) = polled {
+                    *lease = None;
+                }
+                polled.map(|chunk| chunk.map(|r| r.map(Frame::data)))
+            }
         }
     }
 
@@ -66,7 +81,7 @@ impl http_body::Body for Body {
         match self {
             Self::Empty => true,
             Self::Full(bytes) => bytes.is_none(),
-            Self::Stream(_) => false,
+            Self::Stream(..) => false,
         }
     }
 
@@ -74,7 +89,7 @@ impl http_body::Body for Body {
         match self {
             Self::Empty => SizeHint::with_exact(0),
             Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Stream(_) => SizeHint::default(),
+            Self::Stream(..) => SizeHint::default(),
         }
     }
 }

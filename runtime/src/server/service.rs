@@ -11,12 +11,14 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use isola_bindings::http::{HandlerError, RequestId};
+use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use tokio::sync::oneshot;
 
 use super::body::{Body, TooLarge, pump_request_body};
 use super::client_ip::set_client_ip;
 use crate::exchange::IncomingRequest;
 use crate::isolate::thread::{IsolateThread, Message};
+use crate::pool::{AcquireError, Lease, Pool};
 use crate::router::Router;
 
 /// What every connection of a listener shares.
@@ -62,8 +64,10 @@ enum Refusal {
     UriTooLong(usize),
     HeadersTooLarge(usize),
     NoRoute(String),
+    Loop(String),
     BodyTooLarge(u64),
     Unavailable(String),
+    Overloaded(AcquireError),
     LimitExceeded(&'static str),
     HandlerFailed,
     Timeout,
@@ -84,6 +88,10 @@ impl Refusal {
                 StatusCode::NOT_FOUND,
                 format!("no worker is routed for {target}"),
             ),
+            Self::Loop(worker) => (
+                StatusCode::LOOP_DETECTED,
+                format!("the request looped back to worker {worker} through its own fetch"),
+            ),
             Self::BodyTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body larger than {limit} bytes"),
@@ -91,6 +99,10 @@ impl Refusal {
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "worker unavailable".to_owned(),
+            ),
+            Self::Overloaded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the worker is at capacity; retry later".to_owned(),
             ),
             Self::LimitExceeded(limit) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -105,11 +117,16 @@ impl Refusal {
                 "the worker did not respond within its wall-clock limit".to_owned(),
             ),
         };
-        if let Self::Unavailable(reason) = &self {
-            tracing::warn!(
+        match &self {
+            Self::Unavailable(reason) => tracing::warn!(
                 request_id = format_args!("{id:016x}"),
                 "worker unavailable: {reason}"
-            );
+            ),
+            Self::Overloaded(reason) => tracing::warn!(
+                request_id = format_args!("{id:016x}"),
+                "request refused: {reason}"
+            ),
+            _ => {}
         }
         let mut response = Response::new(Body::text(format!("{text} (request id {id:016x})\n")));
         *response.status_mut() = status;
@@ -117,7 +134,7 @@ impl Refusal {
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain;charset=UTF-8"),
         );
-        if matches!(self, Self::Unavailable(_)) {
+        if matches!(self, Self::Unavailable(_) | Self::Overloaded(_)) {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -165,6 +182,12 @@ async fn serve(
         .ok_or_else(|| Refusal::NoRoute(format!("{host}{}", parts.uri.path())))?
         .clone();
     let worker = deployment.worker();
+    if let Some(chain) = parts.headers.get(CDN_LOOP).and_then(|v| v.to_str().ok()) {
+        let (hops, seen) = hops(chain, &worker.name);
+        if seen || hops >= MAX_HOPS {
+            return Err(Refusal::Loop(worker.name.to_string()));
+        }
+    }
     let limit = worker.limits.max_body_bytes;
     let declared = parts
         .headers
@@ -184,19 +207,20 @@ async fn serve(
     let url = format!("{scheme}://{authority}{path_and_query}");
 
     let (responder, outcome) = oneshot::channel();
-    let isolate = deployment
-        .send(Message::Request(IncomingRequest {
+    let lease = dispatch(
+        &deployment,
+        Message::Request(IncomingRequest {
             id,
             method: parts.method,
             url,
             headers: parts.headers,
             body,
             responder,
-        }))
-        .await
-        .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        }),
+    )
+    .await?;
     let guard = AbortOnDrop {
-        isolate: Some(isolate),
+        isolate: Some(lease.isolate().clone()),
         id,
     };
     let outcome = tokio::time::timeout(worker.limits.wall(), outcome).await;
@@ -217,7 +241,7 @@ async fn serve(
     };
     match outcome {
         Ok(Ok(js)) => {
-            let mut response = Response::new(Body::from(js.body));
+            let mut response = Response::new(Body::from(js.body).holding(lease));
             *response.status_mut() = js.status;
             *response.headers_mut() = js.headers;
             Ok(response)
@@ -239,6 +263,25 @@ async fn serve(
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
     }
+}
+
+/// Hands `message` to an isolate of the deployment; if the isolate died between being lent
+/// and the send, the request goes to another one.
+async fn dispatch(deployment: &Arc<Pool>, message: Message) -> Result<Lease, Refusal> {
+    let mut message = message;
+    for _ in 0..2 {
+        let lease = deployment.acquire().await.map_err(|error| match error {
+            AcquireError::Start(error) => Refusal::Unavailable(error.to_string()),
+            overloaded => Refusal::Overloaded(overloaded),
+        })?;
+        match lease.isolate().send(message) {
+            Ok(()) => return Ok(lease),
+            Err(returned) => message = returned,
+        }
+    }
+    Err(Refusal::Unavailable(
+        "the isolates exited as the request arrived".to_owned(),
+    ))
 }
 
 /// Host name from an authority: lower-case, without port or IPv6 brackets' port.

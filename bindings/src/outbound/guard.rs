@@ -1,0 +1,123 @@
+//! Per-request checks on every outbound request (each redirect hop included): the address
+//! policy for IP literals, the subrequest cap and loop detection. deno_fetch calls
+//! [`request_hook`] on the isolate's thread for each request it sends; an isolate thread
+//! runs one deployment for its whole life, so the deployment's guard is a thread-local.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use deno_error::JsErrorBox;
+use http::HeaderValue;
+use http::header::HeaderName;
+
+use super::OutboundPolicy;
+
+/// The loop-detection header (RFC 8586): each hop appends `isola; deployment=<name>`.
+pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
+
+/// Most Isola hops a request may have taken; more is a loop between deployments.
+pub const MAX_HOPS: usize = 16;
+
+struct Guard {
+    policy: Arc<OutboundPolicy>,
+    hop: String,
+    max_subrequests: u32,
+    used: u32,
+    chain: Option<HeaderValue>,
+}
+
+thread_local! {
+    static GUARD: RefCell<Option<Guard>> = const { RefCell::new(None) };
+}
+
+/// Installs the deployment's guard on the current (isolate) thread.
+pub fn install(policy: Arc<OutboundPolicy>, deployment: &str, max_subrequests: u32) {
+    GUARD.with(|guard| {
+        *guard.borrow_mut() = Some(Guard {
+            policy,
+            hop: format!("isola; deployment={deployment}"),
+            max_subrequests,
+            used: 0,
+            chain: None,
+        });
+    });
+}
+
+/// A new request starts in the isolate: its subrequest count starts at zero, and its
+/// incoming `CDN-Loop` chain is carried onto its subrequests.
+pub fn begin_request(chain: Option<HeaderValue>) {
+    GUARD.with(|guard| {
+        if let Some(guard) = guard.borrow_mut().as_mut() {
+            guard.used = 0;
+            guard.chain = chain;
+        }
+    });
+}
+
+/// deno_fetch's request hook: refuses what the policy forbids and marks the hop.
+pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox> {
+    GUARD.with(|guard| {
+        let mut guard = guard.borrow_mut();
+        let Some(guard) = guard.as_mut() else {
+            return Err(JsErrorBox::type_error(
+                "outbound fetch is not available here",
+            ));
+        };
+        guard.used += 1;
+        if guard.used > guard.max_subrequests {
+            return Err(JsErrorBox::new(
+                "Error",
+                format!(
+                    "too many subrequests: a request may make at most {} (max_subrequests)",
+                    guard.max_subrequests
+                ),
+            ));
+        }
+        if let Some(ip) = literal_ip(request.uri())
+            && !guard.policy.allows(ip)
+        {
+            return Err(refused(ip));
+        }
+        let value = match &guard.chain {
+            Some(chain) => format!("{}, {}", chain.to_str().unwrap_or_default(), guard.hop),
+            None => guard.hop.clone(),
+        };
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| JsErrorBox::type_error("invalid CDN-Loop chain"))?;
+        request.headers_mut().insert(CDN_LOOP, value);
+        Ok(())
+    })
+}
+
+/// The error a refused address gives the worker.
+pub(super) fn refused(ip: IpAddr) -> JsErrorBox {
+    JsErrorBox::new(
+        "TypeError",
+        format!("fetch refused: {ip} is a private, loopback or otherwise special-purpose address"),
+    )
+}
+
+/// The URI's host if it is an IP address (`[v6]` unwrapped).
+pub(super) fn literal_ip(uri: &http::Uri) -> Option<IpAddr> {
+    let host = uri.host()?;
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// How many Isola hops a `CDN-Loop` value records, and whether one of them is `deployment`.
+pub fn hops(value: &str, deployment: &str) -> (usize, bool) {
+    let mut count = 0;
+    let mut seen = false;
+    for entry in value.split(',') {
+        let mut parts = entry.split(';').map(str::trim);
+        if parts.next() != Some("isola") {
+            continue;
+        }
+        count += 1;
+        seen |= parts.any(|p| p.strip_prefix("deployment=") == Some(deployment));
+    }
+    (count, seen)
+}

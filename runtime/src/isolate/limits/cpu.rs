@@ -1,0 +1,132 @@
+//! CPU limits. The isolate thread marks when it runs JavaScript (a "slice": one
+//! dispatch-and-poll turn, or the module's evaluation) with two atomic stores; a watchdog
+//! thread reads the isolate thread's CPU clock (`/proc/self/task/<tid>/schedstat`, so waiting
+//! on I/O does not count) and stops a slice over its budget: first with an interrupt that
+//! records the JavaScript stack and terminates, then (if JavaScript never reached a point
+//! where V8 runs interrupts) with a direct termination. The hot path makes no system call.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+use edge_config::Limits;
+
+use super::{Limit, Shared, stack};
+
+/// How often the watchdog looks at busy isolates.
+const WATCHDOG_TICK: Duration = Duration::from_millis(2);
+
+/// One isolate as the watchdog sees it.
+pub(super) struct Watched {
+    shared: Arc<Shared>,
+    schedstat: PathBuf,
+    /// Odd while a slice runs; bumped on every enter and leave.
+    slice: AtomicU64,
+    /// Which limit the running slice counts against.
+    limit: AtomicU8,
+    /// Watchdog-only: the slice it measures and the thread's CPU time when it first saw it.
+    seen_slice: AtomicU64,
+    slice_start_ns: AtomicU64,
+    budgets_ns: [u64; 2],
+}
+
+static WATCHED: LazyLock<Mutex<Vec<Weak<Watched>>>> = LazyLock::new(|| {
+    let spawned = std::thread::Builder::new()
+        .name("isolate-watchdog".to_owned())
+        .spawn(watchdog);
+    if let Err(error) = spawned {
+        tracing::error!("cannot start the CPU watchdog; CPU limits are not enforced: {error}");
+    }
+    Mutex::new(Vec::new())
+});
+
+/// Registers the isolate on the current thread with the watchdog.
+pub(super) fn watch(shared: &Arc<Shared>, limits: &Limits) -> Arc<Watched> {
+    let schedstat = std::fs::read_link("/proc/thread-self")
+        .map(|task| PathBuf::from("/proc").join(task).join("schedstat"))
+        .unwrap_or_default();
+    let watched = Arc::new(Watched {
+        shared: shared.clone(),
+        schedstat,
+        slice: AtomicU64::new(0),
+        limit: AtomicU8::new(Limit::Cpu as u8),
+        seen_slice: AtomicU64::new(0),
+        slice_start_ns: AtomicU64::new(0),
+        budgets_ns: [nanos(limits.cpu()), nanos(limits.startup_cpu())],
+    });
+    if let Ok(mut all) = WATCHED.lock() {
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&watched));
+    }
+    watched
+}
+
+impl Watched {
+    pub(super) fn enter(&self, limit: Limit) {
+        self.limit.store(limit as u8, Ordering::Relaxed);
+        self.slice.fetch_add(1, Ordering::Release);
+    }
+
+    pub(super) fn leave(&self) {
+        self.slice.fetch_add(1, Ordering::Release);
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// CPU time the thread behind `schedstat` has run, in nanoseconds.
+fn thread_cpu_ns(schedstat: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(schedstat)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn watchdog() {
+    loop {
+        std::thread::sleep(WATCHDOG_TICK);
+        let watched: Vec<Arc<Watched>> = match WATCHED.lock() {
+            Ok(all) => all.iter().filter_map(Weak::upgrade).collect(),
+            Err(_) => return,
+        };
+        for isolate in watched {
+            check(&isolate);
+        }
+    }
+}
+
+fn check(isolate: &Watched) {
+    let slice = isolate.slice.load(Ordering::Acquire);
+    if slice.is_multiple_of(2) {
+        return;
+    }
+    if isolate.shared.killed().is_some() {
+        // Killed, and JavaScript still runs: it never reached an interrupt check.
+        if isolate.seen_slice.load(Ordering::Relaxed) == slice {
+            isolate.shared.handle.terminate_execution();
+        }
+        return;
+    }
+    let Some(now) = thread_cpu_ns(&isolate.schedstat) else {
+        return;
+    };
+    if isolate.seen_slice.swap(slice, Ordering::Relaxed) != slice {
+        isolate.slice_start_ns.store(now, Ordering::Relaxed);
+        return;
+    }
+    let used = now.saturating_sub(isolate.slice_start_ns.load(Ordering::Relaxed));
+    let limit = Limit::from_code(isolate.limit.load(Ordering::Relaxed)).unwrap_or(Limit::Cpu);
+    let budget = isolate.budgets_ns[limit as usize - 1];
+    if used > budget
+        && isolate
+            .shared
+            .kill(limit, used as f64 / 1e6, budget as f64 / 1e6)
+    {
+        stack::capture_then_terminate(&isolate.shared.handle);
+    }
+}

@@ -1,0 +1,168 @@
+//! The memory limit (`memory_mb`: heap + ArrayBuffer contents of one isolate). Three guards,
+//! so that V8 never aborts the process with OOM:
+//! - V8's heap limit is `memory_mb`; near it, a callback records the kill, terminates
+//!   execution and raises the limit so V8 can unwind (returning less aborts the process);
+//! - ArrayBuffer contents go through a counting allocator: past `memory_mb` it terminates
+//!   execution, past twice that it refuses (JavaScript gets a RangeError);
+//! - after every turn, heap + external memory is compared with `memory_mb`.
+#![allow(
+    unsafe_code,
+    reason = "V8's ArrayBuffer allocator interface is a C vtable over raw memory"
+)]
+
+use std::alloc::Layout;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use deno_core::{JsRuntime, v8};
+
+use super::{Limit, Shared};
+
+const MB: f64 = 1024.0 * 1024.0;
+/// Alignment of ArrayBuffer contents (what malloc gives; V8 needs at least 8).
+const ALIGN: usize = 16;
+
+/// The memory limit of one isolate, made before the isolate (V8 needs the allocator and
+/// heap limits at creation).
+pub(crate) struct MemoryGuard {
+    counter: Arc<Counter>,
+    limit_bytes: usize,
+}
+
+/// ArrayBuffer bytes allocated by one isolate.
+struct Counter {
+    used: AtomicUsize,
+    soft: usize,
+    hard: usize,
+    shared: OnceLock<Arc<Shared>>,
+}
+
+impl MemoryGuard {
+    /// The guard and the isolate's creation parameters for a limit of `limit_bytes`.
+    pub(crate) fn new(limit_bytes: usize) -> (Self, v8::CreateParams) {
+        let counter = Arc::new(Counter {
+            used: AtomicUsize::new(0),
+            soft: limit_bytes,
+            hard: limit_bytes.saturating_mul(2),
+            shared: OnceLock::new(),
+        });
+        // SAFETY: the handle is an `Arc<Counter>` turned into a raw pointer; V8 hands it back
+        // to the vtable functions below and calls `drop_counter` once, which releases it.
+        let allocator =
+            unsafe { v8::new_rust_allocator(Arc::into_raw(counter.clone()), &COUNTING) };
+        let params = v8::CreateParams::default()
+            .heap_limits(0, limit_bytes)
+            .array_buffer_allocator(allocator);
+        (
+            Self {
+                counter,
+                limit_bytes,
+            },
+            params,
+        )
+    }
+
+    /// Connects the guards to the created isolate.
+    pub(super) fn install(&self, runtime: &mut JsRuntime, shared: &Arc<Shared>) {
+        let _ = self.counter.shared.set(shared.clone());
+        let shared = shared.clone();
+        let budget_mb = self.limit_bytes as f64 / MB;
+        runtime.add_near_heap_limit_callback(move |current, _initial| {
+            if shared.kill(Limit::Memory, current as f64 / MB, budget_mb) {
+                tracing::debug!("heap near its limit: terminating the isolate");
+            }
+            shared.handle.terminate_execution();
+            // Room for V8 to unwind; the isolate is discarded right after.
+            current.saturating_mul(2)
+        });
+    }
+
+    /// After a turn: kills the isolate if heap + external memory is over the limit.
+    pub(super) fn check(&self, runtime: &mut JsRuntime, shared: &Shared) {
+        let stats = runtime.v8_isolate().get_heap_statistics();
+        let used = stats
+            .used_heap_size()
+            .saturating_add(stats.external_memory())
+            .max(self.counter.used.load(Ordering::Relaxed));
+        if used > self.limit_bytes {
+            shared.kill(
+                Limit::Memory,
+                used as f64 / MB,
+                self.limit_bytes as f64 / MB,
+            );
+            shared.handle.terminate_execution();
+        }
+    }
+}
+
+impl Counter {
+    /// Counts `len` more bytes; false if that would pass the hard cap.
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.used.fetch_add(len, Ordering::Relaxed);
+        let after = before.saturating_add(len);
+        if after > self.hard {
+            self.used.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        if after > self.soft
+            && let Some(shared) = self.shared.get()
+        {
+            shared.kill(Limit::Memory, after as f64 / MB, self.soft as f64 / MB);
+            shared.handle.terminate_execution();
+        }
+        true
+    }
+
+    fn allocate(&self, len: usize, zeroed: bool) -> *mut c_void {
+        let Ok(layout) = Layout::from_size_align(len.max(1), ALIGN) else {
+            return std::ptr::null_mut();
+        };
+        if !self.reserve(len) {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the layout has a non-zero size.
+        let data = unsafe {
+            if zeroed {
+                std::alloc::alloc_zeroed(layout)
+            } else {
+                std::alloc::alloc(layout)
+            }
+        };
+        if data.is_null() {
+            self.used.fetch_sub(len, Ordering::Relaxed);
+        }
+        data.cast()
+    }
+}
+
+static COUNTING: v8::RustAllocatorVtable<Counter> = v8::RustAllocatorVtable {
+    allocate,
+    allocate_uninitialized,
+    free,
+    drop: drop_counter,
+};
+
+unsafe extern "C" fn allocate(counter: &Counter, len: usize) -> *mut c_void {
+    counter.allocate(len, true)
+}
+
+unsafe extern "C" fn allocate_uninitialized(counter: &Counter, len: usize) -> *mut c_void {
+    counter.allocate(len, false)
+}
+
+unsafe extern "C" fn free(counter: &Counter, data: *mut c_void, len: usize) {
+    if data.is_null() {
+        return;
+    }
+    counter.used.fetch_sub(len, Ordering::Relaxed);
+    if let Ok(layout) = Layout::from_size_align(len.max(1), ALIGN) {
+        // SAFETY: `data` came from `allocate` with the same length, hence the same layout.
+        unsafe { std::alloc::dealloc(data.cast(), layout) };
+    }
+}
+
+unsafe extern "C" fn drop_counter(counter: *const Counter) {
+    // SAFETY: the pointer is the `Arc::into_raw` made in `MemoryGuard::new`, dropped once.
+    drop(unsafe { Arc::from_raw(counter) });
+}

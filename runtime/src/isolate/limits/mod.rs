@@ -1,0 +1,156 @@
+//! The limit enforcer: every limit that can kill an isolate goes through here (as workerd
+//! routes all limits through one interface), so the kill, its reason, its post-mortem log and
+//! what the clients of in-flight requests are told stay in one place.
+//!
+//! - CPU (`cpu_ms`, `startup_cpu_ms`): [`cpu`] — a watchdog thread reads the isolate thread's
+//!   CPU clock and interrupts a JavaScript slice over budget.
+//! - Memory (`memory_mb`): [`memory`] — V8's heap limit with a near-heap-limit callback, a
+//!   counting ArrayBuffer allocator and a check of heap + external memory after every turn.
+//!
+//! A killed isolate is never reused: the thread stops taking requests and is replaced.
+
+mod cpu;
+mod memory;
+mod stack;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use deno_core::{JsRuntime, v8};
+use edge_config::Limits;
+
+pub(crate) use memory::MemoryGuard;
+
+/// A limit that can kill an isolate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// CPU time of a request's JavaScript (`cpu_ms`).
+    Cpu = 1,
+    /// CPU time of the module's top-level evaluation (`startup_cpu_ms`).
+    StartupCpu = 2,
+    /// Heap + ArrayBuffer memory of the isolate (`memory_mb`).
+    Memory = 3,
+}
+
+impl Limit {
+    /// The config key of the limit, as logs and responses name it.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu_ms",
+            Self::StartupCpu => "startup_cpu_ms",
+            Self::Memory => "memory_mb",
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Cpu),
+            2 => Some(Self::StartupCpu),
+            3 => Some(Self::Memory),
+            _ => None,
+        }
+    }
+}
+
+/// A kill as the post-mortem log reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Kill {
+    /// Which limit.
+    pub(crate) limit: Limit,
+    /// What was measured (CPU milliseconds or memory megabytes).
+    pub(crate) measured: f64,
+    /// The limit's value in the same unit.
+    pub(crate) budget: f64,
+}
+
+/// What the isolate thread, the watchdog and V8's callbacks share about one isolate.
+pub(super) struct Shared {
+    handle: v8::IsolateHandle,
+    /// The limit that killed the isolate (0: none), set once.
+    killed: AtomicU8,
+    /// The measured value at the kill, as f64 bits.
+    measured: AtomicU64,
+    budget: AtomicU64,
+}
+
+impl Shared {
+    /// Records the first kill and stops JavaScript; later kills are ignored.
+    fn kill(&self, limit: Limit, measured: f64, budget: f64) -> bool {
+        if self
+            .killed
+            .compare_exchange(0, limit as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        self.measured.store(measured.to_bits(), Ordering::Release);
+        self.budget.store(budget.to_bits(), Ordering::Release);
+        true
+    }
+
+    fn killed(&self) -> Option<Limit> {
+        Limit::from_code(self.killed.load(Ordering::Acquire))
+    }
+}
+
+/// Enforces one isolate's limits; lives on (and is used from) the isolate's thread. Must be
+/// dropped before its isolate (it holds the isolate's context for post-mortem stacks).
+pub(crate) struct Enforcer {
+    shared: Arc<Shared>,
+    cpu: Arc<cpu::Watched>,
+    memory: MemoryGuard,
+}
+
+impl Enforcer {
+    /// Hooks the limits into the isolate just created on this thread with `memory`'s params.
+    pub(crate) fn install(runtime: &mut JsRuntime, limits: &Limits, memory: MemoryGuard) -> Self {
+        let shared = Arc::new(Shared {
+            handle: runtime.v8_isolate().thread_safe_handle(),
+            killed: AtomicU8::new(0),
+            measured: AtomicU64::new(0),
+            budget: AtomicU64::new(0),
+        });
+        memory.install(runtime, &shared);
+        stack::remember_context(runtime.main_context());
+        let cpu = cpu::watch(&shared, limits);
+        Self {
+            shared,
+            cpu,
+            memory,
+        }
+    }
+
+    /// JavaScript starts running, counted against `limit`.
+    pub(crate) fn enter(&self, limit: Limit) {
+        self.cpu.enter(limit);
+    }
+
+    /// JavaScript stopped running (the event loop is waiting); checks the memory the turn
+    /// left behind.
+    pub(crate) fn leave(&self, runtime: &mut JsRuntime) {
+        self.cpu.leave();
+        self.memory.check(runtime, &self.shared);
+    }
+
+    /// The limit that terminated the isolate, if one did.
+    pub(crate) fn killed(&self) -> Option<Limit> {
+        self.shared.killed()
+    }
+
+    /// The kill with its measurement and the JavaScript stack captured at that moment.
+    pub(crate) fn kill_report(&self) -> Option<(Kill, Option<String>)> {
+        let limit = self.shared.killed()?;
+        let kill = Kill {
+            limit,
+            measured: f64::from_bits(self.shared.measured.load(Ordering::Acquire)),
+            budget: f64::from_bits(self.shared.budget.load(Ordering::Acquire)),
+        };
+        Some((kill, stack::take()))
+    }
+}
+
+impl Drop for Enforcer {
+    fn drop(&mut self) {
+        stack::forget_context();
+    }
+}

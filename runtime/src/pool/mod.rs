@@ -1,0 +1,427 @@
+//! The isolates of one deployment: warm reuse, creation on demand up to `max_isolates`,
+//! `max_requests_per_isolate` requests in flight per isolate (default one, which keeps CPU
+//! accounting per request exact), a bounded queue with a timeout for bursts, idle eviction and
+//! replacement of isolates that died or were killed. An isolate only ever serves the
+//! deployment that created it.
+
+mod lease;
+mod registry;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::isolate::StartError;
+use crate::isolate::thread::IsolateThread;
+use crate::worker::WorkerSource;
+
+pub use lease::Lease;
+pub use registry::Registry;
+
+/// A request could not get an isolate.
+#[derive(Debug, thiserror::Error)]
+pub enum AcquireError {
+    /// Every isolate is busy and the queue is full.
+    #[error("all {isolates} isolates are busy and {queued} requests are already queued")]
+    QueueFull {
+        /// `max_isolates`.
+        isolates: u32,
+        /// `max_queue`.
+        queued: u32,
+    },
+    /// No isolate became free in time.
+    #[error("no isolate became free within queue_timeout_ms ({0} ms)")]
+    QueueTimeout(u64),
+    /// The node's isolate memory budget is used up by busy isolates.
+    #[error("the node's isolate memory budget ({0} MB) is used up by busy isolates")]
+    MemoryBudget(u64),
+    /// A new isolate failed to start.
+    #[error("the worker could not be started: {0}")]
+    Start(#[from] StartError),
+}
+
+/// One deployment's isolates.
+#[derive(Debug)]
+pub struct Pool {
+    state: Mutex<State>,
+    registry: Arc<Registry>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The code new isolates run; bumped with `generation` on every reload.
+    worker: Arc<WorkerSource>,
+    generation: u64,
+    slots: Vec<Slot>,
+    /// Isolates being created (they count against `max_isolates`).
+    starting: u32,
+    waiters: VecDeque<oneshot::Sender<Grant>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    isolate: Arc<IsolateThread>,
+    generation: u64,
+    in_flight: u32,
+    last_used: Instant,
+}
+
+/// What a queued request is given when capacity frees up.
+#[derive(Debug)]
+enum Grant {
+    /// A warm isolate, its in-flight count already taken.
+    Isolate(Arc<IsolateThread>),
+    /// Room to create a new isolate (counted in `starting`).
+    Start,
+}
+
+/// What `acquire` decided under the lock.
+enum Decision {
+    Ready(Arc<IsolateThread>),
+    Start,
+    Wait(oneshot::Receiver<Grant>),
+}
+
+impl State {
+    fn is_current(&self, slot: &Slot) -> bool {
+        slot.generation == self.generation && slot.isolate.is_alive()
+    }
+
+    /// Takes a request slot on the least loaded current isolate (the most recently used
+    /// among equals, so the others can age out).
+    fn take_warm(&mut self) -> Option<Arc<IsolateThread>> {
+        let per_isolate = self.worker.limits.max_requests_per_isolate.max(1);
+        let generation = self.generation;
+        let slot = self
+            .slots
+            .iter_mut()
+            .filter(|s| {
+                s.generation == generation && s.in_flight < per_isolate && s.isolate.is_alive()
+            })
+            .min_by_key(|s| (s.in_flight, std::cmp::Reverse(s.last_used)))?;
+        slot.in_flight += 1;
+        slot.last_used = Instant::now();
+        Some(slot.isolate.clone())
+    }
+
+    /// Whether one more isolate may be created.
+    fn has_room(&self) -> bool {
+        let live = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        live.saturating_add(self.starting) < self.worker.limits.max_isolates.max(1)
+    }
+
+    /// Drops isolates that died or belong to an older generation once nothing runs in them.
+    fn prune(&mut self) {
+        let generation = self.generation;
+        self.slots
+            .retain(|s| s.in_flight > 0 || (s.generation == generation && s.isolate.is_alive()));
+        self.waiters.retain(|w| !w.is_closed());
+    }
+
+    /// Hands freed capacity to queued requests, oldest first.
+    fn serve_waiters(&mut self) {
+        while let Some(waiter) = self.waiters.pop_front() {
+            if waiter.is_closed() {
+                continue;
+            }
+            if let Some(isolate) = self.take_warm() {
+                if let Err(Grant::Isolate(isolate)) = waiter.send(Grant::Isolate(isolate)) {
+                    self.untake(&isolate);
+                }
+            } else if self.has_room() {
+                self.starting += 1;
+                if waiter.send(Grant::Start).is_err() {
+                    self.starting -= 1;
+                }
+            } else {
+                self.waiters.push_front(waiter);
+                return;
+            }
+        }
+    }
+
+    fn untake(&mut self, isolate: &Arc<IsolateThread>) {
+        if let Some(slot) = self
+            .slots
+            .iter_mut()
+            .find(|s| Arc::ptr_eq(&s.isolate, isolate))
+        {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Pool {
+    /// Starts the deployment's first isolate (proving the worker starts) and, in the
+    /// background, the rest of its `min_isolates`.
+    pub async fn start(
+        worker: Arc<WorkerSource>,
+        registry: Arc<Registry>,
+    ) -> Result<Arc<Self>, StartError> {
+        let first = IsolateThread::spawn(worker.clone()).await?;
+        let pool = Arc::new(Self {
+            state: Mutex::new(State {
+                worker,
+                generation: 0,
+                slots: vec![Slot {
+                    isolate: Arc::new(first),
+                    generation: 0,
+                    in_flight: 0,
+                    last_used: Instant::now(),
+                }],
+                starting: 0,
+                waiters: VecDeque::new(),
+            }),
+            registry: registry.clone(),
+        });
+        registry.register(&pool);
+        pool.top_up();
+        Ok(pool)
+    }
+
+    /// The worker new requests run.
+    pub fn worker(&self) -> Arc<WorkerSource> {
+        self.lock().worker.clone()
+    }
+
+    /// Starts `worker` and, if it starts, sends new requests to it; isolates running the old
+    /// code finish what they have in flight and are dropped.
+    pub async fn reload(&self, worker: Arc<WorkerSource>) -> Result<(), StartError> {
+        let isolate = IsolateThread::spawn(worker.clone()).await?;
+        let mut state = self.lock();
+        state.generation += 1;
+        state.worker = worker;
+        let generation = state.generation;
+        state.slots.push(Slot {
+            isolate: Arc::new(isolate),
+            generation,
+            in_flight: 0,
+            last_used: Instant::now(),
+        });
+        state.prune();
+        state.serve_waiters();
+        Ok(())
+    }
+
+    /// Gets an isolate for one request: a warm one, a new one, or one that frees up while the
+    /// request waits in the bounded queue.
+    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+        let (decision, queue_timeout) = {
+            let mut state = self.lock();
+            state.prune();
+            let limits = &state.worker.limits;
+            let (max_isolates, max_queue, timeout) = (
+                limits.max_isolates,
+                limits.max_queue,
+                limits.queue_timeout(),
+            );
+            let decision = if let Some(isolate) = state.take_warm() {
+                Decision::Ready(isolate)
+            } else if state.has_room() {
+                state.starting += 1;
+                Decision::Start
+            } else if state.waiters.len() < max_queue as usize {
+                let (tx, rx) = oneshot::channel();
+                state.waiters.push_back(tx);
+                Decision::Wait(rx)
+            } else {
+                return Err(AcquireError::QueueFull {
+                    isolates: max_isolates,
+                    queued: max_queue,
+                });
+            };
+            (decision, timeout)
+        };
+        match decision {
+            Decision::Ready(isolate) => Ok(Lease::new(self.clone(), isolate)),
+            Decision::Start => self.start_reserved().await,
+            Decision::Wait(rx) => self.wait(rx, queue_timeout).await,
+        }
+    }
+
+    async fn wait(
+        self: &Arc<Self>,
+        mut rx: oneshot::Receiver<Grant>,
+        timeout: Duration,
+    ) -> Result<Lease, AcquireError> {
+        let grant = match tokio::time::timeout(timeout, &mut rx).await {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(_)) => return Err(queue_timeout(timeout)),
+            Err(_elapsed) => {
+                // A grant sent at the last moment is used rather than lost.
+                rx.close();
+                rx.try_recv().map_err(|_| queue_timeout(timeout))?
+            }
+        };
+        match grant {
+            Grant::Isolate(isolate) => Ok(Lease::new(self.clone(), isolate)),
+            Grant::Start => self.start_reserved().await,
+        }
+    }
+
+    /// Creates an isolate for which room was reserved (`starting`), for one request.
+    async fn start_reserved(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+        let (worker, generation) = {
+            let state = self.lock();
+            (state.worker.clone(), state.generation)
+        };
+        let started = match self.registry.make_room() {
+            Ok(()) => IsolateThread::spawn(worker)
+                .await
+                .map_err(AcquireError::from),
+            Err(error) => Err(error),
+        };
+        let mut state = self.lock();
+        state.starting -= 1;
+        match started {
+            Ok(isolate) => {
+                let isolate = Arc::new(isolate);
+                state.slots.push(Slot {
+                    isolate: isolate.clone(),
+                    generation,
+                    in_flight: 1,
+                    last_used: Instant::now(),
+                });
+                Ok(Lease::new(self.clone(), isolate))
+            }
+            Err(error) => {
+                state.serve_waiters();
+                Err(error)
+            }
+        }
+    }
+
+    /// A request finished with `isolate`: free its slot, drop the isolate if it died or
+    /// runs old code, and give the capacity to the oldest queued request.
+    fn release(&self, isolate: &Arc<IsolateThread>) {
+        let mut state = self.lock();
+        state.untake(isolate);
+        if let Some(slot) = state
+            .slots
+            .iter_mut()
+            .find(|s| Arc::ptr_eq(&s.isolate, isolate))
+        {
+            slot.last_used = Instant::now();
+        }
+        state.prune();
+        state.serve_waiters();
+    }
+
+    /// Drops isolates idle for longer than `idle_timeout_ms`, keeping `min_isolates`.
+    fn evict_idle(&self, now: Instant) -> usize {
+        let mut state = self.lock();
+        let limits = &state.worker.limits;
+        let (idle_timeout, min) = (limits.idle_timeout(), limits.min_isolates as usize);
+        let mut evicted = 0;
+        while state.slots.len() > min {
+            let Some(index) = state.slots.iter().position(|s| {
+                s.in_flight == 0 && now.saturating_duration_since(s.last_used) >= idle_timeout
+            }) else {
+                break;
+            };
+            state.slots.swap_remove(index);
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// Starts isolates in the background until `min_isolates` are alive or starting.
+    fn top_up(self: &Arc<Self>) {
+        let missing = {
+            let mut state = self.lock();
+            state.prune();
+            let min = state.worker.limits.min_isolates;
+            let current = state.slots.iter().filter(|s| state.is_current(s)).count();
+            let have = u32::try_from(current).unwrap_or(u32::MAX) + state.starting;
+            let missing = min.saturating_sub(have);
+            state.starting += missing;
+            missing
+        };
+        for _ in 0..missing {
+            let pool = self.clone();
+            tokio::spawn(async move { pool.start_spare().await });
+        }
+    }
+
+    async fn start_spare(self: Arc<Self>) {
+        let (worker, generation) = {
+            let state = self.lock();
+            (state.worker.clone(), state.generation)
+        };
+        let started = match self.registry.make_room() {
+            Ok(()) => IsolateThread::spawn(worker.clone())
+                .await
+                .map_err(AcquireError::from),
+            Err(error) => Err(error),
+        };
+        let mut state = self.lock();
+        state.starting -= 1;
+        match started {
+            Ok(isolate) => {
+                state.slots.push(Slot {
+                    isolate: Arc::new(isolate),
+                    generation,
+                    in_flight: 0,
+                    last_used: Instant::now(),
+                });
+                state.serve_waiters();
+            }
+            Err(error) => {
+                tracing::warn!(worker = %worker.name, "cannot start a warm isolate: {error}");
+            }
+        }
+    }
+
+    /// Idle isolates (nothing in flight) with their last use and memory, for LRU eviction.
+    fn idle_isolates(&self) -> Vec<(Instant, Arc<IsolateThread>)> {
+        let state = self.lock();
+        let min = state.worker.limits.min_isolates as usize;
+        if state.slots.len() <= min {
+            return Vec::new();
+        }
+        state
+            .slots
+            .iter()
+            .filter(|s| s.in_flight == 0)
+            .map(|s| (s.last_used, s.isolate.clone()))
+            .collect()
+    }
+
+    /// Drops `isolate` if it is still idle; true if it was dropped.
+    fn evict(&self, isolate: &Arc<IsolateThread>) -> bool {
+        let mut state = self.lock();
+        let before = state.slots.len();
+        state
+            .slots
+            .retain(|s| !(s.in_flight == 0 && Arc::ptr_eq(&s.isolate, isolate)));
+        state.slots.len() < before
+    }
+
+    /// Heap + external memory of this deployment's isolates, as they last reported it.
+    fn memory_bytes(&self) -> u64 {
+        self.lock()
+            .slots
+            .iter()
+            .map(|s| s.isolate.memory_bytes())
+            .sum()
+    }
+
+    /// Number of isolates alive or starting.
+    pub fn isolates(&self) -> usize {
+        let state = self.lock();
+        state.slots.len() + state.starting as usize
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent-enough counters; keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn queue_timeout(timeout: Duration) -> AcquireError {
+    AcquireError::QueueTimeout(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+}

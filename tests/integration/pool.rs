@@ -1,0 +1,194 @@
+//! The isolate pool over real sockets: tenants never share an isolate, warm isolates are
+//! reused, a deployment runs up to `max_isolates` at once, bursts wait in a bounded queue
+//! (then 503 + Retry-After), idle isolates are dropped (but `min_isolates` stay warm), and
+//! the node's memory budget evicts the least recently used idle isolate of any deployment.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Isola, get_host};
+
+/// A node with tenants `a` and `b` (both `pool.js`, routed by host), each with its limits.
+fn node(node: &str, a_limits: &str, b_limits: &str) -> Isola {
+    Isola::serve(&format!(
+        r#"
+[node]
+{node}
+
+[[listeners]]
+address = "127.0.0.1:0"
+
+[[routes]]
+host = "a.test"
+worker = "a"
+
+[[routes]]
+host = "b.test"
+worker = "b"
+
+[workers.a]
+file = "{{fixtures}}/pool.js"
+[workers.a.limits]
+{a_limits}
+
+[workers.b]
+file = "{{fixtures}}/pool.js"
+[workers.b.limits]
+{b_limits}
+"#
+    ))
+}
+
+async fn text(isola: &Isola, host: &str, path: &str) -> (u16, String) {
+    let reply = get_host(isola, host, path).await;
+    (reply.status, reply.text())
+}
+
+#[tokio::test]
+async fn globals_of_one_tenant_are_invisible_to_another() {
+    let isola = node("", "max_isolates = 1", "max_isolates = 1");
+    assert_eq!(
+        text(&isola, "a.test", "/set?v=s3cret").await,
+        (200, "set".into())
+    );
+    assert_eq!(text(&isola, "a.test", "/get").await, (200, "s3cret".into()));
+    assert_eq!(text(&isola, "b.test", "/get").await, (200, "unset".into()));
+}
+
+#[tokio::test]
+async fn warm_isolates_are_reused_idle_ones_dropped_and_min_isolates_kept() {
+    let isola = node(
+        "",
+        "max_isolates = 1\nidle_timeout_ms = 300",
+        "max_isolates = 1\nidle_timeout_ms = 300\nmin_isolates = 1",
+    );
+    for tenant in ["a.test", "b.test"] {
+        assert_eq!(text(&isola, tenant, "/count").await, (200, "1".into()));
+        assert_eq!(
+            text(&isola, tenant, "/count").await,
+            (200, "2".into()),
+            "{tenant}: the warm isolate served again"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        text(&isola, "a.test", "/count").await,
+        (200, "1".into()),
+        "a's idle isolate was dropped; a fresh one counts from 1"
+    );
+    assert_eq!(
+        text(&isola, "b.test", "/count").await,
+        (200, "3".into()),
+        "b keeps min_isolates = 1 warm"
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_runs_up_to_max_isolates_at_once() {
+    let isola = node("", "max_isolates = 2", "max_isolates = 1");
+    let started = Instant::now();
+    let (first, second) = tokio::join!(
+        text(&isola, "a.test", "/slow?ms=1000"),
+        text(&isola, "a.test", "/slow?ms=1000"),
+    );
+    assert_eq!(first.0, 200);
+    assert_eq!(second.0, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "two isolates ran the requests side by side: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_burst_waits_in_the_bounded_queue_then_gets_503_with_retry_after() {
+    let isola = node(
+        "",
+        "max_isolates = 1\nmax_queue = 1\nqueue_timeout_ms = 10000",
+        "max_isolates = 1\nqueue_timeout_ms = 200",
+    );
+    let started = Instant::now();
+    let busy = text(&isola, "a.test", "/slow?ms=1500");
+    let queued = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reply = text(&isola, "a.test", "/count").await;
+        (reply, started.elapsed())
+    };
+    let refused = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let sent = Instant::now();
+        let reply = get_host(&isola, "a.test", "/count").await;
+        (reply, sent.elapsed())
+    };
+    let (busy, (queued, queued_at), (refused, refused_after)) = tokio::join!(busy, queued, refused);
+    assert_eq!(busy, (200, "slept 1500 ms".into()));
+    assert_eq!(queued.0, 200, "the queued request was served: {queued:?}");
+    assert!(
+        queued_at >= Duration::from_millis(1400),
+        "it waited for the busy isolate: {queued_at:?}"
+    );
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(
+        refused.headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    assert!(refused.text().contains("at capacity"), "{}", refused.text());
+    assert!(
+        refused_after < Duration::from_millis(500),
+        "a full queue refuses at once: {refused_after:?}"
+    );
+
+    // b: the queue has room but the wait is capped by queue_timeout_ms.
+    let busy = text(&isola, "b.test", "/slow?ms=1500");
+    let timed_out = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = Instant::now();
+        let reply = get_host(&isola, "b.test", "/count").await;
+        (reply, sent.elapsed())
+    };
+    let (busy, (timed_out, waited)) = tokio::join!(busy, timed_out);
+    assert_eq!(busy.0, 200);
+    assert_eq!(timed_out.status, 503, "{}", timed_out.text());
+    assert!(timed_out.headers.contains_key("retry-after"));
+    assert!(
+        waited >= Duration::from_millis(190) && waited < Duration::from_millis(1000),
+        "gave up after queue_timeout_ms: {waited:?}"
+    );
+    let logs = isola.wait_for_log("queue_timeout_ms (200 ms)");
+    assert!(logs.contains("queue_timeout_ms (200 ms)"), "{logs}");
+}
+
+#[tokio::test]
+async fn the_memory_budget_evicts_the_least_recently_used_idle_isolate() {
+    let isola = node(
+        "isolate_memory_budget_mb = 40",
+        "max_isolates = 2\ncpu_ms = 5000",
+        "max_isolates = 2\ncpu_ms = 5000",
+    );
+    assert_eq!(text(&isola, "a.test", "/count").await, (200, "1".into()));
+    assert_eq!(
+        text(&isola, "a.test", "/retain?mb=24").await,
+        (200, "retained 24 MiB".into())
+    );
+    assert_eq!(
+        text(&isola, "b.test", "/retain?mb=24").await,
+        (200, "retained 24 MiB".into())
+    );
+    // b is busy in its only isolate: a second request needs a new isolate, and the budget
+    // (a ~25 MiB + b ~25 MiB > 40 MiB) is made by evicting a's idle isolate, used longest ago.
+    let (slow, other) = tokio::join!(text(&isola, "b.test", "/slow?ms=800"), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        text(&isola, "b.test", "/count").await
+    });
+    assert_eq!(slow.0, 200);
+    assert_eq!(other, (200, "1".into()), "b got a second, fresh isolate");
+    let logs = isola.wait_for_log("evicted the least recently used idle isolate");
+    assert!(
+        logs.contains("evicted the least recently used idle isolate"),
+        "{logs}"
+    );
+    assert_eq!(
+        text(&isola, "a.test", "/count").await,
+        (200, "1".into()),
+        "a's isolate was evicted; a fresh one serves it"
+    );
+}
