@@ -10,6 +10,7 @@ import {
   op_isola_respond_error,
   op_isola_respond_stream,
   op_isola_respond_text,
+  op_isola_wait_until_expired,
 } from "ext:core/ops";
 import { consoleInternals } from "ext:isola_console/05_console.js";
 
@@ -31,6 +32,7 @@ const streams = core.loadExtScript("ext:deno_web/06_streams.js");
 const event = core.loadExtScript("ext:deno_web/02_event.js");
 
 const { describeThrown, describeValue } = consoleInternals;
+const { clearTimeout, setTimeout } = core.loadExtScript("ext:deno_web/02_timers.js");
 const LOG_ERROR = 3;
 
 const MODULE = 1;
@@ -40,6 +42,8 @@ let handler = null;
 let env = undefined;
 /** While the module evaluates, a rejection is the module's own failure, not a stray one. */
 let starting = true;
+/** How long `ctx.waitUntil` work may run after the response (`wait_until_ms`). */
+let waitUntilMs = 30000;
 let startupError = undefined;
 
 /** Requests whose client may still disconnect while the worker works on them, by exchange id. */
@@ -50,11 +54,20 @@ const NO_HEADERS = [];
 
 /** `ctx` of a module worker's `fetch(request, env, ctx)`. */
 class ExecutionContext {
-  /** Keeps `promise` running after the response is sent; a rejection is logged. */
+  /**
+   * Keeps `promise` running after the response is sent; a rejection is logged. Work still
+   * pending after `wait_until_ms` gets the isolate discarded (which cancels it).
+   */
   waitUntil(promise) {
-    PromisePrototypeThen(PromiseResolve(promise), undefined, (error) => {
-      op_isola_log(LOG_ERROR, `Uncaught (in waitUntil) ${describeThrown(error)}`);
-    });
+    const deadline = setTimeout(() => op_isola_wait_until_expired(waitUntilMs), waitUntilMs);
+    PromisePrototypeThen(
+      PromiseResolve(promise),
+      () => clearTimeout(deadline),
+      (error) => {
+        clearTimeout(deadline);
+        op_isola_log(LOG_ERROR, `Uncaught (in waitUntil) ${describeThrown(error)}`);
+      },
+    );
   }
 
   /** Falls through to the origin when the handler throws; a no-op until routes have origins. */
@@ -239,7 +252,8 @@ function installGlobals(varsJson) {
  * Picks the worker's entry: the module's default export with a `fetch` method, else a
  * `fetch` event listener. Returns an error message, or undefined when the worker is usable.
  */
-function setHandler(namespace, varsJson) {
+function setHandler(namespace, varsJson, waitUntilLimitMs) {
+  waitUntilMs = Number(waitUntilLimitMs);
   const exported = namespace.default;
   if (exported !== null && exported !== undefined && typeof exported.fetch === "function") {
     mode = MODULE;

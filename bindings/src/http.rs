@@ -151,11 +151,13 @@ deno_core::extension!(
         op_isola_respond_empty,
         op_isola_respond_stream,
         op_isola_respond_error,
+        op_isola_wait_until_expired,
     ],
     esm = [dir "../js", "10_fetch_event.js"],
     options = { exchanges: Exchanges },
     state = |state, options| {
         state.put(options.exchanges);
+        state.put(Retired(false));
     },
 );
 
@@ -237,6 +239,23 @@ fn op_isola_respond_bytes(
         &headers,
         ResponseBody::Full(Bytes::copy_from_slice(&body)),
     );
+}
+
+/// Set once the isolate must be discarded as soon as no request waits for its response.
+#[derive(Debug, Clone, Copy)]
+pub struct Retired(pub bool);
+
+/// `ctx.waitUntil` work is still pending after `wait_until_ms`: the isolate is discarded
+/// (cancelling that work) once its in-flight responses are sent.
+#[op2(fast)]
+fn op_isola_wait_until_expired(state: &mut OpState, #[number] limit_ms: u64) {
+    let worker = state.borrow::<crate::console::WorkerName>().0.clone();
+    tracing::warn!(
+        worker = %worker,
+        limit = "wait_until_ms",
+        "waitUntil work did not finish within wait_until_ms ({limit_ms} ms); discarding the isolate, which cancels it"
+    );
+    state.put(Retired(true));
 }
 
 /// Responds without a body.

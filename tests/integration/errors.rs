@@ -131,6 +131,31 @@ async fn wait_until_runs_after_the_response_and_its_failure_is_logged() {
 }
 
 #[tokio::test]
+async fn wait_until_work_past_wait_until_ms_gets_the_isolate_discarded() {
+    let isola = Isola::serve(
+        "[[listeners]]\naddress = \"127.0.0.1:0\"\n\n[[routes]]\nworker = \"w\"\n\n\
+         [workers.w]\nfile = \"{fixtures}/wait-until.js\"\n\n[workers.w.limits]\nwait_until_ms = 300\n",
+    );
+    let reply = get(Proto::H1, &isola, "/forever").await;
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "sent; waiting forever"),
+        "the response does not wait for waitUntil work"
+    );
+    let logs = isola.wait_for_log("did not finish within wait_until_ms (300 ms)");
+    assert!(
+        logs.contains("waitUntil work did not finish within wait_until_ms (300 ms)"),
+        "{logs}"
+    );
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (200, "sent"),
+        "a fresh isolate serves next"
+    );
+}
+
+#[tokio::test]
 async fn eval_and_wasm_compilation_are_refused_by_default() {
     let isola = Isola::dev(&fixture("throws.js"), &[]);
     let reply = get(Proto::H1, &isola, "/eval").await;

@@ -14,7 +14,7 @@ use isola_bindings::body::RequestBodyResource;
 use isola_bindings::clock::TurnClock;
 use isola_bindings::console::WorkerName;
 use isola_bindings::extensions::{IsolateExtensionOptions, for_isolate};
-use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError};
+use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError, Retired};
 use isola_bindings::outbound::guard;
 use tokio::sync::mpsc;
 
@@ -141,6 +141,7 @@ impl Isolate {
             &[
                 JsArg::Value(&namespace_value),
                 JsArg::Str(&worker.vars_json),
+                JsArg::Str(&worker.limits.wait_until_ms.to_string()),
             ],
         )?;
         if let Some(problem) = problem {
@@ -223,6 +224,11 @@ impl Isolate {
     pub(crate) fn memory_in_use(&mut self) -> u64 {
         let stats = self.runtime.v8_isolate().get_heap_statistics();
         (stats.used_heap_size() + stats.external_memory()) as u64
+    }
+
+    /// Whether the worker asked to be discarded (its `waitUntil` work ran out of time).
+    pub(crate) fn retired(&self) -> bool {
+        self.runtime.op_state().borrow().borrow::<Retired>().0
     }
 
     /// Number of exchanges still waiting for the worker's response.

@@ -155,7 +155,16 @@ fn serve_turn(
     if isolate.killed().is_some() {
         return stop_taking_requests(receiver);
     }
-    match isolate.poll(cx) {
+    let polled = isolate.poll(cx);
+    if isolate.retired() {
+        // Out of waitUntil time: take nothing new and go once the responses are out.
+        receiver.close();
+        *open = false;
+        if isolate.pending_exchanges() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+    }
+    match polled {
         _ if isolate.killed().is_some() => stop_taking_requests(receiver),
         Poll::Ready(Ok(())) if !*open => Poll::Ready(Ok(())),
         Poll::Ready(Ok(())) => Poll::Pending,
