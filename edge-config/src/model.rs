@@ -34,6 +34,8 @@ pub struct Node {
     pub trusted_proxies: Vec<IpCidr>,
     /// Memory all isolates together may use (heap + ArrayBuffers). Default 2048.
     pub isolate_memory_budget_mb: u64,
+    /// Where to serve Prometheus metrics (`GET /metrics`). Default none.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 impl Default for Node {
@@ -42,6 +44,7 @@ impl Default for Node {
             shutdown_grace_ms: 30_000,
             trusted_proxies: Vec::new(),
             isolate_memory_budget_mb: 2048,
+            metrics_address: None,
         }
     }
 }

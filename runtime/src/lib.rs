@@ -9,6 +9,7 @@
 pub mod dev;
 pub mod exchange;
 mod isolate;
+pub mod metrics;
 pub mod node;
 pub mod pool;
 pub mod router;

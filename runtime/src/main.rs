@@ -81,6 +81,9 @@ struct DevArgs {
     /// Isolates the worker may run at once (more requests wait in a bounded queue).
     #[arg(long, default_value_t = Limits::default().max_isolates)]
     max_isolates: u32,
+    /// Serve Prometheus metrics on this port (0: any free port) at /metrics.
+    #[arg(long)]
+    metrics_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +269,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         },
     };
     let mut config = Config::default();
+    config.node.metrics_address = args
+        .metrics_port
+        .map(|port| SocketAddr::new(args.host, port));
     config.listeners.push(Listener {
         address: SocketAddr::new(args.host, args.port),
         tls,
@@ -305,6 +311,9 @@ fn announce(node: &Node) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     for url in node.urls() {
         writeln!(out, "listening on {url}")?;
+    }
+    if let Some(url) = node.metrics_url() {
+        writeln!(out, "metrics on {url}")?;
     }
     out.flush()?;
     Ok(())

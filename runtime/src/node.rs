@@ -54,6 +54,7 @@ pub enum NodeError {
 /// A started node: workers running, sockets bound, not yet accepting.
 pub struct Node {
     listeners: Vec<BoundListener>,
+    metrics: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     deployments: BTreeMap<String, Arc<Pool>>,
     grace: Duration,
@@ -104,8 +105,17 @@ impl Node {
                 })?;
             listeners.push(bound);
         }
+        let metrics = match config.node.metrics_address {
+            Some(address) => Some(
+                crate::metrics::bind(address)
+                    .await
+                    .map_err(|error| NodeError::Bind { address, error })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listeners,
+            metrics,
             shared: Arc::new(Shared {
                 router: Arc::new(router),
                 http: config.http.clone(),
@@ -121,6 +131,12 @@ impl Node {
         self.listeners.iter().map(BoundListener::url).collect()
     }
 
+    /// Where metrics are served, if they are.
+    pub fn metrics_url(&self) -> Option<String> {
+        let address = self.metrics.as_ref()?.local_addr().ok()?;
+        Some(format!("http://{address}/metrics"))
+    }
+
     /// A deployment's isolates by worker name.
     pub fn deployment(&self, name: &str) -> Option<Arc<Pool>> {
         self.deployments.get(name).cloned()
@@ -128,6 +144,9 @@ impl Node {
 
     /// Serves until `shutdown` resolves, then drains within the grace period.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        if let Some(metrics) = self.metrics {
+            tokio::spawn(crate::metrics::serve(metrics));
+        }
         server::run(self.listeners, self.shared, shutdown, self.grace).await;
     }
 }

@@ -112,7 +112,10 @@ async fn chunked_body_crossing_the_limit_mid_stream_is_refused() {
 
 #[tokio::test]
 async fn infinite_loop_is_killed_at_its_cpu_limit_and_the_isolate_replaced() {
-    let isola = Isola::dev(&fixture("cpu.js"), &["--cpu-ms", "50"]);
+    let isola = Isola::dev(
+        &fixture("cpu.js"),
+        &["--cpu-ms", "50", "--metrics-port", "0"],
+    );
     for round in 0..3 {
         let reply = get(Proto::H1, &isola, "/spin").await;
         assert_eq!(reply.status, 503, "round {round}: {}", reply.text());
@@ -142,6 +145,11 @@ async fn infinite_loop_is_killed_at_its_cpu_limit_and_the_isolate_replaced() {
         "the kill log shows where the worker was: {logs}"
     );
     assert!(logs.contains("request_ids=\""), "and which request: {logs}");
+    let metrics = isola.metrics().await;
+    assert!(
+        metrics.contains("isola_isolate_kills_total{limit=\"cpu_ms\"} 3"),
+        "kills are counted by limit: {metrics}"
+    );
     for cpu in measured {
         assert!(
             (50.0..=65.0).contains(&cpu),

@@ -12,6 +12,7 @@ fn node(node: &str, a_limits: &str, b_limits: &str) -> Isola {
     Isola::serve(&format!(
         r#"
 [node]
+metrics_address = "127.0.0.1:0"
 {node}
 
 [[listeners]]
@@ -155,6 +156,13 @@ async fn a_burst_waits_in_the_bounded_queue_then_gets_503_with_retry_after() {
     );
     let logs = isola.wait_for_log("queue_timeout_ms (200 ms)");
     assert!(logs.contains("queue_timeout_ms (200 ms)"), "{logs}");
+    let metrics = isola.metrics().await;
+    for counted in [
+        "isola_requests_refused_total{reason=\"queue_full\"} 1",
+        "isola_requests_refused_total{reason=\"queue_timeout\"} 1",
+    ] {
+        assert!(metrics.contains(counted), "{counted}: {metrics}");
+    }
 }
 
 #[tokio::test]
@@ -186,9 +194,87 @@ async fn the_memory_budget_evicts_the_least_recently_used_idle_isolate() {
         logs.contains("evicted the least recently used idle isolate"),
         "{logs}"
     );
+    let metrics = isola.metrics().await;
+    assert!(
+        metrics.contains("isola_isolates_evicted_total{reason=\"memory_budget\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("isola_cold_starts_total{worker=\"b\"} 1"),
+        "b's second isolate was a cold start: {metrics}"
+    );
     assert_eq!(
         text(&isola, "a.test", "/count").await,
         (200, "1".into()),
         "a's isolate was evicted; a fresh one serves it"
+    );
+}
+
+#[tokio::test]
+async fn a_noisy_neighbour_spinning_at_its_cpu_limit_does_not_fail_a_quiet_tenant() {
+    let isola = Isola::serve(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[[routes]]
+host = "noisy.test"
+worker = "noisy"
+
+[[routes]]
+host = "quiet.test"
+worker = "quiet"
+
+[workers.noisy]
+file = "{fixtures}/cpu.js"
+[workers.noisy.limits]
+max_isolates = 2
+
+[workers.quiet]
+file = "{fixtures}/pool.js"
+"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    // Bounded in count and time: each loop stops at 200 requests or after 3 s.
+    let noisy = |_: usize| async {
+        let mut killed = 0;
+        for _ in 0..200 {
+            if Instant::now() > deadline {
+                break;
+            }
+            let reply = get_host(&isola, "noisy.test", "/spin").await;
+            killed += usize::from(reply.status == 503);
+        }
+        killed
+    };
+    let quiet = |_: usize| async {
+        let (mut ok, mut failed) = (0, Vec::new());
+        for _ in 0..2000 {
+            if Instant::now() > deadline {
+                break;
+            }
+            let reply = get_host(&isola, "quiet.test", "/").await;
+            if reply.status == 200 {
+                ok += 1;
+            } else {
+                failed.push((reply.status, reply.text()));
+            }
+        }
+        (ok, failed)
+    };
+    let (n1, n2, n3, (ok1, failed1), (ok2, failed2)) =
+        tokio::join!(noisy(1), noisy(2), noisy(3), quiet(1), quiet(2));
+    assert!(
+        n1 + n2 + n3 > 10,
+        "the noisy tenant kept hitting its CPU limit"
+    );
+    assert!(
+        failed1.is_empty() && failed2.is_empty(),
+        "the quiet tenant had failures: {failed1:?} {failed2:?}"
+    );
+    assert!(
+        ok1 + ok2 > 50,
+        "the quiet tenant kept being served: {}",
+        ok1 + ok2
     );
 }

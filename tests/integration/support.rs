@@ -144,6 +144,36 @@ impl Isola {
         }
     }
 
+    /// The metrics the process serves (started with `--metrics-port`), as text.
+    pub async fn metrics(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let url = loop {
+            let found = self
+                .stdout
+                .lock()
+                .expect("stdout")
+                .iter()
+                .find_map(|l| l.strip_prefix("metrics on ").map(str::to_owned));
+            if let Some(url) = found {
+                break url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `metrics on URL` line was printed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let authority = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .to_owned();
+        let request = Request::get("/metrics")
+            .header("host", &authority)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        send(Proto::H1, &authority, request).await.text()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

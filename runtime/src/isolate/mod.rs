@@ -79,6 +79,10 @@ impl Isolate {
         let loaded = Self::load_worker(&mut runtime, worker).await;
         enforcer.leave(&mut runtime);
         if let Some(limit) = enforcer.killed() {
+            crate::metrics::metrics()
+                .isolate_kills
+                .with_label_values(&[limit.key()])
+                .inc();
             return Err(StartError::LimitExceeded(limit.key()));
         }
         let entry = loaded?;
@@ -263,6 +267,10 @@ impl Isolate {
             .iter()
             .map(|id| format!("{id:016x}"))
             .collect();
+        crate::metrics::metrics()
+            .isolate_kills
+            .with_label_values(&[kill.limit.key()])
+            .inc();
         let unit = if kill.limit == Limit::Memory {
             "MB"
         } else {

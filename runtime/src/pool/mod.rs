@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::isolate::StartError;
 use crate::isolate::thread::IsolateThread;
+use crate::metrics::metrics;
 use crate::worker::WorkerSource;
 
 pub use lease::Lease;
@@ -227,6 +228,7 @@ impl Pool {
                 state.waiters.push_back(tx);
                 Decision::Wait(rx)
             } else {
+                refused("queue_full");
                 return Err(AcquireError::QueueFull {
                     isolates: max_isolates,
                     queued: max_queue,
@@ -277,6 +279,10 @@ impl Pool {
         state.starting -= 1;
         match started {
             Ok(isolate) => {
+                metrics()
+                    .cold_starts
+                    .with_label_values(&[&*state.worker.name])
+                    .inc();
                 let isolate = Arc::new(isolate);
                 state.slots.push(Slot {
                     isolate: isolate.clone(),
@@ -323,6 +329,10 @@ impl Pool {
             };
             state.slots.swap_remove(index);
             evicted += 1;
+            metrics()
+                .isolates_evicted
+                .with_label_values(&["idle"])
+                .inc();
         }
         evicted
     }
@@ -422,6 +432,14 @@ impl Pool {
     }
 }
 
+fn refused(reason: &str) {
+    metrics()
+        .requests_refused
+        .with_label_values(&[reason])
+        .inc();
+}
+
 fn queue_timeout(timeout: Duration) -> AcquireError {
+    refused("queue_timeout");
     AcquireError::QueueTimeout(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
 }

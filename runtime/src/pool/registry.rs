@@ -79,6 +79,10 @@ impl Registry {
             let freed = isolate.memory_bytes();
             if pool.evict(&isolate) {
                 used = used.saturating_sub(freed);
+                crate::metrics::metrics()
+                    .isolates_evicted
+                    .with_label_values(&["memory_budget"])
+                    .inc();
                 tracing::info!(
                     worker = %pool.worker().name,
                     freed_mb = freed / (1024 * 1024),
@@ -89,6 +93,10 @@ impl Registry {
         if used < self.budget_bytes {
             Ok(())
         } else {
+            crate::metrics::metrics()
+                .requests_refused
+                .with_label_values(&["memory_budget"])
+                .inc();
             Err(AcquireError::MemoryBudget(
                 self.budget_bytes / (1024 * 1024),
             ))

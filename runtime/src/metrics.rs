@@ -1,0 +1,116 @@
+//! Process-wide counters in the Prometheus text format, served on `node.metrics_address`
+//! (`isola dev --metrics-port`): isolate kills by limit, cold starts, refused requests and
+//! evicted isolates, so an operator (and the benchmark harness) can see what the pool and the
+//! limit enforcer did.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+use tokio::net::TcpListener;
+
+/// Isola's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Isolates terminated by a limit, by the limit's key.
+    pub isolate_kills: IntCounterVec,
+    /// Requests that waited for a new isolate to start, by worker.
+    pub cold_starts: IntCounterVec,
+    /// Requests refused by the pool (`queue_full`, `queue_timeout`, `memory_budget`).
+    pub requests_refused: IntCounterVec,
+    /// Isolates dropped by the pool (`idle`, `memory_budget`).
+    pub isolates_evicted: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), &[label])
+        .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    if let Err(error) = registry.register(Box::new(counter.clone())) {
+        tracing::error!("metric {name} cannot be registered: {error}");
+    }
+    counter
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    Metrics {
+        isolate_kills: counter(
+            &registry,
+            "isola_isolate_kills_total",
+            "Isolates terminated by a limit.",
+            "limit",
+        ),
+        cold_starts: counter(
+            &registry,
+            "isola_cold_starts_total",
+            "Requests that waited for a new isolate to start.",
+            "worker",
+        ),
+        requests_refused: counter(
+            &registry,
+            "isola_requests_refused_total",
+            "Requests refused by a deployment's pool.",
+            "reason",
+        ),
+        isolates_evicted: counter(
+            &registry,
+            "isola_isolates_evicted_total",
+            "Isolates dropped by the pool.",
+            "reason",
+        ),
+        registry,
+    }
+});
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// All metrics in the Prometheus text format.
+pub fn render() -> String {
+    let mut text = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&METRICS.registry.gather(), &mut text) {
+        tracing::error!("cannot encode metrics: {error}");
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve(listener: TcpListener) {
+    // Bounded by the process: one small task per scrape connection.
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors or similar: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                |request: http::Request<hyper::body::Incoming>| async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(render())))
+                    } else {
+                        Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Full::new(Bytes::from_static(b"metrics are at /metrics\n")))
+                    };
+                    response.map_err(|e| std::io::Error::other(e.to_string()))
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds the metrics listener.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
