@@ -38,6 +38,20 @@ pub fn for_snapshot() -> Vec<Extension> {
     ]
 }
 
+/// deno_fetch's options for a worker: its policed resolver and the outbound guard's hook. A
+/// spare isolate gets them again (put into its OpState) when a worker is loaded into it;
+/// deno_fetch builds its HTTP client from them at the first fetch.
+pub fn fetch_options(
+    resolver: std::sync::Arc<crate::outbound::StaticResolver>,
+) -> deno_fetch::Options {
+    deno_fetch::Options {
+        user_agent: USER_AGENT.to_owned(),
+        resolver: deno_fetch::dns::Resolver::custom(resolver),
+        request_builder_hook: Some(crate::outbound::guard::request_hook::<deno_fetch::ReqBody>),
+        ..Default::default()
+    }
+}
+
 /// Extensions for one isolate started from the snapshot.
 pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
     vec![
@@ -48,12 +62,7 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
             false,
             deno_web::InMemoryBroadcastChannel::default(),
         ),
-        deno_fetch::deno_fetch::init(deno_fetch::Options {
-            user_agent: USER_AGENT.to_owned(),
-            resolver: deno_fetch::dns::Resolver::custom(options.resolver),
-            request_builder_hook: Some(crate::outbound::guard::request_hook::<deno_fetch::ReqBody>),
-            ..Default::default()
-        }),
+        deno_fetch::deno_fetch::init(fetch_options(options.resolver)),
         deno_crypto::deno_crypto::init(None),
         outbound::isola_outbound::init(options.permissions),
         clock::isola_clock::init(),

@@ -36,6 +36,9 @@ pub struct Node {
     pub isolate_memory_budget_mb: u64,
     /// Where to serve Prometheus metrics (`GET /metrics`). Default none.
     pub metrics_address: Option<SocketAddr>,
+    /// Isolates created from the snapshot ahead of need, so a cold start only loads the
+    /// worker. Default 2.
+    pub spare_isolates: usize,
 }
 
 impl Default for Node {
@@ -45,6 +48,7 @@ impl Default for Node {
             trusted_proxies: Vec::new(),
             isolate_memory_budget_mb: 2048,
             metrics_address: None,
+            spare_isolates: 2,
         }
     }
 }

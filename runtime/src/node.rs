@@ -51,6 +51,18 @@ pub enum NodeError {
     },
 }
 
+/// The `memory_mb` most workers use: spares are made for it.
+fn common_memory_mb(config: &Config) -> u64 {
+    let mut counts = BTreeMap::new();
+    for worker in config.workers.values() {
+        *counts.entry(worker.limits.memory_mb).or_insert(0usize) += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, count)| *count)
+        .map_or(edge_config::Limits::default().memory_mb, |(mb, _)| mb)
+}
+
 /// A started node: workers running, sockets bound, not yet accepting.
 pub struct Node {
     listeners: Vec<BoundListener>,
@@ -64,6 +76,7 @@ impl Node {
     /// Starts every worker, builds the routes and binds the listeners.
     pub async fn start(config: &Config) -> Result<Self, NodeError> {
         let registry = Registry::start(config.node.isolate_memory_budget_mb);
+        crate::isolate::spare::configure(config.node.spare_isolates, common_memory_mb(config));
         let mut deployments = BTreeMap::new();
         for (name, worker) in &config.workers {
             let source = WorkerSource::load(worker).map_err(|error| NodeError::Load {

@@ -8,6 +8,7 @@ mod measure;
 mod self_check;
 mod startup;
 mod targets;
+mod tenants;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -108,6 +109,25 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Multi-tenant measurements of the isolate pool on a node started from a generated
+    /// config: memory per warm idle tenant, cold start, noisy neighbour, CPU-limit kills.
+    Tenants {
+        /// Deployments for the memory measurement (each served once).
+        #[arg(long, default_value_t = 1000)]
+        deployments: usize,
+        /// Deployments for the cold-start measurement (each hit once cold, once warm).
+        #[arg(long, default_value_t = 200)]
+        cold_deployments: usize,
+        /// How long each noisy-neighbour load runs.
+        #[arg(long, value_parser = crate::duration::parse, default_value = "5s")]
+        duration: Duration,
+        /// Where hello.js and cpu-hog.js are.
+        #[arg(long, default_value = "examples")]
+        examples_dir: PathBuf,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Serve the raw hyper baseline (the harness starts it itself).
     #[command(hide = true)]
     ServeBaseline {
@@ -164,6 +184,22 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
             iterations,
             json,
         }) => startup::run(&env, &worker, iterations, json.as_deref()),
+        Some(BenchCommand::Tenants {
+            deployments,
+            cold_deployments,
+            duration,
+            examples_dir,
+            json,
+        }) => tenants::run(
+            &env,
+            &tenants::TenantsArgs {
+                deployments,
+                cold_deployments,
+                duration,
+                examples_dir,
+                json,
+            },
+        ),
         None => load::run(cli.run, &env),
     }
 }

@@ -4,18 +4,20 @@
 mod error;
 mod limits;
 mod module_loader;
+pub(crate) mod spare;
 pub(crate) mod thread;
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use deno_core::{JsRuntime, PollEventLoopOptions, RuntimeOptions, v8};
 use isola_bindings::body::RequestBodyResource;
 use isola_bindings::clock::TurnClock;
 use isola_bindings::console::WorkerName;
-use isola_bindings::extensions::{IsolateExtensionOptions, for_isolate};
+use isola_bindings::extensions::{IsolateExtensionOptions, fetch_options, for_isolate};
 use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError, Retired};
-use isola_bindings::outbound::guard;
+use isola_bindings::outbound::{OutboundPolicy, StaticResolver, guard};
 use tokio::sync::mpsc;
 
 pub use error::StartError;
@@ -41,31 +43,84 @@ pub(crate) struct Isolate {
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
 }
 
-impl Isolate {
-    /// Creates an isolate from the snapshot and evaluates the worker's module in it.
-    pub(crate) async fn start(worker: &WorkerSource) -> Result<Self, StartError> {
+/// An isolate created from the snapshot with no worker loaded yet: the expensive part of a
+/// start (V8 deserialising the snapshot), which spares do ahead of time. Its heap limit is
+/// fixed here, so it only takes workers with the same `memory_mb`.
+pub(crate) struct Blank {
+    runtime: JsRuntime,
+    memory: MemoryGuard,
+    memory_mb: u64,
+    loader: Rc<WorkerModuleLoader>,
+    events: mpsc::UnboundedReceiver<ExchangeEvent>,
+}
+
+impl Blank {
+    /// Creates an isolate from the snapshot on this thread, for a worker of `memory_mb`.
+    pub(crate) fn create(memory_mb: u64) -> Result<Self, StartError> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let (memory, create_params) = MemoryGuard::new(worker.limits.memory_bytes());
+        let limit_bytes =
+            usize::try_from(memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let (memory, create_params) = MemoryGuard::new(limit_bytes);
         let extensions = for_isolate(IsolateExtensionOptions {
-            worker: WorkerName(worker.name.clone()),
+            worker: WorkerName("(spare)".into()),
             exchanges: Exchanges::new(events_tx),
             permissions: isola_bindings::outbound::permissions()
                 .map_err(|e| StartError::Runtime(e.to_string()))?,
-            resolver: worker.resolver.clone(),
+            resolver: Arc::new(StaticResolver::new(
+                &Default::default(),
+                Arc::new(OutboundPolicy::new(&Default::default())),
+            )),
         });
-        let mut runtime = JsRuntime::try_new(RuntimeOptions {
+        let loader = Rc::new(WorkerModuleLoader::default());
+        let runtime = JsRuntime::try_new(RuntimeOptions {
             startup_snapshot: Some(SNAPSHOT),
             create_params: Some(create_params),
             residual_lazy_js_sources: RESIDUAL_JS,
             residual_lazy_esm_sources: RESIDUAL_ESM,
             extensions,
-            module_loader: Some(Rc::new(WorkerModuleLoader::new(
-                worker.specifier.clone(),
-                worker.source_map.clone(),
-            ))),
+            module_loader: Some(loader.clone()),
             ..Default::default()
         })
         .map_err(|e| StartError::Runtime(e.to_string()))?;
+        Ok(Self {
+            runtime,
+            memory,
+            memory_mb,
+            loader,
+            events,
+        })
+    }
+
+    /// The `memory_mb` this isolate was made for.
+    pub(crate) fn memory_mb(&self) -> u64 {
+        self.memory_mb
+    }
+}
+
+impl Isolate {
+    /// Creates an isolate from the snapshot and evaluates the worker's module in it.
+    pub(crate) async fn start(worker: &WorkerSource) -> Result<Self, StartError> {
+        let blank = Blank::create(worker.limits.memory_mb)?;
+        Self::load(blank, worker).await
+    }
+
+    /// Gives a blank isolate its worker: name, outbound policy, limits, then the module's
+    /// evaluation (under `startup_cpu_ms`).
+    pub(crate) async fn load(blank: Blank, worker: &WorkerSource) -> Result<Self, StartError> {
+        let Blank {
+            mut runtime,
+            memory,
+            loader,
+            events,
+            ..
+        } = blank;
+        loader.set_worker(worker.specifier.clone(), worker.source_map.clone());
+        {
+            let state = runtime.op_state();
+            let mut state = state.borrow_mut();
+            state.put(WorkerName(worker.name.clone()));
+            state.put(fetch_options(worker.resolver.clone()));
+        }
         restrict_code_generation(&mut runtime, worker);
         guard::install(
             worker.outbound.clone(),
@@ -230,9 +285,11 @@ impl Isolate {
         (stats.used_heap_size() + stats.external_memory()) as u64
     }
 
-    /// Whether the worker asked to be discarded (its `waitUntil` work ran out of time).
+    /// Whether the isolate should be discarded once its responses are out: its `waitUntil`
+    /// work ran out of time, or its thread could not leave background priority.
     pub(crate) fn retired(&self) -> bool {
-        self.runtime.op_state().borrow().borrow::<Retired>().0
+        self.enforcer.stuck_in_background()
+            || self.runtime.op_state().borrow().borrow::<Retired>().0
     }
 
     /// Number of exchanges still waiting for the worker's response.

@@ -11,7 +11,7 @@ use std::task::Poll;
 use isola_bindings::http::RequestId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Isolate, StartError};
+use super::{Blank, Isolate, StartError, spare};
 use crate::exchange::IncomingRequest;
 use crate::worker::WorkerSource;
 
@@ -39,12 +39,24 @@ impl IsolateThread {
         let (messages, receiver) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let memory = Arc::new(AtomicU64::new(0));
-        let name = format!("isolate-{}", worker.name);
-        let reported = memory.clone();
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || run(worker, receiver, ready_tx, reported))
-            .map_err(|e| StartError::Runtime(format!("cannot start an isolate thread: {e}")))?;
+        let order = Order {
+            worker: worker.clone(),
+            receiver,
+            ready: ready_tx,
+            memory: memory.clone(),
+        };
+        // A spare isolate (created ahead) if one fits, else a new thread creates one.
+        let order = match spare::take(worker.limits.memory_mb) {
+            Some(spare) => spare.send(order).err(),
+            None => Some(order),
+        };
+        spare::refill();
+        if let Some(order) = order {
+            std::thread::Builder::new()
+                .name(format!("isolate-{}", worker.name))
+                .spawn(move || run(order))
+                .map_err(|e| StartError::Runtime(format!("cannot start an isolate thread: {e}")))?;
+        }
         match ready_rx.await {
             Ok(Ok(())) => Ok(Self { messages, memory }),
             Ok(Err(error)) => Err(error),
@@ -74,45 +86,62 @@ impl IsolateThread {
     }
 }
 
-fn run(
+/// What a thread needs to serve a worker: the worker, its request channel, where to say it
+/// started, and where to report its memory.
+pub(crate) struct Order {
     worker: Arc<WorkerSource>,
-    mut receiver: mpsc::UnboundedReceiver<Message>,
+    receiver: mpsc::UnboundedReceiver<Message>,
     ready: oneshot::Sender<Result<(), StartError>>,
     memory: Arc<AtomicU64>,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+}
+
+/// A new isolate thread: a runtime, then the isolate.
+fn run(order: Order) {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => runtime.block_on(serve_order(None, order)),
         Err(e) => {
-            let _ = ready.send(Err(StartError::Runtime(format!(
+            let _ = order.ready.send(Err(StartError::Runtime(format!(
                 "cannot start a tokio runtime: {e}"
             ))));
+        }
+    }
+}
+
+/// Loads the worker into `blank` (a spare's isolate) or a new isolate, reports readiness, and
+/// serves until the channel closes or the isolate is killed.
+pub(crate) async fn serve_order(blank: Option<Blank>, order: Order) {
+    let Order {
+        worker,
+        mut receiver,
+        ready,
+        memory,
+    } = order;
+    let started = match blank {
+        Some(blank) => Isolate::load(blank, &worker).await,
+        None => Isolate::start(&worker).await,
+    };
+    let mut isolate = match started {
+        Ok(isolate) => isolate,
+        Err(error) => {
+            let _ = ready.send(Err(error));
             return;
         }
     };
-    runtime.block_on(async move {
-        let mut isolate = match Isolate::start(&worker).await {
-            Ok(isolate) => isolate,
-            Err(error) => {
-                let _ = ready.send(Err(error));
-                return;
-            }
-        };
-        memory.store(isolate.memory_in_use(), Ordering::Relaxed);
-        if ready.send(Ok(())).is_err() {
-            return;
-        }
-        let outcome = serve(&mut isolate, &mut receiver, &memory).await;
-        if isolate.killed().is_some() {
-            isolate.log_kill(&worker.name);
-            isolate.fail_pending("");
-        } else if let Err(error) = outcome {
-            tracing::error!(worker = %worker.name, "isolate stopped: {error}");
-            isolate.fail_pending("the isolate failed while handling the request");
-        }
-    });
+    memory.store(isolate.memory_in_use(), Ordering::Relaxed);
+    if ready.send(Ok(())).is_err() {
+        return;
+    }
+    let outcome = serve(&mut isolate, &mut receiver, &memory).await;
+    if isolate.killed().is_some() {
+        isolate.log_kill(&worker.name);
+        isolate.fail_pending("");
+    } else if let Err(error) = outcome {
+        tracing::error!(worker = %worker.name, "isolate stopped: {error}");
+        isolate.fail_pending("the isolate failed while handling the request");
+    }
 }
 
 /// Dispatches requests and polls the event loop until the channel closes and the isolate is
@@ -157,9 +186,22 @@ fn serve_turn(
     }
     let polled = isolate.poll(cx);
     if isolate.retired() {
-        // Out of waitUntil time: take nothing new and go once the responses are out.
+        // Retired: take nothing new, serve what was already sent here, and go once the
+        // responses are out.
         receiver.close();
+        let mut dispatched = false;
+        while let Ok(message) = receiver.try_recv() {
+            match message {
+                Message::Request(request) => isolate.dispatch(request),
+                Message::Abort(id) => isolate.abort(id),
+            }
+            dispatched = true;
+        }
         *open = false;
+        if dispatched {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if isolate.pending_exchanges() == 0 {
             return Poll::Ready(Ok(()));
         }

@@ -161,6 +161,11 @@ impl Pool {
         worker: Arc<WorkerSource>,
         registry: Arc<Registry>,
     ) -> Result<Arc<Self>, StartError> {
+        // Room under the node's budget (idle isolates of other deployments go first); if busy
+        // isolates use it all, the deployment still starts: proving it works matters more.
+        if let Err(error) = registry.make_room() {
+            tracing::warn!(worker = %worker.name, "starting over the isolate memory budget: {error}");
+        }
         let first = IsolateThread::spawn(worker.clone()).await?;
         let pool = Arc::new(Self {
             state: Mutex::new(State {

@@ -4,9 +4,15 @@
 //! on I/O does not count) and stops a slice over its budget: first with an interrupt that
 //! records the JavaScript stack and terminates, then (if JavaScript never reached a point
 //! where V8 runs interrupts) with a direct termination. The hot path makes no system call.
+//!
+//! Fairness between tenants: a slice that has run for [`BACKGROUND_AFTER`] of CPU is moved to
+//! `SCHED_IDLE` until it ends, so a tenant spinning towards its limit yields the cores to
+//! other tenants' short requests instead of competing as an equal. If the thread may not
+//! return to normal scheduling (no `CAP_SYS_NICE` and a low `RLIMIT_NICE`), the isolate is
+//! retired after its requests.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
@@ -17,10 +23,19 @@ use super::{Limit, Shared, stack};
 /// How often the watchdog looks at busy isolates.
 const WATCHDOG_TICK: Duration = Duration::from_millis(2);
 
+/// CPU a slice may use at normal priority; longer slices run at the lowest priority.
+pub(super) const BACKGROUND_AFTER: Duration = Duration::from_millis(2);
+
 /// One isolate as the watchdog sees it.
 pub(super) struct Watched {
     shared: Arc<Shared>,
     schedstat: PathBuf,
+    /// The isolate thread's id, for its scheduling priority.
+    tid: rustix::process::Pid,
+    /// Set by the watchdog when it lowered the running slice's priority.
+    backgrounded: AtomicBool,
+    /// Set when the thread could not get its normal priority back.
+    stuck_in_background: AtomicBool,
     /// Odd while a slice runs; bumped on every enter and leave.
     slice: AtomicU64,
     /// Which limit the running slice counts against.
@@ -49,6 +64,9 @@ pub(super) fn watch(shared: &Arc<Shared>, limits: &Limits) -> Arc<Watched> {
     let watched = Arc::new(Watched {
         shared: shared.clone(),
         schedstat,
+        tid: rustix::thread::gettid(),
+        backgrounded: AtomicBool::new(false),
+        stuck_in_background: AtomicBool::new(false),
         slice: AtomicU64::new(0),
         limit: AtomicU8::new(Limit::Cpu as u8),
         seen_slice: AtomicU64::new(0),
@@ -70,7 +88,32 @@ impl Watched {
 
     pub(super) fn leave(&self) {
         self.slice.fetch_add(1, Ordering::Release);
+        if self.backgrounded.swap(false, Ordering::AcqRel) && !set_background(self.tid, false) {
+            self.stuck_in_background.store(true, Ordering::Release);
+        }
     }
+
+    /// Whether the thread is stuck at background priority (the isolate should be retired).
+    pub(super) fn stuck_in_background(&self) -> bool {
+        self.stuck_in_background.load(Ordering::Acquire)
+    }
+}
+
+/// Moves thread `tid` to `SCHED_IDLE` (it runs only when no other thread wants the core) or
+/// back to `SCHED_OTHER`; false if the kernel refused.
+#[allow(
+    unsafe_code,
+    reason = "sched_setscheduler has no safe wrapper in our dependencies"
+)]
+pub(super) fn set_background(tid: rustix::process::Pid, background: bool) -> bool {
+    let policy = if background {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain system call on a thread id with a valid, initialised parameter struct.
+    unsafe { libc::sched_setscheduler(tid.as_raw_nonzero().get(), policy, &param) == 0 }
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -120,6 +163,14 @@ fn check(isolate: &Watched) {
         return;
     }
     let used = now.saturating_sub(isolate.slice_start_ns.load(Ordering::Relaxed));
+    if used > nanos(BACKGROUND_AFTER) && !isolate.backgrounded.swap(true, Ordering::AcqRel) {
+        if !set_background(isolate.tid, true) {
+            isolate.backgrounded.store(false, Ordering::Release);
+        } else if isolate.slice.load(Ordering::Acquire) != slice {
+            // The slice ended meanwhile: the next one to end restores the priority.
+            isolate.backgrounded.store(true, Ordering::Release);
+        }
+    }
     let limit = Limit::from_code(isolate.limit.load(Ordering::Relaxed)).unwrap_or(Limit::Cpu);
     let budget = isolate.budgets_ns[limit as usize - 1];
     if used > budget

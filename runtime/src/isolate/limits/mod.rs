@@ -52,6 +52,12 @@ impl Limit {
     }
 }
 
+/// Moves the current thread to background scheduling (`SCHED_IDLE`: it runs only on cores
+/// nothing else wants) or back; false if the kernel refused.
+pub(crate) fn set_current_thread_background(background: bool) -> bool {
+    cpu::set_background(rustix::thread::gettid(), background)
+}
+
 /// A kill as the post-mortem log reports it.
 #[derive(Debug, Clone)]
 pub(crate) struct Kill {
@@ -130,6 +136,12 @@ impl Enforcer {
     pub(crate) fn leave(&self, runtime: &mut JsRuntime) {
         self.cpu.leave();
         self.memory.check(runtime, &self.shared);
+    }
+
+    /// Whether the isolate's thread is stuck at background priority after a long slice; such
+    /// an isolate is retired once its requests are done.
+    pub(crate) fn stuck_in_background(&self) -> bool {
+        self.cpu.stuck_in_background()
     }
 
     /// The limit that terminated the isolate, if one did.

@@ -1,0 +1,399 @@
+//! `isola bench tenants`: what the isolate pool does for many tenants, on a node the harness
+//! starts from a generated config (`isola serve`):
+//! - memory per warm idle tenant: RSS of a node whose N deployments were each served once,
+//!   against a node with one deployment;
+//! - cold start: the first request to deployments with no warm isolate (idle ones are
+//!   dropped after 1 ms), confirmed by `isola_cold_starts_total`, next to warm requests;
+//! - noisy neighbour: a quiet tenant's p99 alone and while another tenant spins at its CPU
+//!   limit on every request;
+//! - CPU limit: how long after `cpu_ms` a spinning request gets its 503, alone and in a storm.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::BenchEnv;
+use crate::generator::{self, LoadSpec};
+use crate::server::ServerProcess;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct TenantsArgs {
+    /// Deployments for the memory measurement.
+    pub deployments: usize,
+    /// Deployments for the cold-start measurement.
+    pub cold_deployments: usize,
+    /// How long each noisy-neighbour load runs.
+    pub duration: Duration,
+    /// The examples directory (hello.js, cpu-hog.js).
+    pub examples_dir: PathBuf,
+    /// Write the results as JSON here.
+    pub json: Option<PathBuf>,
+}
+
+/// The `cpu_ms` of the noisy tenant.
+const CPU_MS: u64 = 50;
+
+/// A node started from a generated config; the config lives as long as the node.
+struct Node {
+    process: ServerProcess,
+    metrics: String,
+    _dir: TempDir,
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `isola serve` with `workers` (name, file, extra limits) routed by path `/<name>`.
+fn start_node(isola: &Path, workers: &[(String, PathBuf, String)]) -> anyhow::Result<Node> {
+    let dir = std::env::temp_dir().join(format!(
+        "isola-bench-tenants-{}-{}",
+        std::process::id(),
+        free_port()?
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let dir = TempDir(dir);
+    let metrics_port = free_port()?;
+    let mut config = format!(
+        "[node]\nmetrics_address = \"127.0.0.1:{metrics_port}\"\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n"
+    );
+    for (name, file, limits) in workers {
+        config.push_str(&format!(
+            "[[routes]]\npath_prefix = \"/{name}\"\nworker = \"{name}\"\n\n[workers.{name}]\nfile = \"{}\"\n[workers.{name}.limits]\n{limits}\n\n",
+            file.display()
+        ));
+    }
+    let path = dir.0.join("edge.toml");
+    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
+    let command: Vec<OsString> = vec![isola.into(), "serve".into(), "--config".into(), path.into()];
+    let process = ServerProcess::start(&command)?;
+    Ok(Node {
+        process,
+        metrics: format!("127.0.0.1:{metrics_port}"),
+        _dir: dir,
+    })
+}
+
+impl Node {
+    fn authority(&self) -> String {
+        self.process.url.trim_start_matches("http://").to_owned()
+    }
+
+    fn rss_mb(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))?;
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("no VmRSS in /proc/<pid>/status")?;
+        Ok(kib / 1024.0)
+    }
+
+    /// The sum of a counter over its labels.
+    async fn counter(&self, name: &str) -> anyhow::Result<f64> {
+        let (status, body, _) = get(&self.metrics, "/metrics").await?;
+        anyhow::ensure!(status == 200, "metrics answered {status}");
+        Ok(body
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+/// One GET on a new connection: status, body and time to the full response.
+async fn get(authority: &str, path: &str) -> anyhow::Result<(u16, String, Duration)> {
+    let started = Instant::now();
+    let exchange = async {
+        let stream = TcpStream::connect(authority).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = http::Request::get(path)
+            .header("host", authority)
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .context("request timed out")??;
+    Ok((status, body, started.elapsed()))
+}
+
+fn percentile(sorted_ms: &[f64], q: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted_ms.len() - 1) as f64 * q).round() as usize;
+    sorted_ms[index.min(sorted_ms.len() - 1)]
+}
+
+fn spread(mut ms: Vec<f64>) -> serde_json::Value {
+    ms.sort_by(f64::total_cmp);
+    serde_json::json!({
+        "n": ms.len(),
+        "p50": percentile(&ms, 0.5),
+        "p90": percentile(&ms, 0.9),
+        "p99": percentile(&ms, 0.99),
+        "max": percentile(&ms, 1.0),
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs every measurement and prints (and writes) the results.
+pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
+    let isola = env
+        .isola_exe
+        .clone()
+        .context("no isola binary to benchmark: pass --isola-bin")?;
+    if !isola.is_file() {
+        bail!("the isola binary {} does not exist", isola.display());
+    }
+    let examples = std::fs::canonicalize(&args.examples_dir)
+        .with_context(|| format!("{} (set --examples-dir)", args.examples_dir.display()))?;
+    let hello = examples.join("hello.js");
+    let hog = examples.join("cpu-hog.js");
+    for file in [&hello, &hog] {
+        anyhow::ensure!(
+            file.is_file(),
+            "{} does not exist (set --examples-dir)",
+            file.display()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let results = runtime.block_on(async {
+        let memory = memory_per_tenant(&isola, &hello, args.deployments).await?;
+        let cold = cold_start(&isola, &hello, args.cold_deployments).await?;
+        let noisy = noisy_neighbour(&isola, &hello, &hog, args.duration).await?;
+        anyhow::Ok(serde_json::json!({
+            "schema_version": crate::report::SCHEMA_VERSION,
+            "git_sha": crate::machine::git_sha(),
+            "machine": crate::machine::Machine::current(),
+            "started_at": crate::machine::now_rfc3339(),
+            "benchmark": "tenants",
+            "memory_per_idle_tenant": memory,
+            "cold_start": cold,
+            "noisy_neighbour": noisy,
+        }))
+    })?;
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&results)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// RSS of a node with `n` deployments each served once, per deployment beyond the first.
+async fn memory_per_tenant(
+    isola: &Path,
+    hello: &Path,
+    n: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let n = n.max(2);
+    let one = start_node(
+        isola,
+        &[("t0".to_owned(), hello.to_path_buf(), String::new())],
+    )?;
+    let (status, _, _) = get(&one.authority(), "/t0").await?;
+    anyhow::ensure!(status == 200, "t0 answered {status}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_one = one.rss_mb()?;
+    drop(one);
+
+    let workers: Vec<_> = (0..n)
+        .map(|i| (format!("t{i}"), hello.to_path_buf(), String::new()))
+        .collect();
+    let started = Instant::now();
+    let many = start_node(isola, &workers)?;
+    let startup = started.elapsed();
+    let authority = many.authority();
+    for i in 0..n {
+        let (status, _, _) = get(&authority, &format!("/t{i}")).await?;
+        anyhow::ensure!(status == 200, "t{i} answered {status}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss_many = many.rss_mb()?;
+    let per_tenant = (rss_many - rss_one) / (n - 1) as f64;
+    println!(
+        "memory: {n} warm idle tenants → RSS {rss_many:.0} MB (1 tenant: {rss_one:.0} MB): {per_tenant:.2} MB per tenant (goal ≤ 4); node start-up {:.1} s",
+        startup.as_secs_f64()
+    );
+    Ok(serde_json::json!({
+        "deployments": n,
+        "rss_mb_one": rss_one,
+        "rss_mb_all": rss_many,
+        "mb_per_tenant": per_tenant,
+        "node_startup_s": startup.as_secs_f64(),
+    }))
+}
+
+/// First requests to deployments whose isolates were dropped, then warm ones.
+async fn cold_start(isola: &Path, hello: &Path, n: usize) -> anyhow::Result<serde_json::Value> {
+    let n = n.max(1);
+    let workers: Vec<_> = (0..n)
+        .map(|i| {
+            (
+                format!("c{i}"),
+                hello.to_path_buf(),
+                "idle_timeout_ms = 1".to_owned(),
+            )
+        })
+        .collect();
+    let node = start_node(isola, &workers)?;
+    let authority = node.authority();
+    // The sweeper drops every idle isolate within its 100 ms tick.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = node.counter("isola_cold_starts_total").await?;
+    let mut cold = Vec::with_capacity(n);
+    let mut warm = Vec::with_capacity(n);
+    for i in 0..n {
+        // The first request starts an isolate; the second, right after, finds it warm.
+        for times in [&mut cold, &mut warm] {
+            let (status, _, took) = get(&authority, &format!("/c{i}")).await?;
+            anyhow::ensure!(status == 200, "c{i} answered {status}");
+            times.push(ms(took));
+        }
+    }
+    let counted = node.counter("isola_cold_starts_total").await? - before;
+    let cold = spread(cold);
+    let warm = spread(warm);
+    println!(
+        "cold start: first request p50 {:.2} ms p99 {:.2} ms ({counted} of {n} counted by isola_cold_starts_total; goal p50 ≤ 3 ms); warm p50 {:.2} ms",
+        cold["p50"].as_f64().unwrap_or(0.0),
+        cold["p99"].as_f64().unwrap_or(0.0),
+        warm["p50"].as_f64().unwrap_or(0.0),
+    );
+    Ok(serde_json::json!({
+        "deployments": n,
+        "cold_starts_counted": counted,
+        "cold_ms": cold,
+        "warm_ms": warm,
+    }))
+}
+
+fn quiet_load(uri: http::Uri, duration: Duration) -> LoadSpec {
+    LoadSpec {
+        connections: 8,
+        duration: Some(duration),
+        warmup: Duration::from_millis(500),
+        ..LoadSpec::get(uri)
+    }
+}
+
+/// The quiet tenant alone, then next to a tenant that spins at its CPU limit; then how long
+/// after `cpu_ms` a spinning request is answered, alone and 32 at once.
+async fn noisy_neighbour(
+    isola: &Path,
+    hello: &Path,
+    hog: &Path,
+    duration: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let node = start_node(
+        isola,
+        &[
+            ("quiet".to_owned(), hello.to_path_buf(), String::new()),
+            (
+                "noisy".to_owned(),
+                hog.to_path_buf(),
+                format!("cpu_ms = {CPU_MS}\nmax_isolates = 4\nmax_queue = 4096"),
+            ),
+        ],
+    )?;
+    let base = &node.process.url;
+    let quiet_uri: http::Uri = format!("{base}/quiet").parse()?;
+    let noisy_uri: http::Uri = format!("{base}/noisy/spin").parse()?;
+    let alone = generator::run(quiet_load(quiet_uri.clone(), duration), None)
+        .await?
+        .summary();
+    let noisy_spec = LoadSpec {
+        connections: 8,
+        duration: Some(duration + Duration::from_millis(500)),
+        warmup: Duration::ZERO,
+        ..LoadSpec::get(noisy_uri)
+    };
+    let (together, noisy) = tokio::join!(
+        generator::run(quiet_load(quiet_uri, duration), None),
+        generator::run(noisy_spec, None),
+    );
+    let together = together?.summary();
+    let noisy = noisy?.summary();
+    let ratio = together.latency_ms.p99 / alone.latency_ms.p99.max(f64::EPSILON);
+    println!(
+        "noisy neighbour: quiet p99 alone {:.2} ms ({:.0} rps), next to a tenant spinning at cpu_ms {:.2} ms ({:.0} rps, {} errors): {ratio:.2}× (goal ≤ 2×); noisy requests ended {}",
+        alone.latency_ms.p99,
+        alone.rps,
+        together.latency_ms.p99,
+        together.rps,
+        together.error_count(),
+        noisy.requests,
+    );
+
+    let authority = node.authority();
+    let mut alone_ms = Vec::new();
+    for _ in 0..20 {
+        let (status, _, took) = get(&authority, "/noisy/spin").await?;
+        anyhow::ensure!(status == 503, "a spinning request answered {status}");
+        alone_ms.push(ms(took) - CPU_MS as f64);
+    }
+    let mut storm_ms = Vec::new();
+    for _ in 0..3 {
+        let spins = (0..32).map(|_| {
+            let authority = authority.clone();
+            tokio::spawn(async move { get(&authority, "/noisy/spin").await })
+        });
+        for spin in spins.collect::<Vec<_>>() {
+            let (status, _, took) = spin.await??;
+            anyhow::ensure!(status == 503, "a spinning request answered {status}");
+            storm_ms.push(ms(took));
+        }
+    }
+    let kills = node.counter("isola_isolate_kills_total").await?;
+    let alone_ms = spread(alone_ms);
+    let storm_ms = spread(storm_ms);
+    println!(
+        "cpu limit: a spinning request is answered p50 {:.2} ms / p99 {:.2} ms after its cpu_ms ({CPU_MS} ms); a storm of 32 at once on 4 isolates: p50 {:.1} ms, p99 {:.1} ms; {kills} kills counted",
+        alone_ms["p50"].as_f64().unwrap_or(0.0),
+        alone_ms["p99"].as_f64().unwrap_or(0.0),
+        storm_ms["p50"].as_f64().unwrap_or(0.0),
+        storm_ms["p99"].as_f64().unwrap_or(0.0),
+    );
+    Ok(serde_json::json!({
+        "quiet_alone": alone,
+        "quiet_with_noisy": together,
+        "noisy": noisy,
+        "p99_ratio": ratio,
+        "cpu_ms": CPU_MS,
+        "limit_to_503_ms": alone_ms,
+        "storm_32_latency_ms": storm_ms,
+        "kills_counted": kills,
+    }))
+}

@@ -1,0 +1,114 @@
+//! Spare isolates: created from the snapshot ahead of need (`node.spare_isolates`), each on its
+//! own thread, so a request that needs a new isolate pays only for loading its worker, not for
+//! V8 deserialising the snapshot (as Cloudflare starts isolates during the TLS handshake).
+//! A spare is used by whichever deployment needs an isolate next; it then belongs to it alone.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::oneshot;
+
+use super::Blank;
+use super::thread::{Order, serve_order};
+
+struct Spares {
+    /// Spares waiting for a worker, with the `memory_mb` each was made for.
+    ready: Vec<(u64, oneshot::Sender<Order>)>,
+    starting: usize,
+    target: usize,
+    memory_mb: u64,
+}
+
+static SPARES: Mutex<Spares> = Mutex::new(Spares {
+    ready: Vec::new(),
+    starting: 0,
+    target: 0,
+    memory_mb: 128,
+});
+
+fn lock() -> MutexGuard<'static, Spares> {
+    SPARES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Keeps `target` spares for workers of `memory_mb` ready from now on.
+pub(crate) fn configure(target: usize, memory_mb: u64) {
+    {
+        let mut spares = lock();
+        spares.target = target;
+        if spares.memory_mb != memory_mb {
+            spares.memory_mb = memory_mb;
+            spares.ready.clear();
+        }
+        spares.ready.truncate(target);
+    }
+    refill();
+}
+
+/// A ready spare for a worker of `memory_mb`, if there is one.
+pub(crate) fn take(memory_mb: u64) -> Option<oneshot::Sender<Order>> {
+    let mut spares = lock();
+    spares.ready.retain(|(_, spare)| !spare.is_closed());
+    let index = spares.ready.iter().position(|(mb, _)| *mb == memory_mb)?;
+    Some(spares.ready.swap_remove(index).1)
+}
+
+/// Starts spare threads until `target` are ready or starting.
+pub(crate) fn refill() {
+    let (missing, memory_mb) = {
+        let mut spares = lock();
+        let have = spares.ready.len() + spares.starting;
+        let missing = spares.target.saturating_sub(have);
+        spares.starting += missing;
+        (missing, spares.memory_mb)
+    };
+    for _ in 0..missing {
+        let spawned = std::thread::Builder::new()
+            .name("isolate-spare".to_owned())
+            .spawn(move || run(memory_mb));
+        if let Err(error) = spawned {
+            tracing::warn!("cannot start a spare isolate thread: {error}");
+            lock().starting -= 1;
+        }
+    }
+}
+
+/// A spare thread: makes its isolate, waits for a worker, then serves it like any isolate.
+fn run(memory_mb: u64) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::warn!("cannot start a spare isolate's runtime: {error}");
+            lock().starting -= 1;
+            return;
+        }
+    };
+    // Making spares is background work: it must not slow down requests being served.
+    super::limits::set_current_thread_background(true);
+    runtime.block_on(async move {
+        let blank = match Blank::create(memory_mb) {
+            Ok(blank) => blank,
+            Err(error) => {
+                tracing::warn!("cannot create a spare isolate: {error}");
+                lock().starting -= 1;
+                return;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut spares = lock();
+            spares.starting -= 1;
+            if spares.ready.len() >= spares.target || spares.memory_mb != blank.memory_mb() {
+                return;
+            }
+            spares.ready.push((blank.memory_mb(), tx));
+        }
+        if let Ok(order) = rx.await {
+            if !super::limits::set_current_thread_background(false) {
+                tracing::warn!("a spare isolate's thread cannot leave background scheduling");
+            }
+            serve_order(Some(blank), order).await;
+        }
+    });
+}
