@@ -278,3 +278,36 @@ file = "{fixtures}/pool.js"
         ok1 + ok2
     );
 }
+
+#[tokio::test]
+async fn a_kill_fails_every_request_in_flight_in_the_isolate_naming_the_limit() {
+    let isola = node(
+        "",
+        "max_isolates = 1\nmax_requests_per_isolate = 4",
+        "max_isolates = 1",
+    );
+    let slow = || async {
+        let reply = get_host(&isola, "a.test", "/slow?ms=3000").await;
+        (reply.status, reply.text())
+    };
+    let spin = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let reply = get_host(&isola, "a.test", "/spin").await;
+        (reply.status, reply.text())
+    };
+    let started = Instant::now();
+    let (first, second, spun) = tokio::join!(slow(), slow(), spin);
+    for (status, text) in [first, second, spun] {
+        assert_eq!(status, 503, "{text}");
+        assert!(text.contains("cpu_ms"), "{text}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the waiting requests were failed at the kill, not after their timers"
+    );
+    assert_eq!(
+        text(&isola, "a.test", "/count").await,
+        (200, "1".into()),
+        "a fresh isolate serves next"
+    );
+}
