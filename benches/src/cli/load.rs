@@ -85,6 +85,7 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
         };
         Ok(LoadSpec {
             uri: target.uri.clone(),
+            paths: Vec::new(),
             tls,
             method: plan.method.clone(),
             headers: plan.headers.clone(),

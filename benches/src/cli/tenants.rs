@@ -2,6 +2,8 @@
 //! starts from a generated config (`isola serve`):
 //! - memory per warm idle tenant: RSS of a node whose N deployments were each served once,
 //!   against a node with one deployment;
+//! - many tenants: closed-loop load round robin over the N deployments, against the same load
+//!   on the one-deployment node;
 //! - cold start: the first request to deployments with no warm isolate (idle ones are
 //!   dropped after 1 ms), confirmed by `isola_cold_starts_total`, next to warm requests;
 //! - noisy neighbour: a quiet tenant's p99 alone and while another tenant spins at its CPU
@@ -63,6 +65,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Starts `isola serve` with `workers` (name, file, extra limits) routed by path `/<name>`.
+/// The isolate memory budget is lifted so that every deployment keeps its warm isolate.
 fn start_node(isola: &Path, workers: &[(String, PathBuf, String)]) -> anyhow::Result<Node> {
     let dir = std::env::temp_dir().join(format!(
         "isola-bench-tenants-{}-{}",
@@ -73,7 +76,7 @@ fn start_node(isola: &Path, workers: &[(String, PathBuf, String)]) -> anyhow::Re
     let dir = TempDir(dir);
     let metrics_port = free_port()?;
     let mut config = format!(
-        "[node]\nmetrics_address = \"127.0.0.1:{metrics_port}\"\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n"
+        "[node]\nmetrics_address = \"127.0.0.1:{metrics_port}\"\nisolate_memory_budget_mb = 1000000\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n"
     );
     for (name, file, limits) in workers {
         config.push_str(&format!(
@@ -190,7 +193,7 @@ pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let results = runtime.block_on(async {
-        let memory = memory_per_tenant(&isola, &hello, args.deployments).await?;
+        let memory = memory_per_tenant(&isola, &hello, args.deployments, args.duration).await?;
         let cold = cold_start(&isola, &hello, args.cold_deployments).await?;
         let noisy = noisy_neighbour(&isola, &hello, &hog, args.duration).await?;
         anyhow::Ok(serde_json::json!({
@@ -212,11 +215,22 @@ pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// RSS of a node with `n` deployments each served once, per deployment beyond the first.
+fn spread_load(base: &str, paths: Vec<String>, duration: Duration) -> anyhow::Result<LoadSpec> {
+    Ok(LoadSpec {
+        paths,
+        duration: Some(duration),
+        warmup: Duration::from_millis(500),
+        ..LoadSpec::get(base.parse()?)
+    })
+}
+
+/// RSS of a node with `n` deployments each served once, per deployment beyond the first; then
+/// load round robin over all of them against the same load on one deployment.
 async fn memory_per_tenant(
     isola: &Path,
     hello: &Path,
     n: usize,
+    duration: Duration,
 ) -> anyhow::Result<serde_json::Value> {
     let n = n.max(2);
     let one = start_node(
@@ -227,6 +241,12 @@ async fn memory_per_tenant(
     anyhow::ensure!(status == 200, "t0 answered {status}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_one = one.rss_mb()?;
+    let single = generator::run(
+        spread_load(&one.process.url, vec!["/t0".to_owned()], duration)?,
+        None,
+    )
+    .await?
+    .summary();
     drop(one);
 
     let workers: Vec<_> = (0..n)
@@ -243,6 +263,18 @@ async fn memory_per_tenant(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_many = many.rss_mb()?;
     let per_tenant = (rss_many - rss_one) / (n - 1) as f64;
+    let paths = (0..n).map(|i| format!("/t{i}")).collect();
+    let spread = generator::run(spread_load(&many.process.url, paths, duration)?, None)
+        .await?
+        .summary();
+    println!(
+        "many tenants: round robin over {n} deployments {:.0} rps, p99 {:.2} ms ({} errors); one deployment {:.0} rps, p99 {:.2} ms",
+        spread.rps,
+        spread.latency_ms.p99,
+        spread.error_count(),
+        single.rps,
+        single.latency_ms.p99
+    );
     println!(
         "memory: {n} warm idle tenants → RSS {rss_many:.0} MB (1 tenant: {rss_one:.0} MB): {per_tenant:.2} MB per tenant (goal ≤ 4); node start-up {:.1} s",
         startup.as_secs_f64()
@@ -253,6 +285,8 @@ async fn memory_per_tenant(
         "rss_mb_all": rss_many,
         "mb_per_tenant": per_tenant,
         "node_startup_s": startup.as_secs_f64(),
+        "round_robin": spread,
+        "one_deployment": single,
     }))
 }
 

@@ -50,12 +50,15 @@ pub(crate) struct Target {
     addr: SocketAddr,
     server_name: Option<ServerName<'static>>,
     method: Method,
-    /// Origin form (`/path?query`) for HTTP/1.1, the absolute URL for HTTP/2.
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-    /// The whole HTTP/1.1 request, serialised once for the fast client.
-    raw_request: Bytes,
+    /// The whole HTTP/1.1 request for each path, serialised once for the fast client.
+    raw_requests: Vec<Bytes>,
+    /// The request URI for each path (hyper's clients): origin form (`/path?query`) for
+    /// HTTP/1.1, the absolute URL for HTTP/2.
+    uris: Vec<Uri>,
+    /// Which path the next request takes (round robin).
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl Target {
@@ -97,9 +100,7 @@ impl Target {
             None
         };
         let mut headers = HeaderMap::new();
-        let uri = if spec.http2 {
-            spec.uri.clone()
-        } else {
+        if !spec.http2 {
             let authority = spec
                 .uri
                 .authority()
@@ -108,40 +109,70 @@ impl Target {
                 http::header::HOST,
                 HeaderValue::from_str(authority).map_err(|_| bad("invalid authority"))?,
             );
-            spec.uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .parse()
-                .map_err(|_| bad("invalid path"))?
-        };
+        }
         for (name, value) in &spec.headers {
             headers.append(name, value.clone());
         }
-        let raw_request = fast_h1::serialize(
-            &spec.method,
-            spec.uri.path_and_query().map_or("/", |p| p.as_str()),
-            spec.uri
-                .authority()
-                .map_or(addr_text.as_str(), |a| a.as_str()),
-            &headers,
-            &spec.body,
-        );
+        let own_path = spec.uri.path_and_query().map_or("/", |p| p.as_str());
+        let paths: Vec<&str> = if spec.paths.is_empty() {
+            vec![own_path]
+        } else {
+            spec.paths.iter().map(String::as_str).collect()
+        };
+        let authority = spec
+            .uri
+            .authority()
+            .map_or(addr_text.as_str(), |a| a.as_str());
+        let mut raw_requests = Vec::with_capacity(paths.len());
+        let mut uris = Vec::with_capacity(paths.len());
+        for path in paths {
+            raw_requests.push(fast_h1::serialize(
+                &spec.method,
+                path,
+                authority,
+                &headers,
+                &spec.body,
+            ));
+            let full = if spec.http2 {
+                format!(
+                    "{}://{authority}{path}",
+                    spec.uri.scheme_str().unwrap_or("http")
+                )
+            } else {
+                path.to_owned()
+            };
+            uris.push(full.parse().map_err(|_| bad("invalid path"))?);
+        }
         Ok(Self {
             addr,
             server_name,
             method: spec.method.clone(),
-            uri,
             headers,
             body: spec.body.clone(),
-            raw_request,
+            raw_requests,
+            uris,
+            next: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Which path the next request takes.
+    fn pick(&self) -> usize {
+        if self.uris.len() == 1 {
+            return 0;
+        }
+        self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.uris.len()
+    }
+
+    /// The next serialised HTTP/1.1 request (fast client).
+    pub fn raw_request(&self) -> &Bytes {
+        &self.raw_requests[self.pick()]
     }
 
     /// A fresh request (hyper consumes one per exchange).
     pub fn request(&self) -> Request<Body> {
         let mut request = Request::new(Full::new(self.body.clone()));
         *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
+        *request.uri_mut() = self.uris[self.pick()].clone();
         *request.headers_mut() = self.headers.clone();
         request
     }
@@ -251,7 +282,7 @@ pub(crate) async fn connect_h2(
 pub(crate) async fn exchange_h1(conn: &mut H1Conn, target: &Target) -> Result<Exchange, Failure> {
     match conn {
         H1Conn::Fast(conn) => {
-            conn.exchange(&target.raw_request, target.method == Method::HEAD)
+            conn.exchange(target.raw_request(), target.method == Method::HEAD)
                 .await
         }
         H1Conn::Hyper(HyperH1 { sender, driver }) => {

@@ -33,6 +33,9 @@ use crate::stats::RunResult;
 pub struct LoadSpec {
     /// Target URL (`http://` or `https://`).
     pub uri: Uri,
+    /// Paths (with query) to cycle through, one per request in turn, instead of the URI's
+    /// own path: spreads load over many routes (e.g. one per tenant). Empty: the URI's path.
+    pub paths: Vec<String>,
     /// TLS for `https://` targets (see [`crate::tls::connector`]).
     pub tls: Option<tokio_rustls::TlsConnector>,
     /// Method.
@@ -82,6 +85,7 @@ impl LoadSpec {
     pub fn get(uri: Uri) -> Self {
         Self {
             uri,
+            paths: Vec::new(),
             tls: None,
             method: Method::GET,
             headers: Vec::new(),
