@@ -23,6 +23,10 @@ use super::{Limit, Shared, stack};
 /// How often the watchdog looks at busy isolates.
 const WATCHDOG_TICK: Duration = Duration::from_millis(2);
 
+/// CPU time a killed slice gets to reach V8's interrupt (and record its stack) before it is
+/// terminated directly.
+const INTERRUPT_GRACE: Duration = Duration::from_millis(5);
+
 /// CPU a slice may use at normal priority; longer slices run at the lowest priority.
 pub(super) const BACKGROUND_AFTER: Duration = Duration::from_millis(2);
 
@@ -43,6 +47,8 @@ pub(super) struct Watched {
     /// Watchdog-only: the slice it measures and the thread's CPU time when it first saw it.
     seen_slice: AtomicU64,
     slice_start_ns: AtomicU64,
+    /// Watchdog-only: the thread's CPU time when it asked for the kill interrupt.
+    kill_cpu_ns: AtomicU64,
     budgets_ns: [u64; 2],
 }
 
@@ -71,6 +77,7 @@ pub(super) fn watch(shared: &Arc<Shared>, limits: &Limits) -> Arc<Watched> {
         limit: AtomicU8::new(Limit::Cpu as u8),
         seen_slice: AtomicU64::new(0),
         slice_start_ns: AtomicU64::new(0),
+        kill_cpu_ns: AtomicU64::new(0),
         budgets_ns: [nanos(limits.cpu()), nanos(limits.startup_cpu())],
     });
     if let Ok(mut all) = WATCHED.lock() {
@@ -148,16 +155,21 @@ fn check(isolate: &Watched) {
     if slice.is_multiple_of(2) {
         return;
     }
+    let Some(now) = thread_cpu_ns(&isolate.schedstat) else {
+        return;
+    };
     if isolate.shared.killed().is_some() {
-        // Killed, and JavaScript still runs: it never reached an interrupt check.
-        if isolate.seen_slice.load(Ordering::Relaxed) == slice {
+        // Killed, and the thread ran on for a while without reaching an interrupt check
+        // (a long call into V8 or Rust): stop it without the stack. Measured in CPU time, as
+        // a starved thread has simply not run yet.
+        if isolate.seen_slice.load(Ordering::Relaxed) == slice
+            && now.saturating_sub(isolate.kill_cpu_ns.load(Ordering::Relaxed))
+                > nanos(INTERRUPT_GRACE)
+        {
             isolate.shared.handle.terminate_execution();
         }
         return;
     }
-    let Some(now) = thread_cpu_ns(&isolate.schedstat) else {
-        return;
-    };
     if isolate.seen_slice.swap(slice, Ordering::Relaxed) != slice {
         isolate.slice_start_ns.store(now, Ordering::Relaxed);
         return;
@@ -178,6 +190,7 @@ fn check(isolate: &Watched) {
             .shared
             .kill(limit, used as f64 / 1e6, budget as f64 / 1e6)
     {
+        isolate.kill_cpu_ns.store(now, Ordering::Relaxed);
         stack::capture_then_terminate(&isolate.shared.handle);
     }
 }
