@@ -268,8 +268,10 @@ impl Pool {
         }
     }
 
-    /// Creates an isolate for which room was reserved (`starting`), for one request.
-    async fn start_reserved(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+    /// Starts an isolate of the current worker, for which room was reserved (`starting`),
+    /// after making room under the node's memory budget. The caller gives the reservation
+    /// back under the same lock in which it adds the isolate.
+    async fn start_isolate(&self) -> (Result<IsolateThread, AcquireError>, u64) {
         let (worker, generation) = {
             let state = self.lock();
             (state.worker.clone(), state.generation)
@@ -280,6 +282,12 @@ impl Pool {
                 .map_err(AcquireError::from),
             Err(error) => Err(error),
         };
+        (started, generation)
+    }
+
+    /// Creates an isolate for which room was reserved (`starting`), for one request.
+    async fn start_reserved(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+        let (started, generation) = self.start_isolate().await;
         let mut state = self.lock();
         state.starting -= 1;
         match started {
@@ -361,16 +369,7 @@ impl Pool {
     }
 
     async fn start_spare(self: Arc<Self>) {
-        let (worker, generation) = {
-            let state = self.lock();
-            (state.worker.clone(), state.generation)
-        };
-        let started = match self.registry.make_room() {
-            Ok(()) => IsolateThread::spawn(worker.clone())
-                .await
-                .map_err(AcquireError::from),
-            Err(error) => Err(error),
-        };
+        let (started, generation) = self.start_isolate().await;
         let mut state = self.lock();
         state.starting -= 1;
         match started {
@@ -384,7 +383,7 @@ impl Pool {
                 state.serve_waiters();
             }
             Err(error) => {
-                tracing::warn!(worker = %worker.name, "cannot start a warm isolate: {error}");
+                tracing::warn!(worker = %state.worker.name, "cannot start a warm isolate: {error}");
             }
         }
     }
