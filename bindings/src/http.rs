@@ -31,7 +31,14 @@ pub struct JsResponse {
     pub headers: HeaderMap,
     /// The body.
     pub body: ResponseBody,
+    /// For a streamed body: what must live until the stream ends (the request's hold on its
+    /// isolate). Bodies known in full let it go when the response is handed over.
+    pub guard: Option<Guard>,
 }
+
+/// Something the front end attached to an exchange that must live until the response is
+/// complete (its lease on the isolate); dropped when the exchange ends.
+pub type Guard = Box<dyn std::any::Any + Send>;
 
 /// A response body: known up front, or produced while it is sent.
 #[derive(Debug)]
@@ -87,7 +94,7 @@ pub type ExchangeEvents = mpsc::UnboundedSender<ExchangeEvent>;
 
 /// Exchanges awaiting a response in one isolate; lives in its OpState.
 pub struct Exchanges {
-    pending: HashMap<RequestId, oneshot::Sender<HandlerResult>>,
+    pending: HashMap<RequestId, (oneshot::Sender<HandlerResult>, Option<Guard>)>,
     events: ExchangeEvents,
 }
 
@@ -100,22 +107,31 @@ impl Exchanges {
         }
     }
 
-    /// Registers an exchange before its request is dispatched to JavaScript.
-    pub fn insert(&mut self, id: RequestId, responder: oneshot::Sender<HandlerResult>) {
-        self.pending.insert(id, responder);
+    /// Registers an exchange before its request is dispatched to JavaScript; `guard` lives
+    /// until the response is complete.
+    pub fn insert(
+        &mut self,
+        id: RequestId,
+        responder: oneshot::Sender<HandlerResult>,
+        guard: Option<Guard>,
+    ) {
+        self.pending.insert(id, (responder, guard));
     }
 
     /// Completes an exchange with an error without involving JavaScript.
     pub fn fail_with(&mut self, id: RequestId, error: HandlerError) {
-        if let Some(responder) = self.pending.remove(&id) {
+        if let Some((responder, guard)) = self.pending.remove(&id) {
             let _ = responder.send(Err(error));
+            drop(guard);
         }
     }
 
     /// Fails every pending exchange, e.g. when the isolate is terminated.
     pub fn fail_all(&mut self, error: &HandlerError) {
-        for (_, responder) in self.pending.drain() {
+        let pending: Vec<_> = self.pending.drain().collect();
+        for (_, (responder, guard)) in pending {
             let _ = responder.send(Err(error.clone()));
+            drop(guard);
         }
     }
 
@@ -134,10 +150,20 @@ impl Exchanges {
         self.pending.is_empty()
     }
 
-    fn complete(&mut self, id: RequestId, result: HandlerResult) {
+    fn complete(&mut self, id: RequestId, mut result: HandlerResult) {
         // A missing entry or a dropped receiver means the client is gone: nothing to do.
-        if let Some(responder) = self.pending.remove(&id) {
+        if let Some((responder, guard)) = self.pending.remove(&id) {
+            // A streamed body keeps the guard until it ends; otherwise it goes once the
+            // response is handed over (after, so the client is not kept waiting for it).
+            let guard = match &mut result {
+                Ok(response) if matches!(response.body, ResponseBody::Stream(_)) => {
+                    response.guard = guard;
+                    None
+                }
+                _ => guard,
+            };
             let _ = responder.send(result);
+            drop(guard);
         }
     }
 }
@@ -196,6 +222,7 @@ fn respond(
             status,
             headers,
             body,
+            guard: None,
         }),
         (None, _) => Err(HandlerError::handler(format!(
             "the handler returned an invalid status code {status}"

@@ -65,7 +65,7 @@ pub fn watch(
     Ok(watcher)
 }
 
-async fn reload(config: &edge_config::Worker, deployment: &Pool) {
+async fn reload(config: &edge_config::Worker, deployment: &Arc<Pool>) {
     let source = match WorkerSource::load(config) {
         Ok(source) => source,
         Err(error) => {

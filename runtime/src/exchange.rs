@@ -4,6 +4,8 @@ use isola_bindings::body::BodyReceiver;
 use isola_bindings::http::{HandlerResult, RequestId};
 use tokio::sync::oneshot;
 
+use crate::pool::Lease;
+
 /// A request handed from the front end to an isolate.
 #[derive(Debug)]
 pub struct IncomingRequest {
@@ -19,4 +21,7 @@ pub struct IncomingRequest {
     pub body: Option<BodyReceiver>,
     /// Where the worker's response (or failure) goes.
     pub responder: oneshot::Sender<HandlerResult>,
+    /// The request's slot on its isolate, set by the pool; released when the response is
+    /// complete.
+    pub lease: Option<Lease>,
 }

@@ -222,12 +222,14 @@ impl Isolate {
             headers,
             body,
             responder,
+            lease,
         } = request;
         guard::begin_request(headers.get(guard::CDN_LOOP).cloned());
         let op_state = self.runtime.op_state();
         let body_rid = {
             let mut state = op_state.borrow_mut();
-            state.borrow_mut::<Exchanges>().insert(id, responder);
+            let guard = lease.map(|lease| Box::new(lease) as isola_bindings::http::Guard);
+            state.borrow_mut::<Exchanges>().insert(id, responder, guard);
             body.map(|chunks| state.resource_table.add(RequestBodyResource::new(chunks)))
         };
         let failure = {

@@ -3,6 +3,10 @@
 //! accounting per request exact), a bounded queue with a timeout for bursts, idle eviction and
 //! replacement of isolates that died or were killed. An isolate only ever serves the
 //! deployment that created it.
+//!
+//! A queued request waits here with its message: when a request finishes (on the isolate's
+//! thread, as it hands its response over), the next queued request is sent straight into the
+//! freed isolate, so a busy isolate goes from one request to the next without sleeping.
 
 mod lease;
 mod registry;
@@ -13,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::exchange::IncomingRequest;
 use crate::isolate::StartError;
-use crate::isolate::thread::IsolateThread;
+use crate::isolate::thread::{IsolateThread, Message};
 use crate::metrics::metrics;
 use crate::worker::WorkerSource;
 
@@ -58,7 +63,14 @@ struct State {
     slots: Vec<Slot>,
     /// Isolates being created (they count against `max_isolates`).
     starting: u32,
-    waiters: VecDeque<oneshot::Sender<Grant>>,
+    waiters: VecDeque<Waiter>,
+}
+
+/// A queued request and where to say what became of it.
+#[derive(Debug)]
+struct Waiter {
+    request: IncomingRequest,
+    placed: oneshot::Sender<Placed>,
 }
 
 #[derive(Debug)]
@@ -69,20 +81,20 @@ struct Slot {
     last_used: Instant,
 }
 
-/// What a queued request is given when capacity frees up.
+/// What became of a queued request when capacity freed up.
 #[derive(Debug)]
-enum Grant {
-    /// A warm isolate, its in-flight count already taken.
-    Isolate(Arc<IsolateThread>),
-    /// Room to create a new isolate (counted in `starting`).
-    Start,
+enum Placed {
+    /// It was sent to this isolate (with its lease).
+    Sent(Arc<IsolateThread>),
+    /// Room to create a new isolate for it (counted in `starting`).
+    Start(IncomingRequest),
 }
 
-/// What `acquire` decided under the lock.
+/// What `dispatch` decided under the lock.
 enum Decision {
-    Ready(Arc<IsolateThread>),
-    Start,
-    Wait(oneshot::Receiver<Grant>),
+    Ready(Arc<IsolateThread>, IncomingRequest),
+    Start(IncomingRequest),
+    Wait(oneshot::Receiver<Placed>),
 }
 
 impl State {
@@ -118,29 +130,7 @@ impl State {
         let generation = self.generation;
         self.slots
             .retain(|s| s.in_flight > 0 || (s.generation == generation && s.isolate.is_alive()));
-        self.waiters.retain(|w| !w.is_closed());
-    }
-
-    /// Hands freed capacity to queued requests, oldest first.
-    fn serve_waiters(&mut self) {
-        while let Some(waiter) = self.waiters.pop_front() {
-            if waiter.is_closed() {
-                continue;
-            }
-            if let Some(isolate) = self.take_warm() {
-                if let Err(Grant::Isolate(isolate)) = waiter.send(Grant::Isolate(isolate)) {
-                    self.untake(&isolate);
-                }
-            } else if self.has_room() {
-                self.starting += 1;
-                if waiter.send(Grant::Start).is_err() {
-                    self.starting -= 1;
-                }
-            } else {
-                self.waiters.push_front(waiter);
-                return;
-            }
-        }
+        self.waiters.retain(|w| !w.placed.is_closed());
     }
 
     fn untake(&mut self, isolate: &Arc<IsolateThread>) {
@@ -194,7 +184,7 @@ impl Pool {
 
     /// Starts `worker` and, if it starts, sends new requests to it; isolates running the old
     /// code finish what they have in flight and are dropped.
-    pub async fn reload(&self, worker: Arc<WorkerSource>) -> Result<(), StartError> {
+    pub async fn reload(self: &Arc<Self>, worker: Arc<WorkerSource>) -> Result<(), StartError> {
         let isolate = IsolateThread::spawn(worker.clone()).await?;
         let mut state = self.lock();
         state.generation += 1;
@@ -207,13 +197,16 @@ impl Pool {
             last_used: Instant::now(),
         });
         state.prune();
-        state.serve_waiters();
+        self.serve_waiters(&mut state);
         Ok(())
     }
 
-    /// Gets an isolate for one request: a warm one, a new one, or one that frees up while the
-    /// request waits in the bounded queue.
-    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+    /// Sends one request to an isolate: a warm one, a new one, or one that frees up while the
+    /// request waits in the bounded queue. Returns the isolate it went to.
+    pub(crate) async fn dispatch(
+        self: &Arc<Self>,
+        request: IncomingRequest,
+    ) -> Result<Arc<IsolateThread>, AcquireError> {
         let (decision, queue_timeout) = {
             let mut state = self.lock();
             state.prune();
@@ -224,13 +217,13 @@ impl Pool {
                 limits.queue_timeout(),
             );
             let decision = if let Some(isolate) = state.take_warm() {
-                Decision::Ready(isolate)
+                Decision::Ready(isolate, request)
             } else if state.has_room() {
                 state.starting += 1;
-                Decision::Start
+                Decision::Start(request)
             } else if state.waiters.len() < max_queue as usize {
-                let (tx, rx) = oneshot::channel();
-                state.waiters.push_back(tx);
+                let (placed, rx) = oneshot::channel();
+                state.waiters.push_back(Waiter { request, placed });
                 Decision::Wait(rx)
             } else {
                 refused("queue_full");
@@ -242,29 +235,93 @@ impl Pool {
             (decision, timeout)
         };
         match decision {
-            Decision::Ready(isolate) => Ok(Lease::new(self.clone(), isolate)),
-            Decision::Start => self.start_reserved().await,
+            Decision::Ready(isolate, request) => self.send(isolate, request).await,
+            Decision::Start(request) => self.start_for(request).await,
             Decision::Wait(rx) => self.wait(rx, queue_timeout).await,
+        }
+    }
+
+    /// Sends `request` with a lease on `isolate` (whose slot it already took); if the isolate
+    /// died meanwhile, the request goes through `dispatch` again.
+    async fn send(
+        self: &Arc<Self>,
+        isolate: Arc<IsolateThread>,
+        mut request: IncomingRequest,
+    ) -> Result<Arc<IsolateThread>, AcquireError> {
+        request.lease = Some(Lease::new(self.clone(), isolate.clone()));
+        match isolate.send(Message::Request(request)) {
+            Ok(()) => Ok(isolate),
+            Err(Message::Request(mut request)) => {
+                drop(request.lease.take());
+                Box::pin(self.dispatch(request)).await
+            }
+            Err(Message::Abort(_)) => Err(AcquireError::Start(StartError::Runtime(
+                "the isolate exited".to_owned(),
+            ))),
         }
     }
 
     async fn wait(
         self: &Arc<Self>,
-        mut rx: oneshot::Receiver<Grant>,
+        mut rx: oneshot::Receiver<Placed>,
         timeout: Duration,
-    ) -> Result<Lease, AcquireError> {
-        let grant = match tokio::time::timeout(timeout, &mut rx).await {
-            Ok(Ok(grant)) => grant,
+    ) -> Result<Arc<IsolateThread>, AcquireError> {
+        let placed = match tokio::time::timeout(timeout, &mut rx).await {
+            Ok(Ok(placed)) => placed,
             Ok(Err(_)) => return Err(queue_timeout(timeout)),
             Err(_elapsed) => {
-                // A grant sent at the last moment is used rather than lost.
+                // Closing drops the request from the queue (its waiter is pruned); one placed
+                // at the last moment is used rather than lost.
                 rx.close();
+                self.lock().prune();
                 rx.try_recv().map_err(|_| queue_timeout(timeout))?
             }
         };
-        match grant {
-            Grant::Isolate(isolate) => Ok(Lease::new(self.clone(), isolate)),
-            Grant::Start => self.start_reserved().await,
+        match placed {
+            Placed::Sent(isolate) => Ok(isolate),
+            Placed::Start(request) => self.start_for(request).await,
+        }
+    }
+
+    /// Hands freed capacity to queued requests, oldest first: sends them into warm isolates
+    /// (this may run on an isolate's thread as it finishes a request) or gives them room to
+    /// start one.
+    fn serve_waiters(self: &Arc<Self>, state: &mut State) {
+        while let Some(waiter) = state.waiters.pop_front() {
+            if waiter.placed.is_closed() {
+                continue;
+            }
+            let Waiter {
+                mut request,
+                placed,
+            } = waiter;
+            if let Some(isolate) = state.take_warm() {
+                request.lease = Some(Lease::new(self.clone(), isolate.clone()));
+                match isolate.send(Message::Request(request)) {
+                    Ok(()) => {
+                        let _ = placed.send(Placed::Sent(isolate));
+                    }
+                    Err(Message::Request(mut request)) => {
+                        // It died just now: take the slot back by hand (dropping the lease
+                        // here would re-enter this lock) and try the next isolate.
+                        if let Some(lease) = request.lease.take() {
+                            lease.disarm();
+                        }
+                        state.untake(&isolate);
+                        state.prune();
+                        state.waiters.push_front(Waiter { request, placed });
+                    }
+                    Err(Message::Abort(_)) => {}
+                }
+            } else if state.has_room() {
+                state.starting += 1;
+                if let Err(Placed::Start(_)) = placed.send(Placed::Start(request)) {
+                    state.starting -= 1;
+                }
+            } else {
+                state.waiters.push_front(Waiter { request, placed });
+                return;
+            }
         }
     }
 
@@ -285,8 +342,11 @@ impl Pool {
         (started, generation)
     }
 
-    /// Creates an isolate for which room was reserved (`starting`), for one request.
-    async fn start_reserved(self: &Arc<Self>) -> Result<Lease, AcquireError> {
+    /// Creates an isolate for which room was reserved (`starting`) and sends it `request`.
+    async fn start_for(
+        self: &Arc<Self>,
+        mut request: IncomingRequest,
+    ) -> Result<Arc<IsolateThread>, AcquireError> {
         let (started, generation) = self.start_isolate().await;
         let mut state = self.lock();
         state.starting -= 1;
@@ -303,10 +363,17 @@ impl Pool {
                     in_flight: 1,
                     last_used: Instant::now(),
                 });
-                Ok(Lease::new(self.clone(), isolate))
+                drop(state);
+                request.lease = Some(Lease::new(self.clone(), isolate.clone()));
+                match isolate.send(Message::Request(request)) {
+                    Ok(()) => Ok(isolate),
+                    Err(_) => Err(AcquireError::Start(StartError::Runtime(
+                        "the new isolate exited at once".to_owned(),
+                    ))),
+                }
             }
             Err(error) => {
-                state.serve_waiters();
+                self.serve_waiters(&mut state);
                 Err(error)
             }
         }
@@ -314,7 +381,7 @@ impl Pool {
 
     /// A request finished with `isolate`: free its slot, drop the isolate if it died or
     /// runs old code, and give the capacity to the oldest queued request.
-    fn release(&self, isolate: &Arc<IsolateThread>) {
+    fn release(self: &Arc<Self>, isolate: &Arc<IsolateThread>) {
         let mut state = self.lock();
         state.untake(isolate);
         if let Some(slot) = state
@@ -325,7 +392,7 @@ impl Pool {
             slot.last_used = Instant::now();
         }
         state.prune();
-        state.serve_waiters();
+        self.serve_waiters(&mut state);
     }
 
     /// Drops isolates idle for longer than `idle_timeout_ms`, keeping `min_isolates`.
@@ -380,7 +447,7 @@ impl Pool {
                     in_flight: 0,
                     last_used: Instant::now(),
                 });
-                state.serve_waiters();
+                self.serve_waiters(&mut state);
             }
             Err(error) => {
                 tracing::warn!(worker = %state.worker.name, "cannot start a warm isolate: {error}");

@@ -11,10 +11,8 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use isola_bindings::body::{BodyError, BodyReceiver};
-use isola_bindings::http::{ResponseBody, StreamError};
+use isola_bindings::http::{Guard, ResponseBody, StreamError};
 use tokio::sync::mpsc;
-
-use crate::pool::Lease;
 
 /// Request body chunks buffered ahead of the worker: the backpressure window.
 const REQUEST_WINDOW_CHUNKS: usize = 4;
@@ -28,7 +26,7 @@ pub enum Body {
     Full(Option<Bytes>),
     /// Chunks as the worker produces them, with the isolate slot producing them: the
     /// slot is given back when the stream ends or the client goes away.
-    Stream(mpsc::Receiver<Result<Bytes, StreamError>>, Option<Lease>),
+    Stream(mpsc::Receiver<Result<Bytes, StreamError>>, Option<Guard>),
 }
 
 impl Body {
@@ -37,10 +35,10 @@ impl Body {
         Self::Full(Some(text.into()))
     }
 
-    /// Keeps `lease` until a streamed body ends; a body known in full lets it go now.
-    pub fn holding(mut self, lease: Lease) -> Self {
+    /// Keeps `guard` (the request's lease on its isolate) until the streamed body ends.
+    pub fn holding(mut self, guard: Option<Guard>) -> Self {
         if let Self::Stream(_, held) = &mut self {
-            *held = Some(lease);
+            *held = guard;
         }
         self
     }

@@ -18,7 +18,7 @@ use super::body::{Body, TooLarge, pump_request_body};
 use super::client_ip::set_client_ip;
 use crate::exchange::IncomingRequest;
 use crate::isolate::thread::{IsolateThread, Message};
-use crate::pool::{AcquireError, Lease, Pool};
+use crate::pool::AcquireError;
 use crate::router::Router;
 
 /// What every connection of a listener shares.
@@ -207,20 +207,23 @@ async fn serve(
     let url = format!("{scheme}://{authority}{path_and_query}");
 
     let (responder, outcome) = oneshot::channel();
-    let lease = dispatch(
-        &deployment,
-        Message::Request(IncomingRequest {
+    let isolate = deployment
+        .dispatch(IncomingRequest {
             id,
             method: parts.method,
             url,
             headers: parts.headers,
             body,
             responder,
-        }),
-    )
-    .await?;
+            lease: None,
+        })
+        .await
+        .map_err(|error| match error {
+            AcquireError::Start(error) => Refusal::Unavailable(error.to_string()),
+            overloaded => Refusal::Overloaded(overloaded),
+        })?;
     let guard = AbortOnDrop {
-        isolate: Some(lease.isolate().clone()),
+        isolate: Some(isolate),
         id,
     };
     let outcome = tokio::time::timeout(worker.limits.wall(), outcome).await;
@@ -241,7 +244,7 @@ async fn serve(
     };
     match outcome {
         Ok(Ok(js)) => {
-            let mut response = Response::new(Body::from(js.body).holding(lease));
+            let mut response = Response::new(Body::from(js.body).holding(js.guard));
             *response.status_mut() = js.status;
             *response.headers_mut() = js.headers;
             Ok(response)
@@ -263,25 +266,6 @@ async fn serve(
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
     }
-}
-
-/// Hands `message` to an isolate of the deployment; if the isolate died between being lent
-/// and the send, the request goes to another one.
-async fn dispatch(deployment: &Arc<Pool>, message: Message) -> Result<Lease, Refusal> {
-    let mut message = message;
-    for _ in 0..2 {
-        let lease = deployment.acquire().await.map_err(|error| match error {
-            AcquireError::Start(error) => Refusal::Unavailable(error.to_string()),
-            overloaded => Refusal::Overloaded(overloaded),
-        })?;
-        match lease.isolate().send(message) {
-            Ok(()) => return Ok(lease),
-            Err(returned) => message = returned,
-        }
-    }
-    Err(Refusal::Unavailable(
-        "the isolates exited as the request arrived".to_owned(),
-    ))
 }
 
 /// Host name from an authority: lower-case, without port or IPv6 brackets' port.
