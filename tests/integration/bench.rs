@@ -114,3 +114,30 @@ fn tls_handshake_scenario_completes_full_handshakes_without_errors() {
         "{isola}"
     );
 }
+
+#[test]
+fn multi_tenant_scenarios_run_on_a_generated_node() {
+    let json = std::env::temp_dir().join(format!("isola-bench-cold-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args(["bench", "--scenario", "cold-start"])
+        .arg("--examples-dir")
+        .arg(repo().join("examples"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run isola bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report written")).expect("valid JSON");
+    let _ = std::fs::remove_file(&json);
+    let cold = &report["cold_start"];
+    let deployments = cold["deployments"].as_f64().unwrap();
+    assert!(
+        cold["cold_starts_counted"].as_f64().unwrap() >= deployments,
+        "every first request was a cold start, by the node's own counter: {cold}"
+    );
+    assert!(cold["cold_ms"]["p50"].as_f64().unwrap() > 0.0, "{cold}");
+    assert!(cold["warm_ms"]["n"].as_u64().unwrap() > 0, "{cold}");
+}

@@ -52,6 +52,22 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
         (Some(_), _) => None,
         (None, name) => Some(scenario::find(name.as_deref().unwrap_or("hello"))?),
     };
+    if let Some(part) = scenario
+        .filter(|s| s.multi_tenant)
+        .and_then(|s| super::tenants::Part::of_scenario(s.name))
+    {
+        return super::tenants::run(
+            env,
+            &super::tenants::TenantsArgs {
+                deployments: 1000,
+                cold_deployments: 200,
+                duration: args.duration.unwrap_or(std::time::Duration::from_secs(5)),
+                examples_dir: args.examples_dir.clone(),
+                json: args.json.clone(),
+                parts: vec![part],
+            },
+        );
+    }
     let url_path = match &args.url {
         Some(url) => {
             let uri: Uri = url

@@ -198,6 +198,7 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
                 duration,
                 examples_dir,
                 json,
+                parts: tenants::Part::ALL.to_vec(),
             },
         ),
         None => load::run(cli.run, &env),

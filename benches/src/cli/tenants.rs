@@ -37,6 +37,42 @@ pub struct TenantsArgs {
     pub examples_dir: PathBuf,
     /// Write the results as JSON here.
     pub json: Option<PathBuf>,
+    /// Which measurements to run.
+    pub parts: Vec<Part>,
+}
+
+/// One measurement of `tenants`; each is also a `--scenario`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Memory per warm idle tenant, then load round robin over the tenants.
+    ManyTenants,
+    /// First requests to deployments with no warm isolate.
+    ColdStart,
+    /// A quiet tenant next to one spinning at its CPU limit.
+    NoisyNeighbour,
+    /// Spinning requests: time from `cpu_ms` to the 503.
+    CpuLimitStorm,
+}
+
+impl Part {
+    /// Every measurement.
+    pub const ALL: [Part; 4] = [
+        Part::ManyTenants,
+        Part::ColdStart,
+        Part::NoisyNeighbour,
+        Part::CpuLimitStorm,
+    ];
+
+    /// The measurement behind a multi-tenant scenario name.
+    pub fn of_scenario(name: &str) -> Option<Self> {
+        match name {
+            "many-tenants" => Some(Self::ManyTenants),
+            "cold-start" => Some(Self::ColdStart),
+            "noisy-neighbour" => Some(Self::NoisyNeighbour),
+            "cpu-limit-storm" => Some(Self::CpuLimitStorm),
+            _ => None,
+        }
+    }
 }
 
 /// The `cpu_ms` of the noisy tenant.
@@ -193,19 +229,31 @@ pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let results = runtime.block_on(async {
-        let memory = memory_per_tenant(&isola, &hello, args.deployments, args.duration).await?;
-        let cold = cold_start(&isola, &hello, args.cold_deployments).await?;
-        let noisy = noisy_neighbour(&isola, &hello, &hog, args.duration).await?;
-        anyhow::Ok(serde_json::json!({
+        let mut results = serde_json::json!({
             "schema_version": crate::report::SCHEMA_VERSION,
             "git_sha": crate::machine::git_sha(),
             "machine": crate::machine::Machine::current(),
             "started_at": crate::machine::now_rfc3339(),
             "benchmark": "tenants",
-            "memory_per_idle_tenant": memory,
-            "cold_start": cold,
-            "noisy_neighbour": noisy,
-        }))
+        });
+        let wants = |part| args.parts.contains(&part);
+        if wants(Part::ManyTenants) {
+            results["many_tenants"] =
+                memory_per_tenant(&isola, &hello, args.deployments, args.duration).await?;
+        }
+        if wants(Part::ColdStart) {
+            results["cold_start"] = cold_start(&isola, &hello, args.cold_deployments).await?;
+        }
+        if wants(Part::NoisyNeighbour) || wants(Part::CpuLimitStorm) {
+            let node = two_tenant_node(&isola, &hello, &hog)?;
+            if wants(Part::NoisyNeighbour) {
+                results["noisy_neighbour"] = noisy_neighbour(&node, args.duration).await?;
+            }
+            if wants(Part::CpuLimitStorm) {
+                results["cpu_limit_storm"] = cpu_limit_storm(&node).await?;
+            }
+        }
+        anyhow::Ok(results)
     })?;
     println!("{}", serde_json::to_string_pretty(&results)?);
     if let Some(path) = &args.json {
@@ -343,15 +391,9 @@ fn quiet_load(uri: http::Uri, duration: Duration) -> LoadSpec {
     }
 }
 
-/// The quiet tenant alone, then next to a tenant that spins at its CPU limit; then how long
-/// after `cpu_ms` a spinning request is answered, alone and 32 at once.
-async fn noisy_neighbour(
-    isola: &Path,
-    hello: &Path,
-    hog: &Path,
-    duration: Duration,
-) -> anyhow::Result<serde_json::Value> {
-    let node = start_node(
+/// A node with a quiet tenant (`/quiet`) and one that spins at its CPU limit (`/noisy/spin`).
+fn two_tenant_node(isola: &Path, hello: &Path, hog: &Path) -> anyhow::Result<Node> {
+    start_node(
         isola,
         &[
             ("quiet".to_owned(), hello.to_path_buf(), String::new()),
@@ -361,7 +403,11 @@ async fn noisy_neighbour(
                 format!("cpu_ms = {CPU_MS}\nmax_isolates = 4\nmax_queue = 4096"),
             ),
         ],
-    )?;
+    )
+}
+
+/// The quiet tenant's p99 alone, then next to the tenant that spins at its CPU limit.
+async fn noisy_neighbour(node: &Node, duration: Duration) -> anyhow::Result<serde_json::Value> {
     let base = &node.process.url;
     let quiet_uri: http::Uri = format!("{base}/quiet").parse()?;
     let noisy_uri: http::Uri = format!("{base}/noisy/spin").parse()?;
@@ -391,6 +437,16 @@ async fn noisy_neighbour(
         noisy.requests,
     );
 
+    Ok(serde_json::json!({
+        "quiet_alone": alone,
+        "quiet_with_noisy": together,
+        "noisy": noisy,
+        "p99_ratio": ratio,
+    }))
+}
+
+/// How long after `cpu_ms` a spinning request gets its 503, alone and 32 at once.
+async fn cpu_limit_storm(node: &Node) -> anyhow::Result<serde_json::Value> {
     let authority = node.authority();
     let mut alone_ms = Vec::new();
     for _ in 0..20 {
@@ -421,10 +477,6 @@ async fn noisy_neighbour(
         storm_ms["p99"].as_f64().unwrap_or(0.0),
     );
     Ok(serde_json::json!({
-        "quiet_alone": alone,
-        "quiet_with_noisy": together,
-        "noisy": noisy,
-        "p99_ratio": ratio,
         "cpu_ms": CPU_MS,
         "limit_to_503_ms": alone_ms,
         "storm_32_latency_ms": storm_ms,
