@@ -328,7 +328,7 @@ fn scenarios_are_listed_and_unavailable_ones_refuse() {
     let help = bench(&["--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("cpu-limit-storm"));
 
-    let refused = bench(&["--scenario", "many-tenants", "--no-baseline"]);
+    let refused = bench(&["--scenario", "cache-hit", "--no-baseline"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not available yet"));
 }
