@@ -17,7 +17,6 @@ use std::sync::Arc;
 use deno_permissions::{Permissions, PermissionsContainer, PermissionsOptions};
 use edge_config::{IpCidr, Outbound};
 
-pub use ranges::BLOCKED;
 pub use resolver::StaticResolver;
 
 deno_core::extension!(
@@ -51,7 +50,10 @@ impl OutboundPolicy {
                     .filter_map(|c| c.parse::<IpCidr>().ok()),
             );
         }
-        let blocked: Vec<IpCidr> = BLOCKED.iter().filter_map(|c| c.parse().ok()).collect();
+        let blocked: Vec<IpCidr> = ranges::BLOCKED
+            .iter()
+            .filter_map(|c| c.parse().ok())
+            .collect();
         Self {
             denied: ranges::subtract(&blocked, &opened),
         }
@@ -65,11 +67,6 @@ impl OutboundPolicy {
             v4 => v4,
         };
         !self.denied.iter().any(|range| range.contains(ip))
-    }
-
-    /// The ranges refused, in CIDR notation.
-    pub fn denied(&self) -> &[IpCidr] {
-        &self.denied
     }
 }
 

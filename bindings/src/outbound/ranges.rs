@@ -10,7 +10,7 @@ use edge_config::IpCidr;
 /// reserved; IPv6 unspecified/loopback/IPv4-compatible, NAT64, discard, documentation,
 /// 6to4, unique-local, site-local, link-local and multicast. v4-mapped IPv6 addresses are
 /// judged as the IPv4 address they carry.
-pub const BLOCKED: &[&str] = &[
+pub(super) const BLOCKED: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
     "100.64.0.0/10",

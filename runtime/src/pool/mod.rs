@@ -489,12 +489,6 @@ impl Pool {
             .sum()
     }
 
-    /// Number of isolates alive or starting.
-    pub fn isolates(&self) -> usize {
-        let state = self.lock();
-        state.slots.len() + state.starting as usize
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves consistent-enough counters; keep serving.
         self.state

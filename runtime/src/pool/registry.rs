@@ -50,11 +50,6 @@ impl Registry {
         self.lock().iter().filter_map(Weak::upgrade).collect()
     }
 
-    /// Heap + external memory of all isolates, as they last reported it.
-    pub fn memory_bytes(&self) -> u64 {
-        self.pools().iter().map(|p| p.memory_bytes()).sum()
-    }
-
     /// Makes room for one more isolate under the budget by evicting the least recently used
     /// idle isolates of any deployment; fails if busy isolates alone use the budget up.
     pub(super) fn make_room(&self) -> Result<(), AcquireError> {
