@@ -121,8 +121,8 @@ impl Exchanges {
     /// Completes an exchange with an error without involving JavaScript.
     pub fn fail_with(&mut self, id: RequestId, error: HandlerError) {
         if let Some((responder, guard)) = self.pending.remove(&id) {
-            let _ = responder.send(Err(error));
             drop(guard);
+            let _ = responder.send(Err(error));
         }
     }
 
@@ -130,8 +130,8 @@ impl Exchanges {
     pub fn fail_all(&mut self, error: &HandlerError) {
         let pending: Vec<_> = self.pending.drain().collect();
         for (_, (responder, guard)) in pending {
-            let _ = responder.send(Err(error.clone()));
             drop(guard);
+            let _ = responder.send(Err(error.clone()));
         }
     }
 
@@ -153,17 +153,16 @@ impl Exchanges {
     fn complete(&mut self, id: RequestId, mut result: HandlerResult) {
         // A missing entry or a dropped receiver means the client is gone: nothing to do.
         if let Some((responder, guard)) = self.pending.remove(&id) {
-            // A streamed body keeps the guard until it ends; otherwise it goes once the
-            // response is handed over (after, so the client is not kept waiting for it).
-            let guard = match &mut result {
+            // A streamed body keeps the guard until it ends. Otherwise the request is done
+            // with its isolate: the guard goes before the client can see the response, so
+            // its next request finds the isolate free.
+            match &mut result {
                 Ok(response) if matches!(response.body, ResponseBody::Stream(_)) => {
                     response.guard = guard;
-                    None
                 }
-                _ => guard,
-            };
+                _ => drop(guard),
+            }
             let _ = responder.send(result);
-            drop(guard);
         }
     }
 }

@@ -190,11 +190,11 @@ async fn the_memory_budget_evicts_the_least_recently_used_idle_isolate() {
     assert_eq!(slow.0, 200);
     assert_eq!(other.0, 200, "b got a second isolate: {other:?}");
     let logs = isola.wait_for_log("evicted the least recently used idle isolate");
+    let metrics = isola.metrics().await;
     assert!(
         logs.contains("evicted the least recently used idle isolate"),
-        "{logs}"
+        "{logs}\n{metrics}\n{slow:?} {other:?}"
     );
-    let metrics = isola.metrics().await;
     assert!(
         metrics.contains("isola_isolates_evicted_total{reason=\"memory_budget\"} 1"),
         "{metrics}"

@@ -52,8 +52,8 @@ impl Limit {
     }
 }
 
-/// Moves the current thread to background scheduling (`SCHED_IDLE`: it runs only on cores
-/// nothing else wants) or back; false if the kernel refused.
+/// Moves the current thread to background priority (nice 19) or back; false if the kernel
+/// refused.
 pub(crate) fn set_current_thread_background(background: bool) -> bool {
     cpu::set_background(rustix::thread::gettid(), background)
 }
