@@ -41,6 +41,8 @@ pub(crate) struct Isolate {
     runtime: JsRuntime,
     entry: Entrypoints,
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
+    /// Heap + external bytes after the last turn.
+    memory_used: u64,
 }
 
 /// An isolate created from the snapshot with no worker loaded yet: the expensive part of a
@@ -132,7 +134,7 @@ impl Isolate {
         let enforcer = Enforcer::install(&mut runtime, &worker.limits, memory);
         enforcer.enter(Limit::StartupCpu);
         let loaded = Self::load_worker(&mut runtime, worker).await;
-        enforcer.leave(&mut runtime);
+        let memory_used = enforcer.leave(&mut runtime) as u64;
         if let Some(limit) = enforcer.killed() {
             crate::metrics::metrics()
                 .isolate_kills
@@ -146,6 +148,7 @@ impl Isolate {
             enforcer,
             entry,
             events,
+            memory_used,
         })
     }
 
@@ -281,10 +284,10 @@ impl Isolate {
             .poll_event_loop(cx, PollEventLoopOptions::default())
     }
 
-    /// Heap + external (ArrayBuffer) memory in use: what counts against the node's budget.
-    pub(crate) fn memory_in_use(&mut self) -> u64 {
-        let stats = self.runtime.v8_isolate().get_heap_statistics();
-        (stats.used_heap_size() + stats.external_memory()) as u64
+    /// Heap + external (ArrayBuffer) memory after the last turn, as the memory limit measured
+    /// it: what counts against the node's budget.
+    pub(crate) fn memory_in_use(&self) -> u64 {
+        self.memory_used
     }
 
     /// Whether the isolate should be discarded once its responses are out: its `waitUntil`
@@ -308,7 +311,7 @@ impl Isolate {
 
     /// JavaScript stopped running: the event loop waits for I/O or requests.
     pub(crate) fn leave(&mut self) {
-        self.enforcer.leave(&mut self.runtime);
+        self.memory_used = self.enforcer.leave(&mut self.runtime) as u64;
     }
 
     /// Logs a kill for the post-mortem: deployment, requests in flight, limit, measured value

@@ -78,8 +78,9 @@ impl MemoryGuard {
         });
     }
 
-    /// After a turn: kills the isolate if heap + external memory is over the limit.
-    pub(super) fn check(&self, runtime: &mut JsRuntime, shared: &Shared) {
+    /// After a turn: kills the isolate if heap + external memory is over the limit; returns
+    /// what it measured.
+    pub(super) fn check(&self, runtime: &mut JsRuntime, shared: &Shared) -> usize {
         let stats = runtime.v8_isolate().get_heap_statistics();
         let used = stats
             .used_heap_size()
@@ -93,6 +94,7 @@ impl MemoryGuard {
             );
             shared.handle.terminate_execution();
         }
+        used
     }
 }
 

@@ -132,10 +132,10 @@ impl Enforcer {
     }
 
     /// JavaScript stopped running (the event loop is waiting); checks the memory the turn
-    /// left behind.
-    pub(crate) fn leave(&self, runtime: &mut JsRuntime) {
+    /// left behind and returns it (heap + external bytes).
+    pub(crate) fn leave(&self, runtime: &mut JsRuntime) -> usize {
         self.cpu.leave();
-        self.memory.check(runtime, &self.shared);
+        self.memory.check(runtime, &self.shared)
     }
 
     /// Whether the isolate's thread is stuck at background priority after a long slice; such
