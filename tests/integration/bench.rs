@@ -5,6 +5,17 @@ use std::process::Command;
 
 use crate::support::repo;
 
+/// The JSON report a successful `isola bench` run wrote to `json` (removed after reading).
+fn report_of(output: &std::process::Output, json: &std::path::Path) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report =
+        serde_json::from_slice(&std::fs::read(json).expect("report written")).expect("valid JSON");
+    let _ = std::fs::remove_file(json);
+    report
+}
+
 #[test]
 fn bench_hello_smoke_run_produces_a_valid_report() {
     let json = std::env::temp_dir().join(format!("isola-bench-smoke-{}.json", std::process::id()));
@@ -31,12 +42,7 @@ fn bench_hello_smoke_run_produces_a_valid_report() {
         .arg(&report_dir)
         .output()
         .expect("run isola bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("report written")).expect("valid JSON");
-    let _ = std::fs::remove_file(&json);
+    let report = report_of(&output, &json);
     assert_eq!(report["schema_version"], 1);
     assert!(report["machine"]["cores"].as_u64().unwrap() >= 1);
     let targets = report["targets"].as_array().unwrap();
@@ -62,6 +68,7 @@ fn bench_hello_smoke_run_produces_a_valid_report() {
         );
         assert!(target["ratio_vs_baseline"]["rps"].as_f64().unwrap() > 0.0);
     }
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("vs baseline"),
         "the table is printed: {stdout}"
@@ -126,12 +133,7 @@ fn multi_tenant_scenarios_run_on_a_generated_node() {
         .arg(&json)
         .output()
         .expect("run isola bench");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("report written")).expect("valid JSON");
-    let _ = std::fs::remove_file(&json);
+    let report = report_of(&output, &json);
     let cold = &report["cold_start"];
     let deployments = cold["deployments"].as_f64().unwrap();
     assert!(

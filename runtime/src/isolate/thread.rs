@@ -186,19 +186,10 @@ fn serve_turn(
     }
     let polled = isolate.poll(cx);
     if isolate.retired() {
-        // Retired: take nothing new, serve what was already sent here, and go once the
-        // responses are out.
-        receiver.close();
-        let mut dispatched = false;
-        while let Ok(message) = receiver.try_recv() {
-            match message {
-                Message::Request(request) => isolate.dispatch(request),
-                Message::Abort(id) => isolate.abort(id),
-            }
-            dispatched = true;
-        }
-        *open = false;
-        if dispatched {
+        // Retired: take nothing new. What was already sent here is still served (the next
+        // turn drains the closed channel); the thread goes once the responses are out.
+        if *open {
+            receiver.close();
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }

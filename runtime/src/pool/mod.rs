@@ -133,6 +133,7 @@ impl State {
         self.waiters.retain(|w| !w.placed.is_closed());
     }
 
+    /// Gives back a request slot on `isolate`, which was last used now.
     fn untake(&mut self, isolate: &Arc<IsolateThread>) {
         if let Some(slot) = self
             .slots
@@ -140,6 +141,7 @@ impl State {
             .find(|s| Arc::ptr_eq(&s.isolate, isolate))
         {
             slot.in_flight = slot.in_flight.saturating_sub(1);
+            slot.last_used = Instant::now();
         }
     }
 }
@@ -384,13 +386,6 @@ impl Pool {
     fn release(self: &Arc<Self>, isolate: &Arc<IsolateThread>) {
         let mut state = self.lock();
         state.untake(isolate);
-        if let Some(slot) = state
-            .slots
-            .iter_mut()
-            .find(|s| Arc::ptr_eq(&s.isolate, isolate))
-        {
-            slot.last_used = Instant::now();
-        }
         state.prune();
         self.serve_waiters(&mut state);
     }
