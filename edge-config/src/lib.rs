@@ -13,5 +13,5 @@ pub use cidr::IpCidr;
 pub use error::ConfigError;
 pub use load::{load, parse};
 pub use model::{
-    Config, HttpLimits, Limits, Listener, Node, Outbound, Route, SniCert, Tls, Worker,
+    Cache, Config, HttpLimits, Limits, Listener, Node, Outbound, Route, SniCert, Tls, Worker,
 };

@@ -80,6 +80,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
     Config {
         node: raw.node,
         http: raw.http,
+        cache: raw.cache,
         listeners,
         routes,
         workers,

@@ -16,6 +16,8 @@ pub struct Config {
     pub node: Node,
     /// HTTP limits applied before routing.
     pub http: HttpLimits,
+    /// The shared response cache.
+    pub cache: Cache,
     /// Sockets to listen on.
     pub listeners: Vec<Listener>,
     /// Host + path prefix → worker.
@@ -71,6 +73,31 @@ impl Default for HttpLimits {
             max_url_bytes: 16 * 1024,
             max_header_bytes: 128 * 1024,
             header_read_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// The node's shared HTTP response cache (`[cache]`), in front of every worker: GET responses
+/// a worker marks cacheable (`Cache-Control: s-maxage`/`max-age`, `Expires`) are served from
+/// memory until stale, following RFC 9111 for a shared cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cache {
+    /// Memory for cached responses (bodies and headers); 0 turns the cache off. Default 256.
+    pub max_size_mb: u64,
+    /// Largest body stored; larger responses pass through uncached. Default 10485760 (10 MiB).
+    pub max_object_bytes: u64,
+    /// How long a stale response that has a validator (`ETag`, `Last-Modified`) is kept for
+    /// revalidation with a conditional request. Default 86400.
+    pub stale_retention_s: u64,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            max_size_mb: 256,
+            max_object_bytes: 10 * 1024 * 1024,
+            stale_retention_s: 86_400,
         }
     }
 }
@@ -262,6 +289,8 @@ pub(crate) struct RawConfig {
     pub(crate) node: Node,
     #[serde(default)]
     pub(crate) http: HttpLimits,
+    #[serde(default)]
+    pub(crate) cache: Cache,
     #[serde(default)]
     pub(crate) limits: LimitsOverride,
     #[serde(default)]

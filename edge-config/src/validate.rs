@@ -43,6 +43,15 @@ impl Config {
                 check_pem_files(file, &key, [("cert", &sni.cert), ("key", &sni.key)])?;
             }
         }
+        if self.cache.max_object_bytes > MAX_OBJECT_BYTES {
+            return fail(
+                "cache.max_object_bytes".into(),
+                format!(
+                    "expected at most {MAX_OBJECT_BYTES} (1 GiB), got {}",
+                    self.cache.max_object_bytes
+                ),
+            );
+        }
         for (i, route) in self.routes.iter().enumerate() {
             let key = format!("routes[{i}]");
             if !self.workers.contains_key(&route.worker) {
@@ -99,6 +108,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// Largest `cache.max_object_bytes`: one cached response's weight must fit the cache's `u32`.
+const MAX_OBJECT_BYTES: u64 = 1 << 30;
 
 /// Each `key.name` must name an existing PEM file.
 fn check_pem_files(
@@ -205,6 +217,19 @@ mod tests {
             error.contains("`routes[0].worker`") && error.contains("ghost"),
             "{error}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn oversized_cache_object() -> Result<(), Box<dyn std::error::Error>> {
+        let mut config = base()?;
+        config.cache.max_object_bytes = 2 << 30;
+        let error = config
+            .validate()
+            .err()
+            .ok_or("expected an error")?
+            .to_string();
+        assert!(error.contains("`cache.max_object_bytes`"), "{error}");
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::cache::ResponseCache;
 use crate::pool::Pool;
 use crate::worker::WorkerSource;
 
@@ -22,11 +23,12 @@ pub struct WatchError {
     error: notify::Error,
 }
 
-/// Reloads `deployment` from `config` whenever its file (or source map) changes. Runs until
-/// the returned watcher is dropped.
+/// Reloads `deployment` from `config` whenever its file (or source map) changes, dropping its
+/// cached responses. Runs until the returned watcher is dropped.
 pub fn watch(
     config: edge_config::Worker,
     deployment: Arc<Pool>,
+    cache: Option<ResponseCache>,
 ) -> Result<notify::RecommendedWatcher, WatchError> {
     let file = std::path::absolute(&config.file).unwrap_or_else(|_| config.file.clone());
     let dir = file
@@ -59,13 +61,17 @@ pub fn watch(
         while changed.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while changed.try_recv().is_ok() {}
-            reload(&config, &deployment).await;
+            reload(&config, &deployment, cache.as_ref()).await;
         }
     });
     Ok(watcher)
 }
 
-async fn reload(config: &edge_config::Worker, deployment: &Arc<Pool>) {
+async fn reload(
+    config: &edge_config::Worker,
+    deployment: &Arc<Pool>,
+    cache: Option<&ResponseCache>,
+) {
     let source = match WorkerSource::load(config) {
         Ok(source) => source,
         Err(error) => {
@@ -74,7 +80,12 @@ async fn reload(config: &edge_config::Worker, deployment: &Arc<Pool>) {
         }
     };
     match deployment.reload(Arc::new(source)).await {
-        Ok(()) => tracing::info!(worker = %config.name, "reloaded {}", config.file.display()),
+        Ok(()) => {
+            if let Some(cache) = cache {
+                cache.purge_worker(&config.name);
+            }
+            tracing::info!(worker = %config.name, "reloaded {}", config.file.display());
+        }
         Err(error) => {
             tracing::error!(worker = %config.name, "reload failed, still serving the previous version: {error}")
         }

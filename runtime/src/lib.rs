@@ -6,6 +6,7 @@
 //! thread dispatches the request into the worker's JavaScript and the response (or its
 //! stream) comes back over a channel.
 
+pub mod cache;
 pub mod dev;
 pub mod exchange;
 mod isolate;

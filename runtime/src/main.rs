@@ -84,6 +84,10 @@ struct DevArgs {
     /// Serve Prometheus metrics on this port (0: any free port) at /metrics.
     #[arg(long)]
     metrics_port: Option<u16>,
+    /// Memory for the response cache, which serves GET responses the worker marks cacheable
+    /// (`Cache-Control: max-age=…`) without running it; 0 turns the cache off.
+    #[arg(long, default_value_t = edge_config::Cache::default().max_size_mb)]
+    cache_mb: u64,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +273,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         },
     };
     let mut config = Config::default();
+    config.cache.max_size_mb = args.cache_mb;
     config.node.metrics_address = args
         .metrics_port
         .map(|port| SocketAddr::new(args.host, port));
@@ -292,7 +297,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         let deployment = node
             .deployment(&name)
             .context("the dev worker is missing")?;
-        Some(isola_runtime::dev::watch(worker, deployment)?)
+        Some(isola_runtime::dev::watch(worker, deployment, node.cache())?)
     };
     node.serve(shutdown_signal()).await;
     Ok(())

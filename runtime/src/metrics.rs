@@ -1,7 +1,7 @@
 //! Process-wide counters in the Prometheus text format, served on `node.metrics_address`
 //! (`isola dev --metrics-port`): isolate kills by limit, cold starts, refused requests and
 //! evicted isolates, so an operator (and the benchmark harness) can see what the pool and the
-//! limit enforcer did.
+//! limit enforcer did, and what the response cache holds and serves.
 
 use std::net::SocketAddr;
 use std::sync::LazyLock;
@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use prometheus::{Encoder, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 use tokio::net::TcpListener;
 
 /// Isola's metrics.
@@ -23,6 +23,11 @@ pub struct Metrics {
     pub requests_refused: IntCounterVec,
     /// Isolates dropped by the pool (`idle`, `memory_budget`).
     pub isolates_evicted: IntCounterVec,
+    /// GET/HEAD requests by what the response cache did (`hit`, `stale`, `revalidated`,
+    /// `miss`, `bypass`).
+    pub cache_requests: IntCounterVec,
+    /// Bytes the response cache holds.
+    pub cache_bytes: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
@@ -32,6 +37,15 @@ fn counter(registry: &Registry, name: &str, help: &str, label: &str) -> IntCount
         tracing::error!("metric {name} cannot be registered: {error}");
     }
     counter
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let gauge =
+        IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name} is malformed: {e}"));
+    if let Err(error) = registry.register(Box::new(gauge.clone())) {
+        tracing::error!("metric {name} cannot be registered: {error}");
+    }
+    gauge
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -60,6 +74,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "isola_isolates_evicted_total",
             "Isolates dropped by the pool.",
             "reason",
+        ),
+        cache_requests: counter(
+            &registry,
+            "isola_cache_requests_total",
+            "GET and HEAD requests by what the response cache did.",
+            "result",
+        ),
+        cache_bytes: gauge(
+            &registry,
+            "isola_cache_size_bytes",
+            "Bytes of responses the cache holds.",
         ),
         registry,
     }

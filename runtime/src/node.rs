@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use edge_config::Config;
 
+use crate::cache::ResponseCache;
 use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
 use crate::router::Router;
@@ -133,6 +134,7 @@ impl Node {
                 router: Arc::new(router),
                 http: config.http.clone(),
                 trusted_proxies: config.node.trusted_proxies.clone(),
+                cache: ResponseCache::new(&config.cache),
             }),
             deployments,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
@@ -148,6 +150,11 @@ impl Node {
     pub fn metrics_url(&self) -> Option<String> {
         let address = self.metrics.as_ref()?.local_addr().ok()?;
         Some(format!("http://{address}/metrics"))
+    }
+
+    /// The response cache, unless turned off.
+    pub fn cache(&self) -> Option<ResponseCache> {
+        self.shared.cache.clone()
     }
 
     /// A deployment's isolates by worker name.

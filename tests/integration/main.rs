@@ -4,6 +4,7 @@
 
 mod apps;
 mod bench;
+mod cache;
 mod errors;
 mod lifecycle;
 mod limits;

@@ -14,6 +14,8 @@ use isola_bindings::body::{BodyError, BodyReceiver};
 use isola_bindings::http::{Guard, ResponseBody, StreamError};
 use tokio::sync::mpsc;
 
+use crate::cache::Recorder;
+
 /// Request body chunks buffered ahead of the worker: the backpressure window.
 const REQUEST_WINDOW_CHUNKS: usize = 4;
 
@@ -24,9 +26,14 @@ pub enum Body {
     Empty,
     /// A body known in full; `None` once sent.
     Full(Option<Bytes>),
-    /// Chunks as the worker produces them, with the isolate slot producing them: the
-    /// slot is given back when the stream ends or the client goes away.
-    Stream(mpsc::Receiver<Result<Bytes, StreamError>>, Option<Guard>),
+    /// Chunks as the worker produces them, with the isolate slot producing them (given back
+    /// when the stream ends or the client goes away) and, for a cacheable response, the
+    /// recorder storing it as it passes.
+    Stream(
+        mpsc::Receiver<Result<Bytes, StreamError>>,
+        Option<Guard>,
+        Option<Box<Recorder>>,
+    ),
 }
 
 impl Body {
@@ -37,7 +44,7 @@ impl Body {
 
     /// Keeps `guard` (the request's lease on its isolate) until the streamed body ends.
     pub fn holding(mut self, guard: Option<Guard>) -> Self {
-        if let Self::Stream(_, held) = &mut self {
+        if let Self::Stream(_, held, _) = &mut self {
             *held = guard;
         }
         self
@@ -49,7 +56,7 @@ impl From<ResponseBody> for Body {
         match body {
             ResponseBody::Empty => Self::Empty,
             ResponseBody::Full(bytes) => Self::Full(Some(bytes)),
-            ResponseBody::Stream(chunks) => Self::Stream(chunks, None),
+            ResponseBody::Stream(chunks) => Self::Stream(chunks, None, None),
         }
     }
 }
@@ -65,10 +72,24 @@ impl http_body::Body for Body {
         match &mut *self {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(chunks, lease) => {
+            Self::Stream(chunks, lease, recorder) => {
                 let polled = chunks.poll_recv(cx);
-                if let Poll::Ready(None) = polled {
-                    *lease = None;
+                match &polled {
+                    Poll::Ready(None) => {
+                        *lease = None;
+                        if let Some(recorder) = recorder.take() {
+                            recorder.finish();
+                        }
+                    }
+                    Poll::Ready(Some(Ok(data))) => {
+                        if let Some(r) = recorder
+                            && !r.chunk(data)
+                        {
+                            *recorder = None;
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => *recorder = None,
+                    Poll::Pending => {}
                 }
                 polled.map(|chunk| chunk.map(|r| r.map(Frame::data)))
             }

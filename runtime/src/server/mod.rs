@@ -1,6 +1,6 @@
 //! The front end: listeners, TLS, HTTP/1.1 and HTTP/2, per-request limits, graceful shutdown.
 
-mod body;
+pub(crate) mod body;
 mod client_ip;
 mod listener;
 mod service;

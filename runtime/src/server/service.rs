@@ -1,5 +1,6 @@
-//! Per-request handling in the front end: HTTP limits, routing, client address headers,
-//! handing the request to the deployment's isolate and turning the outcome into a response.
+//! Per-request handling in the front end: HTTP limits, routing, the response cache, client
+//! address headers, handing the request to the deployment's isolate and turning the outcome
+//! into a response.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,16 +11,18 @@ use edge_config::{HttpLimits, IpCidr};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use isola_bindings::http::{HandlerError, RequestId};
+use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use tokio::sync::oneshot;
 
 use super::body::{Body, TooLarge, pump_request_body};
 use super::client_ip::set_client_ip;
+use crate::cache::{Lookup, Pending, ResponseCache};
 use crate::exchange::IncomingRequest;
 use crate::isolate::thread::{IsolateThread, Message};
-use crate::pool::AcquireError;
+use crate::pool::{AcquireError, Pool};
 use crate::router::Router;
+use crate::worker::WorkerSource;
 
 /// What every connection of a listener shares.
 #[derive(Debug)]
@@ -30,6 +33,8 @@ pub struct Shared {
     pub http: HttpLimits,
     /// Peers whose `x-forwarded-for` is believed.
     pub trusted_proxies: Vec<IpCidr>,
+    /// The response cache, unless turned off.
+    pub cache: Option<ResponseCache>,
 }
 
 /// Request ids: a per-process random start plus a counter, unique across restarts in logs.
@@ -71,9 +76,23 @@ enum Refusal {
     LimitExceeded(&'static str),
     HandlerFailed,
     Timeout,
+    NotCached,
 }
 
 impl Refusal {
+    /// The status of a failure of the worker itself (not of the request), for
+    /// `stale-if-error`.
+    fn worker_failure(&self) -> Option<StatusCode> {
+        match self {
+            Self::Unavailable(_) | Self::Overloaded(_) | Self::LimitExceeded(_) => {
+                Some(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Self::HandlerFailed => Some(StatusCode::INTERNAL_SERVER_ERROR),
+            Self::Timeout => Some(StatusCode::GATEWAY_TIMEOUT),
+            _ => None,
+        }
+    }
+
     fn into_response(self, id: RequestId) -> Response<Body> {
         let (status, text) = match &self {
             Self::UriTooLong(limit) => (
@@ -115,6 +134,10 @@ impl Refusal {
             Self::Timeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "the worker did not respond within its wall-clock limit".to_owned(),
+            ),
+            Self::NotCached => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "only-if-cached: no usable response is cached".to_owned(),
             ),
         };
         match &self {
@@ -197,6 +220,34 @@ async fn serve(
     if declared.is_some_and(|len| len > limit) {
         return Err(Refusal::BodyTooLarge(limit));
     }
+    let url = format!("{scheme}://{authority}{path_and_query}");
+    let lookup = match &shared.cache {
+        Some(cache) => cache.lookup(&worker, &url, &parts.method, &parts.headers),
+        None => Lookup::Pass(None),
+    };
+    let (mut pending, invalidates) = match lookup {
+        Lookup::Hit(response) => return Ok(response),
+        Lookup::Stale(response, revalidate) => {
+            if let (Some(cache), Some(revalidate)) = (&shared.cache, revalidate) {
+                let mut headers = parts.headers.clone();
+                set_client_ip(&mut headers, peer.ip(), &shared.trusted_proxies);
+                tokio::spawn(revalidate_in_background(
+                    deployment,
+                    cache.clone(),
+                    revalidate,
+                    url,
+                    headers,
+                ));
+            }
+            return Ok(response);
+        }
+        Lookup::Unsatisfiable => return Err(Refusal::NotCached),
+        Lookup::Pass(invalidates) => (None, invalidates),
+        Lookup::Forward(pending) => (Some(pending), None),
+    };
+    if let Some(pending) = &mut pending {
+        pending.add_validators(&mut parts.headers);
+    }
     let (body, too_large) = if http_body::Body::is_end_stream(&incoming) {
         (None, TooLarge::default())
     } else {
@@ -204,19 +255,55 @@ async fn serve(
         (Some(chunks), too_large)
     };
     set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
-    let url = format!("{scheme}://{authority}{path_and_query}");
-
     let (responder, outcome) = oneshot::channel();
+    let request = IncomingRequest {
+        id,
+        method: parts.method,
+        url,
+        headers: parts.headers,
+        body,
+        responder,
+        lease: None,
+    };
+    let result = forward(&deployment, &worker, request, outcome, &too_large).await;
+    match (pending, &shared.cache, result) {
+        (Some(pending), _, Err(refusal)) => match refusal.worker_failure() {
+            Some(status) => pending.stale_if_error(status).ok_or(refusal),
+            None => Err(refusal),
+        },
+        (Some(pending), Some(cache), Ok(js)) => Ok(cache.finish(
+            pending,
+            &worker,
+            || format!("{scheme}://{authority}{path_and_query}"),
+            js,
+        )),
+        (_, cache, Ok(js)) => {
+            if let (Some(cache), Some(key)) = (cache, invalidates)
+                && js.status.as_u16() < 400
+            {
+                cache.invalidate(key);
+            }
+            let mut response = Response::new(Body::from(js.body).holding(js.guard));
+            *response.status_mut() = js.status;
+            *response.headers_mut() = js.headers;
+            Ok(response)
+        }
+        (None, _, Err(refusal)) => Err(refusal),
+    }
+}
+
+/// Sends `request` into one of the deployment's isolates and waits for its response head,
+/// at most `wall_ms`.
+async fn forward(
+    deployment: &Arc<Pool>,
+    worker: &WorkerSource,
+    request: IncomingRequest,
+    outcome: oneshot::Receiver<HandlerResult>,
+    too_large: &TooLarge,
+) -> Result<JsResponse, Refusal> {
+    let id = request.id;
     let isolate = deployment
-        .dispatch(IncomingRequest {
-            id,
-            method: parts.method,
-            url,
-            headers: parts.headers,
-            body,
-            responder,
-            lease: None,
-        })
+        .dispatch(request)
         .await
         .map_err(|error| match error {
             AcquireError::Start(error) => Refusal::Unavailable(error.to_string()),
@@ -243,12 +330,7 @@ async fn serve(
         }
     };
     match outcome {
-        Ok(Ok(js)) => {
-            let mut response = Response::new(Body::from(js.body).holding(js.guard));
-            *response.status_mut() = js.status;
-            *response.headers_mut() = js.headers;
-            Ok(response)
-        }
+        Ok(Ok(js)) => Ok(js),
         Ok(Err(HandlerError {
             message,
             limit: Some(limit),
@@ -258,13 +340,48 @@ async fn serve(
         }
         Ok(Err(failure)) if too_large.crossed() => {
             tracing::info!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request body too large: {failure}");
-            Err(Refusal::BodyTooLarge(limit))
+            Err(Refusal::BodyTooLarge(worker.limits.max_body_bytes))
         }
         Ok(Err(failure)) => {
             tracing::error!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request {id:016x} failed: {failure}");
             Err(Refusal::HandlerFailed)
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
+    }
+}
+
+/// Revalidates a stale cached response the client was just served (`stale-while-revalidate`):
+/// a GET like the client's, with the cache's validators, whose response refreshes the cache.
+async fn revalidate_in_background(
+    deployment: Arc<Pool>,
+    cache: ResponseCache,
+    mut pending: Pending,
+    url: String,
+    mut headers: http::HeaderMap,
+) {
+    pending.add_validators(&mut headers);
+    let worker = deployment.worker();
+    let (responder, outcome) = oneshot::channel();
+    let request = IncomingRequest {
+        id: next_request_id(),
+        method: http::Method::GET,
+        url: url.clone(),
+        headers,
+        body: None,
+        responder,
+        lease: None,
+    };
+    match forward(&deployment, &worker, request, outcome, &TooLarge::default()).await {
+        Ok(js) => {
+            let response = cache.finish(pending, &worker, || url, js);
+            // The body must be read to its end for a streamed response to be stored.
+            let read = http_body_util::BodyExt::collect(response.into_body());
+            let _ = tokio::time::timeout(worker.limits.wall(), read).await;
+        }
+        Err(refusal) => {
+            tracing::info!(worker = %worker.name, "background revalidation failed: {refusal:?}");
+            pending.abandon();
+        }
     }
 }
 

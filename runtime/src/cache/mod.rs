@@ -1,0 +1,404 @@
+//! The node's shared response cache, in front of every worker (RFC 9111 for a shared cache,
+//! RFC 5861's `stale-while-revalidate` and `stale-if-error`, RFC 9211's `Cache-Status`).
+//!
+//! GET responses a worker marks cacheable (`s-maxage`, `max-age` or `Expires`; not `private`,
+//! `no-store`, `Set-Cookie` or `Vary: *`) are kept in memory (moka, bounded by bytes) and served
+//! without running the worker while fresh. Stale responses with a validator are revalidated
+//! with a conditional request (a worker's 304 refreshes them); `stale-while-revalidate` serves
+//! them while one background request revalidates; `stale-if-error` serves them when the worker
+//! fails. Successful unsafe requests (POST, PUT, DELETE, …) invalidate their URL. Clients'
+//! `If-None-Match`/`If-Modified-Since` get 304 from the cache. One variant is kept per URL:
+//! a response for other `Vary` header values replaces it.
+
+mod conditional;
+mod directives;
+mod entry;
+mod record;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::hash::BuildHasher;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use http::header::{
+    AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use prometheus::{IntCounter, IntGauge};
+
+pub use record::Recorder;
+
+use self::directives::Directives;
+use self::entry::Stored;
+use crate::server::body::Body;
+use crate::worker::WorkerSource;
+
+/// RFC 9211's header saying what the cache did with a request.
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// The cache's settings (`[cache]`).
+pub use edge_config::Cache as CacheConfig;
+
+/// The shared cache; cheap to clone (all clones are the same cache).
+#[derive(Clone)]
+pub struct ResponseCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    entries: moka::sync::Cache<u64, Arc<Stored>>,
+    hasher: std::hash::RandomState,
+    max_object_bytes: u64,
+    retention: Duration,
+}
+
+impl std::fmt::Debug for ResponseCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseCache")
+            .field("entries", &self.inner.entries.entry_count())
+            .field("bytes", &self.inner.entries.weighted_size())
+            .finish()
+    }
+}
+
+/// What the cache says about a request before it reaches a worker.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Not a cacheable method; an unsafe one invalidates its URL (this key) if it succeeds.
+    Pass(Option<u64>),
+    /// Answered from the cache.
+    Hit(Response<Body>),
+    /// Answered from the cache while stale (`stale-while-revalidate`); when set, the caller
+    /// revalidates in the background with this.
+    Stale(Response<Body>, Option<Pending>),
+    /// `only-if-cached` and nothing usable: the cache answers 504.
+    Unsatisfiable,
+    /// Ask the worker, then give its response to [`ResponseCache::finish`].
+    Forward(Pending),
+}
+
+/// Why a request went to the worker (RFC 9211 `fwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fwd {
+    /// The request forbids the cache (`no-store`).
+    Bypass,
+    /// Nothing stored for the URL.
+    UriMiss,
+    /// Stored for other `Vary` header values.
+    VaryMiss,
+    /// Stored but stale.
+    Stale,
+    /// Stored, but the request asked for a fresher or validated one.
+    Request,
+}
+
+/// A request on its way to the worker: what the cache needs to handle the response.
+#[derive(Debug)]
+pub struct Pending {
+    key: u64,
+    fwd: Fwd,
+    /// Whether the response may be stored (a GET that did not say `no-store`).
+    store: bool,
+    /// The stored response this request may revalidate or fall back on.
+    stale: Option<Arc<Stored>>,
+    /// Whether the cache added its own validators to the request.
+    validating: bool,
+    /// Whether the request carried `Authorization`.
+    authorized: bool,
+    /// The request's headers, kept when the worker's responses vary on some of them.
+    request_headers: Option<HeaderMap>,
+}
+
+impl Pending {
+    /// Adds the stored response's validators to the request (RFC 9111 §4.3.1) so the worker
+    /// can answer 304; not when the client sent preconditions of its own.
+    pub fn add_validators(&mut self, request: &mut HeaderMap) {
+        let Some(stale) = &self.stale else { return };
+        if !self.store || !stale.has_validator() || conditional::has_preconditions(request) {
+            return;
+        }
+        if let Some(etag) = stale.etag() {
+            request.insert(http::header::IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(modified) = stale.last_modified() {
+            request.insert(http::header::IF_MODIFIED_SINCE, modified.clone());
+        }
+        self.validating = true;
+    }
+
+    /// A stale response to send instead of a worker's failure (`stale-if-error`), if allowed.
+    pub fn stale_if_error(&self, failed: StatusCode) -> Option<Response<Body>> {
+        let stale = self.stale.as_ref()?;
+        let now = Instant::now();
+        if !stale.may_serve_stale() || !stale.stale_within(now, stale.directives.stale_if_error) {
+            return None;
+        }
+        COUNTERS.stale.inc();
+        let status = format!(
+            "isola; fwd=stale; fwd-status={}; detail=stale-if-error",
+            failed.as_u16()
+        );
+        Some(respond(stale, now, HeaderValue::from_str(&status).ok()))
+    }
+
+    /// Called when a background revalidation could not finish, so a later request tries.
+    pub fn abandon(&self) {
+        if let Some(stale) = &self.stale {
+            stale
+                .revalidating
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// Counters of what the cache did, resolved once (no label lookup per request).
+struct Counters {
+    hit: IntCounter,
+    stale: IntCounter,
+    revalidated: IntCounter,
+    miss: IntCounter,
+    bypass: IntCounter,
+    bytes: IntGauge,
+}
+
+static COUNTERS: LazyLock<Counters> = LazyLock::new(|| {
+    let metrics = crate::metrics::metrics();
+    let result = |name: &str| metrics.cache_requests.with_label_values(&[name]);
+    Counters {
+        hit: result("hit"),
+        stale: result("stale"),
+        revalidated: result("revalidated"),
+        miss: result("miss"),
+        bypass: result("bypass"),
+        bytes: metrics.cache_bytes.clone(),
+    }
+});
+
+/// moka's per-entry lifetime: until the stored response can no longer be used.
+struct KeepFor;
+
+impl moka::Expiry<u64, Arc<Stored>> for KeepFor {
+    fn expire_after_create(&self, _: &u64, value: &Arc<Stored>, _: Instant) -> Option<Duration> {
+        Some(value.keep_for())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &u64,
+        value: &Arc<Stored>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.keep_for())
+    }
+}
+
+impl ResponseCache {
+    /// A cache as configured, or `None` when `max_size_mb` is 0.
+    pub fn new(config: &CacheConfig) -> Option<Self> {
+        if config.max_size_mb == 0 {
+            return None;
+        }
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(config.max_size_mb.saturating_mul(1024 * 1024))
+            .weigher(|_, stored: &Arc<Stored>| stored.weight())
+            .expire_after(KeepFor)
+            .eviction_listener(|_, stored: Arc<Stored>, _| {
+                COUNTERS.bytes.sub(i64::from(stored.weight()));
+            })
+            .support_invalidation_closures()
+            .build();
+        Some(Self {
+            inner: Arc::new(Inner {
+                entries,
+                hasher: std::hash::RandomState::new(),
+                max_object_bytes: config.max_object_bytes,
+                retention: Duration::from_secs(config.stale_retention_s),
+            }),
+        })
+    }
+
+    fn key(&self, worker: &str, url: &str) -> u64 {
+        self.inner.hasher.hash_one((worker, url))
+    }
+
+    /// What to do with a request for `url` served by `worker`.
+    pub fn lookup(
+        &self,
+        worker: &WorkerSource,
+        url: &str,
+        method: &Method,
+        request: &HeaderMap,
+    ) -> Lookup {
+        let key = self.key(&worker.name, url);
+        if method != Method::GET && method != Method::HEAD {
+            let safe = matches!(*method, Method::OPTIONS | Method::TRACE | Method::CONNECT);
+            return Lookup::Pass((!safe).then_some(key));
+        }
+        let asked = if request.contains_key(CACHE_CONTROL) {
+            Directives::of(request)
+        } else {
+            Directives::default()
+        };
+        let mut pending = Pending {
+            key,
+            fwd: Fwd::UriMiss,
+            store: method == Method::GET && !asked.no_store,
+            stale: None,
+            validating: false,
+            authorized: request.contains_key(http::header::AUTHORIZATION),
+            request_headers: None,
+        };
+        if asked.no_store {
+            pending.fwd = Fwd::Bypass;
+            return Lookup::Forward(pending);
+        }
+        if pending.store && worker.cache_varies() {
+            pending.request_headers = Some(request.clone());
+        }
+        let stored = self
+            .inner
+            .entries
+            .get(&key)
+            .filter(|s| *s.worker == *worker.name && *s.url == *url);
+        let Some(stored) = stored else {
+            return miss(asked.only_if_cached, pending);
+        };
+        if !stored.vary_matches(request) {
+            pending.fwd = Fwd::VaryMiss;
+            return miss(asked.only_if_cached, pending);
+        }
+        let now = Instant::now();
+        let age_s = u64::try_from(entry::secs(stored.age(now))).unwrap_or(u64::MAX);
+        let ttl_s = stored.ttl_s(now);
+        let acceptable_age = asked.max_age.is_none_or(|max| age_s <= max);
+        let fresh_enough = asked
+            .min_fresh
+            .is_none_or(|min| ttl_s >= i64::try_from(min).unwrap_or(i64::MAX));
+        let usable_fresh = stored.is_fresh(now) && fresh_enough;
+        let usable_stale = !stored.is_fresh(now)
+            && stored.may_serve_stale()
+            && stored.stale_within(now, asked.max_stale);
+        if !asked.no_cache && acceptable_age && (usable_fresh || usable_stale) {
+            COUNTERS.hit.inc();
+            return Lookup::Hit(hit(&stored, request, now, ttl_s));
+        }
+        let swr = stored.directives.stale_while_revalidate;
+        if !asked.no_cache
+            && acceptable_age
+            && !stored.is_fresh(now)
+            && stored.may_serve_stale()
+            && stored.stale_within(now, swr)
+        {
+            COUNTERS.stale.inc();
+            let response = hit(&stored, request, now, ttl_s);
+            let revalidate = stored.claim_revalidation().then(|| {
+                pending.fwd = Fwd::Stale;
+                pending.stale = Some(stored);
+                pending
+            });
+            return Lookup::Stale(response, revalidate);
+        }
+        if asked.only_if_cached {
+            return Lookup::Unsatisfiable;
+        }
+        pending.fwd = if stored.is_fresh(now) {
+            Fwd::Request
+        } else {
+            Fwd::Stale
+        };
+        pending.stale = Some(stored);
+        Lookup::Forward(pending)
+    }
+
+    /// Drops the stored response a successful unsafe request made outdated.
+    pub fn invalidate(&self, key: u64) {
+        self.inner.entries.invalidate(&key);
+    }
+
+    /// Drops every response of `worker` (a new version of it was deployed).
+    pub fn purge_worker(&self, worker: &str) {
+        let worker: Arc<str> = Arc::from(worker);
+        if let Err(error) = self
+            .inner
+            .entries
+            .invalidate_entries_if(move |_, stored| stored.worker == worker)
+        {
+            tracing::error!("cannot purge the cache: {error}");
+        }
+    }
+
+    /// Bytes held (bodies and headers), after pending maintenance.
+    pub fn weighted_size(&self) -> u64 {
+        self.inner.entries.run_pending_tasks();
+        self.inner.entries.weighted_size()
+    }
+
+    fn insert(&self, key: u64, stored: Stored) {
+        COUNTERS.bytes.add(i64::from(stored.weight()));
+        self.inner.entries.insert(key, Arc::new(stored));
+    }
+}
+
+/// Nothing usable is stored: forward, or 504 for `only-if-cached`.
+fn miss(only_if_cached: bool, pending: Pending) -> Lookup {
+    if only_if_cached {
+        Lookup::Unsatisfiable
+    } else {
+        Lookup::Forward(pending)
+    }
+}
+
+/// The stored response for a hit, or 304 if the client's preconditions say it has it.
+fn hit(stored: &Stored, request: &HeaderMap, now: Instant, ttl_s: i64) -> Response<Body> {
+    let status = HeaderValue::from_str(&format!("isola; hit; ttl={ttl_s}")).ok();
+    if conditional::not_modified(request, stored) {
+        return not_modified(stored, now, status);
+    }
+    respond(stored, now, status)
+}
+
+/// The stored response with its current `Age` and a `Cache-Status`.
+fn respond(stored: &Stored, now: Instant, status: Option<HeaderValue>) -> Response<Body> {
+    let mut response = Response::new(Body::Full(Some(stored.body.clone())));
+    *response.status_mut() = stored.status;
+    *response.headers_mut() = stored.headers.clone();
+    finish_headers(response.headers_mut(), stored, now, status);
+    response
+}
+
+/// 304 with the headers RFC 9110 §15.4.5 asks for.
+fn not_modified(stored: &Stored, now: Instant, status: Option<HeaderValue>) -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NOT_MODIFIED;
+    let headers = response.headers_mut();
+    for name in [
+        CACHE_CONTROL,
+        CONTENT_LOCATION,
+        DATE,
+        ETAG,
+        EXPIRES,
+        VARY,
+        LAST_MODIFIED,
+    ] {
+        for value in stored.headers.get_all(&name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    finish_headers(headers, stored, now, status);
+    response
+}
+
+fn finish_headers(
+    headers: &mut HeaderMap,
+    stored: &Stored,
+    now: Instant,
+    status: Option<HeaderValue>,
+) {
+    headers.insert(AGE, HeaderValue::from(stored.age(now).as_secs()));
+    if let Some(status) = status {
+        headers.insert(CACHE_STATUS, status);
+    }
+}

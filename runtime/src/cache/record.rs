@@ -1,0 +1,58 @@
+//! Storing a streamed response as it passes to the client: the chunks are kept (reference
+//! counted, not copied) and stored when the stream ends, unless it grows past the object limit
+//! or fails.
+
+use bytes::{Bytes, BytesMut};
+
+use super::ResponseCache;
+use super::entry::Stored;
+
+/// Collects a streamed body for the cache.
+#[derive(Debug)]
+pub struct Recorder {
+    cache: ResponseCache,
+    key: u64,
+    stored: Stored,
+    chunks: Vec<Bytes>,
+    size: u64,
+    limit: u64,
+}
+
+impl Recorder {
+    pub(super) fn new(cache: ResponseCache, key: u64, stored: Stored, limit: u64) -> Self {
+        Self {
+            cache,
+            key,
+            stored,
+            chunks: Vec::new(),
+            size: 0,
+            limit,
+        }
+    }
+
+    /// Keeps a chunk; `false` once the body is too large to store (the recorder is done).
+    pub fn chunk(&mut self, data: &Bytes) -> bool {
+        self.size += data.len() as u64;
+        if self.size > self.limit {
+            return false;
+        }
+        self.chunks.push(data.clone());
+        true
+    }
+
+    /// The stream ended cleanly: store the response.
+    pub fn finish(mut self) {
+        self.stored.body = match self.chunks.len() {
+            0 => Bytes::new(),
+            1 => self.chunks.swap_remove(0),
+            _ => {
+                let mut body = BytesMut::with_capacity(usize::try_from(self.size).unwrap_or(0));
+                for chunk in &self.chunks {
+                    body.extend_from_slice(chunk);
+                }
+                body.freeze()
+            }
+        };
+        self.cache.insert(self.key, self.stored);
+    }
+}
