@@ -1,6 +1,6 @@
 //! The `isola-bench` binary end to end on 127.0.0.1: a raw hyper baseline started through
 //! `serve-baseline`, measured closed loop, open loop, over HTTP/2 and TLS; the JSON report,
-//! report.md and the SVG plots; `compare`; and scenarios that are not available yet. Every
+//! report.md and the SVG plots; `compare`; the scenario list. Every
 //! run is bounded (2 s at most, plus warm-up).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -305,7 +305,7 @@ fn large_bodies_are_echoed() {
 }
 
 #[test]
-fn scenarios_are_listed_and_unavailable_ones_refuse() {
+fn scenarios_are_listed_and_unknown_ones_refuse() {
     let list = bench(&["scenarios"]);
     assert_success(&list);
     let text = String::from_utf8_lossy(&list.stdout);
@@ -324,11 +324,10 @@ fn scenarios_are_listed_and_unavailable_ones_refuse() {
     ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
-    assert!(text.contains("not available yet"));
     let help = bench(&["--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("cpu-limit-storm"));
 
-    let refused = bench(&["--scenario", "cache-hit", "--no-baseline"]);
+    let refused = bench(&["--scenario", "no-such-scenario", "--no-baseline"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not available yet"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown scenario"));
 }

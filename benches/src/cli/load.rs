@@ -2,6 +2,7 @@
 //! measures every target once, so drift hits them alike), then print the table and write
 //! the JSON and the report directory.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -129,6 +130,7 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
     for target in &targets {
         preflight(&spec_for(target)?, target, args.insecure)?;
     }
+    let cache_before = cache_counts(&targets)?;
     let repeats = args.repeat;
     let mut measured: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
     for repeat in 0..repeats {
@@ -198,6 +200,11 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
             .collect(),
     );
     report.notes = notes(&report, args.threads, args.rate);
+    for (target, before) in targets.iter().zip(cache_before) {
+        if let (Some(before), Some(after)) = (before, cache_count(target)?) {
+            report.notes.push(cache_note(&target.name, &before, &after));
+        }
+    }
     print!("{}", crate::table::render(&report));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -303,6 +310,46 @@ fn slow_spec(
         count,
         interval: args.slow_interval,
     })
+}
+
+/// `isola_cache_requests_total` by result, for each target whose metrics the harness reads.
+fn cache_counts(targets: &[Target]) -> anyhow::Result<Vec<Option<BTreeMap<String, f64>>>> {
+    targets.iter().map(cache_count).collect()
+}
+
+fn cache_count(target: &Target) -> anyhow::Result<Option<BTreeMap<String, f64>>> {
+    let Some(metrics) = &target.metrics else {
+        return Ok(None);
+    };
+    let runtime = measure::runtime(1)?;
+    let (status, text, _) = runtime.block_on(super::tenants::get(metrics, "/metrics"))?;
+    anyhow::ensure!(status == 200, "{}'s metrics answered {status}", target.name);
+    let counts = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("isola_cache_requests_total{result=\""))
+        .filter_map(|rest| {
+            let (result, value) = rest.split_once("\"} ")?;
+            Some((result.to_owned(), value.trim().parse::<f64>().ok()?))
+        })
+        .collect();
+    Ok(Some(counts))
+}
+
+/// How many of the requests during the measurement the cache answered.
+fn cache_note(name: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let delta = |result: &str| {
+        after.get(result).copied().unwrap_or(0.0) - before.get(result).copied().unwrap_or(0.0)
+    };
+    let hits = delta("hit");
+    let total: f64 = after.keys().map(|k| delta(k)).sum();
+    let pct = if total > 0.0 {
+        hits / total * 100.0
+    } else {
+        0.0
+    };
+    format!(
+        "{name}: {hits:.0} of {total:.0} GET requests (warm-up included) were answered from the response cache ({pct:.2} %, isola_cache_requests_total)"
+    )
 }
 
 /// Warnings about the run that a reader of the numbers must know.

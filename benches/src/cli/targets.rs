@@ -19,6 +19,8 @@ pub(super) struct Target {
     pub uri: Uri,
     /// Set when the harness started it (its CPU is measured; it is killed when dropped).
     pub process: Option<ServerProcess>,
+    /// `host:port` of its Prometheus metrics, when the harness asked for them.
+    pub metrics: Option<String>,
 }
 
 /// `base` with `path` unless `base` has a path of its own.
@@ -69,6 +71,7 @@ pub(super) fn start(
             name: BASELINE.to_owned(),
             uri: with_path(&process.url, path)?,
             process: Some(process),
+            metrics: None,
         });
     }
     match (&args.url, scenario) {
@@ -78,6 +81,7 @@ pub(super) fn start(
                 .parse()
                 .with_context(|| format!("invalid --url {url}"))?,
             process: None,
+            metrics: None,
         }),
         (None, Some(scenario)) => {
             let worker = scenario
@@ -114,11 +118,19 @@ pub(super) fn start(
             if scenario.tls_handshake {
                 command.push("--tls".into());
             }
+            let metrics = if scenario.counts_cache_hits {
+                let port = super::tenants::free_port()?;
+                command.extend(["--metrics-port".into(), port.to_string().into()]);
+                Some(format!("127.0.0.1:{port}"))
+            } else {
+                None
+            };
             let process = ServerProcess::start(&command)?;
             targets.push(Target {
                 name: "isola".to_owned(),
                 uri: with_path(&process.url, path)?,
                 process: Some(process),
+                metrics,
             });
             if !args.no_deno && !scenario.tls_handshake && deno_available() {
                 let command: Vec<OsString> = vec![
@@ -135,6 +147,7 @@ pub(super) fn start(
                         name: "deno".to_owned(),
                         uri: with_path(&process.url, path)?,
                         process: Some(process),
+                        metrics: None,
                     }),
                     Err(error) => eprintln!("warning: not measuring deno: {error}"),
                 }
@@ -153,6 +166,7 @@ pub(super) fn start(
             name: name.to_owned(),
             uri: with_path(url, path)?,
             process: None,
+            metrics: None,
         });
     }
     Ok(targets)

@@ -94,7 +94,7 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -160,7 +160,7 @@ impl Node {
 }
 
 /// One GET on a new connection: status, body and time to the full response.
-async fn get(authority: &str, path: &str) -> anyhow::Result<(u16, String, Duration)> {
+pub(super) async fn get(authority: &str, path: &str) -> anyhow::Result<(u16, String, Duration)> {
     let started = Instant::now();
     let exchange = async {
         let stream = TcpStream::connect(authority).await?;
