@@ -55,6 +55,11 @@ impl ServerProcess {
     /// `Listening on URL` (`deno serve`) on stdout or stderr. Other stderr lines are passed
     /// through once the server is up.
     pub fn start(command: &[OsString]) -> Result<Self, ServerError> {
+        Self::start_with_env(command, &[])
+    }
+
+    /// [`Self::start`] with extra environment variables (such as a secret token).
+    pub fn start_with_env(command: &[OsString], env: &[(&str, &str)]) -> Result<Self, ServerError> {
         let printable = command
             .iter()
             .map(|c| c.to_string_lossy())
@@ -68,6 +73,7 @@ impl ServerProcess {
             .args(args)
             .env("ISOLA_LOG", "warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -7,11 +7,13 @@ mod cidr;
 mod error;
 mod load;
 mod model;
+mod upload;
 mod validate;
 
 pub use cidr::IpCidr;
 pub use error::ConfigError;
 pub use load::{load, parse};
 pub use model::{
-    Cache, Config, HttpLimits, Limits, Listener, Node, Outbound, Route, SniCert, Tls, Worker,
+    Admin, Cache, Config, HttpLimits, Limits, Listener, Node, Outbound, Route, SniCert, Tls, Worker,
 };
+pub use upload::{Upload, UploadRoute, valid_worker_name};

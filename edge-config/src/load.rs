@@ -57,6 +57,8 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
             }
         }
     }
+    let mut admin = raw.admin;
+    admin.deploy_dir = admin.deploy_dir.map(|dir| base.join(dir));
     let mut routes = raw.routes;
     for route in &mut routes {
         route.host = route.host.take().map(|h| h.to_ascii_lowercase());
@@ -81,6 +83,8 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
         node: raw.node,
         http: raw.http,
         cache: raw.cache,
+        admin,
+        limits: defaults,
         listeners,
         routes,
         workers,

@@ -18,6 +18,11 @@ pub struct Config {
     pub http: HttpLimits,
     /// The shared response cache.
     pub cache: Cache,
+    /// The admin API.
+    pub admin: Admin,
+    /// Limits of workers that set none (`[limits]` over the built-in defaults), also for
+    /// workers deployed through the admin API.
+    pub limits: Limits,
     /// Sockets to listen on.
     pub listeners: Vec<Listener>,
     /// Host + path prefix → worker.
@@ -98,6 +103,34 @@ impl Default for Cache {
             max_size_mb: 256,
             max_object_bytes: 10 * 1024 * 1024,
             stale_retention_s: 86_400,
+        }
+    }
+}
+
+/// The admin API (`[admin]`): operators deploy, list and delete workers and purge the cache
+/// over HTTP; every request must carry `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Where to serve it (`ip:port`); none: no admin API. Default none.
+    pub address: Option<SocketAddr>,
+    /// The environment variable holding the bearer token (kept out of config files; at least
+    /// 16 characters). Default `ISOLA_ADMIN_TOKEN`.
+    pub token_env: String,
+    /// Where deployed workers' code is written. Default a new directory under the system's
+    /// temporary directory.
+    pub deploy_dir: Option<PathBuf>,
+    /// Largest deploy request (JSON with the code). Default 10485760 (10 MiB).
+    pub max_upload_bytes: u64,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            address: None,
+            token_env: "ISOLA_ADMIN_TOKEN".to_owned(),
+            deploy_dir: None,
+            max_upload_bytes: 10 * 1024 * 1024,
         }
     }
 }
@@ -291,6 +324,8 @@ pub(crate) struct RawConfig {
     pub(crate) http: HttpLimits,
     #[serde(default)]
     pub(crate) cache: Cache,
+    #[serde(default)]
+    pub(crate) admin: Admin,
     #[serde(default)]
     pub(crate) limits: LimitsOverride,
     #[serde(default)]

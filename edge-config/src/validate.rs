@@ -64,23 +64,7 @@ impl Config {
                     ),
                 );
             }
-            if !route.path_prefix.starts_with('/') {
-                return fail(
-                    format!("{key}.path_prefix"),
-                    format!(
-                        "expected a path starting with '/', got `{}`",
-                        route.path_prefix
-                    ),
-                );
-            }
-            if let Some(host) = &route.host
-                && !valid_host_pattern(host)
-            {
-                return fail(
-                    format!("{key}.host"),
-                    format!("expected a host name, `*.suffix` or `*`, got `{host}`"),
-                );
-            }
+            check_route(file, &key, route.host.as_deref(), &route.path_prefix)?;
         }
         for (name, worker) in &self.workers {
             let key = format!("workers.{name}");
@@ -93,20 +77,60 @@ impl Config {
                     ),
                 );
             }
-            for var in worker.vars.keys() {
-                if !valid_identifier(var) {
-                    return fail(
-                        format!("{key}.vars.{var}"),
-                        "expected a JavaScript identifier as var name".into(),
-                    );
-                }
-            }
-            validate_limits(&worker.limits).map_err(|(limit, message)| {
-                ConfigError::key(file, format!("{key}.limits.{limit}"), message)
-            })?;
+            check_worker_settings(file, &key, worker)?;
         }
         Ok(())
     }
+}
+
+/// A route's host pattern and path prefix (`key` names the route in errors).
+pub(crate) fn check_route(
+    file: &Path,
+    key: &str,
+    host: Option<&str>,
+    path_prefix: &str,
+) -> Result<(), ConfigError> {
+    if !path_prefix.starts_with('/') {
+        return Err(ConfigError::key(
+            file,
+            format!("{key}.path_prefix"),
+            format!("expected a path starting with '/', got `{path_prefix}`"),
+        ));
+    }
+    if let Some(host) = host
+        && !valid_host_pattern(host)
+    {
+        return Err(ConfigError::key(
+            file,
+            format!("{key}.host"),
+            format!("expected a host name, `*.suffix` or `*`, got `{host}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// A worker's vars and limits (`key` names the worker in errors).
+pub(crate) fn check_worker_settings(
+    file: &Path,
+    key: &str,
+    worker: &crate::model::Worker,
+) -> Result<(), ConfigError> {
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}.")
+    };
+    for var in worker.vars.keys() {
+        if !valid_identifier(var) {
+            return Err(ConfigError::key(
+                file,
+                format!("{key}vars.{var}"),
+                "expected a JavaScript identifier as var name",
+            ));
+        }
+    }
+    validate_limits(&worker.limits)
+        .map_err(|(limit, message)| ConfigError::key(file, format!("{key}limits.{limit}"), message))
 }
 
 /// Largest `cache.max_object_bytes`: one cached response's weight must fit the cache's `u32`.

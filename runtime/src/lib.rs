@@ -6,7 +6,9 @@
 //! thread dispatches the request into the worker's JavaScript and the response (or its
 //! stream) comes back over a channel.
 
+pub mod admin;
 pub mod cache;
+pub mod deployments;
 pub mod dev;
 pub mod exchange;
 mod isolate;

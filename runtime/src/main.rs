@@ -296,6 +296,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     } else {
         let deployment = node
             .deployment(&name)
+            .await
             .context("the dev worker is missing")?;
         Some(isola_runtime::dev::watch(worker, deployment, node.cache())?)
     };
@@ -319,6 +320,9 @@ fn announce(node: &Node) -> anyhow::Result<()> {
     }
     if let Some(url) = node.metrics_url() {
         writeln!(out, "metrics on {url}")?;
+    }
+    if let Some(url) = node.admin_url() {
+        writeln!(out, "admin on {url}")?;
     }
     out.flush()?;
     Ok(())

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use edge_config::Config;
 
+use crate::admin::Admin;
 use crate::cache::ResponseCache;
+use crate::deployments::Deployments;
 use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
-use crate::router::Router;
 use crate::server::{self, BoundListener, Shared};
 use crate::worker::{WorkerLoadError, WorkerSource};
 
@@ -42,6 +43,9 @@ pub enum NodeError {
         /// Why.
         error: server::tls::TlsError,
     },
+    /// The admin API cannot start.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// A listener could not bind.
     #[error("cannot listen on {address}: {error}")]
     Bind {
@@ -68,8 +72,9 @@ fn common_memory_mb(config: &Config) -> u64 {
 pub struct Node {
     listeners: Vec<BoundListener>,
     metrics: Option<tokio::net::TcpListener>,
+    admin: Option<(Arc<Admin>, tokio::net::TcpListener)>,
     shared: Arc<Shared>,
-    deployments: BTreeMap<String, Arc<Pool>>,
+    deployments: Arc<Deployments>,
     grace: Duration,
 }
 
@@ -92,16 +97,18 @@ impl Node {
                 })?;
             deployments.insert(name.clone(), deployment);
         }
-        let mut router = Router::default();
-        for route in &config.routes {
-            if let Some(deployment) = deployments.get(&route.worker) {
-                router.add(
-                    route.host.as_deref(),
-                    &route.path_prefix,
-                    deployment.clone(),
-                );
-            }
-        }
+        let cache = ResponseCache::new(&config.cache);
+        let deploy_dir = config.admin.deploy_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("isola-deployments-{}", std::process::id()))
+        });
+        let deployments = Arc::new(Deployments::new(
+            deployments,
+            config.routes.clone(),
+            registry,
+            cache.clone(),
+            config.limits.clone(),
+            deploy_dir,
+        ));
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let acceptor = match &listener.tls {
@@ -119,6 +126,21 @@ impl Node {
                 })?;
             listeners.push(bound);
         }
+        let admin = match config.admin.address {
+            Some(address) => {
+                let api = Admin::new(
+                    &config.admin.token_env,
+                    Arc::clone(&deployments),
+                    cache.clone(),
+                    config.admin.max_upload_bytes,
+                )?;
+                let listener = tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|error| NodeError::Bind { address, error })?;
+                Some((Arc::new(api), listener))
+            }
+            None => None,
+        };
         let metrics = match config.node.metrics_address {
             Some(address) => Some(
                 crate::metrics::bind(address)
@@ -130,11 +152,12 @@ impl Node {
         Ok(Self {
             listeners,
             metrics,
+            admin,
             shared: Arc::new(Shared {
-                router: Arc::new(router),
+                router: deployments.router(),
                 http: config.http.clone(),
                 trusted_proxies: config.node.trusted_proxies.clone(),
-                cache: ResponseCache::new(&config.cache),
+                cache,
             }),
             deployments,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
@@ -157,15 +180,24 @@ impl Node {
         self.shared.cache.clone()
     }
 
+    /// Where the admin API is served, if it is.
+    pub fn admin_url(&self) -> Option<String> {
+        let address = self.admin.as_ref()?.1.local_addr().ok()?;
+        Some(format!("http://{address}"))
+    }
+
     /// A deployment's isolates by worker name.
-    pub fn deployment(&self, name: &str) -> Option<Arc<Pool>> {
-        self.deployments.get(name).cloned()
+    pub async fn deployment(&self, name: &str) -> Option<Arc<Pool>> {
+        self.deployments.get(name).await
     }
 
     /// Serves until `shutdown` resolves, then drains within the grace period.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         if let Some(metrics) = self.metrics {
             tokio::spawn(crate::metrics::serve(metrics));
+        }
+        if let Some((admin, listener)) = self.admin {
+            tokio::spawn(admin.serve(listener));
         }
         server::run(self.listeners, self.shared, shutdown, self.grace).await;
     }

@@ -142,4 +142,15 @@ fn multi_tenant_scenarios_run_on_a_generated_node() {
     );
     assert!(cold["cold_ms"]["p50"].as_f64().unwrap() > 0.0, "{cold}");
     assert!(cold["warm_ms"]["n"].as_u64().unwrap() > 0, "{cold}");
+    assert_eq!(
+        cold["deploy_ms"]["n"].as_f64().unwrap(),
+        deployments,
+        "every worker was also deployed through the admin API: {cold}"
+    );
+    assert!(
+        cold["first_request_after_deploy_ms"]["p50"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
 }

@@ -2,6 +2,7 @@
 //! clients. Every loop is bounded in count and time.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod admin;
 mod apps;
 mod bench;
 mod cache;

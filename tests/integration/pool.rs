@@ -234,23 +234,28 @@ max_isolates = 2
 file = "{fixtures}/pool.js"
 "#,
     );
-    let deadline = Instant::now() + Duration::from_secs(3);
-    // Bounded in count and time: each loop stops at 200 requests or after 3 s.
+    // Bounded in count and time: a noisy loop stops after 5 kills, 200 requests or 15 s; the
+    // quiet loops run until the noisy ones are done (at most 2000 requests or 15 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let noisy_done = std::sync::atomic::AtomicUsize::new(0);
     let noisy = |_: usize| async {
         let mut killed = 0;
         for _ in 0..200 {
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || killed >= 5 {
                 break;
             }
             let reply = get_host(&isola, "noisy.test", "/spin").await;
             killed += usize::from(reply.status == 503);
         }
+        noisy_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         killed
     };
     let quiet = |_: usize| async {
         let (mut ok, mut failed) = (0, Vec::new());
         for _ in 0..2000 {
-            if Instant::now() > deadline {
+            if Instant::now() > deadline
+                || noisy_done.load(std::sync::atomic::Ordering::SeqCst) == 3
+            {
                 break;
             }
             let reply = get_host(&isola, "quiet.test", "/").await;

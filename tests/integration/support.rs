@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 /// Upper bound for any single request a test makes.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The admin API token every test node gets (`ISOLA_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// The repository root (fixtures and examples are found from here).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -75,6 +78,7 @@ impl Isola {
         let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
             .args(args)
             .env("ISOLA_LOG", "info")
+            .env("ISOLA_ADMIN_TOKEN", ADMIN_TOKEN)
             .env(
                 "XDG_CACHE_HOME",
                 std::env::temp_dir().join("isola-tests-cache"),
@@ -144,25 +148,30 @@ impl Isola {
         }
     }
 
-    /// The metrics the process serves (started with `--metrics-port`), as text.
-    pub async fn metrics(&self) -> String {
+    /// The URL after `prefix` on a line the process printed (waiting up to 10 s for it).
+    pub async fn printed_url(&self, prefix: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let url = loop {
+        loop {
             let found = self
                 .stdout
                 .lock()
                 .expect("stdout")
                 .iter()
-                .find_map(|l| l.strip_prefix("metrics on ").map(str::to_owned));
+                .find_map(|l| l.strip_prefix(prefix).map(str::to_owned));
             if let Some(url) = found {
-                break url;
+                return url;
             }
             assert!(
                 Instant::now() < deadline,
-                "no `metrics on URL` line was printed"
+                "no `{prefix}URL` line was printed"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        }
+    }
+
+    /// The metrics the process serves (started with `--metrics-port`), as text.
+    pub async fn metrics(&self) -> String {
+        let url = self.printed_url("metrics on ").await;
         let authority = url
             .trim_start_matches("http://")
             .trim_end_matches("/metrics")
@@ -172,6 +181,24 @@ impl Isola {
             .body(Full::new(Bytes::new()))
             .expect("request");
         send(Proto::H1, &authority, request).await.text()
+    }
+
+    /// `method path` on the admin API (`[admin] address`) with `token` and a JSON `body`.
+    pub async fn admin(&self, token: &str, method: &str, path: &str, body: &str) -> Reply {
+        let authority = self
+            .printed_url("admin on ")
+            .await
+            .trim_start_matches("http://")
+            .to_owned();
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &authority)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        send(Proto::H1, &authority, request).await
     }
 
     /// The process id.

@@ -5,7 +5,8 @@
 //! - many tenants: closed-loop load round robin over the N deployments, against the same load
 //!   on the one-deployment node;
 //! - cold start: the first request to deployments with no warm isolate (idle ones are
-//!   dropped after 1 ms), confirmed by `isola_cold_starts_total`, next to warm requests;
+//!   dropped after 1 ms), confirmed by `isola_cold_starts_total`, next to warm requests; then
+//!   N new workers deployed through the admin API and each hit once;
 //! - noisy neighbour: a quiet tenant's p99 alone and while another tenant spins at its CPU
 //!   limit on every request;
 //! - CPU limit: how long after `cpu_ms` a spinning request gets its 503, alone and in a storm.
@@ -82,6 +83,10 @@ const CPU_MS: u64 = 50;
 struct Node {
     process: ServerProcess,
     metrics: String,
+    /// `host:port` of its admin API.
+    admin: String,
+    /// The admin API's bearer token (random per node).
+    token: String,
     _dir: TempDir,
 }
 
@@ -111,8 +116,9 @@ fn start_node(isola: &Path, workers: &[(String, PathBuf, String)]) -> anyhow::Re
     std::fs::create_dir_all(&dir)?;
     let dir = TempDir(dir);
     let metrics_port = free_port()?;
+    let admin_port = free_port()?;
     let mut config = format!(
-        "[node]\nmetrics_address = \"127.0.0.1:{metrics_port}\"\nisolate_memory_budget_mb = 1000000\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n"
+        "[node]\nmetrics_address = \"127.0.0.1:{metrics_port}\"\nisolate_memory_budget_mb = 1000000\n\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\ndeploy_dir = \"deployed\"\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n"
     );
     for (name, file, limits) in workers {
         config.push_str(&format!(
@@ -123,12 +129,31 @@ fn start_node(isola: &Path, workers: &[(String, PathBuf, String)]) -> anyhow::Re
     let path = dir.0.join("edge.toml");
     std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
     let command: Vec<OsString> = vec![isola.into(), "serve".into(), "--config".into(), path.into()];
-    let process = ServerProcess::start(&command)?;
+    let token = random_token();
+    let process = ServerProcess::start_with_env(&command, &[("ISOLA_ADMIN_TOKEN", &token)])?;
     Ok(Node {
         process,
         metrics: format!("127.0.0.1:{metrics_port}"),
+        admin: format!("127.0.0.1:{admin_port}"),
+        token,
         _dir: dir,
     })
+}
+
+/// A token no one else knows: 32 hex digits from the kernel's random source.
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
+    }
+    let mixed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    bytes
+        .iter()
+        .zip(mixed.to_le_bytes())
+        .map(|(a, b)| format!("{:02x}", a ^ b))
+        .collect()
 }
 
 impl Node {
@@ -157,6 +182,34 @@ impl Node {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum())
     }
+}
+
+/// `PUT path` with a JSON body on the node's admin API: status, body and time.
+async fn admin_put(
+    node: &Node,
+    path: &str,
+    body: String,
+) -> anyhow::Result<(u16, String, Duration)> {
+    let started = Instant::now();
+    let exchange = async {
+        let stream = TcpStream::connect(&node.admin).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = http::Request::put(path)
+            .header("host", &node.admin)
+            .header("authorization", format!("Bearer {}", node.token))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(body)))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .context("deploy timed out")??;
+    Ok((status, body, started.elapsed()))
 }
 
 /// One GET on a new connection: status, body and time to the full response.
@@ -366,8 +419,33 @@ async fn cold_start(isola: &Path, hello: &Path, n: usize) -> anyhow::Result<serd
         }
     }
     let counted = node.counter("isola_cold_starts_total").await? - before;
+    // New workers through the admin API: the deploy starts the first isolate, so the first
+    // request after it finds the worker warm.
+    let code =
+        std::fs::read_to_string(hello).with_context(|| format!("reading {}", hello.display()))?;
+    let mut deploy = Vec::with_capacity(n);
+    let mut first = Vec::with_capacity(n);
+    for i in 0..n {
+        let body =
+            serde_json::json!({ "code": code, "routes": [{ "path_prefix": format!("/d{i}") }] });
+        let (status, text, took) =
+            admin_put(&node, &format!("/workers/d{i}"), body.to_string()).await?;
+        anyhow::ensure!(status == 201, "deploying d{i} answered {status}: {text}");
+        deploy.push(ms(took));
+        let (status, _, took) = get(&authority, &format!("/d{i}")).await?;
+        anyhow::ensure!(status == 200, "d{i} answered {status} after its deploy");
+        first.push(ms(took));
+    }
     let cold = spread(cold);
     let warm = spread(warm);
+    let deploy = spread(deploy);
+    let first = spread(first);
+    println!(
+        "deploy API: {n} new workers, deploy p50 {:.2} ms p99 {:.2} ms, then first request p50 {:.2} ms",
+        deploy["p50"].as_f64().unwrap_or(0.0),
+        deploy["p99"].as_f64().unwrap_or(0.0),
+        first["p50"].as_f64().unwrap_or(0.0),
+    );
     println!(
         "cold start: first request p50 {:.2} ms p99 {:.2} ms ({counted} of {n} counted by isola_cold_starts_total; goal p50 ≤ 3 ms); warm p50 {:.2} ms",
         cold["p50"].as_f64().unwrap_or(0.0),
@@ -379,6 +457,8 @@ async fn cold_start(isola: &Path, hello: &Path, n: usize) -> anyhow::Result<serd
         "cold_starts_counted": counted,
         "cold_ms": cold,
         "warm_ms": warm,
+        "deploy_ms": deploy,
+        "first_request_after_deploy_ms": first,
     }))
 }
 

@@ -330,10 +330,9 @@ impl ResponseCache {
         }
     }
 
-    /// Bytes held (bodies and headers), after pending maintenance.
-    pub fn weighted_size(&self) -> u64 {
-        self.inner.entries.run_pending_tasks();
-        self.inner.entries.weighted_size()
+    /// Drops every stored response.
+    pub fn purge_all(&self) {
+        self.inner.entries.invalidate_all();
     }
 
     fn insert(&self, key: u64, stored: Stored) {

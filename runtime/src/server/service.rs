@@ -27,8 +27,8 @@ use crate::worker::WorkerSource;
 /// What every connection of a listener shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// The routing table.
-    pub router: Arc<Router>,
+    /// The routing table, swapped whole when deployments change.
+    pub router: Arc<arc_swap::ArcSwap<Router>>,
     /// Node-wide HTTP limits.
     pub http: HttpLimits,
     /// Peers whose `x-forwarded-for` is believed.
@@ -201,6 +201,7 @@ async fn serve(
     let host = host_of(&authority);
     let deployment = shared
         .router
+        .load()
         .route(&host, parts.uri.path())
         .ok_or_else(|| Refusal::NoRoute(format!("{host}{}", parts.uri.path())))?
         .clone();

@@ -1,0 +1,270 @@
+//! The admin API (`[admin] address`): operators deploy, list and delete workers and purge the
+//! response cache over HTTP/1.1. Every request needs `Authorization: Bearer <token>`, the
+//! token coming from an environment variable; it is compared in constant time and never
+//! logged.
+//!
+//! - `GET /workers`: `[{"name", "routes": [{"host", "path_prefix"}]}]`
+//! - `PUT /workers/NAME` with `{"code", "vars", "limits", "outbound", "routes", …}` (the keys
+//!   of a `[workers.NAME]` entry): 201 when new, 200 when replaced; 400 naming the key, or
+//!   with the line and column of a syntax error (the previous version keeps serving)
+//! - `DELETE /workers/NAME`: 204, or 404
+//! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::cache::ResponseCache;
+use crate::deployments::{DeployError, Deployments};
+
+/// Why the admin API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The token's environment variable is unset or too short.
+    #[error(
+        "the admin API needs a bearer token of at least {MIN_TOKEN_CHARS} characters in the environment variable {0} (see [admin] token_env)"
+    )]
+    Token(String),
+}
+
+/// Shortest accepted token.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// The admin API's state.
+pub struct Admin {
+    token: Vec<u8>,
+    deployments: Arc<Deployments>,
+    cache: Option<ResponseCache>,
+    max_upload_bytes: usize,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// The admin API over `deployments`, its token read from the variable `token_env`.
+    pub fn new(
+        token_env: &str,
+        deployments: Arc<Deployments>,
+        cache: Option<ResponseCache>,
+        max_upload_bytes: u64,
+    ) -> Result<Self, AdminError> {
+        let token = std::env::var(token_env).unwrap_or_default();
+        if token.trim().chars().count() < MIN_TOKEN_CHARS {
+            return Err(AdminError::Token(token_env.to_owned()));
+        }
+        Ok(Self {
+            token: token.trim().as_bytes().to_vec(),
+            deployments,
+            cache,
+            max_upload_bytes: usize::try_from(max_upload_bytes).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Serves the API on `listener` until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let admin = Arc::clone(&self);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let admin = Arc::clone(&admin);
+                    async move { Ok::<_, std::convert::Infallible>(admin.handle(request).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if !self.authorized(&request) {
+            let mut response = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({ "error": "a valid bearer token is required" }),
+            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        let path = request.uri().path().to_owned();
+        let worker = path.strip_prefix("/workers/").map(str::to_owned);
+        match (request.method().clone(), path.as_str(), worker) {
+            (Method::GET, "/workers", _) => self.list().await,
+            (Method::PUT, _, Some(name)) => match self.body(request).await {
+                Ok(body) => self.deploy(&name, &body).await,
+                Err(response) => response,
+            },
+            (Method::DELETE, _, Some(name)) => {
+                if self.deployments.delete(&name).await {
+                    json(StatusCode::NO_CONTENT, &serde_json::Value::Null)
+                } else {
+                    error(StatusCode::NOT_FOUND, format!("no worker `{name}`"))
+                }
+            }
+            (Method::POST, "/cache/purge", _) => match self.body(request).await {
+                Ok(body) => self.purge(&body),
+                Err(response) => response,
+            },
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "expected GET /workers, PUT or DELETE /workers/NAME, or POST /cache/purge".into(),
+            ),
+        }
+    }
+
+    /// Constant-time comparison of the bearer token.
+    fn authorized(&self, request: &Request<Incoming>) -> bool {
+        let Some(given) = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        let given = given.trim().as_bytes();
+        given.len() == self.token.len()
+            && given
+                .iter()
+                .zip(&self.token)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+
+    async fn body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+        match Limited::new(request.into_body(), self.max_upload_bytes)
+            .collect()
+            .await
+        {
+            Ok(body) => Ok(body.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request is larger than [admin] max_upload_bytes ({})",
+                    self.max_upload_bytes
+                ),
+            )),
+            Err(e) => Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )),
+        }
+    }
+
+    async fn list(&self) -> Response<Full<Bytes>> {
+        let workers: Vec<_> = self
+            .deployments
+            .list()
+            .await
+            .into_iter()
+            .map(|(name, routes)| {
+                serde_json::json!({ "name": name, "routes": routes_json(&routes) })
+            })
+            .collect();
+        json(StatusCode::OK, &serde_json::Value::Array(workers))
+    }
+
+    async fn deploy(&self, name: &str, body: &[u8]) -> Response<Full<Bytes>> {
+        let origin = std::path::PathBuf::from(format!("PUT /workers/{name}"));
+        let upload = match edge_config::Upload::parse(body, &origin) {
+            Ok(upload) => upload,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        let started = std::time::Instant::now();
+        match self.deployments.deploy(name, upload).await {
+            Ok(deployed) => json(
+                if deployed.created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                },
+                &serde_json::json!({
+                    "name": name,
+                    "routes": routes_json(&deployed.routes),
+                    "startup_ms": started.elapsed().as_secs_f64() * 1000.0,
+                }),
+            ),
+            Err(DeployError::Store(e)) => {
+                tracing::error!(worker = name, "deploy failed: {e}");
+                error(StatusCode::INTERNAL_SERVER_ERROR, e)
+            }
+            Err(e) => {
+                tracing::info!(worker = name, "deploy refused: {e}");
+                error(StatusCode::BAD_REQUEST, e.to_string())
+            }
+        }
+    }
+
+    fn purge(&self, body: &[u8]) -> Response<Full<Bytes>> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Purge {
+            worker: Option<String>,
+        }
+        let purge: Purge = match serde_json::from_slice(body) {
+            Ok(purge) => purge,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"worker\": NAME}} or {{}}: {e}"),
+                );
+            }
+        };
+        let Some(cache) = &self.cache else {
+            return error(StatusCode::CONFLICT, "the response cache is off".into());
+        };
+        match &purge.worker {
+            Some(worker) => cache.purge_worker(worker),
+            None => cache.purge_all(),
+        }
+        json(
+            StatusCode::OK,
+            &serde_json::json!({ "purged": purge.worker.as_deref().unwrap_or("*") }),
+        )
+    }
+}
+
+fn routes_json(routes: &[edge_config::Route]) -> serde_json::Value {
+    routes
+        .iter()
+        .map(|r| serde_json::json!({ "host": r.host, "path_prefix": r.path_prefix }))
+        .collect()
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+    let body = if value.is_null() {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("{value}\n"))
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    if !value.is_null() {
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    response
+}
+
+fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    json(status, &serde_json::json!({ "error": message }))
+}

@@ -1,0 +1,220 @@
+//! The node's deployments and routes, changed at run time by the admin API: every change
+//! builds a new routing table and swaps it in, so requests never wait on a deploy.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use edge_config::{Limits, Route, Upload};
+
+use crate::cache::ResponseCache;
+use crate::isolate::StartError;
+use crate::pool::{Pool, Registry};
+use crate::router::Router;
+use crate::worker::{WorkerLoadError, WorkerSource};
+
+/// A deploy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The upload is malformed or breaks a rule (the message names the key).
+    #[error("{0}")]
+    Invalid(#[from] edge_config::ConfigError),
+    /// The code could not be written or read back.
+    #[error("cannot store the worker's code: {0}")]
+    Store(String),
+    /// The worker failed to start (syntax error with line and column, top-level throw, no
+    /// handler); the previous version, if any, keeps serving.
+    #[error("{0}")]
+    Start(#[from] StartError),
+}
+
+impl From<WorkerLoadError> for DeployError {
+    fn from(error: WorkerLoadError) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+/// What a deploy did.
+#[derive(Debug)]
+pub struct Deployed {
+    /// Whether the name was new (else its previous version was replaced).
+    pub created: bool,
+    /// Its routes now.
+    pub routes: Vec<Route>,
+}
+
+/// Every deployment of the node and the routing table built from them.
+pub struct Deployments {
+    state: tokio::sync::Mutex<State>,
+    router: Arc<ArcSwap<Router>>,
+    registry: Arc<Registry>,
+    cache: Option<ResponseCache>,
+    defaults: Limits,
+    deploy_dir: PathBuf,
+    next_version: AtomicU64,
+}
+
+struct State {
+    pools: BTreeMap<String, Arc<Pool>>,
+    routes: Vec<Route>,
+    /// Code files written for deployed versions, by worker.
+    files: BTreeMap<String, PathBuf>,
+}
+
+impl std::fmt::Debug for Deployments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deployments")
+            .field("deploy_dir", &self.deploy_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deployments {
+    /// The deployments started from the config, routed by `routes`. Deployed code goes to
+    /// `deploy_dir`; uploads get `defaults` as their limits.
+    pub fn new(
+        pools: BTreeMap<String, Arc<Pool>>,
+        routes: Vec<Route>,
+        registry: Arc<Registry>,
+        cache: Option<ResponseCache>,
+        defaults: Limits,
+        deploy_dir: PathBuf,
+    ) -> Self {
+        let router = Arc::new(ArcSwap::from_pointee(build(&routes, &pools)));
+        Self {
+            state: tokio::sync::Mutex::new(State {
+                pools,
+                routes,
+                files: BTreeMap::new(),
+            }),
+            router,
+            registry,
+            cache,
+            defaults,
+            deploy_dir,
+            next_version: AtomicU64::new(1),
+        }
+    }
+
+    /// The routing table requests use (swapped on every change).
+    pub fn router(&self) -> Arc<ArcSwap<Router>> {
+        Arc::clone(&self.router)
+    }
+
+    /// A deployment by worker name.
+    pub async fn get(&self, name: &str) -> Option<Arc<Pool>> {
+        self.state.lock().await.pools.get(name).cloned()
+    }
+
+    /// Every worker with its routes.
+    pub async fn list(&self) -> Vec<(String, Vec<Route>)> {
+        let state = self.state.lock().await;
+        state
+            .pools
+            .keys()
+            .map(|name| {
+                let routes = state
+                    .routes
+                    .iter()
+                    .filter(|r| r.worker == *name)
+                    .cloned()
+                    .collect();
+                (name.clone(), routes)
+            })
+            .collect()
+    }
+
+    /// Starts the uploaded worker `name` (replacing the running version once the new one
+    /// starts) and routes it; its cached responses are dropped.
+    pub async fn deploy(&self, name: &str, upload: Upload) -> Result<Deployed, DeployError> {
+        let origin = PathBuf::from(format!("PUT /workers/{name}"));
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let file = self.deploy_dir.join(format!("{name}.{version}.js"));
+        let (worker, routes, code) =
+            upload.into_worker(name, file.clone(), &self.defaults, &origin)?;
+        write_code(&self.deploy_dir, &file, &code)?;
+        let source = match WorkerSource::load(&worker) {
+            Ok(source) => Arc::new(source),
+            Err(error) => {
+                remove_quietly(&file);
+                return Err(error.into());
+            }
+        };
+        // One deploy at a time: the lock is held while the new version starts.
+        let mut state = self.state.lock().await;
+        let existing = state.pools.get(name).cloned();
+        let started = match existing {
+            Some(pool) => pool.reload(source).await.map(|()| (pool, false)),
+            None => Pool::start(source, self.registry.clone())
+                .await
+                .map(|pool| (pool, true)),
+        };
+        let (pool, created) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                remove_quietly(&file);
+                return Err(error.into());
+            }
+        };
+        state.pools.insert(name.to_owned(), pool);
+        state.routes.retain(|r| r.worker != name);
+        state.routes.extend(routes.iter().cloned());
+        if let Some(old) = state.files.insert(name.to_owned(), file) {
+            remove_quietly(&old);
+        }
+        self.router
+            .store(Arc::new(build(&state.routes, &state.pools)));
+        drop(state);
+        if let Some(cache) = &self.cache {
+            cache.purge_worker(name);
+        }
+        tracing::info!(worker = name, created, "deployed");
+        Ok(Deployed { created, routes })
+    }
+
+    /// Removes worker `name` and its routes; `false` if there is none. Requests in flight
+    /// finish; its isolates stop when they have.
+    pub async fn delete(&self, name: &str) -> bool {
+        let mut state = self.state.lock().await;
+        if state.pools.remove(name).is_none() {
+            return false;
+        }
+        state.routes.retain(|r| r.worker != name);
+        if let Some(file) = state.files.remove(name) {
+            remove_quietly(&file);
+        }
+        self.router
+            .store(Arc::new(build(&state.routes, &state.pools)));
+        drop(state);
+        if let Some(cache) = &self.cache {
+            cache.purge_worker(name);
+        }
+        tracing::info!(worker = name, "deleted");
+        true
+    }
+}
+
+/// The routing table for `routes` over `pools`.
+pub(crate) fn build(routes: &[Route], pools: &BTreeMap<String, Arc<Pool>>) -> Router {
+    let mut router = Router::default();
+    for route in routes {
+        if let Some(pool) = pools.get(&route.worker) {
+            router.add(route.host.as_deref(), &route.path_prefix, Arc::clone(pool));
+        }
+    }
+    router
+}
+
+fn write_code(dir: &Path, file: &Path, code: &str) -> Result<(), DeployError> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(file, code))
+        .map_err(|error| DeployError::Store(format!("{}: {error}", file.display())))
+}
+
+fn remove_quietly(file: &Path) {
+    if let Err(error) = std::fs::remove_file(file) {
+        tracing::debug!("cannot remove {}: {error}", file.display());
+    }
+}
