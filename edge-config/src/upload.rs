@@ -32,9 +32,9 @@ pub struct Upload {
     /// Limits over the node's `[limits]`.
     #[serde(default)]
     limits: LimitsOverride,
-    /// Where it is served. Default: no routes (deployed but unreachable).
+    /// Where it is served; absent: the routes it already has (none for a new worker).
     #[serde(default)]
-    pub routes: Vec<UploadRoute>,
+    pub routes: Option<Vec<UploadRoute>>,
 }
 
 /// A route of an uploaded worker: a `[[routes]]` entry without `worker`.
@@ -76,15 +76,15 @@ impl Upload {
         })
     }
 
-    /// The worker (its code to be written to `file`) and its routes, validated; `defaults`
-    /// are the node's limits. `origin` names the request in errors.
+    /// The worker (its code to be written to `file`) and its routes if the upload sets them,
+    /// validated; `defaults` are the node's limits. `origin` names the request in errors.
     pub fn into_worker(
         self,
         name: &str,
         file: PathBuf,
         defaults: &Limits,
         origin: &Path,
-    ) -> Result<(Worker, Vec<Route>, String), ConfigError> {
+    ) -> Result<(Worker, Option<Vec<Route>>, String), ConfigError> {
         if !valid_worker_name(name) {
             return Err(ConfigError::key(
                 origin,
@@ -102,8 +102,11 @@ impl Upload {
             limits: self.limits.over(defaults),
         };
         check_worker_settings(origin, "", &worker)?;
-        let mut routes = Vec::with_capacity(self.routes.len());
-        for (i, route) in self.routes.into_iter().enumerate() {
+        let Some(uploaded) = self.routes else {
+            return Ok((worker, None, self.code));
+        };
+        let mut routes = Vec::with_capacity(uploaded.len());
+        for (i, route) in uploaded.into_iter().enumerate() {
             let host = route.host.map(|h| h.to_ascii_lowercase());
             check_route(
                 origin,
@@ -117,7 +120,7 @@ impl Upload {
                 worker: name.to_owned(),
             });
         }
-        Ok((worker, routes, self.code))
+        Ok((worker, Some(routes), self.code))
     }
 }
 
@@ -145,6 +148,7 @@ mod tests {
         assert_eq!(code, "export default {}");
         assert_eq!(worker.limits.cpu_ms, 10);
         assert_eq!(worker.limits.memory_mb, Limits::default().memory_mb);
+        let routes = routes.ok_or("routes were given")?;
         assert_eq!(routes[0].host.as_deref(), Some("api.example.com"));
         assert_eq!(routes[1].path_prefix, "/");
         assert_eq!(routes[1].worker, "api");

@@ -159,8 +159,16 @@ impl Deployments {
             }
         };
         state.pools.insert(name.to_owned(), pool);
-        state.routes.retain(|r| r.worker != name);
-        state.routes.extend(routes.iter().cloned());
+        if let Some(routes) = routes {
+            state.routes.retain(|r| r.worker != name);
+            state.routes.extend(routes);
+        }
+        let routes = state
+            .routes
+            .iter()
+            .filter(|r| r.worker == name)
+            .cloned()
+            .collect();
         if let Some(old) = state.files.insert(name.to_owned(), file) {
             remove_quietly(&old);
         }

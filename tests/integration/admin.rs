@@ -86,6 +86,18 @@ async fn workers_are_deployed_replaced_refused_listed_and_deleted() {
         "the new version serves and the old one's cached response is gone"
     );
 
+    let code_only =
+        serde_json::json!({ "code": "export default { fetch() { return new Response('v3'); } }" });
+    let replaced = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/shop", &code_only.to_string())
+        .await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    assert_eq!(
+        get_host(&isola, "shop.test", "/").await.text(),
+        "v3",
+        "an upload without routes keeps the worker's routes"
+    );
+
     let broken = serde_json::json!({ "code": "export default {\n  fetch( {\n}", "routes": [{ "host": "shop.test" }] });
     let refused = isola
         .admin(ADMIN_TOKEN, "PUT", "/workers/shop", &broken.to_string())
@@ -96,7 +108,7 @@ async fn workers_are_deployed_replaced_refused_listed_and_deleted() {
         "line of the syntax error: {}",
         refused.text()
     );
-    assert_eq!(get_host(&isola, "shop.test", "/").await.text(), "v2");
+    assert_eq!(get_host(&isola, "shop.test", "/").await.text(), "v3");
 
     let bad_limit = serde_json::json!({ "code": "export default {}", "limits": { "cpu_ms": 0 } });
     let refused = isola

@@ -255,7 +255,7 @@ impl ResponseCache {
             pending.fwd = Fwd::Bypass;
             return Lookup::Forward(pending);
         }
-        if pending.store && worker.cache_varies() {
+        if worker.cache_varies() {
             pending.request_headers = Some(request.clone());
         }
         let stored = self
@@ -295,6 +295,8 @@ impl ResponseCache {
             COUNTERS.stale.inc();
             let response = hit(&stored, request, now, ttl_s);
             let revalidate = stored.claim_revalidation().then(|| {
+                // The revalidation is a GET, even for a HEAD served stale.
+                pending.store = true;
                 pending.fwd = Fwd::Stale;
                 pending.stale = Some(stored);
                 pending
