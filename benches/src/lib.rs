@@ -15,6 +15,7 @@ pub mod duration;
 pub mod generator;
 pub mod machine;
 pub mod markdown;
+pub mod pin;
 pub mod plots;
 pub mod progress;
 pub mod report;

@@ -331,3 +331,15 @@ fn scenarios_are_listed_and_unknown_ones_refuse() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown scenario"));
 }
+
+#[test]
+fn self_check_compares_rounds_against_wrk() {
+    let out = bench(&["self-check", "--duration", "1s", "--repeat", "1"]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("round 1 isola-bench (fast"), "{text}");
+    assert!(
+        text.contains("median of the rounds' ratios") || text.contains("wrk: not installed"),
+        "{text}"
+    );
+}

@@ -84,7 +84,8 @@ enum BenchCommand {
         force: bool,
     },
     /// Check that the generator is not the bottleneck: it (1 thread) and wrk (`-t1`, if
-    /// installed) measure the raw hyper baseline with the same connections and duration.
+    /// installed) measure the raw hyper baseline with the same connections and duration, in
+    /// alternating rounds, server and client pinned to separate cores.
     SelfCheck {
         /// How long each tool runs.
         #[arg(long, value_parser = crate::duration::parse, default_value = "5s")]
@@ -95,6 +96,12 @@ enum BenchCommand {
         /// Worker threads of the baseline server.
         #[arg(long, default_value_t = 1)]
         baseline_threads: usize,
+        /// Rounds (each: isola-bench, then wrk); the medians are compared.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Do not pin the server and the client to separate cores.
+        #[arg(long)]
+        no_pin: bool,
     },
     /// Measure isolate start-up (create from the snapshot + evaluate the worker); `isola
     /// bench` only.
@@ -178,7 +185,18 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
             duration,
             connections,
             baseline_threads,
-        }) => self_check::run(&env, duration, connections, baseline_threads),
+            repeat,
+            no_pin,
+        }) => self_check::run(
+            &env,
+            self_check::SelfCheckArgs {
+                duration,
+                connections,
+                baseline_threads,
+                repeat,
+                pin: !no_pin,
+            },
+        ),
         Some(BenchCommand::Startup {
             worker,
             iterations,
