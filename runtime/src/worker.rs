@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use deno_core::ModuleSpecifier;
 use edge_config::Limits;
@@ -34,9 +33,8 @@ pub struct WorkerSource {
     pub outbound: Arc<OutboundPolicy>,
     /// How its outbound fetch resolves names.
     pub resolver: Arc<StaticResolver>,
-    /// Set once a cacheable response of this code carried `Vary`: from then on the response
-    /// cache keeps each GET's request headers to record the varied values.
-    cache_varies: AtomicBool,
+    /// What the response cache learnt about this version's responses.
+    pub cache_hints: crate::cache::Hints,
 }
 
 /// Reading a worker failed.
@@ -86,18 +84,8 @@ impl WorkerSource {
             limits: config.limits.clone(),
             outbound: outbound.clone(),
             resolver: Arc::new(StaticResolver::new(&config.outbound.resolve, outbound)),
-            cache_varies: AtomicBool::new(false),
+            cache_hints: crate::cache::Hints::default(),
         })
-    }
-
-    /// Whether its cacheable responses have used `Vary`.
-    pub fn cache_varies(&self) -> bool {
-        self.cache_varies.load(Ordering::Relaxed)
-    }
-
-    /// Records that a cacheable response used `Vary`.
-    pub fn note_cache_varies(&self) {
-        self.cache_varies.store(true, Ordering::Relaxed);
     }
 }
 

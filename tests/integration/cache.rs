@@ -2,7 +2,7 @@
 //! running it again (HTTP/1.1 and HTTP/2), until stale; private, cookie-setting and
 //! `no-store` responses never are; `Vary`, conditional requests, revalidation with the
 //! worker (304), `stale-while-revalidate`, `stale-if-error`, invalidation by POST, streamed
-//! bodies, `only-if-cached` and turning the cache off.
+//! bodies, `only-if-cached`, collapsed concurrent misses and turning the cache off.
 
 use std::time::Duration;
 
@@ -317,4 +317,16 @@ async fn bodies_over_the_object_limit_and_a_disabled_cache_pass_through() {
     let first = get(Proto::H1, &off, path).await;
     assert!(first.headers.get("cache-status").is_none());
     assert_eq!(get(Proto::H1, &off, path).await.text(), "/plain run 2");
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_url_reach_the_worker_once() {
+    let isola = node("");
+    // The worker has sent a cacheable response: its misses are collapsed from now on.
+    get(Proto::H1, &isola, "/plain?cc=max-age=60").await;
+    let replies = futures::future::join_all((0..8).map(|_| get(Proto::H1, &isola, "/slow"))).await;
+    for reply in &replies {
+        assert_eq!(reply.text(), "slow run 1", "{}", cache_status(reply));
+    }
+    assert_eq!(runs(&isola, "/slow").await, "1");
 }

@@ -10,6 +10,7 @@
 //! `If-None-Match`/`If-Modified-Since` get 304 from the cache. One variant is kept per URL:
 //! a response for other `Vary` header values replaces it.
 
+mod collapse;
 mod conditional;
 mod directives;
 mod entry;
@@ -19,6 +20,7 @@ mod store;
 mod tests;
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -28,8 +30,10 @@ use http::header::{
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use prometheus::{IntCounter, IntGauge};
 
+pub use collapse::{Flight, Waiter};
 pub use record::Recorder;
 
+use self::collapse::{Flights, Join};
 use self::directives::Directives;
 use self::entry::Stored;
 use crate::server::body::Body;
@@ -49,6 +53,7 @@ pub struct ResponseCache {
 
 struct Inner {
     entries: moka::sync::Cache<u64, Arc<Stored>>,
+    flights: Flights,
     hasher: std::hash::RandomState,
     max_object_bytes: u64,
     retention: Duration,
@@ -75,6 +80,8 @@ pub enum Lookup {
     Stale(Response<Body>, Option<Pending>),
     /// `only-if-cached` and nothing usable: the cache answers 504.
     Unsatisfiable,
+    /// Another request for the URL is at the worker: wait for it, then look again.
+    Wait(Waiter),
     /// Ask the worker, then give its response to [`ResponseCache::finish`].
     Forward(Pending),
 }
@@ -109,6 +116,8 @@ pub struct Pending {
     authorized: bool,
     /// The request's headers, kept when the worker's responses vary on some of them.
     request_headers: Option<HeaderMap>,
+    /// Set when this request leads others for the same URL (they wait until it is dropped).
+    flight: Option<Flight>,
 }
 
 impl Pending {
@@ -176,6 +185,33 @@ static COUNTERS: LazyLock<Counters> = LazyLock::new(|| {
     }
 });
 
+/// What the cache has learnt about one version of a worker, so that requests to it do only the
+/// cache work that worker needs.
+#[derive(Debug, Default)]
+pub struct Hints {
+    cacheable: AtomicBool,
+    varies: AtomicBool,
+}
+
+impl Hints {
+    /// Whether it has sent a cacheable response (its misses are then collapsed).
+    pub fn cacheable(&self) -> bool {
+        self.cacheable.load(Ordering::Relaxed)
+    }
+
+    /// Whether a cacheable response of it carried `Vary` (request headers are then kept).
+    pub fn varies(&self) -> bool {
+        self.varies.load(Ordering::Relaxed)
+    }
+
+    fn note(&self, varies: bool) {
+        self.cacheable.store(true, Ordering::Relaxed);
+        if varies {
+            self.varies.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// moka's per-entry lifetime: until the stored response can no longer be used.
 struct KeepFor;
 
@@ -213,6 +249,7 @@ impl ResponseCache {
         Some(Self {
             inner: Arc::new(Inner {
                 entries,
+                flights: Flights::default(),
                 hasher: std::hash::RandomState::new(),
                 max_object_bytes: config.max_object_bytes,
                 retention: Duration::from_secs(config.stale_retention_s),
@@ -224,13 +261,15 @@ impl ResponseCache {
         self.inner.hasher.hash_one((worker, url))
     }
 
-    /// What to do with a request for `url` served by `worker`.
+    /// What to do with a request for `url` served by `worker`; with `collapse`, a miss while
+    /// another request for the URL is at the worker waits for it.
     pub fn lookup(
         &self,
         worker: &WorkerSource,
         url: &str,
         method: &Method,
         request: &HeaderMap,
+        collapse: bool,
     ) -> Lookup {
         let key = self.key(&worker.name, url);
         if method != Method::GET && method != Method::HEAD {
@@ -250,12 +289,13 @@ impl ResponseCache {
             validating: false,
             authorized: request.contains_key(http::header::AUTHORIZATION),
             request_headers: None,
+            flight: None,
         };
         if asked.no_store {
             pending.fwd = Fwd::Bypass;
             return Lookup::Forward(pending);
         }
-        if worker.cache_varies() {
+        if worker.cache_hints.varies() {
             pending.request_headers = Some(request.clone());
         }
         let stored = self
@@ -263,12 +303,17 @@ impl ResponseCache {
             .entries
             .get(&key)
             .filter(|s| *s.worker == *worker.name && *s.url == *url);
+        let collapse = collapse
+            && pending.store
+            && !pending.authorized
+            && !asked.no_cache
+            && worker.cache_hints.cacheable();
         let Some(stored) = stored else {
-            return miss(asked.only_if_cached, pending);
+            return self.miss(asked.only_if_cached, pending, collapse);
         };
         if !stored.vary_matches(request) {
             pending.fwd = Fwd::VaryMiss;
-            return miss(asked.only_if_cached, pending);
+            return self.miss(asked.only_if_cached, pending, collapse);
         }
         let now = Instant::now();
         let age_s = u64::try_from(entry::secs(stored.age(now))).unwrap_or(u64::MAX);
@@ -306,12 +351,28 @@ impl ResponseCache {
         if asked.only_if_cached {
             return Lookup::Unsatisfiable;
         }
-        pending.fwd = if stored.is_fresh(now) {
-            Fwd::Request
-        } else {
-            Fwd::Stale
-        };
+        let fresh = stored.is_fresh(now);
         pending.stale = Some(stored);
+        if fresh {
+            pending.fwd = Fwd::Request;
+            return Lookup::Forward(pending);
+        }
+        pending.fwd = Fwd::Stale;
+        self.miss(false, pending, collapse)
+    }
+
+    /// Nothing usable is stored: 504 for `only-if-cached`, else forward, or wait for the
+    /// request already forwarded for the URL.
+    fn miss(&self, only_if_cached: bool, mut pending: Pending, collapse: bool) -> Lookup {
+        if only_if_cached {
+            return Lookup::Unsatisfiable;
+        }
+        if collapse {
+            match self.inner.flights.join(self, pending.key) {
+                Join::Lead(flight) => pending.flight = Some(flight),
+                Join::Follow(waiter) => return Lookup::Wait(waiter),
+            }
+        }
         Lookup::Forward(pending)
     }
 
@@ -340,15 +401,6 @@ impl ResponseCache {
     fn insert(&self, key: u64, stored: Stored) {
         COUNTERS.bytes.add(i64::from(stored.weight()));
         self.inner.entries.insert(key, Arc::new(stored));
-    }
-}
-
-/// Nothing usable is stored: forward, or 504 for `only-if-cached`.
-fn miss(only_if_cached: bool, pending: Pending) -> Lookup {
-    if only_if_cached {
-        Lookup::Unsatisfiable
-    } else {
-        Lookup::Forward(pending)
     }
 }
 

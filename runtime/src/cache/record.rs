@@ -4,8 +4,8 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::ResponseCache;
 use super::entry::Stored;
+use super::{Flight, ResponseCache};
 
 /// Collects a streamed body for the cache.
 #[derive(Debug)]
@@ -16,10 +16,18 @@ pub struct Recorder {
     chunks: Vec<Bytes>,
     size: u64,
     limit: u64,
+    /// Requests for the same URL wait until the body is stored or given up.
+    _flight: Option<Flight>,
 }
 
 impl Recorder {
-    pub(super) fn new(cache: ResponseCache, key: u64, stored: Stored, limit: u64) -> Self {
+    pub(super) fn new(
+        cache: ResponseCache,
+        key: u64,
+        stored: Stored,
+        limit: u64,
+        flight: Option<Flight>,
+    ) -> Self {
         Self {
             cache,
             key,
@@ -27,6 +35,7 @@ impl Recorder {
             chunks: Vec::new(),
             size: 0,
             limit,
+            _flight: flight,
         }
     }
 
@@ -40,7 +49,7 @@ impl Recorder {
         true
     }
 
-    /// The stream ended cleanly: store the response.
+    /// The stream ended cleanly: store the response (then the waiting requests look again).
     pub fn finish(mut self) {
         self.stored.body = match self.chunks.len() {
             0 => Bytes::new(),

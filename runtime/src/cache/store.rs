@@ -26,7 +26,7 @@ impl ResponseCache {
     /// it (a streamed body as it passes) or refreshing the stale copy with it.
     pub fn finish(
         &self,
-        pending: Pending,
+        mut pending: Pending,
         worker: &WorkerSource,
         url: impl FnOnce() -> String,
         js: JsResponse,
@@ -96,6 +96,7 @@ impl ResponseCache {
                     pending.key,
                     template,
                     self.inner.max_object_bytes,
+                    pending.flight.take(),
                 );
                 stored = true;
                 Body::Stream(chunks, None, Some(Box::new(recorder)))
@@ -143,10 +144,10 @@ impl ResponseCache {
         if lifetime.is_zero() && !has_validator {
             return None;
         }
+        worker.cache_hints.note(!vary.is_empty());
         let vary = if vary.is_empty() {
             Box::default()
         } else {
-            worker.note_cache_varies();
             let request = pending.request_headers.as_ref()?;
             vary.into_iter()
                 .map(|name| {

@@ -1,0 +1,79 @@
+//! Request collapsing: concurrent misses for one URL go to the worker once; the other requests
+//! wait for that response to be stored (or found not storable) and look again. Only for
+//! workers that have sent cacheable responses, so that a worker whose responses are never
+//! cached pays nothing for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::ResponseCache;
+
+/// The requests in flight to a worker for a cacheable URL, by key.
+#[derive(Debug, Default)]
+pub(crate) struct Flights {
+    next_id: AtomicU64,
+    by_key: Mutex<HashMap<u64, (u64, watch::Receiver<()>)>>,
+}
+
+/// The first request for a key: the others wait until this is dropped, which happens once
+/// its response is stored or known not to be storable (or the request failed).
+#[derive(Debug)]
+pub struct Flight {
+    cache: ResponseCache,
+    key: u64,
+    id: u64,
+    _done: watch::Sender<()>,
+}
+
+/// A request waiting for another one's response.
+#[derive(Debug)]
+pub struct Waiter(watch::Receiver<()>);
+
+impl Waiter {
+    /// Waits for the leading request to finish, at most `limit`.
+    pub async fn wait(mut self, limit: Duration) {
+        // The sender is never used to send: `changed` returns when it is dropped.
+        let _ = tokio::time::timeout(limit, self.0.changed()).await;
+    }
+}
+
+/// Whether a request leads or follows.
+pub(crate) enum Join {
+    Lead(Flight),
+    Follow(Waiter),
+}
+
+impl Flights {
+    pub(crate) fn join(&self, cache: &ResponseCache, key: u64) -> Join {
+        let mut by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, done)) = by_key.get(&key) {
+            return Join::Follow(Waiter(done.clone()));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = watch::channel(());
+        by_key.insert(key, (id, receiver));
+        Join::Lead(Flight {
+            cache: cache.clone(),
+            key,
+            id,
+            _done: sender,
+        })
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        let flights = &self.cache.inner.flights;
+        let mut by_key = flights
+            .by_key
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if by_key.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
+            by_key.remove(&self.key);
+        }
+    }
+}
