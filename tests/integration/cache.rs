@@ -31,6 +31,7 @@ worker = "cache"
 file = "{{fixtures}}/cache.js"
 [workers.cache.limits]
 max_isolates = 1
+max_requests_per_isolate = 8
 "#
     ))
 }
@@ -329,4 +330,18 @@ async fn concurrent_misses_for_one_url_reach_the_worker_once() {
         assert_eq!(reply.text(), "slow run 1", "{}", cache_status(reply));
     }
     assert_eq!(runs(&isola, "/slow").await, "1");
+
+    // A URL whose response cannot be stored is collapsed once, then not: its concurrent
+    // requests are not made to wait for each other.
+    get(Proto::H1, &isola, "/slow-private").await;
+    let started = std::time::Instant::now();
+    let replies =
+        futures::future::join_all((0..4).map(|_| get(Proto::H1, &isola, "/slow-private"))).await;
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert_eq!(runs(&isola, "/slow-private").await, "5");
+    assert!(
+        started.elapsed() < Duration::from_millis(800),
+        "4 concurrent requests of 300 ms took {:?}",
+        started.elapsed()
+    );
 }

@@ -1,7 +1,8 @@
 //! Request collapsing: concurrent misses for one URL go to the worker once; the other requests
 //! wait for that response to be stored (or found not storable) and look again. Only for
 //! workers that have sent cacheable responses, so that a worker whose responses are never
-//! cached pays nothing for it.
+//! cached pays nothing for it; a URL whose response was not storable is not collapsed for a
+//! while ("hit-for-pass"), so its concurrent requests are not serialised.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,11 +13,23 @@ use tokio::sync::watch;
 
 use super::ResponseCache;
 
+/// How long a URL whose response could not be stored is not collapsed.
+const PASS_FOR: Duration = Duration::from_secs(120);
+/// Most URLs remembered as not storable.
+const MAX_PASSES: u64 = 65_536;
+
 /// The requests in flight to a worker for a cacheable URL, by key.
-#[derive(Debug, Default)]
 pub(crate) struct Flights {
     next_id: AtomicU64,
     by_key: Mutex<HashMap<u64, (u64, watch::Receiver<()>)>>,
+    /// Keys whose last response was not storable.
+    passes: moka::sync::Cache<u64, ()>,
+}
+
+impl std::fmt::Debug for Flights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flights").finish_non_exhaustive()
+    }
 }
 
 /// The first request for a key: the others wait until this is dropped, which happens once
@@ -41,14 +54,39 @@ impl Waiter {
     }
 }
 
-/// Whether a request leads or follows.
+/// Whether a request leads, follows or goes on alone.
 pub(crate) enum Join {
     Lead(Flight),
     Follow(Waiter),
+    Alone,
 }
 
 impl Flights {
+    pub(crate) fn new() -> Self {
+        Self {
+            next_id: AtomicU64::new(0),
+            by_key: Mutex::new(HashMap::new()),
+            passes: moka::sync::Cache::builder()
+                .max_capacity(MAX_PASSES)
+                .time_to_live(PASS_FOR)
+                .build(),
+        }
+    }
+
+    /// Remembers that the response for `key` could not be stored.
+    pub(crate) fn pass(&self, key: u64) {
+        self.passes.insert(key, ());
+    }
+
+    /// Forgets that: a response for `key` was stored.
+    pub(crate) fn unpass(&self, key: u64) {
+        self.passes.invalidate(&key);
+    }
+
     pub(crate) fn join(&self, cache: &ResponseCache, key: u64) -> Join {
+        if self.passes.contains_key(&key) {
+            return Join::Alone;
+        }
         let mut by_key = self.by_key.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, done)) = by_key.get(&key) {
             return Join::Follow(Waiter(done.clone()));

@@ -249,7 +249,7 @@ impl ResponseCache {
         Some(Self {
             inner: Arc::new(Inner {
                 entries,
-                flights: Flights::default(),
+                flights: Flights::new(),
                 hasher: std::hash::RandomState::new(),
                 max_object_bytes: config.max_object_bytes,
                 retention: Duration::from_secs(config.stale_retention_s),
@@ -371,6 +371,7 @@ impl ResponseCache {
             match self.inner.flights.join(self, pending.key) {
                 Join::Lead(flight) => pending.flight = Some(flight),
                 Join::Follow(waiter) => return Lookup::Wait(waiter),
+                Join::Alone => {}
             }
         }
         Lookup::Forward(pending)
@@ -399,6 +400,7 @@ impl ResponseCache {
     }
 
     fn insert(&self, key: u64, stored: Stored) {
+        self.inner.flights.unpass(key);
         COUNTERS.bytes.add(i64::from(stored.weight()));
         self.inner.entries.insert(key, Arc::new(stored));
     }

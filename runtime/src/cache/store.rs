@@ -61,6 +61,9 @@ impl ResponseCache {
         } else {
             None
         };
+        if template.is_none() && pending.flight.is_some() {
+            self.inner.flights.pass(pending.key);
+        }
         if template.is_none() && pending.stale.is_some() && pending.store {
             // The worker's new answer may not be stored: the old one must not be served.
             self.invalidate(pending.key);
