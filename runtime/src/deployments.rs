@@ -172,12 +172,7 @@ impl Deployments {
         if let Some(old) = state.files.insert(name.to_owned(), file) {
             remove_quietly(&old);
         }
-        self.router
-            .store(Arc::new(build(&state.routes, &state.pools)));
-        drop(state);
-        if let Some(cache) = &self.cache {
-            cache.purge_worker(name);
-        }
+        self.publish(state, name);
         tracing::info!(worker = name, created, "deployed");
         Ok(Deployed { created, routes })
     }
@@ -193,14 +188,20 @@ impl Deployments {
         if let Some(file) = state.files.remove(name) {
             remove_quietly(&file);
         }
+        self.publish(state, name);
+        tracing::info!(worker = name, "deleted");
+        true
+    }
+
+    /// Swaps in the routing table of the changed `state` and drops `changed`'s cached
+    /// responses (its code or its existence changed).
+    fn publish(&self, state: tokio::sync::MutexGuard<'_, State>, changed: &str) {
         self.router
             .store(Arc::new(build(&state.routes, &state.pools)));
         drop(state);
         if let Some(cache) = &self.cache {
-            cache.purge_worker(name);
+            cache.purge_worker(changed);
         }
-        tracing::info!(worker = name, "deleted");
-        true
     }
 }
 

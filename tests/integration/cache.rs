@@ -62,6 +62,21 @@ fn cache_status(reply: &Reply) -> String {
         .to_owned()
 }
 
+/// Asserts that the response's `Cache-Status` contains `part`.
+fn assert_cache_status(reply: &Reply, part: &str) {
+    let status = cache_status(reply);
+    assert!(
+        status.contains(part),
+        "Cache-Status `{status}` lacks `{part}`"
+    );
+}
+
+/// Asserts that the response came from the cache.
+fn assert_hit(reply: &Reply) {
+    let status = cache_status(reply);
+    assert!(status.starts_with("isola; hit"), "not a hit: `{status}`");
+}
+
 /// How often the worker ran for `path`.
 async fn runs(isola: &Isola, path: &str) -> String {
     get(Proto::H1, isola, &format!("/runs?path={path}"))
@@ -76,11 +91,7 @@ async fn fresh_responses_are_served_from_the_cache_until_stale() {
     let first = get(Proto::H1, &isola, path).await;
     assert_eq!(first.status, 200);
     assert_eq!(first.text(), "/plain run 1");
-    assert!(
-        cache_status(&first).contains("fwd=uri-miss; stored"),
-        "{}",
-        cache_status(&first)
-    );
+    assert_cache_status(&first, "fwd=uri-miss; stored");
 
     let again = get(Proto::H1, &isola, path).await;
     assert_eq!(
@@ -88,11 +99,7 @@ async fn fresh_responses_are_served_from_the_cache_until_stale() {
         "/plain run 1",
         "served without running the worker"
     );
-    assert!(
-        cache_status(&again).starts_with("isola; hit"),
-        "{}",
-        cache_status(&again)
-    );
+    assert_hit(&again);
     assert!(again.headers.contains_key("age"));
     assert!(again.headers.contains_key("date"));
     let h2 = get(Proto::H2c, &isola, path).await;
@@ -112,11 +119,7 @@ async fn fresh_responses_are_served_from_the_cache_until_stale() {
         "a stale response goes back to the worker"
     );
     // Without a validator there is nothing to revalidate: the stale copy is gone.
-    assert!(
-        cache_status(&stale).contains("stored"),
-        "{}",
-        cache_status(&stale)
-    );
+    assert_cache_status(&stale, "stored");
 
     let metrics = isola.metrics().await;
     assert!(
@@ -177,11 +180,7 @@ async fn vary_conditional_requests_and_only_if_cached() {
         "fr run 3",
         "another Accept-Language is another variant"
     );
-    assert!(
-        cache_status(&fr).contains("fwd=vary-miss"),
-        "{}",
-        cache_status(&fr)
-    );
+    assert_cache_status(&fr, "fwd=vary-miss");
     let fr_again = get_with(&isola, "/vary", &[("accept-language", "fr")]).await;
     assert_eq!(fr_again.text(), "fr run 3");
 
@@ -219,11 +218,7 @@ async fn stale_responses_are_revalidated_with_the_worker() {
         revalidated.headers["x-validated"], "2",
         "the 304's headers are merged"
     );
-    assert!(
-        cache_status(&revalidated).contains("fwd-status=304"),
-        "{}",
-        cache_status(&revalidated)
-    );
+    assert_cache_status(&revalidated, "fwd-status=304");
     let fresh = get(Proto::H1, &isola, "/etag").await;
     assert!(
         cache_status(&fresh).starts_with("isola; hit"),
@@ -243,11 +238,7 @@ async fn stale_responses_are_revalidated_with_the_worker() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let stale = get(Proto::H1, &isola, path).await;
     assert_eq!(stale.text(), "swr run 1", "served stale at once");
-    assert!(
-        cache_status(&stale).contains("ttl=-"),
-        "{}",
-        cache_status(&stale)
-    );
+    assert_cache_status(&stale, "ttl=-");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while runs(&isola, path).await != "2" {
         assert!(
@@ -269,11 +260,7 @@ async fn stale_responses_are_revalidated_with_the_worker() {
         (fallback.status, fallback.text()),
         (200, "sie run 1".to_owned())
     );
-    assert!(
-        cache_status(&fallback).contains("fwd-status=500; detail=stale-if-error"),
-        "{}",
-        cache_status(&fallback)
-    );
+    assert_cache_status(&fallback, "fwd-status=500; detail=stale-if-error");
 }
 
 #[tokio::test]
@@ -295,11 +282,7 @@ async fn unsafe_methods_invalidate_and_streams_are_stored() {
     assert_eq!(streamed.text(), "stream run 1 part two part three");
     let hit = get(Proto::H2c, &isola, "/stream").await;
     assert_eq!(hit.text(), "stream run 1 part two part three");
-    assert!(
-        cache_status(&hit).starts_with("isola; hit"),
-        "{}",
-        cache_status(&hit)
-    );
+    assert_hit(&hit);
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
@@ -190,39 +190,34 @@ async fn admin_put(
     path: &str,
     body: String,
 ) -> anyhow::Result<(u16, String, Duration)> {
-    let started = Instant::now();
-    let exchange = async {
-        let stream = TcpStream::connect(&node.admin).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let request = http::Request::put(path)
-            .header("host", &node.admin)
-            .header("authorization", format!("Bearer {}", node.token))
-            .header("content-type", "application/json")
-            .body(http_body_util::Full::new(Bytes::from(body)))?;
-        let response = sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .context("deploy timed out")??;
-    Ok((status, body, started.elapsed()))
+    let request = http::Request::put(path)
+        .header("host", &node.admin)
+        .header("authorization", format!("Bearer {}", node.token))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))?;
+    exchange(&node.admin, request).await
 }
 
 /// One GET on a new connection: status, body and time to the full response.
 pub(super) async fn get(authority: &str, path: &str) -> anyhow::Result<(u16, String, Duration)> {
+    let request = http::Request::get(path)
+        .header("host", authority)
+        .body(Full::new(Bytes::new()))?;
+    exchange(authority, request).await
+}
+
+/// `request` on a new HTTP/1.1 connection to `authority`: status, body and time to the full
+/// response (at most 30 s).
+async fn exchange(
+    authority: &str,
+    request: http::Request<Full<Bytes>>,
+) -> anyhow::Result<(u16, String, Duration)> {
     let started = Instant::now();
     let exchange = async {
         let stream = TcpStream::connect(authority).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection);
-        let request = http::Request::get(path)
-            .header("host", authority)
-            .body(Empty::<Bytes>::new())?;
         let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();

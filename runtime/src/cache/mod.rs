@@ -39,6 +39,10 @@ use self::entry::Stored;
 use crate::server::body::Body;
 use crate::worker::WorkerSource;
 
+/// How many times a miss waits for another request's response before it goes to the worker
+/// itself (the other request may fail, or its response may vary differently).
+pub const MAX_WAITS: usize = 2;
+
 /// RFC 9211's header saying what the cache did with a request.
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
@@ -80,8 +84,6 @@ pub enum Lookup {
     Stale(Response<Body>, Option<Pending>),
     /// `only-if-cached` and nothing usable: the cache answers 504.
     Unsatisfiable,
-    /// Another request for the URL is at the worker: wait for it, then look again.
-    Wait(Waiter),
     /// Ask the worker, then give its response to [`ResponseCache::finish`].
     Forward(Pending),
 }
@@ -121,6 +123,14 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Keeps the request's headers when the response will be stored and the worker's
+    /// responses vary on some of them (the varied values are recorded with it).
+    fn keep_request_headers(&mut self, worker: &WorkerSource, request: &HeaderMap) {
+        if self.store && worker.cache_hints.varies() {
+            self.request_headers = Some(request.clone());
+        }
+    }
+
     /// Adds the stored response's validators to the request (RFC 9111 §4.3.1) so the worker
     /// can answer 304; not when the client sent preconditions of its own.
     pub fn add_validators(&mut self, request: &mut HeaderMap) {
@@ -261,20 +271,47 @@ impl ResponseCache {
         self.inner.hasher.hash_one((worker, url))
     }
 
-    /// What to do with a request for `url` served by `worker`; with `collapse`, a miss while
-    /// another request for the URL is at the worker waits for it.
-    pub fn lookup(
+    /// What to do with a request for `url` served by `worker`. A miss while another request
+    /// for the URL is at the worker waits for that one's response (at most `wall_ms`, and
+    /// [`MAX_WAITS`] times) and looks again.
+    pub async fn lookup(
+        &self,
+        worker: &WorkerSource,
+        url: &str,
+        method: &Method,
+        request: &HeaderMap,
+    ) -> Lookup {
+        let mut waits = 0;
+        loop {
+            match self.look(worker, url, method, request, waits < MAX_WAITS) {
+                Ok(mut lookup) => {
+                    if let Lookup::Forward(pending) | Lookup::Stale(_, Some(pending)) = &mut lookup
+                    {
+                        pending.keep_request_headers(worker, request);
+                    }
+                    return lookup;
+                }
+                Err(waiter) => {
+                    waiter.wait(worker.limits.wall()).await;
+                    waits += 1;
+                }
+            }
+        }
+    }
+
+    /// One look at the cache; with `collapse`, `Err` when the request should wait for another.
+    fn look(
         &self,
         worker: &WorkerSource,
         url: &str,
         method: &Method,
         request: &HeaderMap,
         collapse: bool,
-    ) -> Lookup {
+    ) -> Result<Lookup, Waiter> {
         let key = self.key(&worker.name, url);
         if method != Method::GET && method != Method::HEAD {
             let safe = matches!(*method, Method::OPTIONS | Method::TRACE | Method::CONNECT);
-            return Lookup::Pass((!safe).then_some(key));
+            return Ok(Lookup::Pass((!safe).then_some(key)));
         }
         let asked = if request.contains_key(CACHE_CONTROL) {
             Directives::of(request)
@@ -293,10 +330,7 @@ impl ResponseCache {
         };
         if asked.no_store {
             pending.fwd = Fwd::Bypass;
-            return Lookup::Forward(pending);
-        }
-        if worker.cache_hints.varies() {
-            pending.request_headers = Some(request.clone());
+            return Ok(Lookup::Forward(pending));
         }
         let stored = self
             .inner
@@ -316,27 +350,20 @@ impl ResponseCache {
             return self.miss(asked.only_if_cached, pending, collapse);
         }
         let now = Instant::now();
+        let fresh = stored.is_fresh(now);
         let age_s = u64::try_from(entry::secs(stored.age(now))).unwrap_or(u64::MAX);
         let ttl_s = stored.ttl_s(now);
-        let acceptable_age = asked.max_age.is_none_or(|max| age_s <= max);
+        let acceptable = !asked.no_cache && asked.max_age.is_none_or(|max| age_s <= max);
         let fresh_enough = asked
             .min_fresh
             .is_none_or(|min| ttl_s >= i64::try_from(min).unwrap_or(i64::MAX));
-        let usable_fresh = stored.is_fresh(now) && fresh_enough;
-        let usable_stale = !stored.is_fresh(now)
-            && stored.may_serve_stale()
-            && stored.stale_within(now, asked.max_stale);
-        if !asked.no_cache && acceptable_age && (usable_fresh || usable_stale) {
+        let stale_within =
+            |window| !fresh && stored.may_serve_stale() && stored.stale_within(now, window);
+        if acceptable && ((fresh && fresh_enough) || stale_within(asked.max_stale)) {
             COUNTERS.hit.inc();
-            return Lookup::Hit(hit(&stored, request, now, ttl_s));
+            return Ok(Lookup::Hit(hit(&stored, request, now, ttl_s)));
         }
-        let swr = stored.directives.stale_while_revalidate;
-        if !asked.no_cache
-            && acceptable_age
-            && !stored.is_fresh(now)
-            && stored.may_serve_stale()
-            && stored.stale_within(now, swr)
-        {
+        if acceptable && stale_within(stored.directives.stale_while_revalidate) {
             COUNTERS.stale.inc();
             let response = hit(&stored, request, now, ttl_s);
             let revalidate = stored.claim_revalidation().then(|| {
@@ -346,16 +373,15 @@ impl ResponseCache {
                 pending.stale = Some(stored);
                 pending
             });
-            return Lookup::Stale(response, revalidate);
+            return Ok(Lookup::Stale(response, revalidate));
         }
         if asked.only_if_cached {
-            return Lookup::Unsatisfiable;
+            return Ok(Lookup::Unsatisfiable);
         }
-        let fresh = stored.is_fresh(now);
         pending.stale = Some(stored);
         if fresh {
             pending.fwd = Fwd::Request;
-            return Lookup::Forward(pending);
+            return Ok(Lookup::Forward(pending));
         }
         pending.fwd = Fwd::Stale;
         self.miss(false, pending, collapse)
@@ -363,18 +389,23 @@ impl ResponseCache {
 
     /// Nothing usable is stored: 504 for `only-if-cached`, else forward, or wait for the
     /// request already forwarded for the URL.
-    fn miss(&self, only_if_cached: bool, mut pending: Pending, collapse: bool) -> Lookup {
+    fn miss(
+        &self,
+        only_if_cached: bool,
+        mut pending: Pending,
+        collapse: bool,
+    ) -> Result<Lookup, Waiter> {
         if only_if_cached {
-            return Lookup::Unsatisfiable;
+            return Ok(Lookup::Unsatisfiable);
         }
         if collapse {
             match self.inner.flights.join(self, pending.key) {
                 Join::Lead(flight) => pending.flight = Some(flight),
-                Join::Follow(waiter) => return Lookup::Wait(waiter),
+                Join::Follow(waiter) => return Err(waiter),
                 Join::Alone => {}
             }
         }
-        Lookup::Forward(pending)
+        Ok(Lookup::Forward(pending))
     }
 
     /// Drops the stored response a successful unsafe request made outdated.

@@ -56,7 +56,9 @@ impl ResponseCache {
         } else {
             COUNTERS.miss.inc();
         }
-        let template = if pending.store {
+        let too_large = matches!(&js.body, ResponseBody::Full(bytes)
+            if bytes.len() as u64 > self.inner.max_object_bytes);
+        let template = if pending.store && !too_large {
             self.template(&pending, worker, js.status, &js.headers)
         } else {
             None
@@ -74,22 +76,18 @@ impl ResponseCache {
             body,
             guard,
         } = js;
-        let mut stored = false;
+        let stored = template.is_some();
         let body = match (template, body) {
             (None, body) => Body::from(body),
             (Some(mut template), ResponseBody::Full(bytes)) => {
-                if bytes.len() as u64 <= self.inner.max_object_bytes {
-                    template.url = url().into_boxed_str();
-                    template.body = bytes.clone();
-                    self.insert(pending.key, template);
-                    stored = true;
-                }
+                template.url = url().into_boxed_str();
+                template.body = bytes.clone();
+                self.insert(pending.key, template);
                 Body::Full(Some(bytes))
             }
             (Some(mut template), ResponseBody::Empty) => {
                 template.url = url().into_boxed_str();
                 self.insert(pending.key, template);
-                stored = true;
                 Body::Empty
             }
             (Some(mut template), ResponseBody::Stream(chunks)) => {
@@ -101,7 +99,6 @@ impl ResponseCache {
                     self.inner.max_object_bytes,
                     pending.flight.take(),
                 );
-                stored = true;
                 Body::Stream(chunks, None, Some(Box::new(recorder)))
             }
         }

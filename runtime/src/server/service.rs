@@ -37,10 +37,6 @@ pub struct Shared {
     pub cache: Option<ResponseCache>,
 }
 
-/// Lookups of one request in the cache: after waiting this many times less one for other
-/// requests' responses, it goes to the worker itself.
-const COLLAPSE_ATTEMPTS: usize = 3;
-
 /// Request ids: a per-process random start plus a counter, unique across restarts in logs.
 static NEXT_REQUEST_ID: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
     let seed = std::time::SystemTime::now()
@@ -226,21 +222,14 @@ async fn serve(
         return Err(Refusal::BodyTooLarge(limit));
     }
     let url = format!("{scheme}://{authority}{path_and_query}");
-    let mut lookup = Lookup::Pass(None);
-    if let Some(cache) = &shared.cache {
-        // A miss waits for a request already at the worker for the URL, a bounded number of
-        // times (the leader may fail, or its response may vary differently).
-        for attempt in 1..=COLLAPSE_ATTEMPTS {
-            let collapse = attempt < COLLAPSE_ATTEMPTS;
-            match cache.lookup(&worker, &url, &parts.method, &parts.headers, collapse) {
-                Lookup::Wait(waiter) => waiter.wait(worker.limits.wall()).await,
-                found => {
-                    lookup = found;
-                    break;
-                }
-            }
+    let lookup = match &shared.cache {
+        Some(cache) => {
+            cache
+                .lookup(&worker, &url, &parts.method, &parts.headers)
+                .await
         }
-    }
+        None => Lookup::Pass(None),
+    };
     let (mut pending, invalidates) = match lookup {
         Lookup::Hit(response) => return Ok(response),
         Lookup::Stale(response, revalidate) => {
@@ -258,7 +247,6 @@ async fn serve(
             return Ok(response);
         }
         Lookup::Unsatisfiable => return Err(Refusal::NotCached),
-        Lookup::Wait(_) => (None, None),
         Lookup::Pass(invalidates) => (None, invalidates),
         Lookup::Forward(pending) => (Some(pending), None),
     };
