@@ -3,7 +3,12 @@
 import { primordials } from "ext:core/mod.js";
 import { op_isola_now } from "ext:core/ops";
 
-const { ObjectDefineProperty, ReflectConstruct } = primordials;
+const {
+  FunctionPrototypeCall,
+  ObjectDefineProperty,
+  ObjectGetOwnPropertyDescriptor,
+  ReflectConstruct,
+} = primordials;
 
 const NativeDate = globalThis.Date;
 
@@ -29,8 +34,39 @@ ObjectDefineProperty(NativeDate.prototype, "constructor", {
   enumerable: false,
 });
 
+/**
+ * `Intl.DateTimeFormat`'s `format` and `formatToParts` without a date format the turn's time
+ * too (V8 would read the real clock).
+ */
+function coarsenDateTimeFormat() {
+  const proto = globalThis.Intl.DateTimeFormat.prototype;
+  const formatGetter = ObjectGetOwnPropertyDescriptor(proto, "format").get;
+  ObjectDefineProperty(proto, "format", {
+    get() {
+      const format = FunctionPrototypeCall(formatGetter, this);
+      return (date) => format(date === undefined ? op_isola_now() : date);
+    },
+    configurable: true,
+    enumerable: false,
+  });
+  const nativeFormatToParts = proto.formatToParts;
+  ObjectDefineProperty(proto, "formatToParts", {
+    value: function formatToParts(date) {
+      return FunctionPrototypeCall(
+        nativeFormatToParts,
+        this,
+        date === undefined ? op_isola_now() : date,
+      );
+    },
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
+}
+
 /** Installs the clock; `performance` comes from deno_web. */
 export function installClock(Performance, performance) {
+  coarsenDateTimeFormat();
   ObjectDefineProperty(globalThis, "Date", {
     value: Date,
     writable: true,

@@ -22,11 +22,44 @@ deno_core::extension!(
 #[op2(fast)]
 fn op_isola_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
     let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
-    let message = message.strip_suffix('\n').unwrap_or(message);
+    let message = escape_controls(message.strip_suffix('\n').unwrap_or(message));
     match level {
         0 => tracing::debug!(target: "isola::console", worker, "{message}"),
         1 => tracing::info!(target: "isola::console", worker, "{message}"),
         2 => tracing::warn!(target: "isola::console", worker, "{message}"),
         _ => tracing::error!(target: "isola::console", worker, "{message}"),
+    }
+}
+
+/// `message` with control characters (newlines included, tabs excepted) escaped, so one
+/// console call is one log line and a worker cannot forge lines of its own.
+fn escape_controls(message: &str) -> std::borrow::Cow<'_, str> {
+    if !message.chars().any(|c| c.is_control() && c != '\t') {
+        return message.into();
+    }
+    let mut escaped = String::with_capacity(message.len() + 8);
+    for c in message.chars() {
+        match c {
+            '\t' => escaped.push(c),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            c if c.is_control() => escaped.extend(c.escape_unicode()),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_controls;
+
+    #[test]
+    fn control_characters_cannot_start_a_line() {
+        assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+        assert_eq!(
+            escape_controls("a\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}[31m"),
+            "a\\n2026-01-01T00:00:00Z ERROR forged\\r\\u{1b}[31m"
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use deno_core::{ByteString, JsBuffer, OpState, Resource, ResourceId, op2};
@@ -17,9 +18,13 @@ use tokio::sync::{mpsc, oneshot};
 /// Identifies one HTTP exchange across the front end, the isolate and the logs.
 pub type RequestId = u64;
 
+/// A stream's write timeout when its exchange is no longer known.
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Largest chunk pulled from a response stream at once.
 const STREAM_CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks buffered between the isolate and the connection: the backpressure window.
+/// Chunks buffered between the isolate and the connection: the backpressure window. The
+/// channel has one slot more, kept free for the error that ends a stalled stream.
 const STREAM_WINDOW_CHUNKS: usize = 2;
 
 /// The response a handler produced.
@@ -31,14 +36,20 @@ pub struct JsResponse {
     pub headers: HeaderMap,
     /// The body.
     pub body: ResponseBody,
-    /// For a streamed body: what must live until the stream ends (the request's hold on its
-    /// isolate). Bodies known in full let it go when the response is handed over.
-    pub guard: Option<Guard>,
 }
 
-/// Something the front end attached to an exchange that must live until the response is
-/// complete (its lease on the isolate); dropped when the exchange ends.
+/// Something the front end attached to an exchange that must live until the worker is done
+/// with it (its lease on the isolate): dropped as a body known in full is handed over, or
+/// when a streamed body's producer has finished (what is left is at most the channel's
+/// window) or stalled.
 pub type Guard = Box<dyn std::any::Any + Send>;
+
+/// How an exchange is answered, and what lives as long as the worker works on it.
+struct PendingExchange {
+    responder: oneshot::Sender<HandlerResult>,
+    guard: Option<Guard>,
+    write_timeout: Duration,
+}
 
 /// A response body: known up front, or produced while it is sent.
 #[derive(Debug)]
@@ -94,7 +105,7 @@ pub type ExchangeEvents = mpsc::UnboundedSender<ExchangeEvent>;
 
 /// Exchanges awaiting a response in one isolate; lives in its OpState.
 pub struct Exchanges {
-    pending: HashMap<RequestId, (oneshot::Sender<HandlerResult>, Option<Guard>)>,
+    pending: HashMap<RequestId, PendingExchange>,
     events: ExchangeEvents,
 }
 
@@ -108,30 +119,39 @@ impl Exchanges {
     }
 
     /// Registers an exchange before its request is dispatched to JavaScript; `guard` lives
-    /// until the response is complete.
+    /// until the worker is done with the response; a streamed response whose client reads
+    /// nothing for `write_timeout` is ended.
     pub fn insert(
         &mut self,
         id: RequestId,
         responder: oneshot::Sender<HandlerResult>,
         guard: Option<Guard>,
+        write_timeout: Duration,
     ) {
-        self.pending.insert(id, (responder, guard));
+        self.pending.insert(
+            id,
+            PendingExchange {
+                responder,
+                guard,
+                write_timeout,
+            },
+        );
     }
 
     /// Completes an exchange with an error without involving JavaScript.
     pub fn fail_with(&mut self, id: RequestId, error: HandlerError) {
-        if let Some((responder, guard)) = self.pending.remove(&id) {
-            drop(guard);
-            let _ = responder.send(Err(error));
+        if let Some(exchange) = self.pending.remove(&id) {
+            drop(exchange.guard);
+            let _ = exchange.responder.send(Err(error));
         }
     }
 
     /// Fails every pending exchange, e.g. when the isolate is terminated.
     pub fn fail_all(&mut self, error: &HandlerError) {
         let pending: Vec<_> = self.pending.drain().collect();
-        for (_, (responder, guard)) in pending {
-            drop(guard);
-            let _ = responder.send(Err(error.clone()));
+        for (_, exchange) in pending {
+            drop(exchange.guard);
+            let _ = exchange.responder.send(Err(error.clone()));
         }
     }
 
@@ -150,19 +170,22 @@ impl Exchanges {
         self.pending.is_empty()
     }
 
-    fn complete(&mut self, id: RequestId, mut result: HandlerResult) {
+    fn complete(&mut self, id: RequestId, result: HandlerResult) {
         // A missing entry or a dropped receiver means the client is gone: nothing to do.
-        if let Some((responder, guard)) = self.pending.remove(&id) {
-            // A streamed body keeps the guard until it ends. Otherwise the request is done
-            // with its isolate: the guard goes before the client can see the response, so
-            // its next request finds the isolate free.
-            match &mut result {
-                Ok(response) if matches!(response.body, ResponseBody::Stream(_)) => {
-                    response.guard = guard;
-                }
-                _ => drop(guard),
-            }
-            let _ = responder.send(result);
+        if let Some(exchange) = self.pending.remove(&id) {
+            // The request is done with its isolate (a stream's pump holds the guard itself):
+            // the guard goes before the client can see the response, so its next request
+            // finds the isolate free.
+            drop(exchange.guard);
+            let _ = exchange.responder.send(result);
+        }
+    }
+
+    /// Takes the guard and write timeout of exchange `id` for its stream's pump.
+    fn take_for_stream(&mut self, id: RequestId) -> (Option<Guard>, Duration) {
+        match self.pending.get_mut(&id) {
+            Some(exchange) => (exchange.guard.take(), exchange.write_timeout),
+            None => (None, DEFAULT_WRITE_TIMEOUT),
         }
     }
 }
@@ -188,6 +211,22 @@ deno_core::extension!(
 
 type HeaderList = Vec<(ByteString, ByteString)>;
 
+/// Headers that describe a connection or the framing of a message, not the response: the
+/// front end alone frames bodies, so a worker's value for one of these never reaches the
+/// wire (a forged `content-length` would let a body smuggle a second response).
+const CONNECTION_HEADERS: [&str; 10] = [
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 fn header_map(list: &HeaderList) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(list.len());
     for (name, value) in list {
@@ -201,7 +240,26 @@ fn header_map(list: &HeaderList) -> Result<HeaderMap, String> {
             .map_err(|_| format!("invalid value for response header {name}"))?;
         map.append(name, value);
     }
+    drop_connection_headers(&mut map);
     Ok(map)
+}
+
+/// Removes [`CONNECTION_HEADERS`] and the headers a `Connection` header names (RFC 9110
+/// §7.6.1).
+fn drop_connection_headers(map: &mut HeaderMap) {
+    let named: Vec<HeaderName> = map
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        map.remove(name);
+    }
+    for name in CONNECTION_HEADERS {
+        map.remove(name);
+    }
 }
 
 fn respond(
@@ -221,7 +279,6 @@ fn respond(
             status,
             headers,
             body,
-            guard: None,
         }),
         (None, _) => Err(HandlerError::handler(format!(
             "the handler returned an invalid status code {status}"
@@ -308,9 +365,18 @@ fn op_isola_respond_stream(
         .resource_table
         .take_any(rid)
         .map_err(|e| JsErrorBox::type_error(e.to_string()))?;
-    let (sender, receiver) = mpsc::channel(STREAM_WINDOW_CHUNKS);
-    let events = state.borrow::<Exchanges>().events.clone();
-    deno_core::unsync::spawn(pump_stream(id, resource, sender, events));
+    let (sender, receiver) = mpsc::channel(STREAM_WINDOW_CHUNKS + 1);
+    let exchanges = state.borrow_mut::<Exchanges>();
+    let (guard, write_timeout) = exchanges.take_for_stream(id);
+    let pump = StreamPump {
+        id,
+        resource,
+        sender,
+        events: exchanges.events.clone(),
+        write_timeout,
+        guard,
+    };
+    deno_core::unsync::spawn(pump.run());
     respond(state, id, status, &headers, ResponseBody::Stream(receiver));
     Ok(())
 }
@@ -323,34 +389,60 @@ fn op_isola_respond_error(state: &mut OpState, #[number] id: u64, #[string] mess
         .complete(id, Err(HandlerError::handler(message)));
 }
 
-async fn pump_stream(
+/// Moves a streamed response body from its `ReadableStream` into the channel to the
+/// connection, with backpressure; holds the exchange's guard until it is done.
+struct StreamPump {
     id: RequestId,
     resource: Rc<dyn Resource>,
     sender: mpsc::Sender<Result<Bytes, StreamError>>,
     events: ExchangeEvents,
-) {
-    let event = loop {
-        let read = tokio::select! {
-            read = resource.clone().read(STREAM_CHUNK_BYTES) => read,
-            () = sender.closed() => break ExchangeEvent::Aborted(id),
-        };
-        match read {
-            Ok(view) if view.is_empty() => break ExchangeEvent::Finished(id),
-            Ok(view) => {
-                if sender
-                    .send(Ok(Bytes::copy_from_slice(&view)))
-                    .await
-                    .is_err()
-                {
-                    break ExchangeEvent::Aborted(id);
+    write_timeout: Duration,
+    guard: Option<Guard>,
+}
+
+impl StreamPump {
+    async fn run(self) {
+        let Self {
+            id,
+            resource,
+            sender,
+            events,
+            write_timeout,
+            guard,
+        } = self;
+        let event = loop {
+            let read = tokio::select! {
+                read = resource.clone().read(STREAM_CHUNK_BYTES) => read,
+                () = sender.closed() => break ExchangeEvent::Aborted(id),
+            };
+            match read {
+                Ok(view) if view.is_empty() => break ExchangeEvent::Finished(id),
+                Ok(view) => {
+                    // Room for the chunk and the spare slot, so a stall can always be told.
+                    let permits =
+                        match tokio::time::timeout(write_timeout, sender.reserve_many(2)).await {
+                            Ok(Ok(permits)) => permits,
+                            Ok(Err(_closed)) => break ExchangeEvent::Aborted(id),
+                            Err(_stalled) => {
+                                let _ = sender.try_send(Err(StreamError(format!(
+                                    "the client read nothing for {} ms",
+                                    write_timeout.as_millis()
+                                ))));
+                                break ExchangeEvent::Aborted(id);
+                            }
+                        };
+                    if let Some(permit) = permits.into_iter().next() {
+                        permit.send(Ok(Bytes::copy_from_slice(&view)));
+                    }
+                }
+                Err(error) => {
+                    let _ = sender.try_send(Err(StreamError(error.to_string())));
+                    break ExchangeEvent::Finished(id);
                 }
             }
-            Err(error) => {
-                let _ = sender.send(Err(StreamError(error.to_string()))).await;
-                break ExchangeEvent::Finished(id);
-            }
-        }
-    };
-    resource.close();
-    let _ = events.send(event);
+        };
+        resource.close();
+        drop(guard);
+        let _ = events.send(event);
+    }
 }

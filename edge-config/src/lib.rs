@@ -14,6 +14,7 @@ pub use cidr::IpCidr;
 pub use error::ConfigError;
 pub use load::{load, parse};
 pub use model::{
-    Admin, Cache, Config, HttpLimits, Limits, Listener, Node, Outbound, Route, SniCert, Tls, Worker,
+    Admin, Cache, Config, DEFAULT_MAX_CONNECTIONS, HttpLimits, Limits, Listener, Node, Outbound,
+    Route, SniCert, Tls, Worker,
 };
 pub use upload::{Upload, UploadRoute, valid_worker_name};

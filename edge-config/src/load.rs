@@ -73,6 +73,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
                 vars: worker.vars,
                 allow_eval: worker.allow_eval,
                 allow_wasm_compile: worker.allow_wasm_compile,
+                cache: worker.cache,
                 outbound: worker.outbound,
                 limits: worker.limits.over(&defaults),
             };

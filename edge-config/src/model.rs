@@ -68,8 +68,24 @@ pub struct HttpLimits {
     pub max_url_bytes: usize,
     /// Largest total of request header names and values; larger gets 431. Default 131072.
     pub max_header_bytes: usize,
-    /// How long a client may take to send the request head. Default 30000.
+    /// How long a client may take to send a request head, counted from the connection's
+    /// start for its first request (TLS handshake and protocol detection included) and from
+    /// the first byte of each later one; past it the connection is closed (HTTP/1.1 with a
+    /// partial head gets 408 first). Default 30000.
     pub header_read_timeout_ms: u64,
+    /// How long a connection (HTTP/1.1 keep-alive or HTTP/2) may stay open with no request in
+    /// flight. Default 60000.
+    pub connection_idle_timeout_ms: u64,
+    /// How long a response may wait for the client to read any of it: past it a streamed
+    /// response is ended (freeing its isolate) and a connection whose writes are blocked is
+    /// closed. Default 30000.
+    pub write_timeout_ms: u64,
+    /// How often an HTTP/2 connection is pinged to detect a peer that went away. Default
+    /// 20000.
+    pub h2_keep_alive_interval_ms: u64,
+    /// How long an HTTP/2 ping may go unanswered before the connection is closed. Default
+    /// 10000.
+    pub h2_keep_alive_timeout_ms: u64,
 }
 
 impl Default for HttpLimits {
@@ -78,8 +94,19 @@ impl Default for HttpLimits {
             max_url_bytes: 16 * 1024,
             max_header_bytes: 128 * 1024,
             header_read_timeout_ms: 30_000,
+            connection_idle_timeout_ms: 60_000,
+            write_timeout_ms: 30_000,
+            h2_keep_alive_interval_ms: 20_000,
+            h2_keep_alive_timeout_ms: 10_000,
         }
     }
+}
+
+/// The most connections one listener keeps open by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 /// The node's shared HTTP response cache (`[cache]`), in front of every worker: GET responses
@@ -144,6 +171,12 @@ pub struct Listener {
     /// TLS settings; plain TCP (HTTP/1.1 and h2c) without them.
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// Connections kept open at once; at the limit a new connection makes the longest idle
+    /// one close, or is closed itself when none is idle. Default 10000 (and never more than
+    /// the process's file-descriptor limit minus a reserve for the admin API, metrics and
+    /// isolates).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 /// TLS for a listener (`[listeners.tls]`).
@@ -202,6 +235,10 @@ pub struct Worker {
     pub allow_eval: bool,
     /// Allow compiling WebAssembly from bytes at run time. Default false.
     pub allow_wasm_compile: bool,
+    /// Put the node's shared response cache in front of this worker. Default false, as on
+    /// Workers: a response meant for one browser (`max-age` on a page personalised by
+    /// cookie) must not reach another user unless the worker opted in.
+    pub cache: bool,
     /// Outbound fetch policy.
     pub outbound: Outbound,
     /// Resolved limits.
@@ -259,6 +296,9 @@ limits! {
     cpu_ms: u64 = 50,
     /// CPU time for evaluating the module's top level. Default 1000.
     startup_cpu_ms: u64 = 1000,
+    /// Wall-clock time for starting an isolate and evaluating the module's top level
+    /// (a top level that awaits forever fails to start after it). Default 10000.
+    startup_wall_ms: u64 = 10_000,
     /// Time until the handler's Response is ready. Default 30000.
     wall_ms: u64 = 30_000,
     /// Time `ctx.waitUntil` work may run after the response. Default 30000.
@@ -291,6 +331,10 @@ impl Limits {
     /// `startup_cpu_ms` as a duration.
     pub fn startup_cpu(&self) -> Duration {
         Duration::from_millis(self.startup_cpu_ms)
+    }
+    /// `startup_wall_ms` as a duration.
+    pub fn startup_wall(&self) -> Duration {
+        Duration::from_millis(self.startup_wall_ms)
     }
     /// `wall_ms` as a duration.
     pub fn wall(&self) -> Duration {
@@ -347,6 +391,8 @@ pub(crate) struct RawWorker {
     pub(crate) allow_eval: bool,
     #[serde(default)]
     pub(crate) allow_wasm_compile: bool,
+    #[serde(default)]
+    pub(crate) cache: bool,
     #[serde(default)]
     pub(crate) outbound: Outbound,
     #[serde(default)]

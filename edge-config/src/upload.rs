@@ -26,6 +26,9 @@ pub struct Upload {
     /// Allow compiling WebAssembly from bytes at run time. Default false.
     #[serde(default)]
     pub allow_wasm_compile: bool,
+    /// Put the shared response cache in front of the worker. Default false.
+    #[serde(default)]
+    pub cache: bool,
     /// Outbound fetch policy.
     #[serde(default)]
     pub outbound: Outbound,
@@ -98,6 +101,7 @@ impl Upload {
             vars: self.vars,
             allow_eval: self.allow_eval,
             allow_wasm_compile: self.allow_wasm_compile,
+            cache: self.cache,
             outbound: self.outbound,
             limits: self.limits.over(defaults),
         };

@@ -19,8 +19,38 @@ impl Config {
                 "expected at least one [[listeners]] entry".into(),
             );
         }
+        let timeouts = [
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            (
+                "http.connection_idle_timeout_ms",
+                self.http.connection_idle_timeout_ms,
+            ),
+            ("http.write_timeout_ms", self.http.write_timeout_ms),
+            (
+                "http.h2_keep_alive_interval_ms",
+                self.http.h2_keep_alive_interval_ms,
+            ),
+            (
+                "http.h2_keep_alive_timeout_ms",
+                self.http.h2_keep_alive_timeout_ms,
+            ),
+        ];
+        for (key, value) in timeouts {
+            if value == 0 {
+                return fail(key.into(), "expected a value greater than 0".into());
+            }
+        }
         let mut hostnames = std::collections::HashSet::new();
         for (i, listener) in self.listeners.iter().enumerate() {
+            if listener.max_connections == 0 {
+                return fail(
+                    format!("listeners[{i}].max_connections"),
+                    "expected a value greater than 0".into(),
+                );
+            }
             let Some(tls) = &listener.tls else { continue };
             let key = format!("listeners[{i}].tls");
             check_pem_files(file, &key, [("cert", &tls.cert), ("key", &tls.key)])?;
@@ -162,6 +192,7 @@ fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
         ("cpu_ms", limits.cpu_ms),
         ("startup_cpu_ms", limits.startup_cpu_ms),
         ("wall_ms", limits.wall_ms),
+        ("startup_wall_ms", limits.startup_wall_ms),
         ("memory_mb", limits.memory_mb),
         ("max_isolates", u64::from(limits.max_isolates)),
         (
@@ -220,6 +251,7 @@ mod tests {
         config.listeners.push(Listener {
             address: "127.0.0.1:0".parse()?,
             tls: None,
+            max_connections: crate::model::DEFAULT_MAX_CONNECTIONS,
         });
         Ok(config)
     }

@@ -73,23 +73,13 @@ impl Admin {
     }
 
     /// Serves the API on `listener` until the process ends.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            };
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, http: &edge_config::HttpLimits) {
+        let timeouts = crate::server::control_timeouts(http);
+        crate::server::connection::serve_control(listener, timeouts, move |request| {
             let admin = Arc::clone(&self);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let admin = Arc::clone(&admin);
-                    async move { Ok::<_, std::convert::Infallible>(admin.handle(request).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+            async move { admin.handle(request).await }
+        })
+        .await;
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -135,7 +125,7 @@ impl Admin {
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
         else {
             return false;
         };
@@ -267,4 +257,11 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
 
 fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
     json(status, &serde_json::json!({ "error": message }))
+}
+
+/// The token of an `Authorization: Bearer …` value; the scheme is case-insensitive
+/// (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }

@@ -127,37 +127,28 @@ impl Deployments {
     }
 
     /// Starts the uploaded worker `name` (replacing the running version once the new one
-    /// starts) and routes it; its cached responses are dropped.
+    /// starts) and routes it; its cached responses are dropped. The new version starts
+    /// outside the deployments' lock (bounded by `startup_wall_ms`), so a slow top level holds
+    /// up no other admin call; of concurrent deploys to one name, the last to start wins.
     pub async fn deploy(&self, name: &str, upload: Upload) -> Result<Deployed, DeployError> {
         let origin = PathBuf::from(format!("PUT /workers/{name}"));
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let file = self.deploy_dir.join(format!("{name}.{version}.js"));
         let (worker, routes, code) =
             upload.into_worker(name, file.clone(), &self.defaults, &origin)?;
-        write_code(&self.deploy_dir, &file, &code)?;
-        let source = match WorkerSource::load(&worker) {
-            Ok(source) => Arc::new(source),
-            Err(error) => {
-                remove_quietly(&file);
-                return Err(error.into());
-            }
-        };
-        // One deploy at a time: the lock is held while the new version starts.
-        let mut state = self.state.lock().await;
-        let existing = state.pools.get(name).cloned();
+        // Removed again unless the version goes live (also when the deploy is cancelled).
+        let written = CodeFile::write(&self.deploy_dir, file, &code)?;
+        let source = Arc::new(WorkerSource::load(&worker)?);
+        let module = format!("{name}.js");
+        let existing = self.state.lock().await.pools.get(name).cloned();
         let started = match existing {
-            Some(pool) => pool.reload(source).await.map(|()| (pool, false)),
-            None => Pool::start(source, self.registry.clone())
+            Some(pool) => pool.reload(source.clone()).await.map(|()| (pool, false)),
+            None => Pool::start(source.clone(), self.registry.clone())
                 .await
                 .map(|pool| (pool, true)),
         };
-        let (pool, created) = match started {
-            Ok(started) => started,
-            Err(error) => {
-                remove_quietly(&file);
-                return Err(error.into());
-            }
-        };
+        let (pool, created) = started.map_err(|error| error.naming(&source, &module))?;
+        let mut state = self.state.lock().await;
         state.pools.insert(name.to_owned(), pool);
         if let Some(routes) = routes {
             state.routes.retain(|r| r.worker != name);
@@ -169,7 +160,7 @@ impl Deployments {
             .filter(|r| r.worker == name)
             .cloned()
             .collect();
-        if let Some(old) = state.files.insert(name.to_owned(), file) {
+        if let Some(old) = state.files.insert(name.to_owned(), written.keep()) {
             remove_quietly(&old);
         }
         self.publish(state, name);
@@ -216,10 +207,68 @@ pub(crate) fn build(routes: &[Route], pools: &BTreeMap<String, Arc<Pool>>) -> Ro
     router
 }
 
-fn write_code(dir: &Path, file: &Path, code: &str) -> Result<(), DeployError> {
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(file, code))
-        .map_err(|error| DeployError::Store(format!("{}: {error}", file.display())))
+/// A deployed version's code on disk: written 0600 into a 0700 directory, removed on drop
+/// unless kept.
+struct CodeFile(Option<PathBuf>);
+
+impl CodeFile {
+    fn write(dir: &Path, file: PathBuf, code: &str) -> Result<Self, DeployError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let failed =
+            |error: std::io::Error| DeployError::Store(format!("{}: {error}", file.display()));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(failed)?;
+        let written = Self(Some(file.clone()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .and_then(|mut f| f.write_all(code.as_bytes()))
+            .map_err(failed)?;
+        Ok(written)
+    }
+
+    /// The version went live: its file stays (until the next version replaces it).
+    fn keep(mut self) -> PathBuf {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+impl Drop for CodeFile {
+    fn drop(&mut self) {
+        if let Some(file) = self.0.take() {
+            remove_quietly(&file);
+        }
+    }
+}
+
+/// A new private directory for deployed code when `[admin] deploy_dir` is not set: an
+/// unpredictable name (created, never reused, so nobody can plant it beforehand), mode 0700,
+/// under `$XDG_RUNTIME_DIR` or else the system's temporary directory.
+pub fn private_deploy_dir() -> std::io::Result<PathBuf> {
+    use std::hash::BuildHasher;
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir);
+    let mut attempt = 0u32;
+    loop {
+        let token = std::hash::RandomState::new().hash_one((std::process::id(), attempt));
+        let dir = base.join(format!("isola-deployments-{token:016x}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 fn remove_quietly(file: &Path) {

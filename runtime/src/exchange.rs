@@ -21,7 +21,9 @@ pub struct IncomingRequest {
     pub body: Option<BodyReceiver>,
     /// Where the worker's response (or failure) goes.
     pub responder: oneshot::Sender<HandlerResult>,
-    /// The request's slot on its isolate, set by the pool; released when the response is
-    /// complete.
+    /// The request's slot on its isolate, set by the pool; released when the worker is done
+    /// with the response.
     pub lease: Option<Lease>,
+    /// How long a streamed response may wait for the client to read before it is ended.
+    pub write_timeout: std::time::Duration,
 }

@@ -75,6 +75,9 @@ struct DevArgs {
     /// Time the handler has to produce its Response (ms) before the client gets a 504.
     #[arg(long, default_value_t = Limits::default().wall_ms)]
     wall_ms: u64,
+    /// Time starting an isolate (the worker's top level included) may take (ms).
+    #[arg(long, default_value_t = Limits::default().startup_wall_ms)]
+    startup_wall_ms: u64,
     /// Heap + ArrayBuffer memory one isolate may use (MB) before it is terminated.
     #[arg(long, default_value_t = Limits::default().memory_mb)]
     memory_mb: u64,
@@ -84,8 +87,12 @@ struct DevArgs {
     /// Serve Prometheus metrics on this port (0: any free port) at /metrics.
     #[arg(long)]
     metrics_port: Option<u16>,
-    /// Memory for the response cache, which serves GET responses the worker marks cacheable
-    /// (`Cache-Control: max-age=…`) without running it; 0 turns the cache off.
+    /// Put the shared response cache in front of the worker: GET responses it marks
+    /// cacheable (`Cache-Control: s-maxage=…`/`max-age=…`) are served without running it.
+    /// Off by default, as on Workers.
+    #[arg(long)]
+    cache: bool,
+    /// Memory for the response cache (with --cache).
     #[arg(long, default_value_t = edge_config::Cache::default().max_size_mb)]
     cache_mb: u64,
 }
@@ -203,6 +210,7 @@ fn startup_probe(
         vars: BTreeMap::new(),
         allow_eval: false,
         allow_wasm_compile: false,
+        cache: false,
         outbound: Outbound::default(),
         limits: Limits::default(),
     };
@@ -260,6 +268,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .collect::<BTreeMap<_, _>>(),
         allow_eval: args.allow_eval,
         allow_wasm_compile: args.allow_eval,
+        cache: args.cache,
         outbound: Outbound {
             allow_loopback: true,
             ..Outbound::default()
@@ -267,6 +276,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         limits: Limits {
             cpu_ms: args.cpu_ms,
             wall_ms: args.wall_ms,
+            startup_wall_ms: args.startup_wall_ms,
             memory_mb: args.memory_mb,
             max_isolates: args.max_isolates,
             ..Limits::default()
@@ -280,6 +290,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     config.listeners.push(Listener {
         address: SocketAddr::new(args.host, args.port),
         tls,
+        max_connections: edge_config::DEFAULT_MAX_CONNECTIONS,
     });
     config.routes.push(Route {
         host: None,

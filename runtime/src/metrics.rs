@@ -105,34 +105,30 @@ pub fn render() -> String {
 }
 
 /// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(listener: TcpListener) {
-    // Bounded by the process: one small task per scrape connection.
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of file descriptors or similar: back off instead of spinning.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(
-                |request: http::Request<hyper::body::Incoming>| async move {
-                    let response = if request.uri().path() == "/metrics" {
-                        Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4")
-                            .body(Full::new(Bytes::from(render())))
-                    } else {
-                        Response::builder()
-                            .status(StatusCode::NOT_FOUND)
-                            .body(Full::new(Bytes::from_static(b"metrics are at /metrics\n")))
-                    };
-                    response.map_err(|e| std::io::Error::other(e.to_string()))
-                },
-            );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-        });
-    }
+pub async fn serve(listener: TcpListener, http: &edge_config::HttpLimits) {
+    let timeouts = crate::server::control_timeouts(http);
+    crate::server::connection::serve_control(
+        listener,
+        timeouts,
+        |request: http::Request<hyper::body::Incoming>| async move {
+            let mut response = if request.uri().path() == "/metrics" {
+                Response::new(Full::new(Bytes::from(render())))
+            } else {
+                let mut response =
+                    Response::new(Full::new(Bytes::from_static(b"metrics are at /metrics\n")));
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                response
+            };
+            if response.status() == StatusCode::OK {
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+            }
+            response
+        },
+    )
+    .await;
 }
 
 /// Binds the metrics listener.

@@ -43,6 +43,9 @@ pub enum NodeError {
         /// Why.
         error: server::tls::TlsError,
     },
+    /// The private directory for deployed code cannot be made.
+    #[error("cannot create a directory for deployed code: {0}")]
+    DeployDir(#[source] std::io::Error),
     /// The admin API cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
@@ -98,9 +101,13 @@ impl Node {
             deployments.insert(name.clone(), deployment);
         }
         let cache = ResponseCache::new(&config.cache);
-        let deploy_dir = config.admin.deploy_dir.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("isola-deployments-{}", std::process::id()))
-        });
+        let deploy_dir = match &config.admin.deploy_dir {
+            Some(dir) => dir.clone(),
+            None if config.admin.address.is_some() => {
+                crate::deployments::private_deploy_dir().map_err(NodeError::DeployDir)?
+            }
+            None => std::env::temp_dir(),
+        };
         let deployments = Arc::new(Deployments::new(
             deployments,
             config.routes.clone(),
@@ -118,7 +125,7 @@ impl Node {
                 })?),
                 None => None,
             };
-            let bound = BoundListener::bind(listener.address, acceptor)
+            let bound = BoundListener::bind(listener.address, acceptor, listener.max_connections)
                 .await
                 .map_err(|error| NodeError::Bind {
                     address: listener.address,
@@ -158,6 +165,7 @@ impl Node {
                 http: config.http.clone(),
                 trusted_proxies: config.node.trusted_proxies.clone(),
                 cache,
+                connections: crate::server::ConnectionBudget::from_process_limit(),
             }),
             deployments,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
@@ -194,10 +202,12 @@ impl Node {
     /// Serves until `shutdown` resolves, then drains within the grace period.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         if let Some(metrics) = self.metrics {
-            tokio::spawn(crate::metrics::serve(metrics));
+            let http = self.shared.http.clone();
+            tokio::spawn(async move { crate::metrics::serve(metrics, &http).await });
         }
         if let Some((admin, listener)) = self.admin {
-            tokio::spawn(admin.serve(listener));
+            let http = self.shared.http.clone();
+            tokio::spawn(async move { admin.serve(listener, &http).await });
         }
         server::run(self.listeners, self.shared, shutdown, self.grace).await;
     }

@@ -27,6 +27,8 @@ pub struct WorkerSource {
     pub allow_eval: bool,
     /// Whether WebAssembly may be compiled from bytes at run time.
     pub allow_wasm_compile: bool,
+    /// Whether the shared response cache sits in front of this worker (`cache = true`).
+    pub cache: bool,
     /// The worker's resolved limits.
     pub limits: Limits,
     /// What the worker's outbound fetch may reach.
@@ -81,6 +83,7 @@ impl WorkerSource {
             vars_json: vars_json.into(),
             allow_eval: config.allow_eval,
             allow_wasm_compile: config.allow_wasm_compile,
+            cache: config.cache,
             limits: config.limits.clone(),
             outbound: outbound.clone(),
             resolver: Arc::new(StaticResolver::new(&config.outbound.resolve, outbound)),

@@ -20,6 +20,7 @@ worker = "site"
 
 [workers.site]
 file = "{fixtures}/cache.js"
+cache = true
 "#,
     )
 }
@@ -29,7 +30,7 @@ fn worker(text: &str, host: &str) -> String {
     let code = format!(
         "export default {{ fetch() {{ return new Response({text:?}, {{ headers: {{ 'cache-control': 'max-age=60' }} }}); }} }}"
     );
-    serde_json::json!({ "code": code, "routes": [{ "host": host }] }).to_string()
+    serde_json::json!({ "code": code, "cache": true, "routes": [{ "host": host }] }).to_string()
 }
 
 #[tokio::test]
@@ -205,4 +206,105 @@ fn a_node_without_its_admin_token_does_not_start() {
     let (status, stderr) = run_to_exit(&["serve", "--config", &config.display().to_string()]);
     assert!(!status.success());
     assert!(stderr.contains("ISOLA_TEST_UNSET_TOKEN"), "{stderr}");
+}
+
+/// A node whose deployed code goes to `dir`.
+fn node_deploying_to(dir: &std::path::Path) -> Isola {
+    Isola::serve(&format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\ndeploy_dir = \"{}\"\n[[listeners]]\naddress = \"127.0.0.1:0\"\n",
+        dir.display()
+    ))
+}
+
+#[tokio::test]
+async fn a_slow_deploy_holds_up_no_other_admin_call() {
+    let isola = node();
+    let slow = serde_json::json!({
+        "code": "await new Promise((r) => setTimeout(r, 60000));\nexport default { fetch() { return new Response('late'); } }",
+        "limits": { "startup_wall_ms": 3000 },
+    })
+    .to_string();
+    let started = std::time::Instant::now();
+    let (deploy, list) = tokio::join!(
+        isola.admin(ADMIN_TOKEN, "PUT", "/workers/slow", &slow),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let at = std::time::Instant::now();
+            let reply = isola.admin(ADMIN_TOKEN, "GET", "/workers", "").await;
+            (reply.status, at.elapsed())
+        }
+    );
+    assert_eq!(list.0, 200);
+    assert!(list.1 < std::time::Duration::from_secs(1), "{:?}", list.1);
+    assert_eq!(deploy.status, 400, "{}", deploy.text());
+    assert!(
+        deploy.text().contains("startup_wall_ms"),
+        "{}",
+        deploy.text()
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+}
+
+#[tokio::test]
+async fn deployed_code_is_private_and_failed_deploys_leave_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("isola-deploys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let isola = node_deploying_to(&dir);
+    let broken = serde_json::json!({ "code": "export default {\n  fetch( {\n}" });
+    let refused = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/shop", &broken.to_string())
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.text().contains("shop.js:3:"), "{}", refused.text());
+    assert!(
+        !refused.text().contains(&dir.display().to_string()),
+        "no server path in the answer: {}",
+        refused.text()
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "a refused version leaves no file: {left:?}"
+    );
+
+    let created = isola
+        .admin(
+            ADMIN_TOKEN,
+            "PUT",
+            "/workers/shop",
+            &worker("v1", "shop.test"),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let dir_mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file_mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(file_mode, 0o600);
+    drop(isola);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    let isola = node();
+    let authority = isola
+        .printed_url("admin on ")
+        .await
+        .trim_start_matches("http://")
+        .to_owned();
+    let request = http::Request::get("/workers")
+        .header("host", &authority)
+        .header("authorization", format!("bearer {ADMIN_TOKEN}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = crate::support::send(crate::support::Proto::H1, &authority, request).await;
+    assert_eq!(reply.status, 200);
 }

@@ -178,3 +178,36 @@ async fn clocks_stand_still_during_synchronous_work() {
         "time moves across I/O: {json}"
     );
 }
+
+#[tokio::test]
+async fn intl_date_formats_read_the_same_coarse_clock() {
+    let isola = Isola::dev(&fixture("hardening.js"), &["--cpu-ms", "5000"]);
+    let reply = get(Proto::H1, &isola, "/intl").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        json["same"], true,
+        "Intl did not read the real clock mid-turn: {json}"
+    );
+    assert_eq!(
+        json["before"], json["parts"],
+        "formatToParts likewise: {json}"
+    );
+}
+
+#[tokio::test]
+async fn console_output_cannot_forge_log_lines() {
+    let isola = Isola::dev(&fixture("hardening.js"), &[]);
+    assert_eq!(get(Proto::H1, &isola, "/log-forge").await.status, 200);
+    let logs = isola.wait_for_log("forged line");
+    assert!(
+        logs.contains("line one\\n2026-01-01T00:00:00Z ERROR isola: forged line"),
+        "{logs}"
+    );
+    assert!(
+        !logs
+            .lines()
+            .any(|line| line.starts_with("2026-01-01T00:00:00Z")),
+        "{logs}"
+    );
+}

@@ -29,6 +29,7 @@ worker = "cache"
 
 [workers.cache]
 file = "{{fixtures}}/cache.js"
+cache = true
 [workers.cache.limits]
 max_isolates = 1
 max_requests_per_isolate = 8

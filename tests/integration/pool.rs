@@ -316,3 +316,83 @@ async fn a_kill_fails_every_request_in_flight_in_the_isolate_naming_the_limit() 
         "a fresh isolate serves next"
     );
 }
+
+/// A node serving `slow-start.js` (3 s top level) or another start fixture.
+fn slow_node(file: &str, limits: &str) -> Isola {
+    Isola::serve(&format!(
+        r#"
+[node]
+metrics_address = "127.0.0.1:0"
+[[listeners]]
+address = "127.0.0.1:0"
+[[routes]]
+worker = "slow"
+[workers.slow]
+file = "{{fixtures}}/{file}"
+[workers.slow.limits]
+{limits}
+"#
+    ))
+}
+
+/// GET / giving up after `patience`; `None` when it gave up.
+async fn get_within(isola: &Isola, patience: Duration) -> Option<(u16, String)> {
+    tokio::time::timeout(patience, text(isola, "slow.test", "/"))
+        .await
+        .ok()
+}
+
+#[tokio::test]
+async fn clients_that_give_up_on_a_cold_start_leak_no_capacity() {
+    let isola = slow_node(
+        "slow-start.js",
+        "max_isolates = 2\nidle_timeout_ms = 100\nmax_queue = 4\nqueue_timeout_ms = 5000",
+    );
+    // The isolate made at start-up goes idle and is dropped.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (first, second) = tokio::join!(
+        get_within(&isola, Duration::from_secs(1)),
+        get_within(&isola, Duration::from_secs(1)),
+    );
+    assert!(first.is_none() && second.is_none(), "both gave up during the cold starts");
+    // Both isolates are still starting: the next request waits for one of them (it would
+    // wait in vain, then get 503, if the abandoned starts kept their reservations).
+    let started = Instant::now();
+    let later = get_within(&isola, Duration::from_secs(10)).await;
+    assert_eq!(later, Some((200, "started slowly".into())));
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "served by an isolate an abandoned start made: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn wall_ms_includes_waiting_for_a_cold_start() {
+    let isola = slow_node("slow-start.js", "idle_timeout_ms = 100\nwall_ms = 1000");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = Instant::now();
+    let (status, _) = get_within(&isola, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(status, 504, "the cold start counts against wall_ms");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_start_that_never_finishes_fails_at_startup_wall_ms() {
+    let (status, stderr) = crate::support::run_to_exit(&[
+        "dev",
+        &crate::support::fixture("hanging-start.js")
+            .display()
+            .to_string(),
+        "--port",
+        "0",
+        "--startup-wall-ms",
+        "1000",
+    ]);
+    assert!(!status.success());
+    assert!(stderr.contains("startup_wall_ms (1000 ms)"), "{stderr}");
+}

@@ -75,7 +75,20 @@ impl Isola {
 
     /// `isola <args…>`, waiting until it listens.
     pub fn start(args: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
+        Self::start_with_prefix(&[], args)
+    }
+
+    /// `<prefix…> isola <args…>` (e.g. `prlimit --nofile=N --`), waiting until it listens.
+    pub fn start_with_prefix(prefix: &[&str], args: &[String]) -> Self {
+        let mut command = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(env!("CARGO_BIN_EXE_isola"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_isola")),
+        };
+        let mut child = command
             .args(args)
             .env("ISOLA_LOG", "info")
             .env("ISOLA_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -361,4 +374,23 @@ pub fn tls_client(ca: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Writes `bytes` on a new connection to `authority` and reads what comes back until the
+/// server closes it or `within` passes; returns the text and whether it was closed.
+pub async fn raw_exchange(authority: &str, bytes: &[u8], within: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(authority).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 16 * 1024];
+    let closed = loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    (String::from_utf8_lossy(&received).into_owned(), closed)
 }

@@ -120,7 +120,11 @@ pub(super) fn start(
             }
             let metrics = if scenario.counts_cache_hits {
                 let port = super::tenants::free_port()?;
-                command.extend(["--metrics-port".into(), port.to_string().into()]);
+                command.extend([
+                    "--cache".into(),
+                    "--metrics-port".into(),
+                    port.to_string().into(),
+                ]);
                 Some(format!("127.0.0.1:{port}"))
             } else {
                 None

@@ -13,7 +13,8 @@ use http::header::HeaderName;
 
 use super::OutboundPolicy;
 
-/// The loop-detection header (RFC 8586): each hop appends `isola; deployment=<name>`.
+/// The loop-detection header (RFC 8586): each hop appends `isola; id=<opaque id>` (see
+/// [`loop_id`]).
 pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
 
 /// Most Isola hops a request may have taken; more is a loop between deployments.
@@ -36,7 +37,7 @@ pub fn install(policy: Arc<OutboundPolicy>, deployment: &str, max_subrequests: u
     GUARD.with(|guard| {
         *guard.borrow_mut() = Some(Guard {
             policy,
-            hop: format!("isola; deployment={deployment}"),
+            hop: format!("isola; id={}", loop_id(deployment)),
             max_subrequests,
             used: 0,
             chain: None,
@@ -107,8 +108,20 @@ pub(super) fn literal_ip(uri: &http::Uri) -> Option<IpAddr> {
         .ok()
 }
 
+/// A deployment's id in `CDN-Loop`: a hash of its name under a key of this process, so the
+/// servers a worker fetches from learn no deployment names.
+pub fn loop_id(deployment: &str) -> String {
+    static KEY: std::sync::LazyLock<std::hash::RandomState> =
+        std::sync::LazyLock::new(std::hash::RandomState::new);
+    format!(
+        "{:016x}",
+        std::hash::BuildHasher::hash_one(&*KEY, deployment)
+    )
+}
+
 /// How many Isola hops a `CDN-Loop` value records, and whether one of them is `deployment`.
 pub fn hops(value: &str, deployment: &str) -> (usize, bool) {
+    let id = loop_id(deployment);
     let mut count = 0;
     let mut seen = false;
     for entry in value.split(',') {
@@ -117,7 +130,7 @@ pub fn hops(value: &str, deployment: &str) -> (usize, bool) {
             continue;
         }
         count += 1;
-        seen |= parts.any(|p| p.strip_prefix("deployment=") == Some(deployment));
+        seen |= parts.any(|p| p.strip_prefix("id=") == Some(id.as_str()));
     }
     (count, seen)
 }

@@ -157,16 +157,19 @@ fn a_name_with_any_refused_answer_is_refused() {
 fn subrequests_are_capped_per_request_and_hops_are_marked() {
     let policy = Arc::new(OutboundPolicy::new(&Outbound::default()));
     guard::install(policy, "shop", 2);
-    guard::begin_request(Some(http::HeaderValue::from_static(
-        "isola; deployment=edge",
-    )));
+    guard::begin_request(Some(http::HeaderValue::from_static("isola; id=00ff")));
     let mut request = http::Request::get("https://example.com/")
         .body(())
         .expect("request");
     assert!(guard::request_hook(&mut request).is_ok());
+    let chain = request.headers()[guard::CDN_LOOP].to_str().expect("ascii");
     assert_eq!(
-        request.headers()[guard::CDN_LOOP],
-        "isola; deployment=edge, isola; deployment=shop"
+        chain,
+        format!("isola; id=00ff, isola; id={}", guard::loop_id("shop"))
+    );
+    assert!(
+        !chain.contains("shop"),
+        "no deployment name leaves the node"
     );
     assert!(guard::request_hook(&mut request).is_ok());
     let third = guard::request_hook(&mut request).expect_err("capped");
@@ -180,12 +183,14 @@ fn subrequests_are_capped_per_request_and_hops_are_marked() {
 
 #[test]
 fn loops_are_recognised_in_cdn_loop() {
+    let (a, b) = (guard::loop_id("a"), guard::loop_id("b"));
+    assert_ne!(a, b);
     assert_eq!(
-        guard::hops("isola; deployment=a, isola; deployment=b", "a"),
+        guard::hops(&format!("isola; id={a}, isola; id={b}"), "a"),
         (2, true)
     );
     assert_eq!(
-        guard::hops("cloudflare, isola; deployment=b", "a"),
+        guard::hops(&format!("cloudflare, isola; id={b}"), "a"),
         (1, false)
     );
     assert_eq!(guard::hops("", "a"), (0, false));

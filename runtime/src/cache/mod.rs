@@ -43,6 +43,10 @@ use crate::worker::WorkerSource;
 /// itself (the other request may fail, or its response may vary differently).
 pub const MAX_WAITS: usize = 2;
 
+/// The longest a collapsed miss waits for the request leading it (whose client may read
+/// slowly) before it goes to the worker itself.
+const FOLLOW_AT_MOST: Duration = Duration::from_secs(1);
+
 /// RFC 9211's header saying what the cache did with a request.
 pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
@@ -116,6 +120,9 @@ pub struct Pending {
     validating: bool,
     /// Whether the request carried `Authorization`.
     authorized: bool,
+    /// Whether the request carried `Cookie`: its response is stored, and a stored response
+    /// served to it, only when explicitly shared (`public`, `s-maxage`), as Varnish does.
+    cookie: bool,
     /// The request's headers, kept when the worker's responses vary on some of them.
     request_headers: Option<HeaderMap>,
     /// Set when this request leads others for the same URL (they wait until it is dropped).
@@ -123,6 +130,14 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Whether a response with these directives may be stored for this request or served to
+    /// it: one carrying credentials only gets responses explicitly meant for everyone
+    /// (RFC 9111 §3.5 for `Authorization`; `Cookie` likewise).
+    fn may_use(&self, directives: &Directives) -> bool {
+        let shared = directives.public || directives.s_maxage.is_some();
+        (!self.authorized || shared || directives.must_revalidate) && (!self.cookie || shared)
+    }
+
     /// Keeps the request's headers when the response will be stored and the worker's
     /// responses vary on some of them (the varied values are recorded with it).
     fn keep_request_headers(&mut self, worker: &WorkerSource, request: &HeaderMap) {
@@ -272,7 +287,7 @@ impl ResponseCache {
     }
 
     /// What to do with a request for `url` served by `worker`. A miss while another request
-    /// for the URL is at the worker waits for that one's response (at most `wall_ms`, and
+    /// for the URL is at the worker waits for that one's response (at most 1 s, and
     /// [`MAX_WAITS`] times) and looks again.
     pub async fn lookup(
         &self,
@@ -292,7 +307,7 @@ impl ResponseCache {
                     return lookup;
                 }
                 Err(waiter) => {
-                    waiter.wait(worker.limits.wall()).await;
+                    waiter.wait(worker.limits.wall().min(FOLLOW_AT_MOST)).await;
                     waits += 1;
                 }
             }
@@ -325,6 +340,7 @@ impl ResponseCache {
             stale: None,
             validating: false,
             authorized: request.contains_key(http::header::AUTHORIZATION),
+            cookie: request.contains_key(http::header::COOKIE),
             request_headers: None,
             flight: None,
         };
@@ -340,11 +356,16 @@ impl ResponseCache {
         let collapse = collapse
             && pending.store
             && !pending.authorized
+            && !pending.cookie
             && !asked.no_cache
             && worker.cache_hints.cacheable();
         let Some(stored) = stored else {
             return self.miss(asked.only_if_cached, pending, collapse);
         };
+        if !pending.may_use(&stored.directives) {
+            pending.fwd = Fwd::Request;
+            return Ok(Lookup::Forward(pending));
+        }
         if !stored.vary_matches(request) {
             pending.fwd = Fwd::VaryMiss;
             return self.miss(asked.only_if_cached, pending, collapse);

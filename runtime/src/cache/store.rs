@@ -74,7 +74,6 @@ impl ResponseCache {
             status,
             mut headers,
             body,
-            guard,
         } = js;
         let stored = template.is_some();
         let body = match (template, body) {
@@ -99,10 +98,9 @@ impl ResponseCache {
                     self.inner.max_object_bytes,
                     pending.flight.take(),
                 );
-                Body::Stream(chunks, None, Some(Box::new(recorder)))
+                Body::Stream(chunks, Some(Box::new(recorder)))
             }
-        }
-        .holding(guard);
+        };
         headers.insert(CACHE_STATUS, forwarded_status(pending.fwd, stored));
         let mut response = Response::new(body);
         *response.status_mut() = status;
@@ -130,9 +128,7 @@ impl ResponseCache {
         if directives.no_store || directives.private {
             return None;
         }
-        if pending.authorized
-            && !(directives.public || directives.must_revalidate || directives.s_maxage.is_some())
-        {
+        if !pending.may_use(&directives) {
             return None;
         }
         let wall = SystemTime::now();

@@ -27,9 +27,33 @@ pub enum StartError {
     /// Evaluating the module crossed a limit (its config key) and the isolate was killed.
     #[error("the worker exceeded its {0} limit while starting")]
     LimitExceeded(&'static str),
+    /// The isolate was not ready within `startup_wall_ms` (e.g. a top level that awaits
+    /// something slow); the start was abandoned.
+    #[error("the worker did not start within startup_wall_ms ({0} ms)")]
+    StartupTimeout(u64),
 }
 
 impl StartError {
+    /// This error with the worker's file (its path and module specifier, which are server
+    /// paths) named `module` instead, for answers to whoever uploaded it.
+    pub fn naming(self, worker: &WorkerSource, module: &str) -> Self {
+        let path = worker.path.display().to_string();
+        let rename = |text: String| {
+            text.replace(worker.specifier.as_str(), module)
+                .replace(&path, module)
+        };
+        match self {
+            Self::Runtime(text) => Self::Runtime(rename(text)),
+            Self::Syntax { location, message } => Self::Syntax {
+                location: rename(location),
+                message: rename(message),
+            },
+            Self::Evaluation(text) => Self::Evaluation(rename(text)),
+            Self::NoHandler(text) => Self::NoHandler(rename(text)),
+            other @ (Self::LimitExceeded(_) | Self::StartupTimeout(_)) => other,
+        }
+    }
+
     pub(crate) fn from_core(error: CoreError, worker: &WorkerSource) -> Self {
         match *error.0 {
             CoreErrorKind::Js(js) => Self::from_js(*js, worker),

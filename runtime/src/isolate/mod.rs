@@ -226,13 +226,16 @@ impl Isolate {
             body,
             responder,
             lease,
+            write_timeout,
         } = request;
         guard::begin_request(headers.get(guard::CDN_LOOP).cloned());
         let op_state = self.runtime.op_state();
         let body_rid = {
             let mut state = op_state.borrow_mut();
             let guard = lease.map(|lease| Box::new(lease) as isola_bindings::http::Guard);
-            state.borrow_mut::<Exchanges>().insert(id, responder, guard);
+            state
+                .borrow_mut::<Exchanges>()
+                .insert(id, responder, guard, write_timeout);
             body.map(|chunks| state.resource_table.add(RequestBodyResource::new(chunks)))
         };
         let failure = {

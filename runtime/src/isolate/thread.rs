@@ -57,12 +57,21 @@ impl IsolateThread {
                 .spawn(move || run(order))
                 .map_err(|e| StartError::Runtime(format!("cannot start an isolate thread: {e}")))?;
         }
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(Self { messages, memory }),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(StartError::Runtime(
+        // Dropping `ready_rx` (timeout, or the caller gave up) makes the thread abandon the
+        // start and exit.
+        match tokio::time::timeout(worker.limits.startup_wall(), ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(Self { messages, memory }),
+            Ok(Ok(Err(error))) => Err(error),
+            Ok(Err(_)) => Err(StartError::Runtime(
                 "the isolate thread exited while starting".to_owned(),
             )),
+            Err(_elapsed) => {
+                crate::metrics::metrics()
+                    .isolate_kills
+                    .with_label_values(&["startup_wall_ms"])
+                    .inc();
+                Err(StartError::StartupTimeout(worker.limits.startup_wall_ms))
+            }
         }
     }
 
@@ -116,12 +125,19 @@ pub(crate) async fn serve_order(blank: Option<Blank>, order: Order) {
     let Order {
         worker,
         mut receiver,
-        ready,
+        mut ready,
         memory,
     } = order;
-    let started = match blank {
-        Some(blank) => Isolate::load(blank, &worker).await,
-        None => Isolate::start(&worker).await,
+    let start = async {
+        match blank {
+            Some(blank) => Isolate::load(blank, &worker).await,
+            None => Isolate::start(&worker).await,
+        }
+    };
+    // Nobody waits any more (startup_wall_ms passed): drop the half-started isolate.
+    let started = tokio::select! {
+        started = start => started,
+        () = ready.closed() => return,
     };
     let mut isolate = match started {
         Ok(isolate) => isolate,

@@ -345,14 +345,35 @@ impl Pool {
     }
 
     /// Creates an isolate for which room was reserved (`starting`) and sends it `request`.
+    /// The start runs in a task of its own, so a request that gives up (its client left, its
+    /// `wall_ms` passed) neither cancels it nor leaks the reservation: the isolate joins the
+    /// pool either way, and its capacity goes to whoever waits.
     async fn start_for(
         self: &Arc<Self>,
-        mut request: IncomingRequest,
+        request: IncomingRequest,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
-        let (started, generation) = self.start_isolate().await;
+        let (started_tx, started_rx) = oneshot::channel();
+        let pool = self.clone();
+        tokio::spawn(async move { pool.start_reserved(started_tx).await });
+        match started_rx.await {
+            Ok(Ok(isolate)) => self.send(isolate, request).await,
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(AcquireError::Start(StartError::Runtime(
+                "the isolate start was abandoned".to_owned(),
+            ))),
+        }
+    }
+
+    /// Starts an isolate for a reservation and adds it to the pool: with a request slot
+    /// taken for the requester when it still waits (`started`), else idle for the queue.
+    async fn start_reserved(
+        self: Arc<Self>,
+        started: oneshot::Sender<Result<Arc<IsolateThread>, AcquireError>>,
+    ) {
+        let (outcome, generation) = self.start_isolate().await;
         let mut state = self.lock();
         state.starting -= 1;
-        match started {
+        match outcome {
             Ok(isolate) => {
                 metrics()
                     .cold_starts
@@ -365,18 +386,14 @@ impl Pool {
                     in_flight: 1,
                     last_used: Instant::now(),
                 });
-                drop(state);
-                request.lease = Some(Lease::new(self.clone(), isolate.clone()));
-                match isolate.send(Message::Request(request)) {
-                    Ok(()) => Ok(isolate),
-                    Err(_) => Err(AcquireError::Start(StartError::Runtime(
-                        "the new isolate exited at once".to_owned(),
-                    ))),
+                if started.send(Ok(isolate.clone())).is_err() {
+                    state.untake(&isolate);
+                    self.serve_waiters(&mut state);
                 }
             }
             Err(error) => {
                 self.serve_waiters(&mut state);
-                Err(error)
+                let _ = started.send(Err(error));
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use isola_bindings::body::{BodyError, BodyReceiver};
-use isola_bindings::http::{Guard, ResponseBody, StreamError};
+use isola_bindings::http::{ResponseBody, StreamError};
 use tokio::sync::mpsc;
 
 use crate::cache::Recorder;
@@ -26,12 +26,10 @@ pub enum Body {
     Empty,
     /// A body known in full; `None` once sent.
     Full(Option<Bytes>),
-    /// Chunks as the worker produces them, with the isolate slot producing them (given back
-    /// when the stream ends or the client goes away) and, for a cacheable response, the
-    /// recorder storing it as it passes.
+    /// Chunks as the worker produces them and, for a cacheable response, the recorder
+    /// storing it as it passes.
     Stream(
         mpsc::Receiver<Result<Bytes, StreamError>>,
-        Option<Guard>,
         Option<Box<Recorder>>,
     ),
 }
@@ -41,14 +39,6 @@ impl Body {
     pub fn text(text: impl Into<Bytes>) -> Self {
         Self::Full(Some(text.into()))
     }
-
-    /// Keeps `guard` (the request's lease on its isolate) until the streamed body ends.
-    pub fn holding(mut self, guard: Option<Guard>) -> Self {
-        if let Self::Stream(_, held, _) = &mut self {
-            *held = guard;
-        }
-        self
-    }
 }
 
 impl From<ResponseBody> for Body {
@@ -56,7 +46,7 @@ impl From<ResponseBody> for Body {
         match body {
             ResponseBody::Empty => Self::Empty,
             ResponseBody::Full(bytes) => Self::Full(Some(bytes)),
-            ResponseBody::Stream(chunks) => Self::Stream(chunks, None, None),
+            ResponseBody::Stream(chunks) => Self::Stream(chunks, None),
         }
     }
 }
@@ -72,11 +62,10 @@ impl http_body::Body for Body {
         match &mut *self {
             Self::Empty => Poll::Ready(None),
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(chunks, lease, recorder) => {
+            Self::Stream(chunks, recorder) => {
                 let polled = chunks.poll_recv(cx);
                 match &polled {
                     Poll::Ready(None) => {
-                        *lease = None;
                         if let Some(recorder) = recorder.take() {
                             recorder.finish();
                         }
@@ -113,23 +102,52 @@ impl http_body::Body for Body {
     }
 }
 
-/// Set when a request body crossed the size limit, so a failing handler becomes a 413.
+/// What went wrong with a request body, so a handler that fails reading it becomes a 413
+/// (too large) or 400 (malformed framing, e.g. a bad chunk size), not a 500.
 #[derive(Debug, Clone, Default)]
-pub struct TooLarge(Arc<AtomicBool>);
+pub struct BodyFault(Arc<AtomicU8>);
 
-impl TooLarge {
-    /// Whether the limit was crossed.
-    pub fn crossed(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+const TOO_LARGE: u8 = 1;
+const MALFORMED: u8 = 2;
+
+impl BodyFault {
+    /// Whether the size limit was crossed.
+    pub fn too_large(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == TOO_LARGE
     }
+
+    /// Whether the body could not be read as HTTP framing.
+    pub fn malformed(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == MALFORMED
+    }
+
+    fn set(&self, fault: u8) {
+        self.0.store(fault, Ordering::Relaxed);
+    }
+}
+
+/// Whether a body error is the client's broken framing (a bad chunk size or the like),
+/// which hyper reports as an I/O error of kind `InvalidInput`/`InvalidData` inside it.
+fn is_malformed(error: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            );
+        }
+        cause = error.source();
+    }
+    error.is_parse()
 }
 
 /// Forwards `incoming` to the isolate chunk by chunk, at most `limit` bytes; the body stream
 /// errors once the limit is crossed. Stops when the worker stops reading.
-pub fn pump_request_body(mut incoming: Incoming, limit: u64) -> (BodyReceiver, TooLarge) {
+pub fn pump_request_body(mut incoming: Incoming, limit: u64) -> (BodyReceiver, BodyFault) {
     let (sender, receiver) = mpsc::channel(REQUEST_WINDOW_CHUNKS);
-    let too_large = TooLarge::default();
-    let flag = too_large.clone();
+    let fault = BodyFault::default();
+    let flag = fault.clone();
     tokio::spawn(async move {
         let mut received: u64 = 0;
         loop {
@@ -139,12 +157,17 @@ pub fn pump_request_body(mut incoming: Incoming, limit: u64) -> (BodyReceiver, T
             };
             let chunk = match frame {
                 None => return,
-                Some(Err(error)) => Err(BodyError::Io(error.to_string())),
+                Some(Err(error)) => {
+                    if is_malformed(&error) {
+                        flag.set(MALFORMED);
+                    }
+                    Err(BodyError::Io(error.to_string()))
+                }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         received += data.len() as u64;
                         if received > limit {
-                            flag.0.store(true, Ordering::Relaxed);
+                            flag.set(TOO_LARGE);
                             Err(BodyError::TooLarge { limit })
                         } else {
                             Ok(data)
@@ -159,5 +182,5 @@ pub fn pump_request_body(mut incoming: Incoming, limit: u64) -> (BodyReceiver, T
             }
         }
     });
-    (receiver, too_large)
+    (receiver, fault)
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -13,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::connection::{Admitted, ConnectionTable, GuardedIo, InFlight, Timeouts};
 use super::service::{Shared, handle};
 
 /// How long a client may take to complete the TLS handshake.
@@ -23,17 +25,24 @@ pub struct BoundListener {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
     local_addr: SocketAddr,
+    max_connections: usize,
 }
 
 impl BoundListener {
-    /// Binds `address`; with `tls`, connections are TLS.
-    pub async fn bind(address: SocketAddr, tls: Option<TlsAcceptor>) -> std::io::Result<Self> {
+    /// Binds `address`; with `tls`, connections are TLS. At most `max_connections` are kept
+    /// open at once.
+    pub async fn bind(
+        address: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        max_connections: usize,
+    ) -> std::io::Result<Self> {
         let tcp = TcpListener::bind(address).await?;
         let local_addr = tcp.local_addr()?;
         Ok(Self {
             tcp,
             tls,
             local_addr,
+            max_connections,
         })
     }
 
@@ -51,17 +60,30 @@ impl BoundListener {
 pub fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let head_bytes = shared.http.max_header_bytes + shared.http.max_url_bytes + 1024;
+    // Head and idle timeouts are the connection watchdog's (which answers 408), not hyper's.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(shared.http.header_read_timeout_ms))
+        .header_read_timeout(None)
         .max_buf_size(head_bytes.max(8192))
         .max_headers(1024);
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(shared.http.h2_keep_alive_interval_ms))
+        .keep_alive_timeout(Duration::from_millis(shared.http.h2_keep_alive_timeout_ms))
         .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
     builder
+}
+
+/// The watchdog's timeouts for connections of a listener, under the node's HTTP limits.
+pub(crate) fn timeouts(http: &edge_config::HttpLimits, tls: bool) -> Timeouts {
+    Timeouts {
+        header_read: Duration::from_millis(http.header_read_timeout_ms),
+        idle: Duration::from_millis(http.connection_idle_timeout_ms),
+        write: Duration::from_millis(http.write_timeout_ms),
+        answer_408: !tls,
+    }
 }
 
 /// Accepts connections until `stop` changes; each connection is registered with `graceful`.
@@ -73,6 +95,11 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let scheme = listener.scheme();
+    let table = ConnectionTable::new(
+        listener.max_connections,
+        Some(shared.connections.clone()),
+        timeouts(&shared.http, listener.tls.is_some()),
+    );
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.tcp.accept() => match accepted {
@@ -86,13 +113,19 @@ pub async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        let Some(admitted) = table.admit() else {
+            tracing::debug!(%peer, "connection limit reached and every connection is busy: refused");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let stream = GuardedIo::new(stream, admitted.state.clone());
         let connection = Connection {
             shared: shared.clone(),
             builder: builder.clone(),
             watcher: graceful.watcher(),
             scheme,
             peer,
+            admitted,
         };
         match listener.tls.clone() {
             None => connection.serve(stream),
@@ -116,11 +149,12 @@ struct Connection {
     watcher: Watcher,
     scheme: &'static str,
     peer: SocketAddr,
+    admitted: Admitted,
 }
 
 trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
-impl Transport for TcpStream {}
-impl Transport for tokio_rustls::server::TlsStream<TcpStream> {}
+impl Transport for GuardedIo<TcpStream> {}
+impl Transport for tokio_rustls::server::TlsStream<GuardedIo<TcpStream>> {}
 
 impl Connection {
     fn serve(self, io: impl Transport) {
@@ -130,16 +164,22 @@ impl Connection {
             watcher,
             scheme,
             peer,
+            admitted,
         } = self;
-        let service = service_fn(move |request| handle(shared.clone(), scheme, peer, request));
+        let state = admitted.state.clone();
+        let service = service_fn(move |request: http::Request<Incoming>| {
+            let in_flight = InFlight::begin(&state, request.version());
+            let response = handle(shared.clone(), scheme, peer, request);
+            async move { response.await.map(|response| in_flight.hold(response)) }
+        });
         let connection = builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let connection = watcher.watch(connection);
-        tokio::spawn(async move {
+        tokio::spawn(admitted.watch(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, "connection ended with an error: {error}");
             }
-        });
+        }));
     }
 }

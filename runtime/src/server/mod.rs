@@ -2,6 +2,7 @@
 
 pub(crate) mod body;
 mod client_ip;
+pub(crate) mod connection;
 mod listener;
 mod service;
 pub mod tls;
@@ -14,8 +15,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
 pub use body::Body;
+pub use connection::ConnectionBudget;
 pub use listener::BoundListener;
 pub use service::Shared;
+
+/// The connection timeouts of the admin and metrics listeners (cleartext HTTP/1.1).
+pub(crate) fn control_timeouts(http: &edge_config::HttpLimits) -> connection::Timeouts {
+    listener::timeouts(http, false)
+}
 
 /// Serves `listeners` until `shutdown` resolves, then stops accepting and gives in-flight
 /// requests up to `grace` to finish.

@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use edge_config::{HttpLimits, IpCidr};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
@@ -15,7 +16,7 @@ use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use tokio::sync::oneshot;
 
-use super::body::{Body, TooLarge, pump_request_body};
+use super::body::{Body, BodyFault, pump_request_body};
 use super::client_ip::set_client_ip;
 use crate::cache::{Lookup, Pending, ResponseCache};
 use crate::exchange::IncomingRequest;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub trusted_proxies: Vec<IpCidr>,
     /// The response cache, unless turned off.
     pub cache: Option<ResponseCache>,
+    /// The node's budget of data-plane connections (under its file-descriptor limit).
+    pub connections: Arc<super::ConnectionBudget>,
 }
 
 /// Request ids: a per-process random start plus a counter, unique across restarts in logs.
@@ -71,6 +74,7 @@ enum Refusal {
     NoRoute(String),
     Loop(String),
     BodyTooLarge(u64),
+    MalformedBody,
     Unavailable(String),
     Overloaded(AcquireError),
     LimitExceeded(&'static str),
@@ -115,6 +119,7 @@ impl Refusal {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body larger than {limit} bytes"),
             ),
+            Self::MalformedBody => (StatusCode::BAD_REQUEST, "malformed request body".to_owned()),
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "worker unavailable".to_owned(),
@@ -222,7 +227,10 @@ async fn serve(
         return Err(Refusal::BodyTooLarge(limit));
     }
     let url = format!("{scheme}://{authority}{path_and_query}");
-    let lookup = match &shared.cache {
+    // The worker sees (and `Vary` is matched on) the client-address headers as rewritten.
+    set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
+    let cache = shared.cache.as_ref().filter(|_| worker.cache);
+    let lookup = match cache {
         Some(cache) => {
             cache
                 .lookup(&worker, &url, &parts.method, &parts.headers)
@@ -233,15 +241,14 @@ async fn serve(
     let (mut pending, invalidates) = match lookup {
         Lookup::Hit(response) => return Ok(response),
         Lookup::Stale(response, revalidate) => {
-            if let (Some(cache), Some(revalidate)) = (&shared.cache, revalidate) {
-                let mut headers = parts.headers.clone();
-                set_client_ip(&mut headers, peer.ip(), &shared.trusted_proxies);
+            if let (Some(cache), Some(revalidate)) = (cache, revalidate) {
                 tokio::spawn(revalidate_in_background(
                     deployment,
                     cache.clone(),
                     revalidate,
                     url,
-                    headers,
+                    parts.headers,
+                    Duration::from_millis(shared.http.write_timeout_ms),
                 ));
             }
             return Ok(response);
@@ -253,13 +260,12 @@ async fn serve(
     if let Some(pending) = &mut pending {
         pending.add_validators(&mut parts.headers);
     }
-    let (body, too_large) = if http_body::Body::is_end_stream(&incoming) {
-        (None, TooLarge::default())
+    let (body, body_fault) = if http_body::Body::is_end_stream(&incoming) {
+        (None, BodyFault::default())
     } else {
-        let (chunks, too_large) = pump_request_body(incoming, limit);
-        (Some(chunks), too_large)
+        let (chunks, fault) = pump_request_body(incoming, limit);
+        (Some(chunks), fault)
     };
-    set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
         id,
@@ -269,9 +275,10 @@ async fn serve(
         body,
         responder,
         lease: None,
+        write_timeout: Duration::from_millis(shared.http.write_timeout_ms),
     };
-    let result = forward(&deployment, &worker, request, outcome, &too_large).await;
-    match (pending, &shared.cache, result) {
+    let result = forward(&deployment, &worker, request, outcome, &body_fault).await;
+    match (pending, cache, result) {
         (Some(pending), _, Err(refusal)) => match refusal.worker_failure() {
             Some(status) => pending.stale_if_error(status).ok_or(refusal),
             None => Err(refusal),
@@ -288,7 +295,7 @@ async fn serve(
             {
                 cache.invalidate(key);
             }
-            let mut response = Response::new(Body::from(js.body).holding(js.guard));
+            let mut response = Response::new(Body::from(js.body));
             *response.status_mut() = js.status;
             *response.headers_mut() = js.headers;
             Ok(response)
@@ -298,18 +305,28 @@ async fn serve(
 }
 
 /// Sends `request` into one of the deployment's isolates and waits for its response head,
-/// at most `wall_ms`.
+/// at most `wall_ms` in all (waiting in the queue or for a cold start included).
 async fn forward(
     deployment: &Arc<Pool>,
     worker: &WorkerSource,
     request: IncomingRequest,
     outcome: oneshot::Receiver<HandlerResult>,
-    too_large: &TooLarge,
+    body_fault: &BodyFault,
 ) -> Result<JsResponse, Refusal> {
     let id = request.id;
-    let isolate = deployment
-        .dispatch(request)
+    let deadline = tokio::time::Instant::now() + worker.limits.wall();
+    let timed_out = || {
+        tracing::warn!(
+            request_id = format_args!("{id:016x}"),
+            worker = %worker.name,
+            wall_ms = worker.limits.wall_ms,
+            "the worker did not respond within its wall-clock limit"
+        );
+        Refusal::Timeout
+    };
+    let isolate = tokio::time::timeout_at(deadline, deployment.dispatch(request))
         .await
+        .map_err(|_elapsed| timed_out())?
         .map_err(|error| match error {
             AcquireError::Start(error) => Refusal::Unavailable(error.to_string()),
             overloaded => Refusal::Overloaded(overloaded),
@@ -318,21 +335,12 @@ async fn forward(
         isolate: Some(isolate),
         id,
     };
-    let outcome = tokio::time::timeout(worker.limits.wall(), outcome).await;
-    let outcome = match outcome {
+    let outcome = match tokio::time::timeout_at(deadline, outcome).await {
         Ok(outcome) => {
             guard.disarm();
             outcome
         }
-        Err(_elapsed) => {
-            tracing::warn!(
-                request_id = format_args!("{id:016x}"),
-                worker = %worker.name,
-                wall_ms = worker.limits.wall_ms,
-                "the worker did not respond within its wall-clock limit"
-            );
-            return Err(Refusal::Timeout);
-        }
+        Err(_elapsed) => return Err(timed_out()),
     };
     match outcome {
         Ok(Ok(js)) => Ok(js),
@@ -343,9 +351,13 @@ async fn forward(
             tracing::warn!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request {id:016x}: {message}");
             Err(Refusal::LimitExceeded(limit))
         }
-        Ok(Err(failure)) if too_large.crossed() => {
+        Ok(Err(failure)) if body_fault.too_large() => {
             tracing::info!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request body too large: {failure}");
             Err(Refusal::BodyTooLarge(worker.limits.max_body_bytes))
+        }
+        Ok(Err(failure)) if body_fault.malformed() => {
+            tracing::info!(request_id = format_args!("{id:016x}"), worker = %worker.name, "malformed request body: {failure}");
+            Err(Refusal::MalformedBody)
         }
         Ok(Err(failure)) => {
             tracing::error!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request {id:016x} failed: {failure}");
@@ -363,6 +375,7 @@ async fn revalidate_in_background(
     mut pending: Pending,
     url: String,
     mut headers: http::HeaderMap,
+    write_timeout: Duration,
 ) {
     pending.add_validators(&mut headers);
     let worker = deployment.worker();
@@ -375,8 +388,17 @@ async fn revalidate_in_background(
         body: None,
         responder,
         lease: None,
+        write_timeout,
     };
-    match forward(&deployment, &worker, request, outcome, &TooLarge::default()).await {
+    match forward(
+        &deployment,
+        &worker,
+        request,
+        outcome,
+        &BodyFault::default(),
+    )
+    .await
+    {
         Ok(js) => {
             let response = cache.finish(pending, &worker, || url, js);
             // The body must be read to its end for a streamed response to be stored.

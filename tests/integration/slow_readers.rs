@@ -1,0 +1,81 @@
+//! Clients that stop reading cannot hold an isolate: a streamed response the client has read
+//! nothing of for `write_timeout_ms` is ended (over HTTP/1.1, whose socket backs up, and
+//! HTTP/2, whose flow-control window does) and its isolate serves the next request.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::{Isola, Proto, get};
+
+fn node() -> Isola {
+    Isola::serve(
+        r#"
+[http]
+write_timeout_ms = 1000
+[[listeners]]
+address = "127.0.0.1:0"
+[[routes]]
+worker = "site"
+[workers.site]
+file = "{fixtures}/hardening.js"
+[workers.site.limits]
+max_isolates = 1
+queue_timeout_ms = 15000
+"#,
+    )
+}
+
+/// The next request is served by the only isolate within a few seconds.
+async fn isolate_is_free_again(isola: &Isola) {
+    let started = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(8), get(Proto::H1, isola, "/next"))
+        .await
+        .expect("the next request was served");
+    assert_eq!(reply.status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the stalled stream freed its isolate: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_http1_client_that_stops_reading_frees_the_isolate() {
+    let isola = node();
+    let mut stalled = TcpStream::connect(isola.authority()).await.unwrap();
+    let request = format!(
+        "GET /big-stream HTTP/1.1\r\nhost: {}\r\n\r\n",
+        isola.authority()
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = stalled.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // Read nothing more: the socket backs up and the producer stalls.
+    isolate_is_free_again(&isola).await;
+}
+
+#[tokio::test]
+async fn an_http2_stream_that_is_not_read_frees_the_isolate() {
+    let isola = node();
+    let stream = TcpStream::connect(isola.authority()).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::get(format!("http://{}/big-stream", isola.authority()))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // Hold the body unread: the stream's flow-control window fills.
+    let _unread = response;
+    isolate_is_free_again(&isola).await;
+}
