@@ -1,6 +1,7 @@
 //! Clients that stop reading cannot hold an isolate: a streamed response the client has read
 //! nothing of for `write_timeout_ms` is ended (over HTTP/1.1, whose socket backs up, and
-//! HTTP/2, whose flow-control window does) and its isolate serves the next request.
+//! HTTP/2, whose flow-control window does) and its isolate serves the next request; a cache
+//! miss collapsed behind a slow reader's request waits for it at most about a second.
 
 use std::time::{Duration, Instant};
 
@@ -78,4 +79,44 @@ async fn an_http2_stream_that_is_not_read_frees_the_isolate() {
     // Hold the body unread: the stream's flow-control window fills.
     let _unread = response;
     isolate_is_free_again(&isola).await;
+}
+
+#[tokio::test]
+async fn a_collapsed_miss_does_not_wait_for_a_slow_leader() {
+    let isola = Isola::serve(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[[routes]]
+worker = "site"
+[workers.site]
+file = "{fixtures}/hardening.js"
+cache = true
+"#,
+    );
+    // The worker has sent a cacheable response: its misses are collapsed from now on.
+    assert_eq!(get(Proto::H1, &isola, "/cached-stream?v=1").await.status, 200);
+    let mut leader = TcpStream::connect(isola.authority()).await.unwrap();
+    let request = format!(
+        "GET /cached-stream?v=2 HTTP/1.1\r\nhost: {}\r\n\r\n",
+        isola.authority()
+    );
+    leader.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = leader.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    let started = Instant::now();
+    let follower = tokio::time::timeout(
+        Duration::from_secs(8),
+        get(Proto::H1, &isola, "/cached-stream?v=2"),
+    )
+    .await
+    .expect("the follower was answered");
+    assert_eq!(follower.status, 200);
+    assert_eq!(follower.body.len(), 128 * 64 * 1024);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
