@@ -1,8 +1,9 @@
-//! The address ranges outbound fetch refuses, and the arithmetic that opens holes in them.
+//! The address ranges outbound fetch refuses, and the arithmetic that opens holes in them
+//! (pure, so the policy can be tested and fuzzed without the runtime).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use edge_config::IpCidr;
+use crate::IpCidr;
 
 /// Special-purpose ranges (RFC 6890 and successors) no worker may reach unless its config
 /// opens them: this host, private networks, shared address space, loopback, link-local
@@ -10,7 +11,7 @@ use edge_config::IpCidr;
 /// reserved; IPv6 unspecified/loopback/IPv4-compatible, NAT64, discard, documentation,
 /// 6to4, unique-local, site-local, link-local and multicast. v4-mapped IPv6 addresses are
 /// judged as the IPv4 address they carry.
-pub(super) const BLOCKED: &[&str] = &[
+pub const BLOCKED: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
     "100.64.0.0/10",
@@ -39,7 +40,7 @@ pub(super) const BLOCKED: &[&str] = &[
 ];
 
 /// Loopback, opened by `allow_loopback` (local development).
-pub(super) const LOOPBACK: &[&str] = &["127.0.0.0/8", "::1/128"];
+pub const LOOPBACK: &[&str] = &["127.0.0.0/8", "::1/128"];
 
 /// An inclusive range of addresses of one family (IPv4 as 32-bit numbers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +141,89 @@ fn block_end(start: u128, host_bits: u32) -> u128 {
     }
 }
 
-/// `blocked` minus `opened`, as CIDRs.
-pub(super) fn subtract(blocked: &[IpCidr], opened: &[IpCidr]) -> Vec<IpCidr> {
+/// `blocked` minus `opened`, as the fewest CIDRs per remaining span. A v4-mapped IPv6 network
+/// of prefix 96 or more counts as the IPv4 network it carries; IPv4 and IPv6 ranges never
+/// overlap.
+pub fn subtract(blocked: &[IpCidr], opened: &[IpCidr]) -> Vec<IpCidr> {
     let holes: Vec<Span> = opened.iter().map(Span::of).collect();
     let mut spans: Vec<Span> = blocked.iter().map(Span::of).collect();
     for hole in holes {
         spans = spans.into_iter().flat_map(|s| s.without(hole)).collect();
     }
     spans.into_iter().flat_map(Span::to_cidrs).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidrs(texts: &[&str]) -> Result<Vec<IpCidr>, crate::CidrParseError> {
+        texts.iter().map(|t| t.parse()).collect()
+    }
+
+    fn strings(cidrs: &[IpCidr]) -> Vec<String> {
+        cidrs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn every_listed_range_parses() {
+        for text in BLOCKED.iter().chain(LOOPBACK) {
+            assert!(text.parse::<IpCidr>().is_ok(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_hole_splits_a_range_into_the_fewest_cidrs() -> Result<(), Box<dyn std::error::Error>> {
+        let rest = subtract(&cidrs(&["10.0.0.0/8"])?, &cidrs(&["10.1.2.3"])?);
+        assert_eq!(rest.len(), 24 - 8 + 8, "one CIDR per bit on each side");
+        let hole: IpAddr = "10.1.2.3".parse()?;
+        assert!(!rest.iter().any(|c| c.contains(hole)));
+        for kept in ["10.0.0.0", "10.1.2.2", "10.1.2.4", "10.255.255.255"] {
+            let kept: IpAddr = kept.parse()?;
+            assert!(rest.iter().any(|c| c.contains(kept)), "{kept}");
+        }
+        assert_eq!(
+            strings(&subtract(
+                &cidrs(&["10.0.0.0/8"])?,
+                &cidrs(&["10.128.0.0/9"])?
+            )),
+            ["10.0.0.0/9"]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn whole_spaces_edges_and_families() -> Result<(), Box<dyn std::error::Error>> {
+        assert!(subtract(&cidrs(&["0.0.0.0/0"])?, &cidrs(&["0.0.0.0/0"])?).is_empty());
+        assert_eq!(
+            strings(&subtract(&cidrs(&["::/0"])?, &cidrs(&["0.0.0.0/0"])?)),
+            ["::/0"],
+            "an IPv4 hole leaves IPv6 alone"
+        );
+        assert_eq!(
+            strings(&subtract(&cidrs(&["::/0"])?, &cidrs(&["::/1"])?)),
+            ["8000::/1"]
+        );
+        assert_eq!(
+            strings(&subtract(
+                &cidrs(&["0.0.0.0/0"])?,
+                &cidrs(&["255.255.255.255"])?
+            ))
+            .len(),
+            32
+        );
+        assert_eq!(
+            strings(&subtract(
+                &cidrs(&["10.0.0.0/8"])?,
+                &cidrs(&["::ffff:10.0.0.0/104"])?
+            )),
+            Vec::<String>::new(),
+            "a v4-mapped hole opens the IPv4 range it carries"
+        );
+        assert_eq!(
+            strings(&subtract(&cidrs(&["::ffff:10.0.0.0/104"])?, &[])),
+            ["10.0.0.0/8"]
+        );
+        Ok(())
+    }
 }
