@@ -2,5 +2,6 @@
 //! parsing. Pure functions over `http` types, small enough to fuzz without the runtime.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod cache_control;
 pub mod vary;
