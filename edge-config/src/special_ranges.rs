@@ -116,12 +116,14 @@ impl Span {
                 host_bits -= 1;
             }
             let prefix = u8::try_from(bits - host_bits).unwrap_or(0);
+            // Inside the v4-mapped block an IPv6 CIDR would read as an IPv4 network.
+            let mapped = self.v6 && prefix >= 96 && start >> 32 == 0xffff;
             let address = if self.v6 {
                 IpAddr::V6(Ipv6Addr::from(start))
             } else {
                 IpAddr::V4(Ipv4Addr::from(u32::try_from(start).unwrap_or(u32::MAX)))
             };
-            if let Ok(cidr) = format!("{address}/{prefix}").parse() {
+            if !mapped && let Ok(cidr) = format!("{address}/{prefix}").parse() {
                 cidrs.push(cidr);
             }
             let last = block_end(start, host_bits);
@@ -142,8 +144,9 @@ fn block_end(start: u128, host_bits: u32) -> u128 {
 }
 
 /// `blocked` minus `opened`, as the fewest CIDRs per remaining span. A v4-mapped IPv6 network
-/// of prefix 96 or more counts as the IPv4 network it carries; IPv4 and IPv6 ranges never
-/// overlap.
+/// of prefix 96 or more counts as the IPv4 network it carries (as in [`IpCidr::contains`]);
+/// an IPv6 span covers no v4-mapped address (those are judged as IPv4), so no CIDR inside
+/// `::ffff:0:0/96` is in the result: it would read as an IPv4 network.
 pub fn subtract(blocked: &[IpCidr], opened: &[IpCidr]) -> Vec<IpCidr> {
     let holes: Vec<Span> = opened.iter().map(Span::of).collect();
     let mut spans: Vec<Span> = blocked.iter().map(Span::of).collect();
@@ -223,6 +226,38 @@ mod tests {
         assert_eq!(
             strings(&subtract(&cidrs(&["::ffff:10.0.0.0/104"])?, &[])),
             ["10.0.0.0/8"]
+        );
+        Ok(())
+    }
+
+    /// Found by fuzzing (`cidr_ranges`): an IPv6 range around the v4-mapped block, with a hole
+    /// next to it, left `::ffff:0.0.0.0/96` in the result, which denies every IPv4 address.
+    #[test]
+    fn an_ipv6_range_never_denies_ipv4_through_the_mapped_block()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let denied = subtract(
+            &cidrs(&["::fffe:ffff:fe00/78"])?,
+            &cidrs(&["::fffe:ff00:0/126"])?,
+        );
+        let v4: IpAddr = "203.0.113.7".parse()?;
+        assert!(
+            !denied.iter().any(|c| c.contains(v4)),
+            "{:?}",
+            strings(&denied)
+        );
+        let v6: IpAddr = "::fffe:ff00:4".parse()?;
+        assert!(denied.iter().any(|c| c.contains(v6)));
+        assert_eq!(
+            strings(&subtract(&cidrs(&["::ffff:0:0/95"])?, &[])),
+            ["::fffe:0:0/95"],
+            "an IPv6 network wider than the mapped block stays whole"
+        );
+        assert_eq!(
+            strings(&subtract(
+                &cidrs(&["::fffe:0:0/95"])?,
+                &cidrs(&["::fffe:0:0/96"])?
+            )),
+            Vec::<String>::new()
         );
         Ok(())
     }
