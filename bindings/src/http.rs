@@ -247,6 +247,13 @@ fn header_map(list: &HeaderList) -> Result<HeaderMap, String> {
 /// Removes [`CONNECTION_HEADERS`] and the headers a `Connection` header names (RFC 9110
 /// §7.6.1).
 fn drop_connection_headers(map: &mut HeaderMap) {
+    // Most responses have none: one pass over their few names, no lookups.
+    if !map
+        .keys()
+        .any(|name| CONNECTION_HEADERS.contains(&name.as_str()))
+    {
+        return;
+    }
     let named: Vec<HeaderName> = map
         .get_all(http::header::CONNECTION)
         .iter()

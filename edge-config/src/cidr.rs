@@ -22,15 +22,25 @@ impl IpCidr {
         self.prefix
     }
 
-    /// Whether `ip` is inside this network.
+    /// Whether `ip` is inside this network. A v4-mapped IPv6 address is the IPv4 address it
+    /// carries, and a v4-mapped IPv6 network of prefix 96 or more (`::ffff:10.0.0.0/104`) the
+    /// IPv4 network it carries; an IPv6 network never contains a v4-mapped address.
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => mask_eq(&net.octets(), &ip.octets(), self.prefix),
+        let (network, prefix) = match self.network {
+            IpAddr::V6(v6) if self.prefix >= 96 => v6
+                .to_ipv4_mapped()
+                .map_or((self.network, self.prefix), |v4| {
+                    (IpAddr::V4(v4), self.prefix - 96)
+                }),
+            network => (network, self.prefix),
+        };
+        match (network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => mask_eq(&net.octets(), &ip.octets(), prefix),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => mask_eq(&net.octets(), &ip.octets(), prefix),
             _ => false,
         }
     }
@@ -109,6 +119,28 @@ mod tests {
         let odd: IpCidr = "172.16.0.0/12".parse()?;
         assert!(odd.contains("172.31.255.255".parse()?));
         assert!(!odd.contains("172.32.0.0".parse()?));
+        Ok(())
+    }
+
+    /// Found by fuzzing (`cidr_ranges`): `::ffff:0.0.0.0/96` contained nothing, not even
+    /// its own address, while the outbound policy read it as `0.0.0.0/0`.
+    #[test]
+    fn a_mapped_network_is_the_ipv4_network_it_carries() -> Result<(), Box<dyn std::error::Error>> {
+        let all: IpCidr = "::ffff:0.0.0.0/96".parse()?;
+        assert!(all.contains("0.0.0.0".parse()?));
+        assert!(all.contains("::ffff:1.2.3.4".parse()?));
+        assert!(!all.contains("::1".parse()?));
+        let ten: IpCidr = "::ffff:10.0.0.0/104".parse()?;
+        assert!(ten.contains("10.9.9.9".parse()?));
+        assert!(!ten.contains("11.0.0.0".parse()?));
+        let one: IpCidr = "::ffff:10.0.0.1".parse()?;
+        assert!(one.contains(one.network()));
+        let wide: IpCidr = "::ffff:0:0/95".parse()?;
+        assert!(
+            !wide.contains("10.0.0.1".parse()?),
+            "an IPv6 network below /96"
+        );
+        assert!(wide.contains("::fffe:0:1".parse()?));
         Ok(())
     }
 

@@ -7,10 +7,11 @@ mod cidr;
 mod error;
 mod load;
 mod model;
+pub mod special_ranges;
 mod upload;
 mod validate;
 
-pub use cidr::IpCidr;
+pub use cidr::{CidrParseError, IpCidr};
 pub use error::ConfigError;
 pub use load::{load, parse};
 pub use model::{

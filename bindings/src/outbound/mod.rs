@@ -8,13 +8,13 @@
 //! and nothing else: no file, environment, process or FFI access.
 
 pub mod guard;
-mod ranges;
 mod resolver;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use deno_permissions::{Permissions, PermissionsContainer, PermissionsOptions};
+use edge_config::special_ranges;
 use edge_config::{IpCidr, Outbound};
 
 pub use resolver::StaticResolver;
@@ -45,17 +45,17 @@ impl OutboundPolicy {
         let mut opened = outbound.allow.clone();
         if outbound.allow_loopback {
             opened.extend(
-                ranges::LOOPBACK
+                special_ranges::LOOPBACK
                     .iter()
                     .filter_map(|c| c.parse::<IpCidr>().ok()),
             );
         }
-        let blocked: Vec<IpCidr> = ranges::BLOCKED
+        let blocked: Vec<IpCidr> = special_ranges::BLOCKED
             .iter()
             .filter_map(|c| c.parse().ok())
             .collect();
         Self {
-            denied: ranges::subtract(&blocked, &opened),
+            denied: special_ranges::subtract(&blocked, &opened),
         }
     }
 

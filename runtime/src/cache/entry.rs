@@ -8,8 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{AGE, DATE, ETAG, EXPIRES, LAST_MODIFIED};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-
-use super::directives::Directives;
+use isola_wire::cache_control::Directives;
 
 /// One cached response: what a hit sends, and what decides whether it may.
 #[derive(Debug)]

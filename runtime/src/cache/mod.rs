@@ -12,7 +12,6 @@
 
 mod collapse;
 mod conditional;
-mod directives;
 mod entry;
 mod record;
 mod store;
@@ -28,13 +27,13 @@ use http::header::{
     AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use isola_wire::cache_control::Directives;
 use prometheus::{IntCounter, IntGauge};
 
 pub use collapse::{Flight, Waiter};
 pub use record::Recorder;
 
 use self::collapse::{Flights, Join};
-use self::directives::Directives;
 use self::entry::Stored;
 use crate::server::body::Body;
 use crate::worker::WorkerSource;

@@ -7,12 +7,11 @@ use std::time::{Instant, SystemTime};
 
 use http::header::{
     AGE, CONNECTION, CONTENT_LENGTH, DATE, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
-    VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use isola_bindings::http::{JsResponse, ResponseBody};
+use isola_wire::cache_control::Directives;
 
-use super::directives::Directives;
 use super::entry::{self, Stored};
 use super::{CACHE_STATUS, COUNTERS, Fwd, Pending, Recorder, ResponseCache};
 use crate::server::body::Body;
@@ -133,7 +132,7 @@ impl ResponseCache {
         }
         let wall = SystemTime::now();
         let lifetime = entry::lifetime(&directives, headers, wall)?;
-        let vary = vary_names(headers)?;
+        let vary = isola_wire::vary::names(headers)?;
         let mut stored_headers = headers.clone();
         let has_validator = stored_headers.contains_key(http::header::ETAG)
             || stored_headers.contains_key(http::header::LAST_MODIFIED);
@@ -175,26 +174,6 @@ impl ResponseCache {
             revalidating: AtomicBool::new(false),
         })
     }
-}
-
-/// The names listed by `Vary`, lower-case; `None` for `Vary: *` (never stored).
-fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
-    let mut names = Vec::new();
-    for value in headers.get_all(VARY) {
-        for name in value.to_str().ok()?.split(',').map(str::trim) {
-            if name == "*" {
-                return None;
-            }
-            if name.is_empty() {
-                continue;
-            }
-            let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    Some(names)
 }
 
 /// A stale response refreshed by the worker's 304 (RFC 9111 §4.3.4): the 304's headers

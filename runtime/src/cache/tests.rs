@@ -4,8 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{AGE, CACHE_CONTROL, DATE, EXPIRES};
 use http::{HeaderMap, HeaderValue};
+use isola_wire::cache_control::Directives;
 
-use super::directives::{Directives, MAX_DELTA_S};
 use super::entry::{initial_age, lifetime};
 
 fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
@@ -21,29 +21,6 @@ fn headers(pairs: &[(http::HeaderName, &str)]) -> HeaderMap {
 
 fn cc(value: &str) -> Directives {
     Directives::of(&headers(&[(CACHE_CONTROL, value)]))
-}
-
-#[test]
-fn directives_parse_case_quotes_and_repeats() {
-    let d = cc("Public, MAX-AGE=60, s-maxage=\"30\", no-cache=\"set-cookie, x\", max-age=10");
-    assert!(d.public && d.no_cache);
-    assert_eq!(d.max_age, Some(10), "the more restrictive repeat wins");
-    assert_eq!(d.s_maxage, Some(30));
-    assert!(!d.no_store, "a field name inside quotes is not a directive");
-    assert_eq!(cc("max-age=abc").max_age, Some(0), "unreadable means stale");
-    assert_eq!(
-        cc("max-age=99999999999999999999").max_age,
-        Some(MAX_DELTA_S)
-    );
-    assert_eq!(cc("max-stale").max_stale, Some(MAX_DELTA_S));
-    assert!(cc("private=\"x\"").private);
-    assert!(cc("proxy-revalidate").must_revalidate);
-    let d = cc("max-age=1, stale-while-revalidate=30, stale-if-error=60");
-    assert_eq!(
-        (d.stale_while_revalidate, d.stale_if_error),
-        (Some(30), Some(60))
-    );
-    assert_eq!(Directives::of(&HeaderMap::new()), Directives::default());
 }
 
 #[test]

@@ -5,40 +5,40 @@ use http::HeaderMap;
 use http::header::CACHE_CONTROL;
 
 /// The largest delta-seconds value honoured; larger ones mean this (RFC 9111 §1.2.2).
-pub(crate) const MAX_DELTA_S: u64 = 2_147_483_648;
+pub const MAX_DELTA_S: u64 = 2_147_483_648;
 
 /// The directives that matter to a shared cache; unknown ones are ignored.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Directives {
+pub struct Directives {
     /// `no-store`.
-    pub(crate) no_store: bool,
+    pub no_store: bool,
     /// `no-cache` (qualified or not: treated as unqualified, the stricter reading).
-    pub(crate) no_cache: bool,
+    pub no_cache: bool,
     /// `private` (qualified or not): a shared cache must not store the response.
-    pub(crate) private: bool,
+    pub private: bool,
     /// `public`.
-    pub(crate) public: bool,
+    pub public: bool,
     /// `must-revalidate` or `proxy-revalidate`: never served stale.
-    pub(crate) must_revalidate: bool,
+    pub must_revalidate: bool,
     /// `max-age`.
-    pub(crate) max_age: Option<u64>,
+    pub max_age: Option<u64>,
     /// `s-maxage` (also implies `proxy-revalidate` for a shared cache).
-    pub(crate) s_maxage: Option<u64>,
+    pub s_maxage: Option<u64>,
     /// Request `max-stale`; without a value, any staleness.
-    pub(crate) max_stale: Option<u64>,
+    pub max_stale: Option<u64>,
     /// Request `min-fresh`.
-    pub(crate) min_fresh: Option<u64>,
+    pub min_fresh: Option<u64>,
     /// Request `only-if-cached`.
-    pub(crate) only_if_cached: bool,
+    pub only_if_cached: bool,
     /// `stale-while-revalidate`.
-    pub(crate) stale_while_revalidate: Option<u64>,
+    pub stale_while_revalidate: Option<u64>,
     /// `stale-if-error`.
-    pub(crate) stale_if_error: Option<u64>,
+    pub stale_if_error: Option<u64>,
 }
 
 impl Directives {
     /// The directives of every `Cache-Control` field in `headers`.
-    pub(crate) fn of(headers: &HeaderMap) -> Self {
+    pub fn of(headers: &HeaderMap) -> Self {
         let mut directives = Self::default();
         for value in headers.get_all(CACHE_CONTROL) {
             match value.to_str() {
@@ -47,6 +47,13 @@ impl Directives {
                 Err(_) => directives.no_store = true,
             }
         }
+        directives
+    }
+
+    /// The directives of one `Cache-Control` field value.
+    pub fn parse(text: &str) -> Self {
+        let mut directives = Self::default();
+        directives.parse_into(text);
         directives
     }
 
@@ -120,4 +127,72 @@ fn split_outside_quotes(text: &str) -> impl Iterator<Item = &str> {
         }
         None
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    fn cc(value: &str) -> Directives {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.append(CACHE_CONTROL, value);
+        }
+        Directives::of(&headers)
+    }
+
+    #[test]
+    fn directives_parse_case_quotes_and_repeats() {
+        let d = cc("Public, MAX-AGE=60, s-maxage=\"30\", no-cache=\"set-cookie, x\", max-age=10");
+        assert!(d.public && d.no_cache);
+        assert_eq!(d.max_age, Some(10), "the more restrictive repeat wins");
+        assert_eq!(d.s_maxage, Some(30));
+        assert!(!d.no_store, "a field name inside quotes is not a directive");
+        assert_eq!(cc("max-age=abc").max_age, Some(0), "unreadable means stale");
+        assert_eq!(
+            cc("max-age=99999999999999999999").max_age,
+            Some(MAX_DELTA_S)
+        );
+        assert_eq!(cc("max-stale").max_stale, Some(MAX_DELTA_S));
+        assert!(cc("private=\"x\"").private);
+        assert!(cc("proxy-revalidate").must_revalidate);
+        let d = cc("max-age=1, stale-while-revalidate=30, stale-if-error=60");
+        assert_eq!(
+            (d.stale_while_revalidate, d.stale_if_error),
+            (Some(30), Some(60))
+        );
+        assert_eq!(Directives::of(&HeaderMap::new()), Directives::default());
+    }
+
+    #[test]
+    fn several_fields_add_up_and_non_ascii_means_no_store() {
+        let mut headers = HeaderMap::new();
+        headers.append(CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+        headers.append(CACHE_CONTROL, HeaderValue::from_static("public"));
+        let d = Directives::of(&headers);
+        assert!(d.public);
+        assert_eq!(d.max_age, Some(60));
+        assert_eq!(Directives::parse("public, max-age=60"), d);
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_bytes(b"max-age=60, \xff") {
+            headers.append(CACHE_CONTROL, value);
+        }
+        assert!(Directives::of(&headers).no_store);
+    }
+
+    #[test]
+    fn empty_items_unbalanced_quotes_and_bare_values() {
+        assert_eq!(Directives::parse(",,, ,"), Directives::default());
+        assert!(Directives::parse("no-cache=\"a, public").no_cache);
+        assert!(
+            !Directives::parse("no-cache=\"a, public").public,
+            "the quote runs on"
+        );
+        assert_eq!(Directives::parse("max-age").max_age, Some(0));
+        assert_eq!(Directives::parse("max-age=-1").max_age, Some(0));
+        assert_eq!(Directives::parse("min-fresh=x").min_fresh, None);
+        assert_eq!(Directives::parse("max-stale=5").max_stale, Some(5));
+    }
 }

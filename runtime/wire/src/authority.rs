@@ -1,0 +1,324 @@
+//! One validated authority and a normalised path for a request, whatever the HTTP version and
+//! request-target form: what routing, caching and the worker's `request.url` are built from.
+//!
+//! Rules ([`request_target`]):
+//! - **Where the authority comes from.** At most one `Host` header. HTTP/1.1 needs it (RFC 9112
+//!   §3.2); with an absolute-form target (`GET http://a.test/page`) the target's authority and
+//!   `Host` must be the same, or the request is refused (RFC 9112 §3.2.2 says to ignore `Host`
+//!   then; two disagreeing names for one request are refused instead, so no later stage can
+//!   pick the other one). HTTP/1.0 (and 0.9) may omit `Host`: then the absolute-form target's
+//!   authority is used, and an origin-form request names no host and is refused. HTTP/2 and
+//!   later: the `:authority` pseudo-header (the URI's authority) or `Host`; if both are present
+//!   they must be the same (RFC 9113 §8.3.1). "The same" means equal after the normalisation
+//!   below (case-insensitive, trailing dot ignored, ports compared as given: `a.test` and
+//!   `a.test:80` differ).
+//! - **Authority** ([`Authority::parse`]): `host[:port]`. No user information (`@`); the host
+//!   is a DNS-style name of ASCII letters, digits, `-`, `_` and `.` (so no `/ ? #`, spaces,
+//!   control characters, percent-encoding or sub-delimiters), with no empty label, at most 253
+//!   characters, lower-cased, one trailing dot removed; or an IPv6 literal in brackets (written
+//!   back in its canonical form); a port is 1 to 5 digits with a value from 1 to 65535.
+//! - **Path** ([`normalize_path`]): origin-form only (starts with `/`; `*` of `OPTIONS *` is
+//!   refused); dot segments are removed as in RFC 3986 §5.2.4, also when their dots are
+//!   percent-encoded (`%2e`, `%2E`), and `..` never climbs above the root. Everything else is
+//!   kept as sent: empty segments (`//`), percent-encoded bytes (`%2F` is not a separator),
+//!   and backslashes, which are ordinary characters here (`/a\..\b` has no dot segment; a
+//!   backend that treats `\` as `/` must not be handed such a path unchecked). The query is
+//!   kept verbatim.
+//!
+//! Nothing here panics on any input; every refusal is a [`TargetError`] meant for a 400.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::str::FromStr;
+
+use http::header::HOST;
+use http::{HeaderMap, Uri, Version};
+
+/// The longest host name accepted (a DNS name's limit in text form, RFC 1035 §2.3.4).
+pub const MAX_HOST_LEN: usize = 253;
+
+/// Why a request's authority or path was refused; each message suits a 400 response body and
+/// never repeats the request's text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// Two or more `Host` headers.
+    #[error("more than one Host header")]
+    DuplicateHost,
+    /// An HTTP/1.1 request without `Host`.
+    #[error("an HTTP/1.1 request needs a Host header")]
+    MissingHost,
+    /// Neither a `Host` header nor an authority in the request target (HTTP/1.0, HTTP/2).
+    #[error("the request names no host: no Host header and no authority in the request target")]
+    MissingAuthority,
+    /// The request target's authority (`:authority` in HTTP/2) and `Host` name different hosts.
+    #[error("the Host header and the authority of the request target differ")]
+    AuthorityMismatch,
+    /// The `Host` header has bytes outside visible ASCII.
+    #[error("the Host header is not ASCII text")]
+    HostNotAscii,
+    /// `user@host`: credentials in the authority.
+    #[error("user information (`user@`) is not allowed in the authority")]
+    Userinfo,
+    /// Nothing before the port (or nothing at all).
+    #[error("the authority has an empty host")]
+    EmptyHost,
+    /// A character a host name may not contain (`/`, `?`, `#`, space, control, `%`, …).
+    #[error("{0:?} is not allowed in a host name")]
+    HostCharacter(char),
+    /// `a..b` or a leading dot.
+    #[error("the host name has an empty label")]
+    EmptyLabel,
+    /// Longer than [`MAX_HOST_LEN`].
+    #[error("the host name is longer than {MAX_HOST_LEN} characters")]
+    HostTooLong,
+    /// A bracketed literal that is not an IPv6 address (zone identifiers and IPvFuture
+    /// included), text after the closing bracket, or an IPv6 address without brackets.
+    #[error("an IP literal must be an IPv6 address in brackets, such as [2001:db8::1]:8443")]
+    IpLiteral,
+    /// The port is empty, not all digits or outside 1..=65535.
+    #[error("the port must be a number from 1 to 65535")]
+    Port,
+    /// `OPTIONS *`.
+    #[error("the request target `*` is not supported")]
+    Asterisk,
+    /// A path that does not start with `/` (authority-form, or no path at all).
+    #[error("the request target must be a path starting with `/`")]
+    PathNotAbsolute,
+}
+
+/// A validated authority: `host[:port]`, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Authority {
+    host: String,
+    port: Option<u16>,
+    text: String,
+}
+
+impl Authority {
+    /// Validates and normalises `host[:port]` (rules in the [module docs](self)).
+    pub fn parse(text: &str) -> Result<Self, TargetError> {
+        if text.contains('@') {
+            return Err(TargetError::Userinfo);
+        }
+        let (host, port) = if let Some(literal) = text.strip_prefix('[') {
+            let (address, rest) = literal.split_once(']').ok_or(TargetError::IpLiteral)?;
+            let address = Ipv6Addr::from_str(address).map_err(|_| TargetError::IpLiteral)?;
+            let port = match rest {
+                "" => None,
+                _ => Some(rest.strip_prefix(':').ok_or(TargetError::IpLiteral)?),
+            };
+            (address.to_string(), port)
+        } else {
+            let (name, port) = match text.split_once(':') {
+                Some((_, port)) if port.contains(':') => return Err(TargetError::IpLiteral),
+                Some((name, port)) => (name, Some(port)),
+                None => (text, None),
+            };
+            (host_name(name)?, port)
+        };
+        let port = port.map(port_number).transpose()?;
+        let text = match (host.contains(':'), port) {
+            (false, None) => host.clone(),
+            (false, Some(port)) => format!("{host}:{port}"),
+            (true, None) => format!("[{host}]"),
+            (true, Some(port)) => format!("[{host}]:{port}"),
+        };
+        Ok(Self { host, port, text })
+    }
+
+    /// The host: lower-case, without a trailing dot, port or brackets (an IPv6 address in its
+    /// canonical form).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port, if the request gave one.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// `host[:port]` with an IPv6 host in brackets: what a URL is built with.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl FromStr for Authority {
+    type Err = TargetError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A DNS-style host name, lower-cased, one trailing dot removed.
+fn host_name(name: &str) -> Result<String, TargetError> {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(TargetError::HostCharacter(c));
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() {
+        return Err(TargetError::EmptyHost);
+    }
+    if name.len() > MAX_HOST_LEN {
+        return Err(TargetError::HostTooLong);
+    }
+    if name.split('.').any(str::is_empty) {
+        return Err(TargetError::EmptyLabel);
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// 1 to 5 digits, 1..=65535.
+fn port_number(text: &str) -> Result<u16, TargetError> {
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TargetError::Port);
+    }
+    text.parse::<u16>()
+        .ok()
+        .filter(|port| *port != 0)
+        .ok_or(TargetError::Port)
+}
+
+/// `path` (origin-form, starting with `/`) with its dot segments removed (RFC 3986 §5.2.4),
+/// percent-encoded dots counting as dots; `..` stops at the root. A final `.` or `..` segment
+/// leaves a trailing slash (`/a/b/..` → `/a/`), as in the RFC. Nothing else changes.
+pub fn normalize_path(path: &str) -> Result<String, TargetError> {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(if path == "*" {
+            TargetError::Asterisk
+        } else {
+            TargetError::PathNotAbsolute
+        });
+    };
+    let mut kept: Vec<&str> = Vec::new();
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match dots(segment) {
+            Some(1) => {}
+            Some(2) => {
+                kept.pop();
+            }
+            _ => {
+                kept.push(segment);
+                continue;
+            }
+        }
+        if last {
+            kept.push("");
+        }
+    }
+    let mut normalized = String::with_capacity(path.len());
+    for segment in kept {
+        normalized.push('/');
+        normalized.push_str(segment);
+    }
+    if normalized.is_empty() {
+        normalized.push('/');
+    }
+    Ok(normalized)
+}
+
+/// How many dots `segment` is made of (`.`, `%2e` or `%2E` each), if that is all it is.
+fn dots(segment: &str) -> Option<usize> {
+    let mut rest = segment.as_bytes();
+    let mut count = 0;
+    while !rest.is_empty() && count < 3 {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return None,
+        };
+        count += 1;
+    }
+    (rest.is_empty() && count > 0).then_some(count)
+}
+
+/// A request's validated authority and normalised path and query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    authority: Authority,
+    path: String,
+    query: Option<String>,
+}
+
+impl Target {
+    /// The validated authority.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The host: lower-case, no port, no brackets, no trailing dot.
+    pub fn host(&self) -> &str {
+        self.authority.host()
+    }
+
+    /// The normalised path, starting with `/` and free of dot segments.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The query as sent, without its `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The path, then `?` and the query if there is one.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(query) => format!("{}?{query}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// The one authority and the normalised path and query of a request whose target is `uri`,
+/// headers `headers` (only `Host` is read) and version `version`, following the rules in the
+/// [module docs](self). `uri` is the request's URI as hyper parsed it: origin-form (`/p?q`),
+/// absolute-form (`http://a.test/p`), or for HTTP/2 built from `:authority` and `:path`.
+pub fn request_target(
+    uri: &Uri,
+    headers: &HeaderMap,
+    version: Version,
+) -> Result<Target, TargetError> {
+    let mut hosts = headers.get_all(HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(TargetError::DuplicateHost),
+        (Some(value), None) => Some(Authority::parse(
+            value.to_str().map_err(|_| TargetError::HostNotAscii)?,
+        )?),
+        (None, _) => None,
+    };
+    let in_target = uri
+        .authority()
+        .map(|authority| Authority::parse(authority.as_str()))
+        .transpose()?;
+    let http_1_1 = version == Version::HTTP_11;
+    let authority = match (in_target, host) {
+        (Some(in_target), Some(host)) if in_target == host => host,
+        (Some(_), Some(_)) => return Err(TargetError::AuthorityMismatch),
+        (_, None) if http_1_1 => return Err(TargetError::MissingHost),
+        (Some(in_target), None) => in_target,
+        (None, Some(host)) => host,
+        (None, None) => return Err(TargetError::MissingAuthority),
+    };
+    Ok(Target {
+        authority,
+        path: normalize_path(uri.path())?,
+        query: uri.query().map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests;
