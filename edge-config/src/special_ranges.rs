@@ -8,8 +8,8 @@ use crate::IpCidr;
 /// Special-purpose ranges (RFC 6890 and successors) no worker may reach unless its config
 /// opens them: this host, private networks, shared address space, loopback, link-local
 /// (incl. the 169.254.169.254 metadata service), documentation, benchmarking, multicast,
-/// reserved; IPv6 unspecified/loopback/IPv4-compatible, NAT64, discard, documentation,
-/// 6to4, unique-local, site-local, link-local and multicast. v4-mapped IPv6 addresses are
+/// reserved; IPv6 unspecified/loopback/IPv4-compatible, NAT64, discard, Teredo (which
+/// tunnels to an IPv4 address it carries), documentation, 6to4, unique-local, site-local, link-local and multicast. v4-mapped IPv6 addresses are
 /// judged as the IPv4 address they carry.
 pub const BLOCKED: &[&str] = &[
     "0.0.0.0/8",
@@ -31,6 +31,7 @@ pub const BLOCKED: &[&str] = &[
     "64:ff9b::/96",
     "64:ff9b:1::/48",
     "100::/64",
+    "2001::/32",
     "2001:db8::/32",
     "2002::/16",
     "fc00::/7",

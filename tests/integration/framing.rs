@@ -78,3 +78,76 @@ async fn a_malformed_chunk_size_is_a_bad_request() {
         "the client's mistake is no server error: {logs}"
     );
 }
+
+#[tokio::test]
+async fn one_authority_and_one_normalised_path_per_request() {
+    let isola = Isola::serve(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[[routes]]
+host = "a.test"
+path_prefix = "/foo"
+worker = "foo"
+[[routes]]
+host = "a.test"
+worker = "site"
+[workers.foo]
+file = "{fixtures}/hardening.js"
+[workers.site]
+file = "{fixtures}/hardening.js"
+vars = { SITE = "1" }
+"#,
+    );
+    let authority = isola.authority();
+    let exchange = |request: String| {
+        let authority = authority.clone();
+        async move {
+            let request = request.replacen("\r\n", "\r\nconnection: close\r\n", 1);
+            let (text, _) =
+                raw_exchange(&authority, request.as_bytes(), Duration::from_secs(5)).await;
+            text
+        }
+    };
+    let mismatch =
+        exchange("GET http://a.test/page HTTP/1.1\r\nhost: evil.test\r\n\r\n".into()).await;
+    assert!(mismatch.starts_with("HTTP/1.1 400"), "{mismatch}");
+    let no_host = exchange("GET /page HTTP/1.1\r\n\r\n".into()).await;
+    assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+    let two_hosts =
+        exchange("GET /page HTTP/1.1\r\nhost: a.test\r\nhost: b.test\r\n\r\n".into()).await;
+    assert!(two_hosts.starts_with("HTTP/1.1 400"), "{two_hosts}");
+    let userinfo = exchange("GET /page HTTP/1.1\r\nhost: user@a.test\r\n\r\n".into()).await;
+    assert!(userinfo.starts_with("HTTP/1.1 400"), "{userinfo}");
+
+    for path in ["/foo/../admin", "/foo/%2e%2e/admin", "/foo/%2E./admin"] {
+        let reply = exchange(format!("GET {path} HTTP/1.1\r\nhost: A.Test.\r\n\r\n")).await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(
+            reply.contains("path /admin host a.test url http://a.test/admin"),
+            "{path} is /admin, routed past /foo, with one host: {reply}"
+        );
+    }
+    let absolute =
+        exchange("GET http://a.test/foo/x?q=1 HTTP/1.1\r\nhost: a.test\r\n\r\n".into()).await;
+    assert!(
+        absolute.contains("path /foo/x host a.test url http://a.test/foo/x?q=1"),
+        "{absolute}"
+    );
+
+    // HTTP/2: `:authority` and `host` must agree.
+    let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("http://a.test/page")
+        .header("host", "evil.test")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 400);
+}

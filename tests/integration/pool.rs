@@ -354,7 +354,10 @@ async fn clients_that_give_up_on_a_cold_start_leak_no_capacity() {
         get_within(&isola, Duration::from_secs(1)),
         get_within(&isola, Duration::from_secs(1)),
     );
-    assert!(first.is_none() && second.is_none(), "both gave up during the cold starts");
+    assert!(
+        first.is_none() && second.is_none(),
+        "both gave up during the cold starts"
+    );
     // Both isolates are still starting: the next request waits for one of them (it would
     // wait in vain, then get 503, if the abandoned starts kept their reservations).
     let started = Instant::now();

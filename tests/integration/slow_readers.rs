@@ -95,7 +95,10 @@ cache = true
 "#,
     );
     // The worker has sent a cacheable response: its misses are collapsed from now on.
-    assert_eq!(get(Proto::H1, &isola, "/cached-stream?v=1").await.status, 200);
+    assert_eq!(
+        get(Proto::H1, &isola, "/cached-stream?v=1").await.status,
+        200
+    );
     let mut leader = TcpStream::connect(isola.authority()).await.unwrap();
     let request = format!(
         "GET /cached-stream?v=2 HTTP/1.1\r\nhost: {}\r\n\r\n",

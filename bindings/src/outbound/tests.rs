@@ -40,6 +40,8 @@ const REFUSED: &[&str] = &[
     "64:ff9b::7f00:1",
     "64:ff9b::a9fe:a9fe",
     "2002:7f00:1::1",
+    // Teredo: a tunnel to the (obfuscated) IPv4 address it carries.
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2",
 ];
 
 const ALLOWED: &[&str] = &[

@@ -14,6 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
+use isola_wire::authority::{TargetError, request_target};
 use tokio::sync::oneshot;
 
 use super::body::{Body, BodyFault, pump_request_body};
@@ -70,6 +71,7 @@ pub async fn handle(
 #[derive(Debug)]
 enum Refusal {
     UriTooLong(usize),
+    BadTarget(TargetError),
     HeadersTooLarge(usize),
     NoRoute(String),
     Loop(String),
@@ -103,6 +105,7 @@ impl Refusal {
                 StatusCode::URI_TOO_LONG,
                 format!("URI longer than {limit} bytes"),
             ),
+            Self::BadTarget(error) => (StatusCode::BAD_REQUEST, error.to_string()),
             Self::HeadersTooLarge(limit) => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 format!("request headers larger than {limit} bytes"),
@@ -179,8 +182,8 @@ async fn serve(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
     let (mut parts, incoming) = request.into_parts();
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    if path_and_query.len() > shared.http.max_url_bytes {
+    let raw_target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    if raw_target > shared.http.max_url_bytes {
         return Err(Refusal::UriTooLong(shared.http.max_url_bytes));
     }
     let header_bytes: usize = parts
@@ -191,25 +194,19 @@ async fn serve(
     if header_bytes > shared.http.max_header_bytes {
         return Err(Refusal::HeadersTooLarge(shared.http.max_header_bytes));
     }
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "localhost".to_owned());
-    let host = host_of(&authority);
+    // One authority and one normalised path: routing, the cache key, `request.url` and the
+    // worker's `Host` are all built from them.
+    let target =
+        request_target(&parts.uri, &parts.headers, parts.version).map_err(Refusal::BadTarget)?;
     let deployment = shared
         .router
         .load()
-        .route(&host, parts.uri.path())
-        .ok_or_else(|| Refusal::NoRoute(format!("{host}{}", parts.uri.path())))?
+        .route(target.host(), target.path())
+        .ok_or_else(|| Refusal::NoRoute(format!("{}{}", target.host(), target.path())))?
         .clone();
+    if let Ok(host) = HeaderValue::from_str(target.authority().as_str()) {
+        parts.headers.insert(HOST, host);
+    }
     let worker = deployment.worker();
     if let Some(chain) = parts.headers.get(CDN_LOOP).and_then(|v| v.to_str().ok()) {
         let (hops, seen) = hops(chain, &worker.name);
@@ -226,7 +223,11 @@ async fn serve(
     if declared.is_some_and(|len| len > limit) {
         return Err(Refusal::BodyTooLarge(limit));
     }
-    let url = format!("{scheme}://{authority}{path_and_query}");
+    let url = format!(
+        "{scheme}://{}{}",
+        target.authority(),
+        target.path_and_query()
+    );
     // The worker sees (and `Vary` is matched on) the client-address headers as rewritten.
     set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
     let cache = shared.cache.as_ref().filter(|_| worker.cache);
@@ -286,7 +287,13 @@ async fn serve(
         (Some(pending), Some(cache), Ok(js)) => Ok(cache.finish(
             pending,
             &worker,
-            || format!("{scheme}://{authority}{path_and_query}"),
+            || {
+                format!(
+                    "{scheme}://{}{}",
+                    target.authority(),
+                    target.path_and_query()
+                )
+            },
             js,
         )),
         (_, cache, Ok(js)) => {
@@ -412,16 +419,6 @@ async fn revalidate_in_background(
     }
 }
 
-/// Host name from an authority: lower-case, without port or IPv6 brackets' port.
-fn host_of(authority: &str) -> String {
-    let host = if let Some(rest) = authority.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
-    };
-    host.to_ascii_lowercase()
-}
-
 /// Tells the isolate the client went away if the exchange is dropped before it completes
 /// (hyper drops the service future when the connection closes or the stream is reset).
 struct AbortOnDrop {
@@ -440,17 +437,5 @@ impl Drop for AbortOnDrop {
         if let Some(isolate) = self.isolate.take() {
             let _ = isolate.send(Message::Abort(self.id));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_of;
-
-    #[test]
-    fn host_of_strips_port_and_case() {
-        assert_eq!(host_of("Example.COM:8443"), "example.com");
-        assert_eq!(host_of("[::1]:8080"), "::1");
-        assert_eq!(host_of("localhost"), "localhost");
     }
 }
