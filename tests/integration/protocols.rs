@@ -52,7 +52,7 @@ async fn tls_negotiates_h2_and_http1_with_alpn() {
         let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         assert_eq!(negotiated.as_deref(), Some(alpn));
         let request = Request::get(format!("https://{}/", isola.authority()))
-            .header("host", "localhost")
+            .header("host", isola.authority())
             .body(Full::new(Bytes::new()))
             .unwrap();
         let response = if expect_h2 {
