@@ -5,6 +5,8 @@
 //! deployment's [`pool::Pool`], which lends the request one of its isolates; the isolate's
 //! thread dispatches the request into the worker's JavaScript and the response (or its
 //! stream) comes back over a channel.
+//!
+//! The `isola` command (`runtime/cli/`) is a thin layer over this library.
 
 pub mod admin;
 pub mod cache;
