@@ -21,7 +21,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// The repository root (fixtures and examples are found from here).
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    // This package is runtime/cli.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A fixture worker under `tests/fixtures`.
