@@ -11,6 +11,7 @@ import {
   op_isola_respond_stream,
   op_isola_respond_text,
   op_isola_wait_until_expired,
+  op_isola_wait_until_pending,
 } from "ext:core/ops";
 import { consoleInternals } from "ext:isola_console/05_console.js";
 
@@ -60,11 +61,16 @@ class ExecutionContext {
    */
   waitUntil(promise) {
     const deadline = setTimeout(() => op_isola_wait_until_expired(waitUntilMs), waitUntilMs);
+    op_isola_wait_until_pending(1);
     PromisePrototypeThen(
       PromiseResolve(promise),
-      () => clearTimeout(deadline),
+      () => {
+        clearTimeout(deadline);
+        op_isola_wait_until_pending(-1);
+      },
       (error) => {
         clearTimeout(deadline);
+        op_isola_wait_until_pending(-1);
         op_isola_log(LOG_ERROR, `Uncaught (in waitUntil) ${describeThrown(error)}`);
       },
     );

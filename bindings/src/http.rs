@@ -5,6 +5,7 @@
 //! ops, which complete the exchange. A streaming response body is pumped from its
 //! `ReadableStream` resource into a bounded channel, so a slow client slows the producer.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -107,6 +108,10 @@ pub type ExchangeEvents = mpsc::UnboundedSender<ExchangeEvent>;
 pub struct Exchanges {
     pending: HashMap<RequestId, PendingExchange>,
     events: ExchangeEvents,
+    /// Streamed response bodies still being produced.
+    streaming: Rc<Cell<usize>>,
+    /// `ctx.waitUntil` promises not settled yet.
+    waiting_until: usize,
 }
 
 impl Exchanges {
@@ -115,7 +120,16 @@ impl Exchanges {
         Self {
             pending: HashMap::new(),
             events,
+            streaming: Rc::new(Cell::new(0)),
+            waiting_until: 0,
         }
+    }
+
+    /// Whether the worker works for nobody: no request waits for its response, no response
+    /// body is being produced and no `waitUntil` work is pending (what is running then is
+    /// the worker's own, e.g. a timer).
+    pub fn is_quiet(&self) -> bool {
+        self.pending.is_empty() && self.streaming.get() == 0 && self.waiting_until == 0
     }
 
     /// Registers an exchange before its request is dispatched to JavaScript; `guard` lives
@@ -200,6 +214,7 @@ deno_core::extension!(
         op_isola_respond_stream,
         op_isola_respond_error,
         op_isola_wait_until_expired,
+        op_isola_wait_until_pending,
     ],
     esm = [dir "../js", "10_fetch_event.js"],
     options = { exchanges: Exchanges },
@@ -348,6 +363,17 @@ fn op_isola_wait_until_expired(state: &mut OpState, #[number] limit_ms: u64) {
     state.put(Retired(true));
 }
 
+/// A `ctx.waitUntil` promise was added (`1`) or settled (`-1`).
+#[op2(fast)]
+fn op_isola_wait_until_pending(state: &mut OpState, #[smi] delta: i32) {
+    let exchanges = state.borrow_mut::<Exchanges>();
+    exchanges.waiting_until = if delta > 0 {
+        exchanges.waiting_until.saturating_add(1)
+    } else {
+        exchanges.waiting_until.saturating_sub(1)
+    };
+}
+
 /// Responds without a body.
 #[op2]
 fn op_isola_respond_empty(
@@ -375,6 +401,7 @@ fn op_isola_respond_stream(
     let (sender, receiver) = mpsc::channel(STREAM_WINDOW_CHUNKS + 1);
     let exchanges = state.borrow_mut::<Exchanges>();
     let (guard, write_timeout) = exchanges.take_for_stream(id);
+    exchanges.streaming.set(exchanges.streaming.get() + 1);
     let pump = StreamPump {
         id,
         resource,
@@ -382,6 +409,7 @@ fn op_isola_respond_stream(
         events: exchanges.events.clone(),
         write_timeout,
         guard,
+        streaming: exchanges.streaming.clone(),
     };
     deno_core::unsync::spawn(pump.run());
     respond(state, id, status, &headers, ResponseBody::Stream(receiver));
@@ -405,6 +433,8 @@ struct StreamPump {
     events: ExchangeEvents,
     write_timeout: Duration,
     guard: Option<Guard>,
+    /// The isolate's count of streams being produced, which this one leaves when done.
+    streaming: Rc<Cell<usize>>,
 }
 
 impl StreamPump {
@@ -416,6 +446,7 @@ impl StreamPump {
             events,
             write_timeout,
             guard,
+            streaming,
         } = self;
         let event = loop {
             let read = tokio::select! {
@@ -450,6 +481,7 @@ impl StreamPump {
         };
         resource.close();
         drop(guard);
+        streaming.set(streaming.get().saturating_sub(1));
         let _ = events.send(event);
     }
 }

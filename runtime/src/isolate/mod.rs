@@ -135,6 +135,8 @@ impl Isolate {
         enforcer.enter(Limit::StartupCpu);
         let loaded = Self::load_worker(&mut runtime, worker).await;
         let memory_used = enforcer.leave(&mut runtime) as u64;
+        // Timers the top level set count apart from its evaluation.
+        enforcer.open_cpu_account();
         if let Some(limit) = enforcer.killed() {
             crate::metrics::metrics()
                 .isolate_kills
@@ -229,6 +231,7 @@ impl Isolate {
             write_timeout,
         } = request;
         guard::begin_request(headers.get(guard::CDN_LOOP).cloned());
+        self.enforcer.open_cpu_account();
         let op_state = self.runtime.op_state();
         let body_rid = {
             let mut state = op_state.borrow_mut();
@@ -312,9 +315,14 @@ impl Isolate {
         self.enforcer.enter(Limit::Cpu);
     }
 
-    /// JavaScript stopped running: the event loop waits for I/O or requests.
+    /// JavaScript stopped running: the event loop waits for I/O or requests. When the worker
+    /// works for no request any more, what runs next (its own timers) gets a CPU account of
+    /// its own, so a long-lived isolate's timers do not add up against `cpu_ms`.
     pub(crate) fn leave(&mut self) {
         self.memory_used = self.enforcer.leave(&mut self.runtime) as u64;
+        if self.runtime.op_state().borrow().borrow::<Exchanges>().is_quiet() {
+            self.enforcer.open_cpu_account();
+        }
     }
 
     /// Logs a kill for the post-mortem: deployment, requests in flight, limit, measured value

@@ -1,9 +1,16 @@
 //! CPU limits. The isolate thread marks when it runs JavaScript (a "slice": one
 //! dispatch-and-poll turn, or the module's evaluation) with two atomic stores; a watchdog
 //! thread reads the isolate thread's CPU clock (`/proc/self/task/<tid>/schedstat`, so waiting
-//! on I/O does not count) and stops a slice over its budget: first with an interrupt that
+//! on I/O does not count) and stops JavaScript over its budget: first with an interrupt that
 //! records the JavaScript stack and terminates, then (if JavaScript never reached a point
 //! where V8 runs interrupts) with a direct termination. The hot path makes no system call.
+//!
+//! `cpu_ms` counts a request, not a slice: each dispatch opens an account, and the thread's
+//! CPU time from then on (every turn of the request, so yielding to the event loop does not
+//! reset it; its streamed body and its `waitUntil` work after the response too) counts
+//! against it until the next dispatch opens a new one, or the isolate works for no request
+//! any more (then its own timers get a fresh account). With several requests in flight in
+//! one isolate (`max_requests_per_isolate > 1`) they share the account of the latest.
 //!
 //! Fairness between tenants: a slice that has run for [`BACKGROUND_AFTER`] of CPU drops to
 //! nice 19 until it ends, so a tenant spinning towards its limit yields the cores to other
@@ -53,6 +60,11 @@ pub(super) struct Watched {
     slice_start_ns: AtomicU64,
     /// Watchdog-only: the thread's CPU time when it asked for the kill interrupt.
     kill_cpu_ns: AtomicU64,
+    /// Bumped by the isolate thread when a request opens a CPU account.
+    account: AtomicU64,
+    /// Watchdog-only: the account it measures and the thread's CPU time when it first saw it.
+    seen_account: AtomicU64,
+    account_start_ns: AtomicU64,
     budgets_ns: [u64; 2],
 }
 
@@ -82,6 +94,9 @@ pub(super) fn watch(shared: &Arc<Shared>, limits: &Limits) -> Arc<Watched> {
         seen_slice: AtomicU64::new(0),
         slice_start_ns: AtomicU64::new(0),
         kill_cpu_ns: AtomicU64::new(0),
+        account: AtomicU64::new(0),
+        seen_account: AtomicU64::new(0),
+        account_start_ns: AtomicU64::new(0),
         budgets_ns: [nanos(limits.cpu()), nanos(limits.startup_cpu())],
     });
     if let Ok(mut all) = WATCHED.lock() {
@@ -95,6 +110,11 @@ impl Watched {
     pub(super) fn enter(&self, limit: Limit) {
         self.limit.store(limit as u8, Ordering::Relaxed);
         self.slice.fetch_add(1, Ordering::Release);
+    }
+
+    /// A request starts: CPU from now on counts against a new account.
+    pub(super) fn open_account(&self) {
+        self.account.fetch_add(1, Ordering::Release);
     }
 
     pub(super) fn leave(&self) {
@@ -165,12 +185,18 @@ fn check(isolate: &Watched) {
         }
         return;
     }
+    let account = isolate.account.load(Ordering::Acquire);
+    if isolate.seen_account.swap(account, Ordering::Relaxed) != account {
+        isolate.account_start_ns.store(now, Ordering::Relaxed);
+    }
     if isolate.seen_slice.swap(slice, Ordering::Relaxed) != slice {
         isolate.slice_start_ns.store(now, Ordering::Relaxed);
         return;
     }
-    let used = now.saturating_sub(isolate.slice_start_ns.load(Ordering::Relaxed));
-    if used > nanos(BACKGROUND_AFTER) && !isolate.backgrounded.swap(true, Ordering::AcqRel) {
+    let slice_used = now.saturating_sub(isolate.slice_start_ns.load(Ordering::Relaxed));
+    if slice_used > nanos(BACKGROUND_AFTER)
+        && !isolate.backgrounded.swap(true, Ordering::AcqRel)
+    {
         if !set_background(isolate.tid, true) {
             isolate.backgrounded.store(false, Ordering::Release);
         } else if isolate.slice.load(Ordering::Acquire) != slice {
@@ -180,6 +206,10 @@ fn check(isolate: &Watched) {
     }
     let limit = Limit::from_code(isolate.limit.load(Ordering::Relaxed)).unwrap_or(Limit::Cpu);
     let budget = isolate.budgets_ns[limit as usize - 1];
+    let used = match limit {
+        Limit::Cpu => slice_used.max(now.saturating_sub(isolate.account_start_ns.load(Ordering::Relaxed))),
+        _ => slice_used,
+    };
     if used > budget
         && isolate
             .shared

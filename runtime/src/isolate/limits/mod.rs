@@ -131,6 +131,11 @@ impl Enforcer {
         self.cpu.enter(limit);
     }
 
+    /// A request is dispatched: its CPU time is counted from now on (see [`cpu`]).
+    pub(crate) fn open_cpu_account(&self) {
+        self.cpu.open_account();
+    }
+
     /// JavaScript stopped running (the event loop is waiting); checks the memory the turn
     /// left behind and returns it (heap + external bytes).
     pub(crate) fn leave(&self, runtime: &mut JsRuntime) -> usize {
