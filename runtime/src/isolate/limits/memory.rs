@@ -5,6 +5,9 @@
 //! - ArrayBuffer contents go through a counting allocator: past `memory_mb` it terminates
 //!   execution, past twice that it refuses (JavaScript gets a RangeError);
 //! - after every turn, heap + external memory is compared with `memory_mb`.
+//!
+//! Memory that JavaScript makes outside V8 (Blob contents, object URLs, compression state:
+//! see `isola_bindings::memory`) is charged to the same counter as ArrayBuffers.
 #![allow(
     unsafe_code,
     reason = "V8's ArrayBuffer allocator interface is a C vtable over raw memory"
@@ -16,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use deno_core::{JsRuntime, v8};
+use isola_bindings::memory::{MemoryAccount, MemoryMeter};
 
 use super::{Limit, Shared};
 
@@ -30,7 +34,7 @@ pub(crate) struct MemoryGuard {
     limit_bytes: usize,
 }
 
-/// ArrayBuffer bytes allocated by one isolate.
+/// ArrayBuffer and off-heap bytes allocated by one isolate.
 struct Counter {
     used: AtomicUsize,
     soft: usize,
@@ -61,6 +65,11 @@ impl MemoryGuard {
             },
             params,
         )
+    }
+
+    /// The account the isolate's ops charge off-heap memory to.
+    pub(crate) fn account(&self) -> MemoryAccount {
+        MemoryAccount::new(self.counter.clone())
     }
 
     /// Connects the guards to the created isolate.
@@ -95,6 +104,16 @@ impl MemoryGuard {
             shared.handle.terminate_execution();
         }
         used
+    }
+}
+
+impl MemoryMeter for Counter {
+    fn charge(&self, bytes: usize) -> bool {
+        self.reserve(bytes)
+    }
+
+    fn release(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 

@@ -5,7 +5,9 @@
 //! - CPU (`cpu_ms`, `startup_cpu_ms`): [`cpu`] — a watchdog thread reads the isolate thread's
 //!   CPU clock and interrupts a JavaScript slice over budget.
 //! - Memory (`memory_mb`): [`memory`] — V8's heap limit with a near-heap-limit callback, a
-//!   counting ArrayBuffer allocator and a check of heap + external memory after every turn.
+//!   counting ArrayBuffer allocator (which also counts the ops' charges for Blob contents,
+//!   object URLs and compression state) and a check of heap + external memory after every
+//!   turn.
 //!
 //! A killed isolate is never reused: the thread stops taking requests and is replaced.
 
