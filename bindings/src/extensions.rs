@@ -8,7 +8,7 @@ use crate::blob::ChargedBlobStore;
 use crate::console::WorkerName;
 use crate::http::Exchanges;
 use crate::memory::MemoryAccount;
-use crate::{blob, bootstrap, clock, console, http, outbound};
+use crate::{blob, bootstrap, clock, compression, console, http, outbound};
 
 /// User agent of outbound `fetch()` requests (when the worker sets none).
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
@@ -23,7 +23,7 @@ pub struct IsolateExtensionOptions {
     pub permissions: PermissionsContainer,
     /// How the worker's outbound requests resolve names.
     pub resolver: std::sync::Arc<crate::outbound::StaticResolver>,
-    /// Where Rust-side memory made by JavaScript (Blob contents) is charged.
+    /// Where Rust-side memory made by JavaScript (Blobs, compression) is charged.
     pub memory: MemoryAccount,
 }
 
@@ -35,6 +35,7 @@ pub fn for_snapshot() -> Vec<Extension> {
         deno_fetch::deno_fetch::lazy_init(),
         deno_crypto::deno_crypto::lazy_init(),
         blob::isola_blob::lazy_init(),
+        compression::isola_compression::lazy_init(),
         outbound::isola_outbound::lazy_init(),
         clock::isola_clock::init(),
         console::isola_console::lazy_init(),
@@ -69,7 +70,8 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
         ),
         deno_fetch::deno_fetch::init(fetch_options(options.resolver)),
         deno_crypto::deno_crypto::init(None),
-        blob::isola_blob::init(options.memory),
+        blob::isola_blob::init(options.memory.clone()),
+        compression::isola_compression::init(options.memory),
         outbound::isola_outbound::init(options.permissions),
         clock::isola_clock::init(),
         console::isola_console::init(options.worker),

@@ -1,6 +1,7 @@
-//! Blob parts and object URLs are charged to the isolate's memory account while they live,
-//! and the charge returns to zero once they are freed (as deno_web's JavaScript frees them: a
-//! Blob's finalizer removes its part, `revokeObjectURL`).
+//! Blob parts, object URLs and compression streams are charged to the isolate's memory
+//! account while they live, and the charge returns to zero once they are freed (as deno_web's
+//! JavaScript frees them: a Blob's finalizer removes its part, `revokeObjectURL`, a stream's
+//! end).
 #![allow(clippy::unwrap_used, reason = "a test fails loudly")]
 
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deno_core::{JsRuntime, RuntimeOptions};
 use isola_bindings::blob::{ChargedBlobStore, isola_blob};
+use isola_bindings::compression::isola_compression;
 use isola_bindings::memory::{MemoryAccount, MemoryMeter};
 
 /// A meter without a limit that remembers what is charged.
@@ -25,7 +27,7 @@ impl MemoryMeter for Meter {
     }
 }
 
-/// A runtime with deno_web and Isola's charging extension (no snapshot), and its meter.
+/// A runtime with deno_web and Isola's charging extensions (no snapshot), and its meter.
 fn runtime() -> (JsRuntime, Arc<Meter>) {
     let meter = Arc::new(Meter::default());
     let account = MemoryAccount::new(meter.clone());
@@ -38,7 +40,8 @@ fn runtime() -> (JsRuntime, Arc<Meter>) {
                 false,
                 deno_web::InMemoryBroadcastChannel::default(),
             ),
-            isola_blob::init(account),
+            isola_blob::init(account.clone()),
+            isola_compression::init(account),
         ],
         ..Default::default()
     });
@@ -82,4 +85,34 @@ async fn blob_parts_and_object_urls_are_charged_until_freed() {
 
     run(&mut runtime, "ops.op_blob_revoke_object_url(url);");
     assert_eq!(charged(&meter), 0, "everything freed");
+}
+
+#[tokio::test]
+async fn compression_state_is_charged_until_the_stream_ends() {
+    let (mut runtime, meter) = runtime();
+    run(
+        &mut runtime,
+        "globalThis.ops = Deno.core.ops;
+         globalThis.streams = ['gzip', 'deflate', 'deflate-raw', 'brotli'].flatMap((format) => [
+           [format, ops.op_compression_new(format, false)],
+           [format, ops.op_compression_new(format, true)],
+         ]);",
+    );
+    let live = charged(&meter);
+    assert!(live > 17 * 1024 * 1024, "eight live codecs: {live}");
+
+    run(
+        &mut runtime,
+        "const text = new Uint8Array(120_000).map((_, i) => 'hello '.charCodeAt(i % 6));
+         for (let i = 0; i < streams.length; i += 2) {
+           const [, encoder] = streams[i];
+           const [, decoder] = streams[i + 1];
+           const packed = [ops.op_compression_write(encoder, text), ops.op_compression_finish(encoder, true)];
+           let size = 0;
+           for (const chunk of packed) size += ops.op_compression_write(decoder, chunk).length;
+           size += ops.op_compression_finish(decoder, true).length;
+           if (size !== text.length) throw new Error(`${streams[i][0]}: ${size} bytes back`);
+         }",
+    );
+    assert_eq!(charged(&meter), 0, "every stream finished");
 }
