@@ -7,13 +7,14 @@
 //! - Memory (`memory_mb`): [`memory`] — V8's heap limit with a near-heap-limit callback, a
 //!   counting ArrayBuffer allocator (which also counts the ops' charges for Blob contents,
 //!   object URLs and compression state) and a check of heap + external memory after every
-//!   turn.
+//!   turn; [`trim`] returns a killed isolate's memory to the kernel.
 //!
 //! A killed isolate is never reused: the thread stops taking requests and is replaced.
 
 mod cpu;
 mod memory;
 mod stack;
+mod trim;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use deno_core::{JsRuntime, v8};
 use edge_config::Limits;
 
 pub(crate) use memory::MemoryGuard;
+pub(crate) use trim::release_free_memory;
 
 /// A limit that can kill an isolate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
