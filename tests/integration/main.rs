@@ -9,6 +9,7 @@ mod cache;
 mod errors;
 mod lifecycle;
 mod limits;
+mod offheap;
 mod outbound;
 mod pool;
 mod protocols;
