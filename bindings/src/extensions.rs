@@ -4,9 +4,11 @@
 use deno_core::Extension;
 use deno_permissions::PermissionsContainer;
 
+use crate::blob::ChargedBlobStore;
 use crate::console::WorkerName;
 use crate::http::Exchanges;
-use crate::{bootstrap, clock, console, http, outbound};
+use crate::memory::MemoryAccount;
+use crate::{blob, bootstrap, clock, compression, console, http, outbound};
 
 /// User agent of outbound `fetch()` requests (when the worker sets none).
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
@@ -21,6 +23,8 @@ pub struct IsolateExtensionOptions {
     pub permissions: PermissionsContainer,
     /// How the worker's outbound requests resolve names.
     pub resolver: std::sync::Arc<crate::outbound::StaticResolver>,
+    /// Where Rust-side memory made by JavaScript (Blobs, compression) is charged.
+    pub memory: MemoryAccount,
 }
 
 /// Extensions as the build-time snapshot needs them (no per-isolate state).
@@ -30,6 +34,8 @@ pub fn for_snapshot() -> Vec<Extension> {
         deno_web::deno_web::lazy_init(),
         deno_fetch::deno_fetch::lazy_init(),
         deno_crypto::deno_crypto::lazy_init(),
+        blob::isola_blob::lazy_init(),
+        compression::isola_compression::lazy_init(),
         outbound::isola_outbound::lazy_init(),
         clock::isola_clock::init(),
         console::isola_console::lazy_init(),
@@ -57,13 +63,15 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
     vec![
         deno_webidl::deno_webidl::init(),
         deno_web::deno_web::init(
-            deno_web::BlobStore::default_arc(),
+            std::sync::Arc::new(ChargedBlobStore::new(options.memory.clone())),
             None,
             false,
             deno_web::InMemoryBroadcastChannel::default(),
         ),
         deno_fetch::deno_fetch::init(fetch_options(options.resolver)),
         deno_crypto::deno_crypto::init(None),
+        blob::isola_blob::init(options.memory.clone()),
+        compression::isola_compression::init(options.memory),
         outbound::isola_outbound::init(options.permissions),
         clock::isola_clock::init(),
         console::isola_console::init(options.worker),

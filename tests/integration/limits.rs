@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
 
-use crate::support::{Isola, Proto, fixture, get, send};
+use crate::support::{Isola, Proto, fixture, get, rss_mib, send};
 
 fn raw_exchange(authority: &str, request: &[u8]) -> String {
     let mut stream = std::net::TcpStream::connect(authority).unwrap();
@@ -195,18 +195,6 @@ async fn dev_wall_ms_flag_applies() {
         "{:?}",
         started.elapsed()
     );
-}
-
-/// Resident memory of `pid` in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib / 1024.0
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ mod errors;
 mod framing;
 mod lifecycle;
 mod limits;
+mod offheap;
 mod outbound;
 mod pool;
 mod protocols;

@@ -72,6 +72,7 @@ impl Blank {
                 &Default::default(),
                 Arc::new(OutboundPolicy::new(&Default::default())),
             )),
+            memory: memory.account(),
         });
         let loader = Rc::new(WorkerModuleLoader::default());
         let runtime = JsRuntime::try_new(RuntimeOptions {

@@ -142,6 +142,9 @@ pub(crate) async fn serve_order(blank: Option<Blank>, order: Order) {
     let mut isolate = match started {
         Ok(isolate) => isolate,
         Err(error) => {
+            if matches!(error, StartError::LimitExceeded(_)) {
+                super::limits::release_free_memory();
+            }
             let _ = ready.send(Err(error));
             return;
         }
@@ -151,12 +154,17 @@ pub(crate) async fn serve_order(blank: Option<Blank>, order: Order) {
         return;
     }
     let outcome = serve(&mut isolate, &mut receiver, &memory).await;
-    if isolate.killed().is_some() {
+    let killed = isolate.killed().is_some();
+    if killed {
         isolate.log_kill(&worker.name);
         isolate.fail_pending("");
     } else if let Err(error) = outcome {
         tracing::error!(worker = %worker.name, "isolate stopped: {error}");
         isolate.fail_pending("the isolate failed while handling the request");
+    }
+    drop(isolate);
+    if killed {
+        super::limits::release_free_memory();
     }
 }
 

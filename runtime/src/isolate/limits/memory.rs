@@ -5,17 +5,23 @@
 //! - ArrayBuffer contents go through a counting allocator: past `memory_mb` it terminates
 //!   execution, past twice that it refuses (JavaScript gets a RangeError);
 //! - after every turn, heap + external memory is compared with `memory_mb`.
+//!
+//! Memory that JavaScript makes outside V8 (Blob contents, object URLs, compression state:
+//! see `isola_bindings::memory`) is charged to the same counter as ArrayBuffers, and reported
+//! to V8 as external memory after each turn so that its garbage collector frees what holds it.
 #![allow(
     unsafe_code,
     reason = "V8's ArrayBuffer allocator interface is a C vtable over raw memory"
 )]
 
 use std::alloc::Layout;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use deno_core::{JsRuntime, v8};
+use isola_bindings::memory::{MemoryAccount, MemoryMeter};
 
 use super::{Limit, Shared};
 
@@ -28,11 +34,15 @@ const ALIGN: usize = 16;
 pub(crate) struct MemoryGuard {
     counter: Arc<Counter>,
     limit_bytes: usize,
+    /// Off-heap bytes V8 was last told about (as external memory).
+    reported_off_heap: Cell<usize>,
 }
 
-/// ArrayBuffer bytes allocated by one isolate.
+/// ArrayBuffer and off-heap bytes allocated by one isolate.
 struct Counter {
     used: AtomicUsize,
+    /// The part of `used` charged by ops for memory outside V8.
+    off_heap: AtomicUsize,
     soft: usize,
     hard: usize,
     shared: OnceLock<Arc<Shared>>,
@@ -43,6 +53,7 @@ impl MemoryGuard {
     pub(crate) fn new(limit_bytes: usize) -> (Self, v8::CreateParams) {
         let counter = Arc::new(Counter {
             used: AtomicUsize::new(0),
+            off_heap: AtomicUsize::new(0),
             soft: limit_bytes,
             hard: limit_bytes.saturating_mul(2),
             shared: OnceLock::new(),
@@ -58,9 +69,15 @@ impl MemoryGuard {
             Self {
                 counter,
                 limit_bytes,
+                reported_off_heap: Cell::new(0),
             },
             params,
         )
+    }
+
+    /// The account the isolate's ops charge off-heap memory to.
+    pub(crate) fn account(&self) -> MemoryAccount {
+        MemoryAccount::new(self.counter.clone())
     }
 
     /// Connects the guards to the created isolate.
@@ -81,6 +98,7 @@ impl MemoryGuard {
     /// After a turn: kills the isolate if heap + external memory is over the limit; returns
     /// what it measured.
     pub(super) fn check(&self, runtime: &mut JsRuntime, shared: &Shared) -> usize {
+        self.report_off_heap(runtime.v8_isolate());
         let stats = runtime.v8_isolate().get_heap_statistics();
         let used = stats
             .used_heap_size()
@@ -95,6 +113,33 @@ impl MemoryGuard {
             shared.handle.terminate_execution();
         }
         used
+    }
+
+    /// Tells V8 how the off-heap charge changed since the last turn, so that its collector
+    /// runs when garbage (a dropped Blob or stream) holds much memory outside the heap.
+    fn report_off_heap(&self, isolate: &mut v8::Isolate) {
+        let now = self.counter.off_heap.load(Ordering::Relaxed);
+        let before = self.reported_off_heap.replace(now);
+        let change =
+            i64::try_from(now).unwrap_or(i64::MAX) - i64::try_from(before).unwrap_or(i64::MAX);
+        if change != 0 {
+            isolate.adjust_amount_of_external_allocated_memory(change);
+        }
+    }
+}
+
+impl MemoryMeter for Counter {
+    fn charge(&self, bytes: usize) -> bool {
+        if !self.reserve(bytes) {
+            return false;
+        }
+        self.off_heap.fetch_add(bytes, Ordering::Relaxed);
+        true
+    }
+
+    fn release(&self, bytes: usize) {
+        self.off_heap.fetch_sub(bytes, Ordering::Relaxed);
+        self.used.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 

@@ -5,13 +5,16 @@
 //! - CPU (`cpu_ms`, `startup_cpu_ms`): [`cpu`] — a watchdog thread reads the isolate thread's
 //!   CPU clock and interrupts a JavaScript slice over budget.
 //! - Memory (`memory_mb`): [`memory`] — V8's heap limit with a near-heap-limit callback, a
-//!   counting ArrayBuffer allocator and a check of heap + external memory after every turn.
+//!   counting ArrayBuffer allocator (which also counts the ops' charges for Blob contents,
+//!   object URLs and compression state) and a check of heap + external memory after every
+//!   turn; [`trim`] returns a killed isolate's memory to the kernel.
 //!
 //! A killed isolate is never reused: the thread stops taking requests and is replaced.
 
 mod cpu;
 mod memory;
 mod stack;
+mod trim;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -20,6 +23,7 @@ use deno_core::{JsRuntime, v8};
 use edge_config::Limits;
 
 pub(crate) use memory::MemoryGuard;
+pub(crate) use trim::release_free_memory;
 
 /// A limit that can kill an isolate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
