@@ -256,3 +256,16 @@ async fn a_hundred_heap_bombs_leave_the_process_serving_and_its_memory_flat() {
         "RSS grew from {before:.1} MiB to {after:.1} MiB over 100 heap bombs"
     );
 }
+
+#[tokio::test]
+async fn cpu_ms_counts_the_request_across_its_turns() {
+    let isola = crate::support::Isola::dev(
+        &crate::support::fixture("hardening.js"),
+        &["--cpu-ms", "100"],
+    );
+    let reply = crate::support::get(crate::support::Proto::H1, &isola, "/spin-yield").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.text().contains("cpu_ms"), "{}", reply.text());
+    let next = crate::support::get(crate::support::Proto::H1, &isola, "/").await;
+    assert_eq!(next.status, 200, "a fresh isolate serves the next request");
+}

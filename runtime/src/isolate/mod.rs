@@ -321,7 +321,13 @@ impl Isolate {
     /// its own, so a long-lived isolate's timers do not add up against `cpu_ms`.
     pub(crate) fn leave(&mut self) {
         self.memory_used = self.enforcer.leave(&mut self.runtime) as u64;
-        if self.runtime.op_state().borrow().borrow::<Exchanges>().is_quiet() {
+        if self
+            .runtime
+            .op_state()
+            .borrow()
+            .borrow::<Exchanges>()
+            .is_quiet()
+        {
             self.enforcer.open_cpu_account();
         }
     }

@@ -194,9 +194,7 @@ fn check(isolate: &Watched) {
         return;
     }
     let slice_used = now.saturating_sub(isolate.slice_start_ns.load(Ordering::Relaxed));
-    if slice_used > nanos(BACKGROUND_AFTER)
-        && !isolate.backgrounded.swap(true, Ordering::AcqRel)
-    {
+    if slice_used > nanos(BACKGROUND_AFTER) && !isolate.backgrounded.swap(true, Ordering::AcqRel) {
         if !set_background(isolate.tid, true) {
             isolate.backgrounded.store(false, Ordering::Release);
         } else if isolate.slice.load(Ordering::Acquire) != slice {
@@ -207,7 +205,9 @@ fn check(isolate: &Watched) {
     let limit = Limit::from_code(isolate.limit.load(Ordering::Relaxed)).unwrap_or(Limit::Cpu);
     let budget = isolate.budgets_ns[limit as usize - 1];
     let used = match limit {
-        Limit::Cpu => slice_used.max(now.saturating_sub(isolate.account_start_ns.load(Ordering::Relaxed))),
+        Limit::Cpu => {
+            slice_used.max(now.saturating_sub(isolate.account_start_ns.load(Ordering::Relaxed)))
+        }
         _ => slice_used,
     };
     if used > budget
