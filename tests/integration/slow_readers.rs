@@ -46,19 +46,23 @@ async fn isolate_is_free_again(isola: &Isola) {
     );
 }
 
+/// GET `path` over HTTP/1.1 and read only the start of the response; the connection is
+/// returned unread.
+async fn get_head_only(isola: &Isola, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(isola.authority()).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {}\r\n\r\n", isola.authority());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    stream
+}
+
 #[tokio::test]
 async fn an_http1_client_that_stops_reading_frees_the_isolate() {
     let isola = node();
-    let mut stalled = TcpStream::connect(isola.authority()).await.unwrap();
-    let request = format!(
-        "GET /big-stream HTTP/1.1\r\nhost: {}\r\n\r\n",
-        isola.authority()
-    );
-    stalled.write_all(request.as_bytes()).await.unwrap();
-    let mut head = [0u8; 64];
-    let n = stalled.read(&mut head).await.unwrap();
-    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
-    // Read nothing more: the socket backs up and the producer stalls.
+    // Read nothing after the head: the socket backs up and the producer stalls.
+    let _stalled = get_head_only(&isola, "/big-stream").await;
     isolate_is_free_again(&isola).await;
 }
 
@@ -99,15 +103,7 @@ cache = true
         get(Proto::H1, &isola, "/cached-stream?v=1").await.status,
         200
     );
-    let mut leader = TcpStream::connect(isola.authority()).await.unwrap();
-    let request = format!(
-        "GET /cached-stream?v=2 HTTP/1.1\r\nhost: {}\r\n\r\n",
-        isola.authority()
-    );
-    leader.write_all(request.as_bytes()).await.unwrap();
-    let mut head = [0u8; 64];
-    let n = leader.read(&mut head).await.unwrap();
-    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    let _leader = get_head_only(&isola, "/cached-stream?v=2").await;
     let started = Instant::now();
     let follower = tokio::time::timeout(
         Duration::from_secs(8),
