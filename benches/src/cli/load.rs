@@ -322,7 +322,7 @@ fn cache_count(target: &Target) -> anyhow::Result<Option<BTreeMap<String, f64>>>
         return Ok(None);
     };
     let runtime = measure::runtime(1)?;
-    let (status, text, _) = runtime.block_on(super::tenants::get(metrics, "/metrics"))?;
+    let (status, text, _) = runtime.block_on(super::node::get(metrics, "/metrics"))?;
     anyhow::ensure!(status == 200, "{}'s metrics answered {status}", target.name);
     let counts = text
         .lines()

@@ -5,6 +5,7 @@ mod args;
 mod compare_files;
 mod load;
 mod measure;
+mod node;
 mod self_check;
 mod startup;
 mod targets;
