@@ -141,7 +141,7 @@ enum BenchCommand {
     /// slow clients, redeploys) for a long time, its RSS, open fds and threads sampled every
     /// second; exits non-zero when one of them leaked.
     Soak {
-        /// How long the load runs (the first 20 %, at least 10 s, is warm-up).
+        /// How long the load runs (the first 20 %, at least 60 s, is warm-up).
         #[arg(long, value_parser = crate::duration::parse, default_value = "30m")]
         duration: Duration,
         /// Where the example workers are.

@@ -2,7 +2,10 @@
 //! post-warm-up level, and open file descriptors and threads do not grow.
 //!
 //! Definitions (samples are one second apart):
-//! - warm-up: the first 20 % of the run, at least [`MIN_WARMUP`]; its samples are not judged;
+//! - warm-up: the first 20 % of the run, at least [`MIN_WARMUP`]; its samples are not judged
+//!   (measured on 2 cores: under the soak's mix RSS climbs for 60–90 s, from about 85 to
+//!   125 MB, as V8 and glibc's per-thread malloc arenas reach the working set of isolates that
+//!   are killed and replaced three times a second, then stays level);
 //! - reference window: the first [`WINDOW`] samples after the warm-up; final window: the last
 //!   [`WINDOW`] samples;
 //! - RSS level: the median RSS of the reference window; after the warm-up, the RSS smoothed
@@ -29,7 +32,7 @@ pub const WINDOW: usize = 10;
 pub const SMOOTH: usize = 5;
 
 /// The shortest warm-up.
-pub const MIN_WARMUP: Duration = Duration::from_secs(10);
+pub const MIN_WARMUP: Duration = Duration::from_secs(60);
 
 /// The warm-up of a run of `duration`: 20 % of it, at least [`MIN_WARMUP`].
 pub fn warmup(duration: Duration) -> Duration {
@@ -237,10 +240,10 @@ mod tests {
     }
 
     #[test]
-    fn warmup_is_a_fifth_but_at_least_ten_seconds() {
-        assert_eq!(warmup(Duration::from_secs(120)), Duration::from_secs(24));
-        assert_eq!(warmup(Duration::from_secs(30)), MIN_WARMUP);
-        assert_eq!(min_duration(), Duration::from_secs(30));
+    fn warmup_is_a_fifth_but_at_least_a_minute() {
+        assert_eq!(warmup(Duration::from_secs(600)), Duration::from_secs(120));
+        assert_eq!(warmup(Duration::from_secs(120)), MIN_WARMUP);
+        assert_eq!(min_duration(), Duration::from_secs(80));
     }
 
     #[test]
