@@ -12,5 +12,6 @@ mod limits;
 mod outbound;
 mod pool;
 mod protocols;
+mod soak;
 mod streaming;
 mod support;
