@@ -22,6 +22,7 @@ pub mod report;
 pub mod scenario;
 pub mod server;
 pub mod slow_clients;
+pub mod soak;
 pub mod stats;
 pub mod table;
 pub mod tls;

@@ -15,6 +15,16 @@ pub struct PlotError {
     message: String,
 }
 
+impl PlotError {
+    /// Drawing `path` failed with `error`.
+    pub fn new(path: &Path, error: &dyn std::fmt::Display) -> Self {
+        Self {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
 const COLORS: [RGBColor; 6] = [
     RGBColor(0x4c, 0x72, 0xb0),
     RGBColor(0xdd, 0x84, 0x52),
@@ -41,10 +51,7 @@ pub fn nines_label(x: f64) -> String {
 
 /// Writes the latency-by-percentile plot of `curves` to `path`.
 pub fn latency_svg(curves: &[Curve], path: &Path) -> Result<(), PlotError> {
-    let fail = |e: &dyn std::fmt::Display| PlotError {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let fail = |e: &dyn std::fmt::Display| PlotError::new(path, e);
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let points = || curves.iter().flat_map(|(_, c)| c.iter());
@@ -92,10 +99,7 @@ pub fn latency_svg(curves: &[Curve], path: &Path) -> Result<(), PlotError> {
 
 /// Writes the successful responses per second of each target's median-rps repeat to `path`.
 pub fn throughput_svg(report: &Report, path: &Path) -> Result<(), PlotError> {
-    let fail = |e: &dyn std::fmt::Display| PlotError {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
+    let fail = |e: &dyn std::fmt::Display| PlotError::new(path, e);
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
     let timelines = || report.targets.iter().map(|t| &t.median.throughput_timeline);

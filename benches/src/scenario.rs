@@ -26,6 +26,8 @@ pub struct Scenario {
     pub multi_tenant: bool,
     /// Isola's cache hits are read from its metrics and reported next to the numbers.
     pub counts_cache_hits: bool,
+    /// The soak (`isola bench soak`): a mixed load for `--duration` with a leak verdict.
+    pub soak: bool,
 }
 
 impl Scenario {
@@ -47,6 +49,7 @@ impl Scenario {
             slow_clients: 0,
             multi_tenant: false,
             counts_cache_hits: false,
+            soak: false,
         }
     }
 
@@ -139,6 +142,13 @@ pub const SCENARIOS: &[Scenario] = &[
         "cpu-limit-storm",
         "how long after cpu_ms a spinning request gets its 503, alone and 32 at once",
     ),
+    Scenario {
+        soak: true,
+        ..Scenario::multi_tenant(
+            "soak",
+            "hello, streaming, cache hits, CPU and memory kills, slow clients and redeploys for --duration (default 30m); fails when RSS leaves ±10 % or fds/threads grow (also `isola bench soak`)",
+        )
+    },
 ];
 
 /// Selecting a scenario failed.
@@ -181,6 +191,7 @@ mod tests {
         ] {
             assert!(find(name).is_ok_and(|s| s.multi_tenant), "{name}");
         }
+        assert!(find("soak").is_ok_and(|s| s.soak));
         assert!(matches!(find("nope"), Err(ScenarioError::Unknown(_))));
         for name in [
             "hello",

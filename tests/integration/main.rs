@@ -17,5 +17,6 @@ mod outbound;
 mod pool;
 mod protocols;
 mod slow_readers;
+mod soak;
 mod streaming;
 mod support;

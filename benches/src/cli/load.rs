@@ -53,6 +53,17 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
         (Some(_), _) => None,
         (None, name) => Some(scenario::find(name.as_deref().unwrap_or("hello"))?),
     };
+    if scenario.is_some_and(|s| s.soak) {
+        return super::soak::run(
+            env,
+            &super::soak::SoakArgs {
+                duration: args.duration.unwrap_or(super::soak::DEFAULT_DURATION),
+                examples_dir: args.examples_dir.clone(),
+                json: args.json.clone(),
+                report: args.report.clone(),
+            },
+        );
+    }
     if let Some(part) = scenario
         .filter(|s| s.multi_tenant)
         .and_then(|s| super::tenants::Part::of_scenario(s.name))
@@ -322,7 +333,7 @@ fn cache_count(target: &Target) -> anyhow::Result<Option<BTreeMap<String, f64>>>
         return Ok(None);
     };
     let runtime = measure::runtime(1)?;
-    let (status, text, _) = runtime.block_on(super::tenants::get(metrics, "/metrics"))?;
+    let (status, text, _) = runtime.block_on(super::node::get(metrics, "/metrics"))?;
     anyhow::ensure!(status == 200, "{}'s metrics answered {status}", target.name);
     let counts = text
         .lines()

@@ -5,7 +5,9 @@ mod args;
 mod compare_files;
 mod load;
 mod measure;
+mod node;
 mod self_check;
+mod soak;
 mod startup;
 mod targets;
 mod tenants;
@@ -135,6 +137,23 @@ enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Soak: a node under a mixed load (hello, streaming, cache hits, CPU and memory kills,
+    /// slow clients, redeploys) for a long time, its RSS, open fds and threads sampled every
+    /// second; exits non-zero when one of them leaked.
+    Soak {
+        /// How long the load runs (the first 20 %, at least 60 s, is warm-up).
+        #[arg(long, value_parser = crate::duration::parse, default_value = "30m")]
+        duration: Duration,
+        /// Where the example workers are.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"))]
+        examples_dir: PathBuf,
+        /// Write the JSON report (with every sample) here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write report.md and soak.svg (the curve) into this directory.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Serve the raw hyper baseline (the harness starts it itself).
     #[command(hide = true)]
     ServeBaseline {
@@ -217,6 +236,20 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
                 examples_dir,
                 json,
                 parts: tenants::Part::ALL.to_vec(),
+            },
+        ),
+        Some(BenchCommand::Soak {
+            duration,
+            examples_dir,
+            json,
+            report,
+        }) => soak::run(
+            &env,
+            &soak::SoakArgs {
+                duration,
+                examples_dir,
+                json,
+                report,
             },
         ),
         None => load::run(cli.run, &env),

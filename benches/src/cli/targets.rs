@@ -119,7 +119,7 @@ pub(super) fn start(
                 command.push("--tls".into());
             }
             let metrics = if scenario.counts_cache_hits {
-                let port = super::tenants::free_port()?;
+                let port = super::node::free_port()?;
                 command.extend([
                     "--cache".into(),
                     "--metrics-port".into(),

@@ -11,19 +11,14 @@
 //!   limit on every request;
 //! - CPU limit: how long after `cpu_ms` a spinning request gets its 503, alone and in a storm.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use anyhow::Context as _;
 
 use super::BenchEnv;
+use super::node::{Node, NodeWorker, get, isola_binary, start_node};
 use crate::generator::{self, LoadSpec};
-use crate::server::ServerProcess;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -79,156 +74,6 @@ impl Part {
 /// The `cpu_ms` of the noisy tenant.
 const CPU_MS: u64 = 50;
 
-/// A node started from a generated config; the config lives as long as the node.
-struct Node {
-    process: ServerProcess,
-    metrics: String,
-    /// `host:port` of its admin API.
-    admin: String,
-    /// The admin API's bearer token (random per node).
-    token: String,
-    _dir: TempDir,
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub(super) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Starts `isola serve` with `workers` (name, file, extra limits) routed by path `/<name>`.
-/// The isolate memory budget is lifted so that every deployment keeps its warm isolate.
-fn start_node(isola: &Path, workers: &[(String, PathBuf, String)]) -> anyhow::Result<Node> {
-    let dir = std::env::temp_dir().join(format!(
-        "isola-bench-tenants-{}-{}",
-        std::process::id(),
-        free_port()?
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let dir = TempDir(dir);
-    let metrics_port = free_port()?;
-    let admin_port = free_port()?;
-    let mut config = format!(
-        "[node]\nmetrics_address = \"127.0.0.1:{metrics_port}\"\nisolate_memory_budget_mb = 1000000\n\n[admin]\naddress = \"127.0.0.1:{admin_port}\"\ndeploy_dir = \"deployed\"\n\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\n"
-    );
-    for (name, file, limits) in workers {
-        config.push_str(&format!(
-            "[[routes]]\npath_prefix = \"/{name}\"\nworker = \"{name}\"\n\n[workers.{name}]\nfile = \"{}\"\n[workers.{name}.limits]\n{limits}\n\n",
-            file.display()
-        ));
-    }
-    let path = dir.0.join("edge.toml");
-    std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-    let command: Vec<OsString> = vec![isola.into(), "serve".into(), "--config".into(), path.into()];
-    let token = random_token();
-    let process = ServerProcess::start_with_env(&command, &[("ISOLA_ADMIN_TOKEN", &token)])?;
-    Ok(Node {
-        process,
-        metrics: format!("127.0.0.1:{metrics_port}"),
-        admin: format!("127.0.0.1:{admin_port}"),
-        token,
-        _dir: dir,
-    })
-}
-
-/// A token no one else knows: 32 hex digits from the kernel's random source.
-fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
-    }
-    let mixed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    bytes
-        .iter()
-        .zip(mixed.to_le_bytes())
-        .map(|(a, b)| format!("{:02x}", a ^ b))
-        .collect()
-}
-
-impl Node {
-    fn authority(&self) -> String {
-        self.process.url.trim_start_matches("http://").to_owned()
-    }
-
-    fn rss_mb(&self) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmRSS in /proc/<pid>/status")?;
-        Ok(kib / 1024.0)
-    }
-
-    /// The sum of a counter over its labels.
-    async fn counter(&self, name: &str) -> anyhow::Result<f64> {
-        let (status, body, _) = get(&self.metrics, "/metrics").await?;
-        anyhow::ensure!(status == 200, "metrics answered {status}");
-        Ok(body
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
-    }
-}
-
-/// `PUT path` with a JSON body on the node's admin API: status, body and time.
-async fn admin_put(
-    node: &Node,
-    path: &str,
-    body: String,
-) -> anyhow::Result<(u16, String, Duration)> {
-    let request = http::Request::put(path)
-        .header("host", &node.admin)
-        .header("authorization", format!("Bearer {}", node.token))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))?;
-    exchange(&node.admin, request).await
-}
-
-/// One GET on a new connection: status, body and time to the full response.
-pub(super) async fn get(authority: &str, path: &str) -> anyhow::Result<(u16, String, Duration)> {
-    let request = http::Request::get(path)
-        .header("host", authority)
-        .body(Full::new(Bytes::new()))?;
-    exchange(authority, request).await
-}
-
-/// `request` on a new HTTP/1.1 connection to `authority`: status, body and time to the full
-/// response (at most 30 s).
-async fn exchange(
-    authority: &str,
-    request: http::Request<Full<Bytes>>,
-) -> anyhow::Result<(u16, String, Duration)> {
-    let started = Instant::now();
-    let exchange = async {
-        let stream = TcpStream::connect(authority).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let response = sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    let (status, body) = tokio::time::timeout(Duration::from_secs(30), exchange)
-        .await
-        .context("request timed out")??;
-    Ok((status, body, started.elapsed()))
-}
-
 fn percentile(sorted_ms: &[f64], q: f64) -> f64 {
     if sorted_ms.is_empty() {
         return 0.0;
@@ -254,13 +99,7 @@ fn ms(d: Duration) -> f64 {
 
 /// Runs every measurement and prints (and writes) the results.
 pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
-    let isola = env
-        .isola_exe
-        .clone()
-        .context("no isola binary to benchmark: pass --isola-bin")?;
-    if !isola.is_file() {
-        bail!("the isola binary {} does not exist", isola.display());
-    }
+    let isola = isola_binary(env)?;
     let examples = std::fs::canonicalize(&args.examples_dir)
         .with_context(|| format!("{} (set --examples-dir)", args.examples_dir.display()))?;
     let hello = examples.join("hello.js");
@@ -329,10 +168,7 @@ async fn memory_per_tenant(
     duration: Duration,
 ) -> anyhow::Result<serde_json::Value> {
     let n = n.max(2);
-    let one = start_node(
-        isola,
-        &[("t0".to_owned(), hello.to_path_buf(), String::new())],
-    )?;
+    let one = start_node(isola, &[NodeWorker::new("t0", hello, "")])?;
     let (status, _, _) = get(&one.authority(), "/t0").await?;
     anyhow::ensure!(status == 200, "t0 answered {status}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -346,7 +182,7 @@ async fn memory_per_tenant(
     drop(one);
 
     let workers: Vec<_> = (0..n)
-        .map(|i| (format!("t{i}"), hello.to_path_buf(), String::new()))
+        .map(|i| NodeWorker::new(format!("t{i}"), hello, ""))
         .collect();
     let started = Instant::now();
     let many = start_node(isola, &workers)?;
@@ -390,13 +226,7 @@ async fn memory_per_tenant(
 async fn cold_start(isola: &Path, hello: &Path, n: usize) -> anyhow::Result<serde_json::Value> {
     let n = n.max(1);
     let workers: Vec<_> = (0..n)
-        .map(|i| {
-            (
-                format!("c{i}"),
-                hello.to_path_buf(),
-                "idle_timeout_ms = 1".to_owned(),
-            )
-        })
+        .map(|i| NodeWorker::new(format!("c{i}"), hello, "idle_timeout_ms = 1"))
         .collect();
     let node = start_node(isola, &workers)?;
     let authority = node.authority();
@@ -423,8 +253,9 @@ async fn cold_start(isola: &Path, hello: &Path, n: usize) -> anyhow::Result<serd
     for i in 0..n {
         let body =
             serde_json::json!({ "code": code, "routes": [{ "path_prefix": format!("/d{i}") }] });
-        let (status, text, took) =
-            admin_put(&node, &format!("/workers/d{i}"), body.to_string()).await?;
+        let (status, text, took) = node
+            .admin_put(&format!("/workers/d{i}"), body.to_string())
+            .await?;
         anyhow::ensure!(status == 201, "deploying d{i} answered {status}: {text}");
         deploy.push(ms(took));
         let (status, _, took) = get(&authority, &format!("/d{i}")).await?;
@@ -471,10 +302,10 @@ fn two_tenant_node(isola: &Path, hello: &Path, hog: &Path) -> anyhow::Result<Nod
     start_node(
         isola,
         &[
-            ("quiet".to_owned(), hello.to_path_buf(), String::new()),
-            (
-                "noisy".to_owned(),
-                hog.to_path_buf(),
+            NodeWorker::new("quiet", hello, ""),
+            NodeWorker::new(
+                "noisy",
+                hog,
                 format!("cpu_ms = {CPU_MS}\nmax_isolates = 4\nmax_queue = 4096"),
             ),
         ],
