@@ -5,7 +5,8 @@
 //! - warm-up: the first 20 % of the run, at least [`MIN_WARMUP`]; its samples are not judged
 //!   (measured on 2 cores: under the soak's mix RSS climbs for 60–90 s, from about 85 to
 //!   125 MB, as V8 and glibc's per-thread malloc arenas reach the working set of isolates that
-//!   are killed and replaced three times a second, then stays level);
+//!   are killed and replaced three times a second; a 30-minute run then rose again, see
+//!   benches/README.md);
 //! - reference window: the first [`WINDOW`] samples after the warm-up; final window: the last
 //!   [`WINDOW`] samples;
 //! - RSS level: the median RSS of the reference window; after the warm-up, the RSS smoothed
