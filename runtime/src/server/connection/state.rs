@@ -146,7 +146,9 @@ impl ConnectionState {
                     _ => Err(Close::Abort),
                 };
             }
-            return Ok(timeouts.header_read.min(timeouts.idle).min(timeouts.write));
+            // Look again soon enough that an idle spell or a blocked write that starts now
+            // is noticed within a quarter of its limit.
+            return Ok(timeouts.header_read.min(timeouts.idle).min(timeouts.write) / 4);
         }
         // HTTP/2 reads frames (pings, window updates) between requests: not heads.
         let head_since = Some(self.head_since_ms.load(Ordering::Relaxed))
@@ -183,4 +185,71 @@ pub(crate) struct Timeouts {
     /// Whether a partial HTTP/1.1 head gets a 408 (cleartext only: under TLS the socket
     /// wrapper sits below the encryption).
     pub(crate) answer_408: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    fn timeouts(header_read: Duration, idle: Duration, write: Duration) -> Timeouts {
+        Timeouts {
+            header_read,
+            idle,
+            write,
+            answer_408: true,
+        }
+    }
+
+    #[test]
+    fn a_silent_connection_times_out_quietly_and_a_partial_head_with_408() {
+        let state = ConnectionState::new();
+        let expired = timeouts(Duration::ZERO, LONG, LONG);
+        assert_eq!(state.check(&expired), Err(Close::Quietly));
+        assert!(state.check(&timeouts(LONG, LONG, LONG)).is_ok());
+        state.bytes_arrived();
+        assert_eq!(state.check(&expired), Err(Close::RequestTimeout));
+        let tls = Timeouts {
+            answer_408: false,
+            ..expired
+        };
+        assert_eq!(state.check(&tls), Err(Close::Quietly));
+    }
+
+    #[test]
+    fn requests_in_flight_are_not_idle_but_a_blocked_write_is_aborted() {
+        let state = ConnectionState::new();
+        state.request_started(false);
+        assert!(
+            state
+                .check(&timeouts(Duration::ZERO, Duration::ZERO, LONG))
+                .is_ok()
+        );
+        state.write_blocked(true);
+        assert_eq!(
+            state.check(&timeouts(LONG, LONG, Duration::ZERO)),
+            Err(Close::Abort)
+        );
+        state.write_blocked(false);
+        assert!(state.check(&timeouts(LONG, LONG, Duration::ZERO)).is_ok());
+    }
+
+    #[test]
+    fn between_requests_the_idle_timeout_applies_and_http2_frames_are_no_head() {
+        let state = ConnectionState::new();
+        state.request_started(true);
+        state.request_finished();
+        assert!(state.is_idle());
+        assert!(state.check(&timeouts(Duration::ZERO, LONG, LONG)).is_ok());
+        state.bytes_arrived();
+        assert!(
+            state.check(&timeouts(Duration::ZERO, LONG, LONG)).is_ok(),
+            "a ping is not a request head"
+        );
+        assert_eq!(
+            state.check(&timeouts(LONG, Duration::ZERO, LONG)),
+            Err(Close::Quietly)
+        );
+    }
 }
