@@ -204,7 +204,11 @@ async fn serve(
         .route(target.host(), target.path())
         .ok_or_else(|| Refusal::NoRoute(format!("{}{}", target.host(), target.path())))?
         .clone();
-    if let Ok(host) = HeaderValue::from_str(target.authority().as_str()) {
+    // Most clients already send the normalised form: only a differing Host is rewritten.
+    let authority = target.authority().as_str();
+    if parts.headers.get(HOST).map(HeaderValue::as_bytes) != Some(authority.as_bytes())
+        && let Ok(host) = HeaderValue::from_str(authority)
+    {
         parts.headers.insert(HOST, host);
     }
     let worker = deployment.worker();
