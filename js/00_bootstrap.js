@@ -124,7 +124,8 @@ ObjectDefineProperties(globalThis, {
   Headers: nonEnumerable(headers.Headers),
   Request: nonEnumerable(request.Request),
   Response: nonEnumerable(response.Response),
-  fetch: writable(fetch.fetch),
+  // The outbound guard's header naming the calling request (bindings/src/outbound/guard.rs).
+  fetch: writable(fetchEventInternals.contextualFetch(fetch.fetch, request.Request, "isola-context")),
   // crypto (a getter: the cppgc-backed Crypto object cannot live in the snapshot)
   Crypto: nonEnumerable(crypto.Crypto),
   CryptoKey: nonEnumerable(crypto.CryptoKey),

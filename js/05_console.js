@@ -6,9 +6,23 @@ import { op_isola_log } from "ext:core/ops";
 const { ObjectDefineProperty } = primordials;
 const consoleExt = core.loadExtScript("ext:deno_web/01_console.js");
 
+/**
+ * The request the running code works for: the id `dispatch` put into the async context, which
+ * promise continuations and timers carry; 0 for the worker's own work.
+ */
+function currentRequest() {
+  const context = core.getAsyncContext();
+  return typeof context === "number" ? context : 0;
+}
+
+/** Logs one line, tagged with the request the running code works for. */
+function log(level, message) {
+  op_isola_log(level, message, currentRequest());
+}
+
 /** Installs the worker's console (per isolate: the console keeps per-isolate state). */
 function install() {
-  const console = new consoleExt.Console((message, level) => op_isola_log(level, message));
+  const console = new consoleExt.Console((message, level) => log(level, message));
   ObjectDefineProperty(globalThis, "console", {
     value: console,
     writable: true,
@@ -30,4 +44,4 @@ function describeValue(value) {
   return consoleExt.inspect(value, { depth: 1, colors: false });
 }
 
-export const consoleInternals = { install, describeThrown, describeValue };
+export const consoleInternals = { install, currentRequest, describeThrown, describeValue, log };

@@ -4,7 +4,6 @@
 // as a resource so Rust can pull chunks with backpressure.
 import { core, primordials } from "ext:core/mod.js";
 import {
-  op_isola_log,
   op_isola_respond_bytes,
   op_isola_respond_empty,
   op_isola_respond_error,
@@ -17,6 +16,7 @@ import { consoleInternals } from "ext:isola_console/05_console.js";
 
 const {
   ArrayPrototypePush,
+  NumberPrototypeToString,
   ObjectDefineProperty,
   ObjectKeys,
   ObjectPrototypeIsPrototypeOf,
@@ -32,7 +32,8 @@ const responseExt = core.loadExtScript("ext:deno_fetch/23_response.js");
 const streams = core.loadExtScript("ext:deno_web/06_streams.js");
 const event = core.loadExtScript("ext:deno_web/02_event.js");
 
-const { describeThrown, describeValue } = consoleInternals;
+const { currentRequest, describeThrown, describeValue, log } = consoleInternals;
+const { getAsyncContext, setAsyncContext } = core;
 const { clearTimeout, setTimeout } = core.loadExtScript("ext:deno_web/02_timers.js");
 const LOG_ERROR = 3;
 
@@ -53,25 +54,33 @@ const inFlight = new SafeMap();
 const TEXT_PLAIN = [["content-type", "text/plain;charset=UTF-8"]];
 const NO_HEADERS = [];
 
-/** `ctx` of a module worker's `fetch(request, env, ctx)`. */
+/** `ctx` of a module worker's `fetch(request, env, ctx)`, bound to its request. */
 class ExecutionContext {
+  #id;
+
+  constructor(id) {
+    this.#id = id;
+  }
+
   /**
-   * Keeps `promise` running after the response is sent; a rejection is logged. Work still
+   * Keeps `promise` running after the response is sent; a rejection is logged. The request's
+   * context stays open (its fetches and logs are its own) until the promise settles. Work still
    * pending after `wait_until_ms` gets the isolate discarded (which cancels it).
    */
   waitUntil(promise) {
+    const id = this.#id;
     const deadline = setTimeout(() => op_isola_wait_until_expired(waitUntilMs), waitUntilMs);
-    op_isola_wait_until_pending(1);
+    op_isola_wait_until_pending(id, 1);
     PromisePrototypeThen(
       PromiseResolve(promise),
       () => {
         clearTimeout(deadline);
-        op_isola_wait_until_pending(-1);
+        op_isola_wait_until_pending(id, -1);
       },
       (error) => {
         clearTimeout(deadline);
-        op_isola_wait_until_pending(-1);
-        op_isola_log(LOG_ERROR, `Uncaught (in waitUntil) ${describeThrown(error)}`);
+        op_isola_wait_until_pending(id, -1);
+        log(LOG_ERROR, `Uncaught (in waitUntil) ${describeThrown(error)}`);
       },
     );
   }
@@ -125,13 +134,27 @@ function headerPairs(flat) {
   return list;
 }
 
-/** Entry point for each HTTP request (called from Rust). */
+/**
+ * Entry point for each HTTP request (called from Rust). The request's id becomes the async
+ * context of everything the handler starts, so its fetches, logs and `waitUntil` work find the
+ * request's context in Rust however requests interleave.
+ */
 function dispatch(id, method, url, flatHeaders, bodyRid) {
+  const previous = getAsyncContext();
+  setAsyncContext(id);
+  try {
+    run(id, method, url, flatHeaders, bodyRid);
+  } finally {
+    setAsyncContext(previous);
+  }
+}
+
+function run(id, method, url, flatHeaders, bodyRid) {
   const innerBody = bodyRid === null ? null : new body.InnerBody(streams.readableStreamForRid(bodyRid));
   const inner = requestExt.newInnerRequest(method, url, () => headerPairs(flatHeaders), innerBody, false);
   const request = requestExt.fromInnerRequest(inner, "immutable");
   inFlight.set(id, request);
-  const ctx = new ExecutionContext();
+  const ctx = new ExecutionContext(id);
   let result;
   try {
     if (mode === MODULE) {
@@ -241,6 +264,19 @@ function finish(id, aborted) {
   }
 }
 
+/**
+ * `fetch()` as workers see it: deno_fetch's, with the calling request named in a header that
+ * the outbound guard removes, so each subrequest (every redirect hop too) counts against, and
+ * carries the loop chain of, the request it was made for.
+ */
+function contextualFetch(innerFetch, Request, contextHeader) {
+  return function fetch(input, init = undefined) {
+    const request = new Request(input, init);
+    request.headers.set(contextHeader, NumberPrototypeToString(currentRequest()));
+    return innerFetch(request);
+  };
+}
+
 /** Defines the vars as globals, as service-worker-syntax workers expect. */
 function installGlobals(varsJson) {
   const vars = JSON.parse(varsJson);
@@ -282,7 +318,7 @@ function dispatchGlobal(ev) {
   try {
     event.EventTarget.prototype.dispatchEvent.call(globalThis, ev);
   } catch (error) {
-    op_isola_log(LOG_ERROR, `dispatching ${ev.type} failed: ${describeThrown(error)}`);
+    log(LOG_ERROR, `dispatching ${ev.type} failed: ${describeThrown(error)}`);
   }
   return !ev.defaultPrevented;
 }
@@ -299,7 +335,7 @@ function onUnhandledRejection(promise, reason) {
     reason,
   });
   if (dispatchGlobal(rejection)) {
-    op_isola_log(LOG_ERROR, `Uncaught (in promise) ${describeThrown(reason)}`);
+    log(LOG_ERROR, `Uncaught (in promise) ${describeThrown(reason)}`);
   }
   return true;
 }
@@ -312,7 +348,7 @@ function onReportedException(error) {
     error,
   });
   if (dispatchGlobal(errorEvent)) {
-    op_isola_log(LOG_ERROR, describeThrown(error));
+    log(LOG_ERROR, describeThrown(error));
   }
 }
 
@@ -332,4 +368,11 @@ ObjectDefineProperty(globalThis, "FetchEvent", {
   enumerable: false,
 });
 
-export const fetchEventInternals = { dispatch, finish, installGlobals, setHandler, takeStartupError };
+export const fetchEventInternals = {
+  contextualFetch,
+  dispatch,
+  finish,
+  installGlobals,
+  setHandler,
+  takeStartupError,
+};

@@ -17,17 +17,25 @@ deno_core::extension!(
     },
 );
 
-/// Records one console line. Levels follow deno_web's Console: 0 debug, 1 log/info, 2 warn,
-/// 3 and above error.
+/// Records one console line for request `request` (the request id from the calling code's
+/// async context; 0 for the worker's own work). Levels follow deno_web's Console: 0 debug,
+/// 1 log/info, 2 warn, 3 and above error.
 #[op2(fast)]
-fn op_isola_log(state: &mut OpState, #[smi] level: u32, #[string] message: &str) {
+fn op_isola_log(
+    state: &mut OpState,
+    #[smi] level: u32,
+    #[string] message: &str,
+    #[number] request: u64,
+) {
     let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
     let message = escape_controls(message.strip_suffix('\n').unwrap_or(message));
+    let request_id = (request != 0).then(|| format!("{request:016x}"));
+    let request_id = request_id.as_deref();
     match level {
-        0 => tracing::debug!(target: "isola::console", worker, "{message}"),
-        1 => tracing::info!(target: "isola::console", worker, "{message}"),
-        2 => tracing::warn!(target: "isola::console", worker, "{message}"),
-        _ => tracing::error!(target: "isola::console", worker, "{message}"),
+        0 => tracing::debug!(target: "isola::console", worker, request_id, "{message}"),
+        1 => tracing::info!(target: "isola::console", worker, request_id, "{message}"),
+        2 => tracing::warn!(target: "isola::console", worker, request_id, "{message}"),
+        _ => tracing::error!(target: "isola::console", worker, request_id, "{message}"),
     }
 }
 

@@ -5,7 +5,6 @@
 //! ops, which complete the exchange. A streaming response body is pumped from its
 //! `ReadableStream` resource into a bounded channel, so a slow client slows the producer.
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -15,6 +14,8 @@ use deno_core::{ByteString, JsBuffer, OpState, Resource, ResourceId, op2};
 use deno_error::JsErrorBox;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::context::{RequestContext, SharedContexts};
 
 /// Identifies one HTTP exchange across the front end, the isolate and the logs.
 pub type RequestId = u64;
@@ -104,46 +105,39 @@ pub enum ExchangeEvent {
 /// Sends [`ExchangeEvent`]s to the isolate loop.
 pub type ExchangeEvents = mpsc::UnboundedSender<ExchangeEvent>;
 
-/// Exchanges awaiting a response in one isolate; lives in its OpState.
+/// Exchanges awaiting a response in one isolate; lives in its OpState. Each has a context in
+/// the isolate's [`ContextTable`](crate::context::ContextTable), which outlives the exchange
+/// while the response streams or `waitUntil` work runs.
 pub struct Exchanges {
     pending: HashMap<RequestId, PendingExchange>,
     events: ExchangeEvents,
-    /// Streamed response bodies still being produced.
-    streaming: Rc<Cell<usize>>,
-    /// `ctx.waitUntil` promises not settled yet.
-    waiting_until: usize,
+    contexts: SharedContexts,
 }
 
 impl Exchanges {
-    /// An empty table whose stream pumps report to `events`.
-    pub fn new(events: ExchangeEvents) -> Self {
+    /// An empty table whose stream pumps report to `events`, keeping request contexts in
+    /// `contexts`.
+    pub fn new(events: ExchangeEvents, contexts: SharedContexts) -> Self {
         Self {
             pending: HashMap::new(),
             events,
-            streaming: Rc::new(Cell::new(0)),
-            waiting_until: 0,
+            contexts,
         }
     }
 
-    /// Whether the worker works for nobody: no request waits for its response, no response
-    /// body is being produced and no `waitUntil` work is pending (what is running then is
-    /// the worker's own, e.g. a timer).
-    pub fn is_quiet(&self) -> bool {
-        self.pending.is_empty() && self.streaming.get() == 0 && self.waiting_until == 0
-    }
-
-    /// Registers an exchange before its request is dispatched to JavaScript; `guard` lives
-    /// until the worker is done with the response; a streamed response whose client reads
-    /// nothing for `write_timeout` is ended.
+    /// Registers an exchange, and opens its request's context, before its request is
+    /// dispatched to JavaScript; `guard` lives until the worker is done with the response; a
+    /// streamed response whose client reads nothing for `write_timeout` is ended.
     pub fn insert(
         &mut self,
-        id: RequestId,
+        context: &RequestContext,
         responder: oneshot::Sender<HandlerResult>,
         guard: Option<Guard>,
         write_timeout: Duration,
     ) {
+        self.contexts.borrow_mut().open(context);
         self.pending.insert(
-            id,
+            context.id,
             PendingExchange {
                 responder,
                 guard,
@@ -156,6 +150,7 @@ impl Exchanges {
     pub fn fail_with(&mut self, id: RequestId, error: HandlerError) {
         if let Some(exchange) = self.pending.remove(&id) {
             drop(exchange.guard);
+            self.contexts.borrow_mut().responded(id);
             let _ = exchange.responder.send(Err(error));
         }
     }
@@ -163,15 +158,11 @@ impl Exchanges {
     /// Fails every pending exchange, e.g. when the isolate is terminated.
     pub fn fail_all(&mut self, error: &HandlerError) {
         let pending: Vec<_> = self.pending.drain().collect();
-        for (_, exchange) in pending {
+        for (id, exchange) in pending {
             drop(exchange.guard);
+            self.contexts.borrow_mut().responded(id);
             let _ = exchange.responder.send(Err(error.clone()));
         }
-    }
-
-    /// Ids of the exchanges still waiting for a response.
-    pub fn ids(&self) -> Vec<RequestId> {
-        self.pending.keys().copied().collect()
     }
 
     /// Number of exchanges awaiting a response.
@@ -184,13 +175,18 @@ impl Exchanges {
         self.pending.is_empty()
     }
 
-    fn complete(&mut self, id: RequestId, result: HandlerResult) {
+    /// Hands the response (or failure) over. A streamed body's pump ends the request's
+    /// response itself, when the stream ends.
+    fn complete(&mut self, id: RequestId, result: HandlerResult, streamed: bool) {
         // A missing entry or a dropped receiver means the client is gone: nothing to do.
         if let Some(exchange) = self.pending.remove(&id) {
             // The request is done with its isolate (a stream's pump holds the guard itself):
             // the guard goes before the client can see the response, so its next request
             // finds the isolate free.
             drop(exchange.guard);
+            if !streamed {
+                self.contexts.borrow_mut().responded(id);
+            }
             let _ = exchange.responder.send(result);
         }
     }
@@ -291,6 +287,7 @@ fn respond(
     headers: &HeaderList,
     body: ResponseBody,
 ) {
+    let streamed = matches!(body, ResponseBody::Stream(_));
     let result = match (
         u16::try_from(status)
             .ok()
@@ -307,7 +304,9 @@ fn respond(
         ))),
         (_, Err(message)) => Err(HandlerError::handler(message)),
     };
-    state.borrow_mut::<Exchanges>().complete(id, result);
+    state
+        .borrow_mut::<Exchanges>()
+        .complete(id, result, streamed);
 }
 
 /// Responds with a body given as a string.
@@ -363,15 +362,14 @@ fn op_isola_wait_until_expired(state: &mut OpState, #[number] limit_ms: u64) {
     state.put(Retired(true));
 }
 
-/// A `ctx.waitUntil` promise was added (`1`) or settled (`-1`).
+/// A `ctx.waitUntil` promise of request `id` was added (`1`) or settled (`-1`).
 #[op2(fast)]
-fn op_isola_wait_until_pending(state: &mut OpState, #[smi] delta: i32) {
-    let exchanges = state.borrow_mut::<Exchanges>();
-    exchanges.waiting_until = if delta > 0 {
-        exchanges.waiting_until.saturating_add(1)
-    } else {
-        exchanges.waiting_until.saturating_sub(1)
-    };
+fn op_isola_wait_until_pending(state: &mut OpState, #[number] id: u64, #[smi] delta: i32) {
+    state
+        .borrow::<Exchanges>()
+        .contexts
+        .borrow_mut()
+        .wait_until(id, delta);
 }
 
 /// Responds without a body.
@@ -401,7 +399,6 @@ fn op_isola_respond_stream(
     let (sender, receiver) = mpsc::channel(STREAM_WINDOW_CHUNKS + 1);
     let exchanges = state.borrow_mut::<Exchanges>();
     let (guard, write_timeout) = exchanges.take_for_stream(id);
-    exchanges.streaming.set(exchanges.streaming.get() + 1);
     let pump = StreamPump {
         id,
         resource,
@@ -409,7 +406,7 @@ fn op_isola_respond_stream(
         events: exchanges.events.clone(),
         write_timeout,
         guard,
-        streaming: exchanges.streaming.clone(),
+        contexts: exchanges.contexts.clone(),
     };
     deno_core::unsync::spawn(pump.run());
     respond(state, id, status, &headers, ResponseBody::Stream(receiver));
@@ -421,7 +418,7 @@ fn op_isola_respond_stream(
 fn op_isola_respond_error(state: &mut OpState, #[number] id: u64, #[string] message: String) {
     state
         .borrow_mut::<Exchanges>()
-        .complete(id, Err(HandlerError::handler(message)));
+        .complete(id, Err(HandlerError::handler(message)), false);
 }
 
 /// Moves a streamed response body from its `ReadableStream` into the channel to the
@@ -433,8 +430,8 @@ struct StreamPump {
     events: ExchangeEvents,
     write_timeout: Duration,
     guard: Option<Guard>,
-    /// The isolate's count of streams being produced, which this one leaves when done.
-    streaming: Rc<Cell<usize>>,
+    /// Where the request's response is marked complete when the stream ends.
+    contexts: SharedContexts,
 }
 
 impl StreamPump {
@@ -446,7 +443,7 @@ impl StreamPump {
             events,
             write_timeout,
             guard,
-            streaming,
+            contexts,
         } = self;
         let event = loop {
             let read = tokio::select! {
@@ -481,7 +478,7 @@ impl StreamPump {
         };
         resource.close();
         drop(guard);
-        streaming.set(streaming.get().saturating_sub(1));
+        contexts.borrow_mut().responded(id);
         let _ = events.send(event);
     }
 }

@@ -1,7 +1,8 @@
 //! One HTTP exchange as the isolate receives it.
 
 use isola_bindings::body::BodyReceiver;
-use isola_bindings::http::{HandlerResult, RequestId};
+use isola_bindings::context::RequestContext;
+use isola_bindings::http::HandlerResult;
 use tokio::sync::oneshot;
 
 use crate::pool::Lease;
@@ -9,8 +10,9 @@ use crate::pool::Lease;
 /// A request handed from the front end to an isolate.
 #[derive(Debug)]
 pub struct IncomingRequest {
-    /// The exchange's id (also the log's request id).
-    pub id: RequestId,
+    /// The request's context: its id (the logs' request id), wall deadline, body limit and
+    /// loop chain; the isolate keeps it while the request lives there.
+    pub context: RequestContext,
     /// HTTP method.
     pub method: http::Method,
     /// The full URL the client asked for (`https://host/path?query`).

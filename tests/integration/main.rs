@@ -8,6 +8,7 @@ mod bench;
 mod cache;
 mod cache_safety;
 mod connections;
+mod context;
 mod errors;
 mod framing;
 mod lifecycle;

@@ -1,7 +1,10 @@
 //! Per-request checks on every outbound request (each redirect hop included): the address
 //! policy for IP literals, the subrequest cap and loop detection. deno_fetch calls
-//! [`request_hook`] on the isolate's thread for each request it sends; an isolate thread
-//! runs one deployment for its whole life, so the deployment's guard is a thread-local.
+//! [`request_hook`] on the isolate's thread for each request it sends, with nothing but the
+//! request: so the isolate's guard (its deployment's policy and its table of request
+//! contexts) is a thread-local, installed when a worker is loaded into the thread's isolate,
+//! and the request a fetch belongs to arrives as the [`CONTEXT_HEADER`] the worker's `fetch()`
+//! adds from its async context (and this hook removes).
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -12,10 +15,15 @@ use http::HeaderValue;
 use http::header::HeaderName;
 
 use super::OutboundPolicy;
+use crate::context::SharedContexts;
 
 /// The loop-detection header (RFC 8586): each hop appends `isola; id=<opaque id>` (see
 /// [`loop_id`]).
 pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
+
+/// Names the request (by id) on whose behalf a `fetch()` is made; set by the worker's
+/// `fetch()` (js/10_fetch_event.js), removed here, never sent.
+pub const CONTEXT_HEADER: HeaderName = HeaderName::from_static("isola-context");
 
 /// Most Isola hops a request may have taken; more is a loop between deployments.
 pub const MAX_HOPS: usize = 16;
@@ -24,49 +32,47 @@ struct Guard {
     policy: Arc<OutboundPolicy>,
     hop: String,
     max_subrequests: u32,
-    used: u32,
-    chain: Option<HeaderValue>,
+    contexts: SharedContexts,
 }
 
 thread_local! {
     static GUARD: RefCell<Option<Guard>> = const { RefCell::new(None) };
 }
 
-/// Installs the deployment's guard on the current (isolate) thread.
-pub fn install(policy: Arc<OutboundPolicy>, deployment: &str, max_subrequests: u32) {
+/// Installs the deployment's guard on the current (isolate) thread, counting subrequests in
+/// `contexts`, the isolate's table of request contexts.
+pub fn install(
+    policy: Arc<OutboundPolicy>,
+    deployment: &str,
+    max_subrequests: u32,
+    contexts: SharedContexts,
+) {
     GUARD.with(|guard| {
         *guard.borrow_mut() = Some(Guard {
             policy,
             hop: format!("isola; id={}", loop_id(deployment)),
             max_subrequests,
-            used: 0,
-            chain: None,
+            contexts,
         });
     });
 }
 
-/// A new request starts in the isolate: its subrequest count starts at zero, and its
-/// incoming `CDN-Loop` chain is carried onto its subrequests.
-pub fn begin_request(chain: Option<HeaderValue>) {
-    GUARD.with(|guard| {
-        if let Some(guard) = guard.borrow_mut().as_mut() {
-            guard.used = 0;
-            guard.chain = chain;
-        }
-    });
-}
-
-/// deno_fetch's request hook: refuses what the policy forbids and marks the hop.
+/// deno_fetch's request hook: refuses what the policy forbids, counts the subrequest against
+/// its request and marks the hop with that request's loop chain.
 pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox> {
+    let context = request
+        .headers_mut()
+        .remove(CONTEXT_HEADER)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     GUARD.with(|guard| {
-        let mut guard = guard.borrow_mut();
-        let Some(guard) = guard.as_mut() else {
+        let guard = guard.borrow();
+        let Some(guard) = guard.as_ref() else {
             return Err(JsErrorBox::type_error(
                 "outbound fetch is not available here",
             ));
         };
-        guard.used += 1;
-        if guard.used > guard.max_subrequests {
+        let (used, chain) = guard.contexts.borrow_mut().count_subrequest(context);
+        if used > guard.max_subrequests {
             return Err(JsErrorBox::new(
                 "Error",
                 format!(
@@ -80,7 +86,7 @@ pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox>
         {
             return Err(refused(ip));
         }
-        let value = match &guard.chain {
+        let value = match &chain {
             Some(chain) => format!("{}, {}", chain.to_str().unwrap_or_default(), guard.hop),
             None => guard.hop.clone(),
         };

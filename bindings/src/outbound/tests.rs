@@ -66,7 +66,12 @@ fn hook_allows(policy: &OutboundPolicy, address: IpAddr) -> bool {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("[{v6}]"),
     };
-    guard::install(Arc::new(policy.clone()), "test", u32::MAX);
+    guard::install(
+        Arc::new(policy.clone()),
+        "test",
+        u32::MAX,
+        crate::context::ContextTable::shared(),
+    );
     let mut request = http::Request::get(format!("https://{host}/"))
         .body(())
         .expect("request");
@@ -158,12 +163,31 @@ fn a_name_with_any_refused_answer_is_refused() {
 #[test]
 fn subrequests_are_capped_per_request_and_hops_are_marked() {
     let policy = Arc::new(OutboundPolicy::new(&Outbound::default()));
-    guard::install(policy, "shop", 2);
-    guard::begin_request(Some(http::HeaderValue::from_static("isola; id=00ff")));
-    let mut request = http::Request::get("https://example.com/")
-        .body(())
-        .expect("request");
+    let contexts = crate::context::ContextTable::shared();
+    guard::install(policy, "shop", 2, contexts.clone());
+    let context = |id, chain| crate::context::RequestContext {
+        id,
+        deadline: std::time::Instant::now(),
+        max_body_bytes: 0,
+        loop_chain: chain,
+    };
+    contexts.borrow_mut().open(&context(
+        7,
+        Some(http::HeaderValue::from_static("isola; id=00ff")),
+    ));
+    contexts.borrow_mut().open(&context(8, None));
+    let request_of = |id: &str| {
+        http::Request::get("https://example.com/")
+            .header(guard::CONTEXT_HEADER, id)
+            .body(())
+            .expect("request")
+    };
+    let mut request = request_of("7");
     assert!(guard::request_hook(&mut request).is_ok());
+    assert!(
+        !request.headers().contains_key(guard::CONTEXT_HEADER),
+        "the context header is never sent"
+    );
     let chain = request.headers()[guard::CDN_LOOP].to_str().expect("ascii");
     assert_eq!(
         chain,
@@ -173,13 +197,18 @@ fn subrequests_are_capped_per_request_and_hops_are_marked() {
         !chain.contains("shop"),
         "no deployment name leaves the node"
     );
-    assert!(guard::request_hook(&mut request).is_ok());
-    let third = guard::request_hook(&mut request).expect_err("capped");
+    assert!(guard::request_hook(&mut request_of("7")).is_ok());
+    let third = guard::request_hook(&mut request_of("7")).expect_err("capped");
     assert!(third.to_string().contains("max_subrequests"), "{third}");
-    guard::begin_request(None);
+    let mut other = request_of("8");
     assert!(
-        guard::request_hook(&mut request).is_ok(),
-        "a new request counts from zero"
+        guard::request_hook(&mut other).is_ok(),
+        "another request in the same isolate counts from zero"
+    );
+    assert_eq!(
+        other.headers()[guard::CDN_LOOP].to_str().expect("ascii"),
+        format!("isola; id={}", guard::loop_id("shop")),
+        "and carries its own chain"
     );
 }
 

@@ -15,6 +15,7 @@ use deno_core::{JsRuntime, PollEventLoopOptions, RuntimeOptions, v8};
 use isola_bindings::body::RequestBodyResource;
 use isola_bindings::clock::TurnClock;
 use isola_bindings::console::WorkerName;
+use isola_bindings::context::{ContextTable, SharedContexts};
 use isola_bindings::extensions::{IsolateExtensionOptions, fetch_options, for_isolate};
 use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError, Retired};
 use isola_bindings::outbound::{OutboundPolicy, StaticResolver, guard};
@@ -41,6 +42,8 @@ pub(crate) struct Isolate {
     runtime: JsRuntime,
     entry: Entrypoints,
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
+    /// The contexts of the requests live in this isolate.
+    contexts: SharedContexts,
     /// Heap + external bytes after the last turn.
     memory_used: u64,
 }
@@ -54,6 +57,7 @@ pub(crate) struct Blank {
     memory_mb: u64,
     loader: Rc<WorkerModuleLoader>,
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
+    contexts: SharedContexts,
 }
 
 impl Blank {
@@ -63,9 +67,10 @@ impl Blank {
         let limit_bytes =
             usize::try_from(memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         let (memory, create_params) = MemoryGuard::new(limit_bytes);
+        let contexts = ContextTable::shared();
         let extensions = for_isolate(IsolateExtensionOptions {
             worker: WorkerName("(spare)".into()),
-            exchanges: Exchanges::new(events_tx),
+            exchanges: Exchanges::new(events_tx, contexts.clone()),
             permissions: isola_bindings::outbound::permissions()
                 .map_err(|e| StartError::Runtime(e.to_string()))?,
             resolver: Arc::new(StaticResolver::new(
@@ -91,6 +96,7 @@ impl Blank {
             memory_mb,
             loader,
             events,
+            contexts,
         })
     }
 
@@ -115,6 +121,7 @@ impl Isolate {
             memory,
             loader,
             events,
+            contexts,
             ..
         } = blank;
         loader.set_worker(worker.specifier.clone(), worker.source_map.clone());
@@ -129,15 +136,14 @@ impl Isolate {
             worker.outbound.clone(),
             &worker.name,
             worker.limits.max_subrequests,
+            contexts.clone(),
         );
         // Atomics.wait would block the isolate's thread without spending CPU.
         runtime.v8_isolate().set_allow_atomics_wait(false);
         let enforcer = Enforcer::install(&mut runtime, &worker.limits, memory);
         enforcer.enter(Limit::StartupCpu);
         let loaded = Self::load_worker(&mut runtime, worker).await;
-        let memory_used = enforcer.leave(&mut runtime) as u64;
-        // Timers the top level set count apart from its evaluation.
-        enforcer.open_cpu_account();
+        let memory_used = enforcer.leave(&mut runtime, &mut contexts.borrow_mut()) as u64;
         if let Some(limit) = enforcer.killed() {
             crate::metrics::metrics()
                 .isolate_kills
@@ -151,6 +157,7 @@ impl Isolate {
             enforcer,
             entry,
             events,
+            contexts,
             memory_used,
         })
     }
@@ -222,7 +229,7 @@ impl Isolate {
     /// Hands a request to the worker. The response arrives through the request's responder.
     pub(crate) fn dispatch(&mut self, request: IncomingRequest) {
         let IncomingRequest {
-            id,
+            context,
             method,
             url,
             headers,
@@ -231,15 +238,14 @@ impl Isolate {
             lease,
             write_timeout,
         } = request;
-        guard::begin_request(headers.get(guard::CDN_LOOP).cloned());
-        self.enforcer.open_cpu_account();
+        let id = context.id;
         let op_state = self.runtime.op_state();
         let body_rid = {
             let mut state = op_state.borrow_mut();
             let guard = lease.map(|lease| Box::new(lease) as isola_bindings::http::Guard);
             state
                 .borrow_mut::<Exchanges>()
-                .insert(id, responder, guard, write_timeout);
+                .insert(&context, responder, guard, write_timeout);
             body.map(|chunks| state.resource_table.add(RequestBodyResource::new(chunks)))
         };
         let failure = {
@@ -316,20 +322,12 @@ impl Isolate {
         self.enforcer.enter(Limit::Cpu);
     }
 
-    /// JavaScript stopped running: the event loop waits for I/O or requests. When the worker
-    /// works for no request any more, what runs next (its own timers) gets a CPU account of
-    /// its own, so a long-lived isolate's timers do not add up against `cpu_ms`.
+    /// JavaScript stopped running: the event loop waits for I/O or requests. The turn's CPU
+    /// time is charged to the requests it ran for (see [`limits`]).
     pub(crate) fn leave(&mut self) {
-        self.memory_used = self.enforcer.leave(&mut self.runtime) as u64;
-        if self
-            .runtime
-            .op_state()
-            .borrow()
-            .borrow::<Exchanges>()
-            .is_quiet()
-        {
-            self.enforcer.open_cpu_account();
-        }
+        self.memory_used =
+            self.enforcer
+                .leave(&mut self.runtime, &mut self.contexts.borrow_mut()) as u64;
     }
 
     /// Logs a kill for the post-mortem: deployment, requests in flight, limit, measured value
@@ -339,10 +337,8 @@ impl Isolate {
             return;
         };
         let requests: Vec<String> = self
-            .runtime
-            .op_state()
+            .contexts
             .borrow()
-            .borrow::<Exchanges>()
             .ids()
             .iter()
             .map(|id| format!("{id:016x}"))

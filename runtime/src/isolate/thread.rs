@@ -17,6 +17,10 @@ use crate::worker::WorkerSource;
 
 /// What the front end sends to an isolate thread.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a request moves through once; boxing it would cost an allocation per request"
+)]
 pub(crate) enum Message {
     /// A request to run the worker for.
     Request(IncomingRequest),
@@ -181,6 +185,10 @@ async fn serve(
         let polled = serve_turn(isolate, receiver, &mut open, cx);
         isolate.leave();
         memory.store(isolate.memory_in_use(), Ordering::Relaxed);
+        if isolate.killed().is_some() {
+            // The turn took a request over its CPU limit (charged as the turn ended).
+            return stop_taking_requests(receiver);
+        }
         polled
     })
     .await?;

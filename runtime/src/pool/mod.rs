@@ -83,6 +83,10 @@ struct Slot {
 
 /// What became of a queued request when capacity freed up.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a request moves through once; boxing it would cost an allocation per request"
+)]
 enum Placed {
     /// It was sent to this isolate (with its lease).
     Sent(Arc<IsolateThread>),

@@ -12,6 +12,7 @@ use edge_config::{HttpLimits, IpCidr};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use isola_bindings::context::RequestContext;
 use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use isola_wire::authority::{TargetError, request_target};
@@ -181,6 +182,7 @@ async fn serve(
     id: RequestId,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
+    let arrival = std::time::Instant::now();
     let (mut parts, incoming) = request.into_parts();
     let raw_target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
     if raw_target > shared.http.max_url_bytes {
@@ -212,13 +214,19 @@ async fn serve(
         parts.headers.insert(HOST, host);
     }
     let worker = deployment.worker();
-    if let Some(chain) = parts.headers.get(CDN_LOOP).and_then(|v| v.to_str().ok()) {
+    let context = RequestContext {
+        id,
+        deadline: arrival + worker.limits.wall(),
+        max_body_bytes: worker.limits.max_body_bytes,
+        loop_chain: parts.headers.get(CDN_LOOP).cloned(),
+    };
+    if let Some(chain) = context.loop_chain.as_ref().and_then(|v| v.to_str().ok()) {
         let (hops, seen) = hops(chain, &worker.name);
         if seen || hops >= MAX_HOPS {
             return Err(Refusal::Loop(worker.name.to_string()));
         }
     }
-    let limit = worker.limits.max_body_bytes;
+    let limit = context.max_body_bytes;
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
@@ -273,7 +281,7 @@ async fn serve(
     };
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
-        id,
+        context,
         method: parts.method,
         url,
         headers: parts.headers,
@@ -324,8 +332,8 @@ async fn forward(
     outcome: oneshot::Receiver<HandlerResult>,
     body_fault: &BodyFault,
 ) -> Result<JsResponse, Refusal> {
-    let id = request.id;
-    let deadline = tokio::time::Instant::now() + worker.limits.wall();
+    let id = request.context.id;
+    let deadline = tokio::time::Instant::from_std(request.context.deadline);
     let timed_out = || {
         tracing::warn!(
             request_id = format_args!("{id:016x}"),
@@ -392,7 +400,12 @@ async fn revalidate_in_background(
     let worker = deployment.worker();
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
-        id: next_request_id(),
+        context: RequestContext {
+            id: next_request_id(),
+            deadline: std::time::Instant::now() + worker.limits.wall(),
+            max_body_bytes: worker.limits.max_body_bytes,
+            loop_chain: headers.get(CDN_LOOP).cloned(),
+        },
         method: http::Method::GET,
         url: url.clone(),
         headers,

@@ -5,12 +5,15 @@
 //! records the JavaScript stack and terminates, then (if JavaScript never reached a point
 //! where V8 runs interrupts) with a direct termination. The hot path makes no system call.
 //!
-//! `cpu_ms` counts a request, not a slice: each dispatch opens an account, and the thread's
-//! CPU time from then on (every turn of the request, so yielding to the event loop does not
-//! reset it; its streamed body and its `waitUntil` work after the response too) counts
-//! against it until the next dispatch opens a new one, or the isolate works for no request
-//! any more (then its own timers get a fresh account). With several requests in flight in
-//! one isolate (`max_requests_per_isolate > 1`) they share the account of the latest.
+//! `cpu_ms` counts a request, not a slice: after each turn the isolate thread reads its own
+//! CPU clock and charges the turn to the requests it ran for (see
+//! `isola_bindings::context::ContextTable::charge_turn`: split between the requests whose
+//! response was in progress, else between those with only `waitUntil` work left), so a
+//! request's total spans all of its turns, its streamed body and its `waitUntil` work, however
+//! other requests interleave with it in the isolate. A request over `cpu_ms` after a turn gets
+//! the isolate killed; while a turn runs, the watchdog adds the turn's CPU so far (divided as
+//! it will be charged) to the most charged request's total and stops the turn when that
+//! passes `cpu_ms`. Work of no request (module-level timers) is limited per turn.
 //!
 //! Fairness between tenants: a slice that has run for [`BACKGROUND_AFTER`] of CPU drops to
 //! nice 19 until it ends, so a tenant spinning towards its limit yields the cores to other
@@ -60,11 +63,10 @@ pub(super) struct Watched {
     slice_start_ns: AtomicU64,
     /// Watchdog-only: the thread's CPU time when it asked for the kill interrupt.
     kill_cpu_ns: AtomicU64,
-    /// Bumped by the isolate thread when a request opens a CPU account.
-    account: AtomicU64,
-    /// Watchdog-only: the account it measures and the thread's CPU time when it first saw it.
-    seen_account: AtomicU64,
-    account_start_ns: AtomicU64,
+    /// CPU already charged to the request the running turn puts closest to `cpu_ms`.
+    turn_base_ns: AtomicU64,
+    /// Requests the running turn's CPU is split between.
+    turn_divisor: AtomicU64,
     budgets_ns: [u64; 2],
 }
 
@@ -94,9 +96,8 @@ pub(super) fn watch(shared: &Arc<Shared>, limits: &Limits) -> Arc<Watched> {
         seen_slice: AtomicU64::new(0),
         slice_start_ns: AtomicU64::new(0),
         kill_cpu_ns: AtomicU64::new(0),
-        account: AtomicU64::new(0),
-        seen_account: AtomicU64::new(0),
-        account_start_ns: AtomicU64::new(0),
+        turn_base_ns: AtomicU64::new(0),
+        turn_divisor: AtomicU64::new(1),
         budgets_ns: [nanos(limits.cpu()), nanos(limits.startup_cpu())],
     });
     if let Ok(mut all) = WATCHED.lock() {
@@ -112,9 +113,16 @@ impl Watched {
         self.slice.fetch_add(1, Ordering::Release);
     }
 
-    /// A request starts: CPU from now on counts against a new account.
-    pub(super) fn open_account(&self) {
-        self.account.fetch_add(1, Ordering::Release);
+    /// How the next turn is charged: `base_ns` already used by its most charged request, the
+    /// turn split between `divisor` requests.
+    pub(super) fn set_turn_share(&self, base_ns: u64, divisor: u64) {
+        self.turn_base_ns.store(base_ns, Ordering::Relaxed);
+        self.turn_divisor.store(divisor.max(1), Ordering::Relaxed);
+    }
+
+    /// `cpu_ms` in nanoseconds.
+    pub(super) fn request_budget_ns(&self) -> u64 {
+        self.budgets_ns[Limit::Cpu as usize - 1]
     }
 
     pub(super) fn leave(&self) {
@@ -136,6 +144,15 @@ impl Watched {
 pub(super) fn set_background(tid: rustix::process::Pid, background: bool) -> bool {
     let nice = if background { BACKGROUND_NICE } else { 0 };
     rustix::process::setpriority_process(Some(tid), nice).is_ok()
+}
+
+/// CPU time the calling thread has run, in nanoseconds (its own clock: one system call).
+pub(super) fn current_thread_cpu_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(now.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(now.tv_nsec).unwrap_or(0))
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -185,10 +202,6 @@ fn check(isolate: &Watched) {
         }
         return;
     }
-    let account = isolate.account.load(Ordering::Acquire);
-    if isolate.seen_account.swap(account, Ordering::Relaxed) != account {
-        isolate.account_start_ns.store(now, Ordering::Relaxed);
-    }
     if isolate.seen_slice.swap(slice, Ordering::Relaxed) != slice {
         isolate.slice_start_ns.store(now, Ordering::Relaxed);
         return;
@@ -205,9 +218,10 @@ fn check(isolate: &Watched) {
     let limit = Limit::from_code(isolate.limit.load(Ordering::Relaxed)).unwrap_or(Limit::Cpu);
     let budget = isolate.budgets_ns[limit as usize - 1];
     let used = match limit {
-        Limit::Cpu => {
-            slice_used.max(now.saturating_sub(isolate.account_start_ns.load(Ordering::Relaxed)))
-        }
+        Limit::Cpu => isolate
+            .turn_base_ns
+            .load(Ordering::Relaxed)
+            .saturating_add(slice_used / isolate.turn_divisor.load(Ordering::Relaxed).max(1)),
         _ => slice_used,
     };
     if used > budget

@@ -16,11 +16,13 @@ mod memory;
 mod stack;
 mod trim;
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use deno_core::{JsRuntime, v8};
 use edge_config::Limits;
+use isola_bindings::context::ContextTable;
 
 pub(crate) use memory::MemoryGuard;
 pub(crate) use trim::release_free_memory;
@@ -109,6 +111,8 @@ pub(crate) struct Enforcer {
     shared: Arc<Shared>,
     cpu: Arc<cpu::Watched>,
     memory: MemoryGuard,
+    /// The thread's CPU clock at the end of the last turn.
+    turn_end_cpu_ns: Cell<u64>,
 }
 
 impl Enforcer {
@@ -127,6 +131,7 @@ impl Enforcer {
             shared,
             cpu,
             memory,
+            turn_end_cpu_ns: Cell::new(cpu::current_thread_cpu_ns()),
         }
     }
 
@@ -135,15 +140,22 @@ impl Enforcer {
         self.cpu.enter(limit);
     }
 
-    /// A request is dispatched: its CPU time is counted from now on (see [`cpu`]).
-    pub(crate) fn open_cpu_account(&self) {
-        self.cpu.open_account();
-    }
-
-    /// JavaScript stopped running (the event loop is waiting); checks the memory the turn
-    /// left behind and returns it (heap + external bytes).
-    pub(crate) fn leave(&self, runtime: &mut JsRuntime) -> usize {
+    /// JavaScript stopped running (the event loop is waiting): charges the turn's CPU time to
+    /// the requests in `contexts` (killing the isolate if one is over `cpu_ms`), checks the
+    /// memory the turn left behind and returns it (heap + external bytes).
+    pub(crate) fn leave(&self, runtime: &mut JsRuntime, contexts: &mut ContextTable) -> usize {
         self.cpu.leave();
+        let now = cpu::current_thread_cpu_ns();
+        let turn_ns = now.saturating_sub(self.turn_end_cpu_ns.replace(now));
+        let budget_ns = self.cpu.request_budget_ns();
+        if let Some(most) = contexts.charge_turn(turn_ns)
+            && most.cpu_ns > budget_ns
+        {
+            self.shared
+                .kill(Limit::Cpu, most.cpu_ns as f64 / 1e6, budget_ns as f64 / 1e6);
+        }
+        let share = contexts.next_turn_share();
+        self.cpu.set_turn_share(share.base_ns, share.divisor);
         self.memory.check(runtime, &self.shared)
     }
 
