@@ -69,7 +69,8 @@ struct DevArgs {
     /// Allow `eval` and `new Function` (refused by default, as on Workers).
     #[arg(long)]
     allow_eval: bool,
-    /// CPU time a stretch of the worker's JavaScript may take (ms) before it is terminated.
+    /// CPU time a request's JavaScript may use over all of its turns (ms) before the isolate is
+    /// terminated.
     #[arg(long, default_value_t = Limits::default().cpu_ms)]
     cpu_ms: u64,
     /// Time the handler has to produce its Response (ms) before the client gets a 504.
