@@ -74,8 +74,7 @@ impl Admin {
 
     /// Serves the API on `listener` until the process ends.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, http: &edge_config::HttpLimits) {
-        let timeouts = crate::server::control_timeouts(http);
-        crate::server::connection::serve_control(listener, timeouts, move |request| {
+        crate::server::connection::serve_control(listener, http, move |request| {
             let admin = Arc::clone(&self);
             async move { admin.handle(request).await }
         })

@@ -4,7 +4,7 @@ use isola_bindings::body::BodyReceiver;
 use isola_bindings::http::{HandlerResult, RequestId};
 use tokio::sync::oneshot;
 
-use crate::pool::Lease;
+use crate::lease::Lease;
 
 /// A request handed from the front end to an isolate.
 #[derive(Debug)]

@@ -19,7 +19,7 @@ mod store;
 mod tests;
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -31,11 +31,10 @@ use isola_wire::cache_control::Directives;
 use prometheus::{IntCounter, IntGauge};
 
 pub use collapse::{Flight, Waiter};
-pub use record::Recorder;
 
 use self::collapse::{Flights, Join};
 use self::entry::Stored;
-use crate::server::body::Body;
+use crate::body::Body;
 use crate::worker::WorkerSource;
 
 /// How many times a miss waits for another request's response before it goes to the worker
@@ -179,9 +178,7 @@ impl Pending {
     /// Called when a background revalidation could not finish, so a later request tries.
     pub fn abandon(&self) {
         if let Some(stale) = &self.stale {
-            stale
-                .revalidating
-                .store(false, std::sync::atomic::Ordering::Release);
+            stale.revalidating.store(false, Ordering::Release);
         }
     }
 }
@@ -208,33 +205,6 @@ static COUNTERS: LazyLock<Counters> = LazyLock::new(|| {
         bytes: metrics.cache_bytes.clone(),
     }
 });
-
-/// What the cache has learnt about one version of a worker, so that requests to it do only the
-/// cache work that worker needs.
-#[derive(Debug, Default)]
-pub struct Hints {
-    cacheable: AtomicBool,
-    varies: AtomicBool,
-}
-
-impl Hints {
-    /// Whether it has sent a cacheable response (its misses are then collapsed).
-    pub fn cacheable(&self) -> bool {
-        self.cacheable.load(Ordering::Relaxed)
-    }
-
-    /// Whether a cacheable response of it carried `Vary` (request headers are then kept).
-    pub fn varies(&self) -> bool {
-        self.varies.load(Ordering::Relaxed)
-    }
-
-    fn note(&self, varies: bool) {
-        self.cacheable.store(true, Ordering::Relaxed);
-        if varies {
-            self.varies.store(true, Ordering::Relaxed);
-        }
-    }
-}
 
 /// moka's per-entry lifetime: until the stored response can no longer be used.
 struct KeepFor;

@@ -13,8 +13,9 @@ use isola_bindings::http::{JsResponse, ResponseBody};
 use isola_wire::cache_control::Directives;
 
 use super::entry::{self, Stored};
-use super::{CACHE_STATUS, COUNTERS, Fwd, Pending, Recorder, ResponseCache};
-use crate::server::body::Body;
+use super::record::Recorder;
+use super::{CACHE_STATUS, COUNTERS, Fwd, Pending, ResponseCache};
+use crate::body::Body;
 use crate::worker::WorkerSource;
 
 /// Headers that describe one connection, never stored.

@@ -2,10 +2,11 @@
 //! requests dispatched into JavaScript, the event loop polled by the isolate's own thread.
 
 mod error;
+pub(crate) mod handle;
 mod limits;
 mod module_loader;
 pub(crate) mod spare;
-pub(crate) mod thread;
+mod thread;
 
 use std::rc::Rc;
 use std::sync::Arc;

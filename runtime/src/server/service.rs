@@ -17,12 +17,12 @@ use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use isola_wire::authority::{TargetError, request_target};
 use tokio::sync::oneshot;
 
-use super::body::{Body, BodyFault, pump_request_body};
 use super::client_ip::set_client_ip;
+use super::request_body::{BodyFault, pump_request_body};
+use crate::body::Body;
 use crate::cache::{Lookup, Pending, ResponseCache};
 use crate::exchange::IncomingRequest;
-use crate::isolate::thread::{IsolateThread, Message};
-use crate::pool::{AcquireError, Pool};
+use crate::pool::{AcquireError, Dispatched, Pool};
 use crate::router::Router;
 use crate::worker::WorkerSource;
 
@@ -344,7 +344,6 @@ async fn forward(
         })?;
     let guard = AbortOnDrop {
         isolate: Some(isolate),
-        id,
     };
     let outcome = match tokio::time::timeout_at(deadline, outcome).await {
         Ok(outcome) => {
@@ -426,8 +425,7 @@ async fn revalidate_in_background(
 /// Tells the isolate the client went away if the exchange is dropped before it completes
 /// (hyper drops the service future when the connection closes or the stream is reset).
 struct AbortOnDrop {
-    isolate: Option<Arc<IsolateThread>>,
-    id: RequestId,
+    isolate: Option<Dispatched>,
 }
 
 impl AbortOnDrop {
@@ -439,7 +437,7 @@ impl AbortOnDrop {
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(isolate) = self.isolate.take() {
-            let _ = isolate.send(Message::Abort(self.id));
+            isolate.abort();
         }
     }
 }

@@ -1,0 +1,45 @@
+//! A request's hold on a slot of one of its deployment's isolates, as the isolate sees it:
+//! something to give back once the response is complete. Who lent it (the pool) is behind
+//! [`Lender`], so the exchange and the isolate do not depend on the pool.
+
+use std::sync::Arc;
+
+/// Whoever lent a request slot, and takes it back when the lease ends.
+pub trait Lender: std::fmt::Debug + Send + Sync {
+    /// The lease on `slot` ended: the slot is free again.
+    fn give_back(self: Arc<Self>, slot: u64);
+}
+
+/// One request slot on an isolate. It travels with the request into the isolate, which drops
+/// it when the response is complete (at once for a body known in full, at the end of a
+/// stream); dropping it gives the slot back to its lender.
+#[derive(Debug)]
+pub struct Lease {
+    /// `None` once disarmed.
+    lender: Option<Arc<dyn Lender>>,
+    slot: u64,
+}
+
+impl Lease {
+    /// A lease on `slot` (the lender's name for the isolate) from `lender`.
+    pub(crate) fn new(lender: Arc<dyn Lender>, slot: u64) -> Self {
+        Self {
+            lender: Some(lender),
+            slot,
+        }
+    }
+
+    /// Lets the lease go without giving the slot back: the lender does that itself (under
+    /// its lock, say).
+    pub(crate) fn disarm(mut self) {
+        self.lender = None;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(lender) = self.lender.take() {
+            lender.give_back(self.slot);
+        }
+    }
+}
