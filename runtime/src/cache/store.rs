@@ -24,7 +24,7 @@ const HOP_BY_HOP: [HeaderName; 5] = [CONNECTION, TE, TRAILER, TRANSFER_ENCODING,
 impl ResponseCache {
     /// Turns the worker's response to a forwarded request into the client's response, storing
     /// it (a streamed body as it passes) or refreshing the stale copy with it.
-    pub fn finish(
+    pub(super) fn pass_back(
         &self,
         mut pending: Pending,
         worker: &WorkerSource,
