@@ -15,31 +15,32 @@ pub trait Lender: std::fmt::Debug + Send + Sync {
 /// stream); dropping it gives the slot back to its lender.
 #[derive(Debug)]
 pub struct Lease {
-    /// `None` once disarmed.
-    lender: Option<Arc<dyn Lender>>,
+    lender: Arc<dyn Lender>,
+    /// [`DISARMED`] once disarmed.
     slot: u64,
 }
+
+/// The slot of a lease that gives nothing back (no `Option`, so that `Option<Lease>` in every
+/// request stays as small as a lease).
+const DISARMED: u64 = u64::MAX;
 
 impl Lease {
     /// A lease on `slot` (the lender's name for the isolate) from `lender`.
     pub(crate) fn new(lender: Arc<dyn Lender>, slot: u64) -> Self {
-        Self {
-            lender: Some(lender),
-            slot,
-        }
+        Self { lender, slot }
     }
 
     /// Lets the lease go without giving the slot back: the lender does that itself (under
     /// its lock, say).
     pub(crate) fn disarm(mut self) {
-        self.lender = None;
+        self.slot = DISARMED;
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(lender) = self.lender.take() {
-            lender.give_back(self.slot);
+        if self.slot != DISARMED {
+            Arc::clone(&self.lender).give_back(self.slot);
         }
     }
 }

@@ -77,6 +77,7 @@ pub enum WorkerLoadError {
         /// The worker file.
         path: PathBuf,
         /// The I/O error.
+        #[source]
         error: std::io::Error,
     },
     /// The path cannot be made into a module specifier.
@@ -84,7 +85,7 @@ pub enum WorkerLoadError {
     Specifier(PathBuf),
     /// The vars cannot be serialised.
     #[error("cannot encode the vars of worker {0}: {1}")]
-    Vars(String, serde_json::Error),
+    Vars(String, #[source] serde_json::Error),
 }
 
 impl WorkerSource {

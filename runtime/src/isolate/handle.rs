@@ -48,7 +48,7 @@ impl IsolateThread {
             std::thread::Builder::new()
                 .name(format!("isolate-{}", worker.name))
                 .spawn(move || run(order))
-                .map_err(|e| StartError::Runtime(format!("cannot start an isolate thread: {e}")))?;
+                .map_err(StartError::system("an isolate thread"))?;
         }
         // Dropping `ready_rx` (timeout, or the caller gave up) makes the thread abandon the
         // start and exit.

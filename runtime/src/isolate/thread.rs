@@ -42,9 +42,9 @@ pub(super) fn run(order: Order) {
     {
         Ok(runtime) => runtime.block_on(serve_order(None, order)),
         Err(e) => {
-            let _ = order.ready.send(Err(StartError::Runtime(format!(
-                "cannot start a tokio runtime: {e}"
-            ))));
+            let _ = order
+                .ready
+                .send(Err(StartError::system("a tokio runtime")(e)));
         }
     }
 }
@@ -83,7 +83,7 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
     if ready.send(Ok(())).is_err() {
         return;
     }
-    let outcome = serve(&mut isolate, &mut receiver, &memory).await;
+    let outcome = request_loop(&mut isolate, &mut receiver, &memory).await;
     let killed = isolate.killed().is_some();
     if killed {
         isolate.log_kill(&worker.name);
@@ -100,7 +100,7 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
 
 /// Dispatches requests and polls the event loop until the channel closes and the isolate is
 /// idle (so `waitUntil` work and streaming bodies finish before the thread exits).
-async fn serve(
+async fn request_loop(
     isolate: &mut Isolate,
     receiver: &mut mpsc::UnboundedReceiver<Message>,
     memory: &AtomicU64,

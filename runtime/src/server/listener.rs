@@ -118,12 +118,12 @@ pub async fn accept_loop(
             admitted,
         };
         match listener.tls.clone() {
-            None => connection.serve(stream),
+            None => connection.spawn_http(stream),
             Some(acceptor) => {
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => connection.serve(tls),
+                        Ok(Ok(tls)) => connection.spawn_http(tls),
                         Ok(Err(error)) => tracing::debug!(%peer, "TLS handshake failed: {error}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -147,7 +147,9 @@ impl Transport for GuardedIo<TcpStream> {}
 impl Transport for tokio_rustls::server::TlsStream<GuardedIo<TcpStream>> {}
 
 impl Connection {
-    fn serve(self, io: impl Transport) {
+    /// Serves HTTP on `io` with hyper, in a task of its own watched by the connection's
+    /// watchdog and the graceful shutdown.
+    fn spawn_http(self, io: impl Transport) {
         let Self {
             shared,
             builder,
