@@ -25,7 +25,7 @@ pub struct SnapshotArtifacts {
 /// Snapshot creation failed (a JavaScript error in the bootstrap, most likely).
 #[derive(Debug, thiserror::Error)]
 #[error("creating the startup snapshot failed: {0}")]
-pub struct SnapshotError(String);
+pub struct SnapshotError(#[source] deno_core::error::CoreError);
 
 /// Evaluates the bootstrap into a startup snapshot.
 pub fn create() -> Result<SnapshotArtifacts, SnapshotError> {
@@ -40,7 +40,7 @@ pub fn create() -> Result<SnapshotArtifacts, SnapshotError> {
         },
         None,
     )
-    .map_err(|e| SnapshotError(e.to_string()))?;
+    .map_err(SnapshotError)?;
     let consumed: HashSet<String> = output.consumed_lazy_specifiers.into_iter().collect();
     let residual = |esm: bool| {
         let mut files: Vec<(String, PathBuf)> = extensions::for_snapshot()

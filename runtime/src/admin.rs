@@ -73,9 +73,8 @@ impl Admin {
     }
 
     /// Serves the API on `listener` until the process ends.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, http: &edge_config::HttpLimits) {
-        let timeouts = crate::server::control_timeouts(http);
-        crate::server::connection::serve_control(listener, timeouts, move |request| {
+    pub async fn serve_api(self: Arc<Self>, listener: TcpListener, http: &edge_config::HttpLimits) {
+        crate::server::connection::serve_control(listener, http, move |request| {
             let admin = Arc::clone(&self);
             async move { admin.handle(request).await }
         })
@@ -192,6 +191,11 @@ impl Admin {
                 }),
             ),
             Err(DeployError::Store(e)) => {
+                tracing::error!(worker = name, "deploy failed: {e}");
+                error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            Err(DeployError::Write { path, source }) => {
+                let e = format!("{}: {source}", path.display());
                 tracing::error!(worker = name, "deploy failed: {e}");
                 error(StatusCode::INTERNAL_SERVER_ERROR, e)
             }

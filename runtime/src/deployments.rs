@@ -23,7 +23,16 @@ pub enum DeployError {
     Invalid(#[from] edge_config::ConfigError),
     /// The code could not be written or read back.
     #[error("cannot store the worker's code: {0}")]
-    Store(String),
+    Store(#[source] WorkerLoadError),
+    /// The code could not be written to `path`.
+    #[error("cannot store the worker's code: {path}: {source}")]
+    Write {
+        /// The file (or its directory).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The worker failed to start (syntax error with line and column, top-level throw, no
     /// handler); the previous version, if any, keeps serving.
     #[error("{0}")]
@@ -32,7 +41,7 @@ pub enum DeployError {
 
 impl From<WorkerLoadError> for DeployError {
     fn from(error: WorkerLoadError) -> Self {
-        Self::Store(error.to_string())
+        Self::Store(error)
     }
 }
 
@@ -215,8 +224,10 @@ impl CodeFile {
     fn write(dir: &Path, file: PathBuf, code: &str) -> Result<Self, DeployError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let failed =
-            |error: std::io::Error| DeployError::Store(format!("{}: {error}", file.display()));
+        let failed = |source: std::io::Error| DeployError::Write {
+            path: file.clone(),
+            source,
+        };
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

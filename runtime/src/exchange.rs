@@ -5,7 +5,7 @@ use isola_bindings::context::RequestContext;
 use isola_bindings::http::HandlerResult;
 use tokio::sync::oneshot;
 
-use crate::pool::Lease;
+use crate::lease::Lease;
 
 /// A request handed from the front end to an isolate.
 #[derive(Debug)]

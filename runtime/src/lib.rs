@@ -9,11 +9,13 @@
 //! The `isola` command (`runtime/cli/`) is a thin layer over this library.
 
 pub mod admin;
+pub mod body;
 pub mod cache;
 pub mod deployments;
 pub mod dev;
 pub mod exchange;
 mod isolate;
+pub mod lease;
 pub mod metrics;
 pub mod node;
 pub mod pool;

@@ -1,16 +1,11 @@
-//! Process-wide counters in the Prometheus text format, served on `node.metrics_address`
-//! (`isola dev --metrics-port`): isolate kills by limit, cold starts, refused requests and
+//! Process-wide counters in the Prometheus text format (served by the front end on
+//! `node.metrics_address`, `isola dev --metrics-port`): isolate kills by limit, cold starts, refused requests and
 //! evicted isolates, so an operator (and the benchmark harness) can see what the pool and the
 //! limit enforcer did, and what the response cache holds and serves.
 
-use std::net::SocketAddr;
 use std::sync::LazyLock;
 
-use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body_util::Full;
 use prometheus::{Encoder, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
-use tokio::net::TcpListener;
 
 /// Isola's metrics.
 pub struct Metrics {
@@ -102,36 +97,4 @@ pub fn render() -> String {
         tracing::error!("cannot encode metrics: {error}");
     }
     String::from_utf8_lossy(&text).into_owned()
-}
-
-/// Serves `GET /metrics` on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, http: &edge_config::HttpLimits) {
-    let timeouts = crate::server::control_timeouts(http);
-    crate::server::connection::serve_control(
-        listener,
-        timeouts,
-        |request: http::Request<hyper::body::Incoming>| async move {
-            let mut response = if request.uri().path() == "/metrics" {
-                Response::new(Full::new(Bytes::from(render())))
-            } else {
-                let mut response =
-                    Response::new(Full::new(Bytes::from_static(b"metrics are at /metrics\n")));
-                *response.status_mut() = StatusCode::NOT_FOUND;
-                response
-            };
-            if response.status() == StatusCode::OK {
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
-            }
-            response
-        },
-    )
-    .await;
-}
-
-/// Binds the metrics listener.
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
 }

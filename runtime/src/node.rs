@@ -150,7 +150,7 @@ impl Node {
         };
         let metrics = match config.node.metrics_address {
             Some(address) => Some(
-                crate::metrics::bind(address)
+                tokio::net::TcpListener::bind(address)
                     .await
                     .map_err(|error| NodeError::Bind { address, error })?,
             ),
@@ -200,14 +200,14 @@ impl Node {
     }
 
     /// Serves until `shutdown` resolves, then drains within the grace period.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
         if let Some(metrics) = self.metrics {
             let http = self.shared.http.clone();
-            tokio::spawn(async move { crate::metrics::serve(metrics, &http).await });
+            tokio::spawn(async move { server::serve_metrics(metrics, &http).await });
         }
         if let Some((admin, listener)) = self.admin {
             let http = self.shared.http.clone();
-            tokio::spawn(async move { admin.serve(listener, &http).await });
+            tokio::spawn(async move { admin.serve_api(listener, &http).await });
         }
         server::run(self.listeners, self.shared, shutdown, self.grace).await;
     }

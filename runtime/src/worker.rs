@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use deno_core::ModuleSpecifier;
 use edge_config::Limits;
@@ -36,7 +37,35 @@ pub struct WorkerSource {
     /// How its outbound fetch resolves names.
     pub resolver: Arc<StaticResolver>,
     /// What the response cache learnt about this version's responses.
-    pub cache_hints: crate::cache::Hints,
+    pub cache_hints: CacheHints,
+}
+
+/// What the cache has learnt about one version of a worker, so that requests to it do only the
+/// cache work that worker needs.
+#[derive(Debug, Default)]
+pub struct CacheHints {
+    cacheable: AtomicBool,
+    varies: AtomicBool,
+}
+
+impl CacheHints {
+    /// Whether it has sent a cacheable response (its misses are then collapsed).
+    pub fn cacheable(&self) -> bool {
+        self.cacheable.load(Ordering::Relaxed)
+    }
+
+    /// Whether a cacheable response of it carried `Vary` (request headers are then kept).
+    pub fn varies(&self) -> bool {
+        self.varies.load(Ordering::Relaxed)
+    }
+
+    /// Records that a cacheable response was sent, and whether it carried `Vary`.
+    pub(crate) fn note(&self, varies: bool) {
+        self.cacheable.store(true, Ordering::Relaxed);
+        if varies {
+            self.varies.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Reading a worker failed.
@@ -48,6 +77,7 @@ pub enum WorkerLoadError {
         /// The worker file.
         path: PathBuf,
         /// The I/O error.
+        #[source]
         error: std::io::Error,
     },
     /// The path cannot be made into a module specifier.
@@ -55,7 +85,7 @@ pub enum WorkerLoadError {
     Specifier(PathBuf),
     /// The vars cannot be serialised.
     #[error("cannot encode the vars of worker {0}: {1}")]
-    Vars(String, serde_json::Error),
+    Vars(String, #[source] serde_json::Error),
 }
 
 impl WorkerSource {
@@ -87,7 +117,7 @@ impl WorkerSource {
             limits: config.limits.clone(),
             outbound: outbound.clone(),
             resolver: Arc::new(StaticResolver::new(&config.outbound.resolve, outbound)),
-            cache_hints: crate::cache::Hints::default(),
+            cache_hints: CacheHints::default(),
         })
     }
 }

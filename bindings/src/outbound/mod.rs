@@ -37,7 +37,7 @@ pub struct OutboundPolicy {
 /// The policy could not be turned into permissions.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid outbound policy: {0}")]
-pub struct PolicyError(String);
+pub struct PolicyError(#[source] deno_permissions::PermissionsFromOptionsError);
 
 impl OutboundPolicy {
     /// The policy for a worker's `[outbound]` settings.
@@ -81,8 +81,7 @@ pub fn permissions() -> Result<PermissionsContainer, PolicyError> {
         prompt: false,
         ..Default::default()
     };
-    let permissions = Permissions::from_options(parser.as_ref(), &options)
-        .map_err(|e| PolicyError(e.to_string()))?;
+    let permissions = Permissions::from_options(parser.as_ref(), &options).map_err(PolicyError)?;
     Ok(PermissionsContainer::new(parser, permissions))
 }
 

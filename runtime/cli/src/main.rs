@@ -168,7 +168,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev(args).await,
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve_config(args).await,
             Command::Bench(_) => Ok(()),
         }
     });
@@ -312,15 +312,15 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .context("the dev worker is missing")?;
         Some(isola_runtime::dev::watch(worker, deployment, node.cache())?)
     };
-    node.serve(shutdown_signal()).await;
+    node.run(shutdown_signal()).await;
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve_config(args: ServeArgs) -> anyhow::Result<()> {
     let config = edge_config::load(&args.config)?;
     let node = Node::start(&config).await?;
     announce(&node)?;
-    node.serve(shutdown_signal()).await;
+    node.run(shutdown_signal()).await;
     Ok(())
 }
 

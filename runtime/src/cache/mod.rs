@@ -14,12 +14,13 @@ mod collapse;
 mod conditional;
 mod entry;
 mod record;
+mod request;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -31,11 +32,11 @@ use isola_wire::cache_control::Directives;
 use prometheus::{IntCounter, IntGauge};
 
 pub use collapse::{Flight, Waiter};
-pub use record::Recorder;
+pub use request::{Forwarding, Lookup, Revalidation};
 
 use self::collapse::{Flights, Join};
 use self::entry::Stored;
-use crate::server::body::Body;
+use crate::body::Body;
 use crate::worker::WorkerSource;
 
 /// How many times a miss waits for another request's response before it goes to the worker
@@ -75,9 +76,9 @@ impl std::fmt::Debug for ResponseCache {
     }
 }
 
-/// What the cache says about a request before it reaches a worker.
+/// What one look at the stored responses found for a request.
 #[derive(Debug)]
-pub enum Lookup {
+enum Found {
     /// Not a cacheable method; an unsafe one invalidates its URL (this key) if it succeeds.
     Pass(Option<u64>),
     /// Answered from the cache.
@@ -87,7 +88,7 @@ pub enum Lookup {
     Stale(Response<Body>, Option<Pending>),
     /// `only-if-cached` and nothing usable: the cache answers 504.
     Unsatisfiable,
-    /// Ask the worker, then give its response to [`ResponseCache::finish`].
+    /// Ask the worker, then hand its response back through the cache.
     Forward(Pending),
 }
 
@@ -108,7 +109,7 @@ enum Fwd {
 
 /// A request on its way to the worker: what the cache needs to handle the response.
 #[derive(Debug)]
-pub struct Pending {
+struct Pending {
     key: u64,
     fwd: Fwd,
     /// Whether the response may be stored (a GET that did not say `no-store`).
@@ -147,7 +148,7 @@ impl Pending {
 
     /// Adds the stored response's validators to the request (RFC 9111 §4.3.1) so the worker
     /// can answer 304; not when the client sent preconditions of its own.
-    pub fn add_validators(&mut self, request: &mut HeaderMap) {
+    fn add_validators(&mut self, request: &mut HeaderMap) {
         let Some(stale) = &self.stale else { return };
         if !self.store || !stale.has_validator() || conditional::has_preconditions(request) {
             return;
@@ -162,7 +163,7 @@ impl Pending {
     }
 
     /// A stale response to send instead of a worker's failure (`stale-if-error`), if allowed.
-    pub fn stale_if_error(&self, failed: StatusCode) -> Option<Response<Body>> {
+    fn stale_if_error(&self, failed: StatusCode) -> Option<Response<Body>> {
         let stale = self.stale.as_ref()?;
         let now = Instant::now();
         if !stale.may_serve_stale() || !stale.stale_within(now, stale.directives.stale_if_error) {
@@ -177,11 +178,9 @@ impl Pending {
     }
 
     /// Called when a background revalidation could not finish, so a later request tries.
-    pub fn abandon(&self) {
+    fn abandon(&self) {
         if let Some(stale) = &self.stale {
-            stale
-                .revalidating
-                .store(false, std::sync::atomic::Ordering::Release);
+            stale.revalidating.store(false, Ordering::Release);
         }
     }
 }
@@ -208,33 +207,6 @@ static COUNTERS: LazyLock<Counters> = LazyLock::new(|| {
         bytes: metrics.cache_bytes.clone(),
     }
 });
-
-/// What the cache has learnt about one version of a worker, so that requests to it do only the
-/// cache work that worker needs.
-#[derive(Debug, Default)]
-pub struct Hints {
-    cacheable: AtomicBool,
-    varies: AtomicBool,
-}
-
-impl Hints {
-    /// Whether it has sent a cacheable response (its misses are then collapsed).
-    pub fn cacheable(&self) -> bool {
-        self.cacheable.load(Ordering::Relaxed)
-    }
-
-    /// Whether a cacheable response of it carried `Vary` (request headers are then kept).
-    pub fn varies(&self) -> bool {
-        self.varies.load(Ordering::Relaxed)
-    }
-
-    fn note(&self, varies: bool) {
-        self.cacheable.store(true, Ordering::Relaxed);
-        if varies {
-            self.varies.store(true, Ordering::Relaxed);
-        }
-    }
-}
 
 /// moka's per-entry lifetime: until the stored response can no longer be used.
 struct KeepFor;
@@ -285,25 +257,24 @@ impl ResponseCache {
         self.inner.hasher.hash_one((worker, url))
     }
 
-    /// What to do with a request for `url` served by `worker`. A miss while another request
-    /// for the URL is at the worker waits for that one's response (at most 1 s, and
-    /// [`MAX_WAITS`] times) and looks again.
+    /// What to do with a request for `url` served by `worker`: the first step of its way
+    /// through the cache. A miss while another request for the URL is at the worker waits for
+    /// that one's response (at most 1 s, and [`MAX_WAITS`] times) and looks again.
     pub async fn lookup(
         &self,
         worker: &WorkerSource,
         url: &str,
         method: &Method,
         request: &HeaderMap,
-    ) -> Lookup {
+    ) -> Lookup<'_> {
         let mut waits = 0;
         loop {
             match self.look(worker, url, method, request, waits < MAX_WAITS) {
-                Ok(mut lookup) => {
-                    if let Lookup::Forward(pending) | Lookup::Stale(_, Some(pending)) = &mut lookup
-                    {
+                Ok(mut found) => {
+                    if let Found::Forward(pending) | Found::Stale(_, Some(pending)) = &mut found {
                         pending.keep_request_headers(worker, request);
                     }
-                    return lookup;
+                    return Lookup::of(self, found);
                 }
                 Err(waiter) => {
                     waiter.wait(worker.limits.wall().min(FOLLOW_AT_MOST)).await;
@@ -321,11 +292,11 @@ impl ResponseCache {
         method: &Method,
         request: &HeaderMap,
         collapse: bool,
-    ) -> Result<Lookup, Waiter> {
+    ) -> Result<Found, Waiter> {
         let key = self.key(&worker.name, url);
         if method != Method::GET && method != Method::HEAD {
             let safe = matches!(*method, Method::OPTIONS | Method::TRACE | Method::CONNECT);
-            return Ok(Lookup::Pass((!safe).then_some(key)));
+            return Ok(Found::Pass((!safe).then_some(key)));
         }
         let asked = if request.contains_key(CACHE_CONTROL) {
             Directives::of(request)
@@ -345,7 +316,7 @@ impl ResponseCache {
         };
         if asked.no_store {
             pending.fwd = Fwd::Bypass;
-            return Ok(Lookup::Forward(pending));
+            return Ok(Found::Forward(pending));
         }
         let stored = self
             .inner
@@ -363,7 +334,7 @@ impl ResponseCache {
         };
         if !pending.may_use(&stored.directives) {
             pending.fwd = Fwd::Request;
-            return Ok(Lookup::Forward(pending));
+            return Ok(Found::Forward(pending));
         }
         if !stored.vary_matches(request) {
             pending.fwd = Fwd::VaryMiss;
@@ -381,7 +352,7 @@ impl ResponseCache {
             |window| !fresh && stored.may_serve_stale() && stored.stale_within(now, window);
         if acceptable && ((fresh && fresh_enough) || stale_within(asked.max_stale)) {
             COUNTERS.hit.inc();
-            return Ok(Lookup::Hit(hit(&stored, request, now, ttl_s)));
+            return Ok(Found::Hit(hit(&stored, request, now, ttl_s)));
         }
         if acceptable && stale_within(stored.directives.stale_while_revalidate) {
             COUNTERS.stale.inc();
@@ -393,15 +364,15 @@ impl ResponseCache {
                 pending.stale = Some(stored);
                 pending
             });
-            return Ok(Lookup::Stale(response, revalidate));
+            return Ok(Found::Stale(response, revalidate));
         }
         if asked.only_if_cached {
-            return Ok(Lookup::Unsatisfiable);
+            return Ok(Found::Unsatisfiable);
         }
         pending.stale = Some(stored);
         if fresh {
             pending.fwd = Fwd::Request;
-            return Ok(Lookup::Forward(pending));
+            return Ok(Found::Forward(pending));
         }
         pending.fwd = Fwd::Stale;
         self.miss(false, pending, collapse)
@@ -414,9 +385,9 @@ impl ResponseCache {
         only_if_cached: bool,
         mut pending: Pending,
         collapse: bool,
-    ) -> Result<Lookup, Waiter> {
+    ) -> Result<Found, Waiter> {
         if only_if_cached {
-            return Ok(Lookup::Unsatisfiable);
+            return Ok(Found::Unsatisfiable);
         }
         if collapse {
             match self.inner.flights.join(self, pending.key) {
@@ -425,7 +396,7 @@ impl ResponseCache {
                 Join::Alone => {}
             }
         }
-        Ok(Lookup::Forward(pending))
+        Ok(Found::Forward(pending))
     }
 
     /// Drops the stored response a successful unsafe request made outdated.

@@ -6,10 +6,11 @@ use bytes::{Bytes, BytesMut};
 
 use super::entry::Stored;
 use super::{Flight, ResponseCache};
+use crate::body::Tap;
 
 /// Collects a streamed body for the cache.
 #[derive(Debug)]
-pub struct Recorder {
+pub(super) struct Recorder {
     cache: ResponseCache,
     key: u64,
     stored: Stored,
@@ -38,9 +39,11 @@ impl Recorder {
             _flight: flight,
         }
     }
+}
 
+impl Tap for Recorder {
     /// Keeps a chunk; `false` once the body is too large to store (the recorder is done).
-    pub fn chunk(&mut self, data: &Bytes) -> bool {
+    fn chunk(&mut self, data: &Bytes) -> bool {
         self.size += data.len() as u64;
         if self.size > self.limit {
             return false;
@@ -50,7 +53,7 @@ impl Recorder {
     }
 
     /// The stream ended cleanly: store the response (then the waiting requests look again).
-    pub fn finish(mut self) {
+    fn finish(mut self: Box<Self>) {
         self.stored.body = match self.chunks.len() {
             0 => Bytes::new(),
             1 => self.chunks.swap_remove(0),
@@ -62,6 +65,9 @@ impl Recorder {
                 body.freeze()
             }
         };
-        self.cache.insert(self.key, self.stored);
+        let Self {
+            cache, key, stored, ..
+        } = *self;
+        cache.insert(key, stored);
     }
 }

@@ -13,8 +13,9 @@ use isola_bindings::http::{JsResponse, ResponseBody};
 use isola_wire::cache_control::Directives;
 
 use super::entry::{self, Stored};
-use super::{CACHE_STATUS, COUNTERS, Fwd, Pending, Recorder, ResponseCache};
-use crate::server::body::Body;
+use super::record::Recorder;
+use super::{CACHE_STATUS, COUNTERS, Fwd, Pending, ResponseCache};
+use crate::body::Body;
 use crate::worker::WorkerSource;
 
 /// Headers that describe one connection, never stored.
@@ -23,7 +24,7 @@ const HOP_BY_HOP: [HeaderName; 5] = [CONNECTION, TE, TRAILER, TRANSFER_ENCODING,
 impl ResponseCache {
     /// Turns the worker's response to a forwarded request into the client's response, storing
     /// it (a streamed body as it passes) or refreshing the stale copy with it.
-    pub fn finish(
+    pub(super) fn pass_back(
         &self,
         mut pending: Pending,
         worker: &WorkerSource,

@@ -1,5 +1,7 @@
 //! Why an isolate could not start a worker, in words a developer can act on.
 
+use std::sync::Arc;
+
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
 
 use crate::worker::WorkerSource;
@@ -7,9 +9,22 @@ use crate::worker::WorkerSource;
 /// Starting a worker in a new isolate failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StartError {
-    /// The runtime itself failed (not the worker's fault).
+    /// The runtime itself failed (not the worker's fault), as told in words (a JavaScript
+    /// error's text, which [`StartError::naming`] can rewrite).
     #[error("isolate failed to start: {0}")]
     Runtime(String),
+    /// The runtime itself failed (not the worker's fault), with this cause.
+    #[error("isolate failed to start: {0}")]
+    Fault(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// The system refused a thread or a tokio runtime (`what`) for the isolate.
+    #[error("isolate failed to start: cannot start {what}: {source}")]
+    System {
+        /// What could not be started.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The module does not parse: `file:line:column: message`.
     #[error("{location}: {message}")]
     Syntax {
@@ -50,13 +65,30 @@ impl StartError {
             },
             Self::Evaluation(text) => Self::Evaluation(rename(text)),
             Self::NoHandler(text) => Self::NoHandler(rename(text)),
-            other @ (Self::LimitExceeded(_) | Self::StartupTimeout(_)) => other,
+            other @ (Self::Fault(_)
+            | Self::System { .. }
+            | Self::LimitExceeded(_)
+            | Self::StartupTimeout(_)) => other,
+        }
+    }
+
+    /// A failure of the runtime itself, keeping `error` as its cause.
+    pub(crate) fn fault(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Fault(Arc::new(error))
+    }
+
+    /// A start that the system refused `what` (a thread, a tokio runtime).
+    pub(crate) fn system(what: &'static str) -> impl FnOnce(std::io::Error) -> Self {
+        move |source| Self::System {
+            what,
+            source: Arc::new(source),
         }
     }
 
     pub(crate) fn from_core(error: CoreError, worker: &WorkerSource) -> Self {
         match *error.0 {
             CoreErrorKind::Js(js) => Self::from_js(*js, worker),
+            // Kept as text: it may name the worker's file, which `naming` rewrites.
             other => Self::Runtime(other.to_string()),
         }
     }

@@ -2,10 +2,11 @@
 //! requests dispatched into JavaScript, the event loop polled by the isolate's own thread.
 
 mod error;
+pub(crate) mod handle;
 mod limits;
 mod module_loader;
 pub(crate) mod spare;
-pub(crate) mod thread;
+mod thread;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -71,8 +72,7 @@ impl Blank {
         let extensions = for_isolate(IsolateExtensionOptions {
             worker: WorkerName("(spare)".into()),
             exchanges: Exchanges::new(events_tx, contexts.clone()),
-            permissions: isola_bindings::outbound::permissions()
-                .map_err(|e| StartError::Runtime(e.to_string()))?,
+            permissions: isola_bindings::outbound::permissions().map_err(StartError::fault)?,
             resolver: Arc::new(StaticResolver::new(
                 &Default::default(),
                 Arc::new(OutboundPolicy::new(&Default::default())),
@@ -89,7 +89,7 @@ impl Blank {
             module_loader: Some(loader.clone()),
             ..Default::default()
         })
-        .map_err(|e| StartError::Runtime(e.to_string()))?;
+        .map_err(StartError::fault)?;
         Ok(Self {
             runtime,
             memory,
@@ -176,7 +176,7 @@ impl Isolate {
             .map_err(|e| StartError::from_core(e, worker))?;
         let namespace = runtime
             .get_module_namespace(module_id)
-            .map_err(|e| StartError::Runtime(e.to_string()))?;
+            .map_err(StartError::fault)?;
         if !has_exports(runtime, &namespace) {
             // Service-worker syntax: vars are globals, defined before the script runs.
             call_internal(
@@ -438,7 +438,7 @@ pub fn startup_times(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| StartError::Runtime(e.to_string()))?;
+        .map_err(StartError::fault)?;
     runtime.block_on(async {
         let mut times = Vec::with_capacity(iterations);
         for _ in 0..iterations {
@@ -501,7 +501,7 @@ fn take_internal(runtime: &mut JsRuntime) -> Result<v8::Global<v8::Value>, Start
             "isola:internal",
             "(() => { const key = Symbol.for('isola.internal'); const internal = globalThis[key]; delete globalThis[key]; return internal; })()",
         )
-        .map_err(|e| StartError::Runtime(e.to_string()))
+        .map_err(StartError::fault)
 }
 
 enum JsArg<'a> {

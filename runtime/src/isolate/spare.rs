@@ -44,7 +44,7 @@ pub(crate) fn configure(target: usize, memory_mb: u64) {
 }
 
 /// A ready spare for a worker of `memory_mb`, if there is one.
-pub(crate) fn take(memory_mb: u64) -> Option<oneshot::Sender<Order>> {
+pub(super) fn take(memory_mb: u64) -> Option<oneshot::Sender<Order>> {
     let mut spares = lock();
     spares.ready.retain(|(_, spare)| !spare.is_closed());
     let index = spares.ready.iter().position(|(mb, _)| *mb == memory_mb)?;
@@ -52,7 +52,7 @@ pub(crate) fn take(memory_mb: u64) -> Option<oneshot::Sender<Order>> {
 }
 
 /// Starts spare threads until `target` are ready or starting.
-pub(crate) fn refill() {
+pub(super) fn refill() {
     let (missing, memory_mb) = {
         let mut spares = lock();
         let have = spares.ready.len() + spares.starting;

@@ -1,7 +1,8 @@
 //! The OS thread that owns an isolate. V8 isolates are bound to the thread that created them
 //! (and must be dropped in reverse creation order on it), so each isolate gets its own thread
 //! with a single-threaded tokio runtime; that thread's CPU clock is the isolate's CPU clock.
-//! The front end talks to it over a channel and never blocks on JavaScript.
+//! The rest of the node talks to it over a channel (see `handle.rs`) and never blocks on
+//! JavaScript.
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -11,121 +12,50 @@ use std::task::Poll;
 use isola_bindings::http::RequestId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Blank, Isolate, StartError, spare};
+use super::{Blank, Isolate, StartError};
 use crate::exchange::IncomingRequest;
 use crate::worker::WorkerSource;
 
-/// What the front end sends to an isolate thread.
+/// What the rest of the node sends to an isolate thread.
 #[derive(Debug)]
 #[allow(
     clippy::large_enum_variant,
     reason = "a request moves through once; boxing it would cost an allocation per request"
 )]
-pub(crate) enum Message {
+pub(super) enum Message {
     /// A request to run the worker for.
     Request(IncomingRequest),
     /// The client of this exchange went away.
     Abort(RequestId),
 }
 
-/// A running isolate thread; dropping every handle lets it finish its work and exit.
-#[derive(Debug)]
-pub(crate) struct IsolateThread {
-    messages: mpsc::UnboundedSender<Message>,
-    /// Heap + external memory, as the thread last measured it (after each turn).
-    memory: Arc<AtomicU64>,
-}
-
-impl IsolateThread {
-    /// Starts a thread, creates the isolate and evaluates the worker; returns once the worker
-    /// is ready for requests (or failed to start).
-    pub(crate) async fn spawn(worker: Arc<WorkerSource>) -> Result<Self, StartError> {
-        let (messages, receiver) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let memory = Arc::new(AtomicU64::new(0));
-        let order = Order {
-            worker: worker.clone(),
-            receiver,
-            ready: ready_tx,
-            memory: memory.clone(),
-        };
-        // A spare isolate (created ahead) if one fits, else a new thread creates one.
-        let order = match spare::take(worker.limits.memory_mb) {
-            Some(spare) => spare.send(order).err(),
-            None => Some(order),
-        };
-        spare::refill();
-        if let Some(order) = order {
-            std::thread::Builder::new()
-                .name(format!("isolate-{}", worker.name))
-                .spawn(move || run(order))
-                .map_err(|e| StartError::Runtime(format!("cannot start an isolate thread: {e}")))?;
-        }
-        // Dropping `ready_rx` (timeout, or the caller gave up) makes the thread abandon the
-        // start and exit.
-        match tokio::time::timeout(worker.limits.startup_wall(), ready_rx).await {
-            Ok(Ok(Ok(()))) => Ok(Self { messages, memory }),
-            Ok(Ok(Err(error))) => Err(error),
-            Ok(Err(_)) => Err(StartError::Runtime(
-                "the isolate thread exited while starting".to_owned(),
-            )),
-            Err(_elapsed) => {
-                crate::metrics::metrics()
-                    .isolate_kills
-                    .with_label_values(&["startup_wall_ms"])
-                    .inc();
-                Err(StartError::StartupTimeout(worker.limits.startup_wall_ms))
-            }
-        }
-    }
-
-    /// Sends a message; gives it back if the thread has exited (so it can go to a new one).
-    #[allow(
-        clippy::result_large_err,
-        reason = "returned by value to avoid boxing every request"
-    )]
-    pub(crate) fn send(&self, message: Message) -> Result<(), Message> {
-        self.messages.send(message).map_err(|e| e.0)
-    }
-
-    /// Whether the thread is still accepting messages.
-    pub(crate) fn is_alive(&self) -> bool {
-        !self.messages.is_closed()
-    }
-
-    /// Heap + external memory the isolate used after its last turn.
-    pub(crate) fn memory_bytes(&self) -> u64 {
-        self.memory.load(Ordering::Relaxed)
-    }
-}
-
 /// What a thread needs to serve a worker: the worker, its request channel, where to say it
 /// started, and where to report its memory.
-pub(crate) struct Order {
-    worker: Arc<WorkerSource>,
-    receiver: mpsc::UnboundedReceiver<Message>,
-    ready: oneshot::Sender<Result<(), StartError>>,
-    memory: Arc<AtomicU64>,
+pub(super) struct Order {
+    pub(super) worker: Arc<WorkerSource>,
+    pub(super) receiver: mpsc::UnboundedReceiver<Message>,
+    pub(super) ready: oneshot::Sender<Result<(), StartError>>,
+    pub(super) memory: Arc<AtomicU64>,
 }
 
 /// A new isolate thread: a runtime, then the isolate.
-fn run(order: Order) {
+pub(super) fn run(order: Order) {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime.block_on(serve_order(None, order)),
         Err(e) => {
-            let _ = order.ready.send(Err(StartError::Runtime(format!(
-                "cannot start a tokio runtime: {e}"
-            ))));
+            let _ = order
+                .ready
+                .send(Err(StartError::system("a tokio runtime")(e)));
         }
     }
 }
 
 /// Loads the worker into `blank` (a spare's isolate) or a new isolate, reports readiness, and
 /// serves until the channel closes or the isolate is killed.
-pub(crate) async fn serve_order(blank: Option<Blank>, order: Order) {
+pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
     let Order {
         worker,
         mut receiver,
@@ -157,7 +87,7 @@ pub(crate) async fn serve_order(blank: Option<Blank>, order: Order) {
     if ready.send(Ok(())).is_err() {
         return;
     }
-    let outcome = serve(&mut isolate, &mut receiver, &memory).await;
+    let outcome = request_loop(&mut isolate, &mut receiver, &memory).await;
     let killed = isolate.killed().is_some();
     if killed {
         isolate.log_kill(&worker.name);
@@ -174,7 +104,7 @@ pub(crate) async fn serve_order(blank: Option<Blank>, order: Order) {
 
 /// Dispatches requests and polls the event loop until the channel closes and the isolate is
 /// idle (so `waitUntil` work and streaming bodies finish before the thread exits).
-async fn serve(
+async fn request_loop(
     isolate: &mut Isolate,
     receiver: &mut mpsc::UnboundedReceiver<Message>,
     memory: &AtomicU64,

@@ -8,7 +8,6 @@
 //! thread, as it hands its response over), the next queued request is sent straight into the
 //! freed isolate, so a busy isolate goes from one request to the next without sleeping.
 
-mod lease;
 mod registry;
 
 use std::collections::VecDeque;
@@ -17,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use isola_bindings::http::RequestId;
+
 use crate::exchange::IncomingRequest;
 use crate::isolate::StartError;
-use crate::isolate::thread::{IsolateThread, Message};
+use crate::isolate::handle::IsolateThread;
+use crate::lease::{Lease, Lender};
 use crate::metrics::metrics;
 use crate::worker::WorkerSource;
 
-pub use lease::Lease;
 pub use registry::Registry;
 
 /// A request could not get an isolate.
@@ -46,6 +47,21 @@ pub enum AcquireError {
     /// A new isolate failed to start.
     #[error("the worker could not be started: {0}")]
     Start(#[from] StartError),
+}
+
+/// A request sent into one of a deployment's isolates: what the front end may still tell
+/// that isolate about it.
+#[derive(Debug)]
+pub struct Dispatched {
+    isolate: Arc<IsolateThread>,
+    id: RequestId,
+}
+
+impl Dispatched {
+    /// Tells the isolate that the request's client went away (its `request.signal` aborts).
+    pub fn abort(&self) {
+        self.isolate.abort(self.id);
+    }
 }
 
 /// One deployment's isolates.
@@ -137,13 +153,9 @@ impl State {
         self.waiters.retain(|w| !w.placed.is_closed());
     }
 
-    /// Gives back a request slot on `isolate`, which was last used now.
-    fn untake(&mut self, isolate: &Arc<IsolateThread>) {
-        if let Some(slot) = self
-            .slots
-            .iter_mut()
-            .find(|s| Arc::ptr_eq(&s.isolate, isolate))
-        {
+    /// Gives back a request slot on the isolate `id`, which was last used now.
+    fn untake(&mut self, id: u64) {
+        if let Some(slot) = self.slots.iter_mut().find(|s| s.isolate.id() == id) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
             slot.last_used = Instant::now();
         }
@@ -208,8 +220,18 @@ impl Pool {
     }
 
     /// Sends one request to an isolate: a warm one, a new one, or one that frees up while the
-    /// request waits in the bounded queue. Returns the isolate it went to.
-    pub(crate) async fn dispatch(
+    /// request waits in the bounded queue.
+    pub async fn dispatch(
+        self: &Arc<Self>,
+        request: IncomingRequest,
+    ) -> Result<Dispatched, AcquireError> {
+        let id = request.context.id;
+        let isolate = self.place(request).await?;
+        Ok(Dispatched { isolate, id })
+    }
+
+    /// Finds `request` an isolate and sends it there; returns the isolate it went to.
+    async fn place(
         self: &Arc<Self>,
         request: IncomingRequest,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
@@ -254,16 +276,13 @@ impl Pool {
         isolate: Arc<IsolateThread>,
         mut request: IncomingRequest,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
-        request.lease = Some(Lease::new(self.clone(), isolate.clone()));
-        match isolate.send(Message::Request(request)) {
+        request.lease = Some(Lease::new(self.clone(), isolate.id()));
+        match isolate.send_request(request) {
             Ok(()) => Ok(isolate),
-            Err(Message::Request(mut request)) => {
+            Err(mut request) => {
                 drop(request.lease.take());
-                Box::pin(self.dispatch(request)).await
+                Box::pin(self.place(request)).await
             }
-            Err(Message::Abort(_)) => Err(AcquireError::Start(StartError::Runtime(
-                "the isolate exited".to_owned(),
-            ))),
         }
     }
 
@@ -302,22 +321,21 @@ impl Pool {
                 placed,
             } = waiter;
             if let Some(isolate) = state.take_warm() {
-                request.lease = Some(Lease::new(self.clone(), isolate.clone()));
-                match isolate.send(Message::Request(request)) {
+                request.lease = Some(Lease::new(self.clone(), isolate.id()));
+                match isolate.send_request(request) {
                     Ok(()) => {
                         let _ = placed.send(Placed::Sent(isolate));
                     }
-                    Err(Message::Request(mut request)) => {
+                    Err(mut request) => {
                         // It died just now: take the slot back by hand (dropping the lease
                         // here would re-enter this lock) and try the next isolate.
                         if let Some(lease) = request.lease.take() {
                             lease.disarm();
                         }
-                        state.untake(&isolate);
+                        state.untake(isolate.id());
                         state.prune();
                         state.waiters.push_front(Waiter { request, placed });
                     }
-                    Err(Message::Abort(_)) => {}
                 }
             } else if state.has_room() {
                 state.starting += 1;
@@ -391,7 +409,7 @@ impl Pool {
                     last_used: Instant::now(),
                 });
                 if started.send(Ok(isolate.clone())).is_err() {
-                    state.untake(&isolate);
+                    state.untake(isolate.id());
                     self.serve_waiters(&mut state);
                 }
             }
@@ -400,15 +418,6 @@ impl Pool {
                 let _ = started.send(Err(error));
             }
         }
-    }
-
-    /// A request finished with `isolate`: free its slot, drop the isolate if it died or
-    /// runs old code, and give the capacity to the oldest queued request.
-    fn release(self: &Arc<Self>, isolate: &Arc<IsolateThread>) {
-        let mut state = self.lock();
-        state.untake(isolate);
-        state.prune();
-        self.serve_waiters(&mut state);
     }
 
     /// Drops isolates idle for longer than `idle_timeout_ms`, keeping `min_isolates`.
@@ -510,6 +519,17 @@ impl Pool {
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Lender for Pool {
+    /// A request finished with the isolate `slot`: free its slot, drop the isolate if it died
+    /// or runs old code, and give the capacity to the oldest queued request.
+    fn give_back(self: Arc<Self>, slot: u64) {
+        let mut state = self.lock();
+        state.untake(slot);
+        state.prune();
+        self.serve_waiters(&mut state);
     }
 }
 

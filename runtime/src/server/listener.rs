@@ -76,16 +76,6 @@ pub fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// The watchdog's timeouts for connections of a listener, under the node's HTTP limits.
-pub(crate) fn timeouts(http: &edge_config::HttpLimits, tls: bool) -> Timeouts {
-    Timeouts {
-        header_read: Duration::from_millis(http.header_read_timeout_ms),
-        idle: Duration::from_millis(http.connection_idle_timeout_ms),
-        write: Duration::from_millis(http.write_timeout_ms),
-        answer_408: !tls,
-    }
-}
-
 /// Accepts connections until `stop` changes; each connection is registered with `graceful`.
 pub async fn accept_loop(
     listener: BoundListener,
@@ -98,7 +88,7 @@ pub async fn accept_loop(
     let table = ConnectionTable::new(
         listener.max_connections,
         Some(shared.connections.clone()),
-        timeouts(&shared.http, listener.tls.is_some()),
+        Timeouts::of(&shared.http, listener.tls.is_some()),
     );
     loop {
         let (stream, peer) = tokio::select! {
@@ -128,12 +118,12 @@ pub async fn accept_loop(
             admitted,
         };
         match listener.tls.clone() {
-            None => connection.serve(stream),
+            None => connection.spawn_http(stream),
             Some(acceptor) => {
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => connection.serve(tls),
+                        Ok(Ok(tls)) => connection.spawn_http(tls),
                         Ok(Err(error)) => tracing::debug!(%peer, "TLS handshake failed: {error}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -157,7 +147,9 @@ impl Transport for GuardedIo<TcpStream> {}
 impl Transport for tokio_rustls::server::TlsStream<GuardedIo<TcpStream>> {}
 
 impl Connection {
-    fn serve(self, io: impl Transport) {
+    /// Serves HTTP on `io` with hyper, in a task of its own watched by the connection's
+    /// watchdog and the graceful shutdown.
+    fn spawn_http(self, io: impl Transport) {
         let Self {
             shared,
             builder,

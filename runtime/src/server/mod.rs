@@ -1,9 +1,10 @@
 //! The front end: listeners, TLS, HTTP/1.1 and HTTP/2, per-request limits, graceful shutdown.
 
-pub(crate) mod body;
 mod client_ip;
 pub(crate) mod connection;
 mod listener;
+mod metrics_endpoint;
+mod request_body;
 mod service;
 pub mod tls;
 
@@ -14,15 +15,10 @@ use std::time::Duration;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
-pub use body::Body;
 pub use connection::ConnectionBudget;
 pub use listener::BoundListener;
+pub use metrics_endpoint::serve_metrics;
 pub use service::Shared;
-
-/// The connection timeouts of the admin and metrics listeners (cleartext HTTP/1.1).
-pub(crate) fn control_timeouts(http: &edge_config::HttpLimits) -> connection::Timeouts {
-    listener::timeouts(http, false)
-}
 
 /// Serves `listeners` until `shutdown` resolves, then stops accepting and gives in-flight
 /// requests up to `grace` to finish.

@@ -12,18 +12,19 @@ use edge_config::{HttpLimits, IpCidr};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use isola_bindings::body::BodyReceiver;
 use isola_bindings::context::RequestContext;
 use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
-use isola_wire::authority::{TargetError, request_target};
+use isola_wire::authority::{Target, TargetError, request_target};
 use tokio::sync::oneshot;
 
-use super::body::{Body, BodyFault, pump_request_body};
 use super::client_ip::set_client_ip;
-use crate::cache::{Lookup, Pending, ResponseCache};
+use super::request_body::{BodyFault, pump_request_body};
+use crate::body::Body;
+use crate::cache::{Forwarding, Lookup, ResponseCache, Revalidation};
 use crate::exchange::IncomingRequest;
-use crate::isolate::thread::{IsolateThread, Message};
-use crate::pool::{AcquireError, Pool};
+use crate::pool::{AcquireError, Dispatched, Pool};
 use crate::router::Router;
 use crate::worker::WorkerSource;
 
@@ -62,7 +63,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let id = next_request_id();
-    Ok(match serve(&shared, scheme, peer, id, request).await {
+    Ok(match respond(&shared, scheme, peer, id, request).await {
         Ok(response) => response,
         Err(refusal) => refusal.into_response(id),
     })
@@ -175,7 +176,8 @@ impl Refusal {
     }
 }
 
-async fn serve(
+/// Answers one request: the front end's checks, the response cache, then the worker.
+async fn respond(
     shared: &Shared,
     scheme: &'static str,
     peer: SocketAddr,
@@ -184,81 +186,18 @@ async fn serve(
 ) -> Result<Response<Body>, Refusal> {
     let arrival = std::time::Instant::now();
     let (mut parts, incoming) = request.into_parts();
-    let raw_target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
-    if raw_target > shared.http.max_url_bytes {
-        return Err(Refusal::UriTooLong(shared.http.max_url_bytes));
-    }
-    let header_bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
-    if header_bytes > shared.http.max_header_bytes {
-        return Err(Refusal::HeadersTooLarge(shared.http.max_header_bytes));
-    }
-    // One authority and one normalised path: routing, the cache key, `request.url` and the
-    // worker's `Host` are all built from them.
-    let target =
-        request_target(&parts.uri, &parts.headers, parts.version).map_err(Refusal::BadTarget)?;
-    let deployment = shared
-        .router
-        .load()
-        .route(target.host(), target.path())
-        .ok_or_else(|| Refusal::NoRoute(format!("{}{}", target.host(), target.path())))?
-        .clone();
-    // Most clients already send the normalised form: only a differing Host is rewritten.
-    let authority = target.authority().as_str();
-    if parts.headers.get(HOST).map(HeaderValue::as_bytes) != Some(authority.as_bytes())
-        && let Ok(host) = HeaderValue::from_str(authority)
-    {
-        parts.headers.insert(HOST, host);
-    }
-    let worker = deployment.worker();
-    let context = RequestContext {
-        id,
-        deadline: arrival + worker.limits.wall(),
-        max_body_bytes: worker.limits.max_body_bytes,
-        loop_chain: parts.headers.get(CDN_LOOP).cloned(),
-    };
-    if let Some(chain) = context.loop_chain.as_ref().and_then(|v| v.to_str().ok()) {
-        let (hops, seen) = hops(chain, &worker.name);
-        if seen || hops >= MAX_HOPS {
-            return Err(Refusal::Loop(worker.name.to_string()));
-        }
-    }
-    let limit = context.max_body_bytes;
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(Refusal::BodyTooLarge(limit));
-    }
-    let url = format!(
-        "{scheme}://{}{}",
-        target.authority(),
-        target.path_and_query()
-    );
-    // The worker sees (and `Vary` is matched on) the client-address headers as rewritten.
-    set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
-    let cache = shared.cache.as_ref().filter(|_| worker.cache);
-    let lookup = match cache {
-        Some(cache) => {
-            cache
-                .lookup(&worker, &url, &parts.method, &parts.headers)
-                .await
-        }
-        None => Lookup::Pass(None),
-    };
-    let (mut pending, invalidates) = match lookup {
-        Lookup::Hit(response) => return Ok(response),
-        Lookup::Stale(response, revalidate) => {
-            if let (Some(cache), Some(revalidate)) = (cache, revalidate) {
+    let Admitted {
+        deployment,
+        worker,
+        target,
+        url,
+    } = admit(shared, scheme, peer, &mut parts)?;
+    let mut forwarding = match look_up(shared, &worker, &url, &parts).await {
+        Lookup::Hit(response, revalidation) => {
+            if let Some(revalidation) = revalidation {
                 tokio::spawn(revalidate_in_background(
                     deployment,
-                    cache.clone(),
-                    revalidate,
+                    revalidation,
                     url,
                     parts.headers,
                     Duration::from_millis(shared.http.write_timeout_ms),
@@ -267,18 +206,11 @@ async fn serve(
             return Ok(response);
         }
         Lookup::Unsatisfiable => return Err(Refusal::NotCached),
-        Lookup::Pass(invalidates) => (None, invalidates),
-        Lookup::Forward(pending) => (Some(pending), None),
+        Lookup::Forward(forwarding) => forwarding,
     };
-    if let Some(pending) = &mut pending {
-        pending.add_validators(&mut parts.headers);
-    }
-    let (body, body_fault) = if http_body::Body::is_end_stream(&incoming) {
-        (None, BodyFault::default())
-    } else {
-        let (chunks, fault) = pump_request_body(incoming, limit);
-        (Some(chunks), fault)
-    };
+    forwarding.add_validators(&mut parts.headers);
+    let context = request_context(id, arrival, &worker, &parts.headers);
+    let (body, body_fault) = start_body(incoming, context.max_body_bytes);
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
         context,
@@ -291,35 +223,161 @@ async fn serve(
         write_timeout: Duration::from_millis(shared.http.write_timeout_ms),
     };
     let result = forward(&deployment, &worker, request, outcome, &body_fault).await;
-    match (pending, cache, result) {
-        (Some(pending), _, Err(refusal)) => match refusal.worker_failure() {
-            Some(status) => pending.stale_if_error(status).ok_or(refusal),
-            None => Err(refusal),
-        },
-        (Some(pending), Some(cache), Ok(js)) => Ok(cache.finish(
-            pending,
-            &worker,
-            || {
-                format!(
-                    "{scheme}://{}{}",
-                    target.authority(),
-                    target.path_and_query()
-                )
-            },
-            js,
-        )),
-        (_, cache, Ok(js)) => {
-            if let (Some(cache), Some(key)) = (cache, invalidates)
-                && js.status.as_u16() < 400
-            {
-                cache.invalidate(key);
-            }
-            let mut response = Response::new(Body::from(js.body));
-            *response.status_mut() = js.status;
-            *response.headers_mut() = js.headers;
-            Ok(response)
+    match result {
+        Ok(js) => Ok(forwarding.finish(&worker, || request_url(scheme, &target), js)),
+        Err(refusal) => forwarding.fail(refusal.worker_failure()).ok_or(refusal),
+    }
+}
+
+/// The request's context as the isolate will keep it: its wall deadline counts from its
+/// arrival (queueing and a cold start included), its loop chain is the incoming `CDN-Loop`.
+fn request_context(
+    id: RequestId,
+    arrival: std::time::Instant,
+    worker: &WorkerSource,
+    headers: &http::HeaderMap,
+) -> RequestContext {
+    RequestContext {
+        id,
+        deadline: arrival + worker.limits.wall(),
+        max_body_bytes: worker.limits.max_body_bytes,
+        loop_chain: headers.get(CDN_LOOP).cloned(),
+    }
+}
+
+/// A request the front end lets through, with its deployment.
+struct Admitted {
+    deployment: Arc<Pool>,
+    worker: Arc<WorkerSource>,
+    target: Target,
+    url: String,
+}
+
+/// Checks the request's head against the front end's limits, routes it, and rewrites the
+/// headers the worker sees (`Host`, client address); refuses what may not go on.
+fn admit(
+    shared: &Shared,
+    scheme: &'static str,
+    peer: SocketAddr,
+    parts: &mut http::request::Parts,
+) -> Result<Admitted, Refusal> {
+    check_head_size(&shared.http, parts)?;
+    // One authority and one normalised path: routing, the cache key, `request.url` and the
+    // worker's `Host` are all built from them.
+    let target =
+        request_target(&parts.uri, &parts.headers, parts.version).map_err(Refusal::BadTarget)?;
+    let deployment = route(shared, &target)?;
+    set_host(&mut parts.headers, &target);
+    let worker = deployment.worker();
+    refuse_loop(&parts.headers, &worker)?;
+    refuse_declared_body(&parts.headers, &worker)?;
+    let url = request_url(scheme, &target);
+    // The worker sees (and `Vary` is matched on) the client-address headers as rewritten.
+    set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
+    Ok(Admitted {
+        deployment,
+        worker,
+        target,
+        url,
+    })
+}
+
+/// 414 for a target longer than `max_url_bytes`, 431 for headers over `max_header_bytes`.
+fn check_head_size(http: &HttpLimits, parts: &http::request::Parts) -> Result<(), Refusal> {
+    let raw_target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    if raw_target > http.max_url_bytes {
+        return Err(Refusal::UriTooLong(http.max_url_bytes));
+    }
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > http.max_header_bytes {
+        return Err(Refusal::HeadersTooLarge(http.max_header_bytes));
+    }
+    Ok(())
+}
+
+/// The deployment routed for the target's host and path (404 when none is).
+fn route(shared: &Shared, target: &Target) -> Result<Arc<Pool>, Refusal> {
+    shared
+        .router
+        .load()
+        .route(target.host(), target.path())
+        .cloned()
+        .ok_or_else(|| Refusal::NoRoute(format!("{}{}", target.host(), target.path())))
+}
+
+/// Sets `Host` to the normalised authority; most clients already send it, so only a
+/// differing one is rewritten.
+fn set_host(headers: &mut http::HeaderMap, target: &Target) {
+    let authority = target.authority().as_str();
+    if headers.get(HOST).map(HeaderValue::as_bytes) != Some(authority.as_bytes())
+        && let Ok(host) = HeaderValue::from_str(authority)
+    {
+        headers.insert(HOST, host);
+    }
+}
+
+/// 508 when `CDN-Loop` shows the request came from this worker's own fetch (or has gone
+/// through too many hops).
+fn refuse_loop(headers: &http::HeaderMap, worker: &WorkerSource) -> Result<(), Refusal> {
+    if let Some(chain) = headers.get(CDN_LOOP).and_then(|v| v.to_str().ok()) {
+        let (hops, seen) = hops(chain, &worker.name);
+        if seen || hops >= MAX_HOPS {
+            return Err(Refusal::Loop(worker.name.to_string()));
         }
-        (None, _, Err(refusal)) => Err(refusal),
+    }
+    Ok(())
+}
+
+/// 413 when the declared `Content-Length` is over the worker's `max_body_bytes`.
+fn refuse_declared_body(headers: &http::HeaderMap, worker: &WorkerSource) -> Result<(), Refusal> {
+    let limit = worker.limits.max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(Refusal::BodyTooLarge(limit));
+    }
+    Ok(())
+}
+
+/// The full URL the worker sees as `request.url`.
+fn request_url(scheme: &str, target: &Target) -> String {
+    format!(
+        "{scheme}://{}{}",
+        target.authority(),
+        target.path_and_query()
+    )
+}
+
+/// What the response cache says about the request, when it sits in front of this worker.
+async fn look_up<'a>(
+    shared: &'a Shared,
+    worker: &WorkerSource,
+    url: &str,
+    parts: &http::request::Parts,
+) -> Lookup<'a> {
+    match shared.cache.as_ref().filter(|_| worker.cache) {
+        Some(cache) => {
+            cache
+                .lookup(worker, url, &parts.method, &parts.headers)
+                .await
+        }
+        None => Lookup::Forward(Forwarding::around()),
+    }
+}
+
+/// Starts pumping the request body to the isolate (none when the request has no body).
+fn start_body(incoming: Incoming, limit: u64) -> (Option<BodyReceiver>, BodyFault) {
+    if http_body::Body::is_end_stream(&incoming) {
+        (None, BodyFault::default())
+    } else {
+        let (chunks, fault) = pump_request_body(incoming, limit);
+        (Some(chunks), fault)
     }
 }
 
@@ -352,7 +410,6 @@ async fn forward(
         })?;
     let guard = AbortOnDrop {
         isolate: Some(isolate),
-        id,
     };
     let outcome = match tokio::time::timeout_at(deadline, outcome).await {
         Ok(outcome) => {
@@ -390,22 +447,22 @@ async fn forward(
 /// a GET like the client's, with the cache's validators, whose response refreshes the cache.
 async fn revalidate_in_background(
     deployment: Arc<Pool>,
-    cache: ResponseCache,
-    mut pending: Pending,
+    mut revalidation: Revalidation,
     url: String,
     mut headers: http::HeaderMap,
     write_timeout: Duration,
 ) {
-    pending.add_validators(&mut headers);
+    revalidation.add_validators(&mut headers);
     let worker = deployment.worker();
     let (responder, outcome) = oneshot::channel();
+    let context = request_context(
+        next_request_id(),
+        std::time::Instant::now(),
+        &worker,
+        &headers,
+    );
     let request = IncomingRequest {
-        context: RequestContext {
-            id: next_request_id(),
-            deadline: std::time::Instant::now() + worker.limits.wall(),
-            max_body_bytes: worker.limits.max_body_bytes,
-            loop_chain: headers.get(CDN_LOOP).cloned(),
-        },
+        context,
         method: http::Method::GET,
         url: url.clone(),
         headers,
@@ -424,14 +481,14 @@ async fn revalidate_in_background(
     .await
     {
         Ok(js) => {
-            let response = cache.finish(pending, &worker, || url, js);
+            let response = revalidation.finish(&worker, || url, js);
             // The body must be read to its end for a streamed response to be stored.
             let read = http_body_util::BodyExt::collect(response.into_body());
             let _ = tokio::time::timeout(worker.limits.wall(), read).await;
         }
         Err(refusal) => {
             tracing::info!(worker = %worker.name, "background revalidation failed: {refusal:?}");
-            pending.abandon();
+            revalidation.abandon();
         }
     }
 }
@@ -439,8 +496,7 @@ async fn revalidate_in_background(
 /// Tells the isolate the client went away if the exchange is dropped before it completes
 /// (hyper drops the service future when the connection closes or the stream is reset).
 struct AbortOnDrop {
-    isolate: Option<Arc<IsolateThread>>,
-    id: RequestId,
+    isolate: Option<Dispatched>,
 }
 
 impl AbortOnDrop {
@@ -452,7 +508,7 @@ impl AbortOnDrop {
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         if let Some(isolate) = self.isolate.take() {
-            let _ = isolate.send(Message::Abort(self.id));
+            isolate.abort();
         }
     }
 }

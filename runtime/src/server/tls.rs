@@ -15,19 +15,32 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or parsed.
-    #[error("cannot load {path}: {reason}")]
+    #[error("cannot load {path}: {source}")]
     Pem {
         /// The file.
         path: PathBuf,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A certificate file holds no certificate.
+    #[error("cannot load {0}: no certificate in the file")]
+    NoCertificate(PathBuf),
     /// rustls refused the configuration.
     #[error("TLS configuration rejected: {0}")]
-    Rustls(String),
+    Rustls(#[source] rustls::Error),
     /// The self-signed development certificate could not be made.
     #[error("cannot create a self-signed certificate: {0}")]
-    SelfSigned(String),
+    SelfSigned(#[source] rcgen::Error),
+    /// The self-signed development certificate could not be written.
+    #[error("cannot create a self-signed certificate: {path}: {source}")]
+    SelfSignedWrite {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug)]
@@ -78,7 +91,7 @@ pub fn acceptor(tls: &edge_config::Tls) -> Result<TlsAcceptor, TlsError> {
     };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .map_err(TlsError::Rustls)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -90,22 +103,28 @@ fn load_certified_key(
     cert: &Path,
     key: &Path,
 ) -> Result<Arc<CertifiedKey>, TlsError> {
-    let pem_error = |path: &Path, reason: String| TlsError::Pem {
-        path: path.to_owned(),
-        reason,
+    let pem_error = |path: &Path| {
+        let path = path.to_owned();
+        move |error: rustls::pki_types::pem::Error| TlsError::Pem {
+            path,
+            source: Box::new(error),
+        }
     };
     let chain = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem_error(cert, e.to_string()))?
+        .map_err(pem_error(cert))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(cert, e.to_string()))?;
+        .map_err(pem_error(cert))?;
     if chain.is_empty() {
-        return Err(pem_error(cert, "no certificate in the file".to_owned()));
+        return Err(TlsError::NoCertificate(cert.to_owned()));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, e.to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
     let signing_key = provider
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| pem_error(key, e.to_string()))?;
+        .map_err(|error| TlsError::Pem {
+            path: key.to_owned(),
+            source: Box::new(error),
+        })?;
     Ok(Arc::new(CertifiedKey::new(chain, signing_key)))
 }
 
@@ -122,14 +141,23 @@ pub fn self_signed(dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    let generated = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| TlsError::SelfSigned(e.to_string()))?;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", dir.display())))?;
-    std::fs::write(&cert_path, generated.cert.pem())
-        .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", cert_path.display())))?;
-    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| TlsError::SelfSigned(format!("{}: {e}", key_path.display())))?;
+    let generated = rcgen::generate_simple_self_signed(names).map_err(TlsError::SelfSigned)?;
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::SelfSignedWrite {
+        path: dir.to_owned(),
+        source,
+    })?;
+    std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| {
+        TlsError::SelfSignedWrite {
+            path: cert_path.clone(),
+            source,
+        }
+    })?;
+    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes()).map_err(
+        |source| TlsError::SelfSignedWrite {
+            path: key_path.clone(),
+            source,
+        },
+    )?;
     Ok((cert_path, key_path))
 }
 

@@ -191,12 +191,12 @@ impl Drop for Admitted {
 /// Connections a control-plane listener (admin API, metrics) keeps open at once.
 const CONTROL_MAX_CONNECTIONS: usize = 64;
 
-/// Serves a control-plane listener (admin API, metrics) over HTTP/1.1 with `handler`, under
-/// the same timeouts as the data plane and a table of its own (outside the data plane's
-/// budget, so it stays reachable when clients hold every data connection).
+/// Serves a control-plane listener (admin API, metrics) over cleartext HTTP/1.1 with
+/// `handler`, under the same timeouts as the data plane and a table of its own (outside the
+/// data plane's budget, so it stays reachable when clients hold every data connection).
 pub(crate) async fn serve_control<F, Fut, B>(
     listener: tokio::net::TcpListener,
-    timeouts: Timeouts,
+    http: &edge_config::HttpLimits,
     handler: F,
 ) where
     F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -205,7 +205,7 @@ pub(crate) async fn serve_control<F, Fut, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let table = ConnectionTable::new(CONTROL_MAX_CONNECTIONS, None, timeouts);
+    let table = ConnectionTable::new(CONTROL_MAX_CONNECTIONS, None, Timeouts::of(http, false));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors or similar: back off instead of spinning.

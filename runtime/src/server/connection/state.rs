@@ -187,6 +187,19 @@ pub(crate) struct Timeouts {
     pub(crate) answer_408: bool,
 }
 
+impl Timeouts {
+    /// The timeouts of a listener's connections under the node's HTTP limits; `tls` when the
+    /// listener speaks TLS.
+    pub(crate) fn of(http: &edge_config::HttpLimits, tls: bool) -> Self {
+        Self {
+            header_read: Duration::from_millis(http.header_read_timeout_ms),
+            idle: Duration::from_millis(http.connection_idle_timeout_ms),
+            write: Duration::from_millis(http.write_timeout_ms),
+            answer_408: !tls,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

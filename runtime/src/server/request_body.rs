@@ -1,106 +1,15 @@
-//! HTTP bodies in both directions: the response body a worker produced, and the pump that
-//! feeds a request body to the isolate chunk by chunk under the size limit.
+//! The pump that feeds a request body to the isolate chunk by chunk under the size limit.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use isola_bindings::body::{BodyError, BodyReceiver};
-use isola_bindings::http::{ResponseBody, StreamError};
 use tokio::sync::mpsc;
-
-use crate::cache::Recorder;
 
 /// Request body chunks buffered ahead of the worker: the backpressure window.
 const REQUEST_WINDOW_CHUNKS: usize = 4;
-
-/// The body of a response sent to a client.
-#[derive(Debug)]
-pub enum Body {
-    /// No body.
-    Empty,
-    /// A body known in full; `None` once sent.
-    Full(Option<Bytes>),
-    /// Chunks as the worker produces them and, for a cacheable response, the recorder
-    /// storing it as it passes.
-    Stream(
-        mpsc::Receiver<Result<Bytes, StreamError>>,
-        Option<Box<Recorder>>,
-    ),
-}
-
-impl Body {
-    /// A body made of a static text.
-    pub fn text(text: impl Into<Bytes>) -> Self {
-        Self::Full(Some(text.into()))
-    }
-}
-
-impl From<ResponseBody> for Body {
-    fn from(body: ResponseBody) -> Self {
-        match body {
-            ResponseBody::Empty => Self::Empty,
-            ResponseBody::Full(bytes) => Self::Full(Some(bytes)),
-            ResponseBody::Stream(chunks) => Self::Stream(chunks, None),
-        }
-    }
-}
-
-impl http_body::Body for Body {
-    type Data = Bytes;
-    type Error = StreamError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
-        match &mut *self {
-            Self::Empty => Poll::Ready(None),
-            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream(chunks, recorder) => {
-                let polled = chunks.poll_recv(cx);
-                match &polled {
-                    Poll::Ready(None) => {
-                        if let Some(recorder) = recorder.take() {
-                            recorder.finish();
-                        }
-                    }
-                    Poll::Ready(Some(Ok(data))) => {
-                        if let Some(r) = recorder
-                            && !r.chunk(data)
-                        {
-                            *recorder = None;
-                        }
-                    }
-                    Poll::Ready(Some(Err(_))) => *recorder = None,
-                    Poll::Pending => {}
-                }
-                polled.map(|chunk| chunk.map(|r| r.map(Frame::data)))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Empty => true,
-            Self::Full(bytes) => bytes.is_none(),
-            Self::Stream(..) => false,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Empty => SizeHint::with_exact(0),
-            Self::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Self::Stream(..) => SizeHint::default(),
-        }
-    }
-}
 
 /// What went wrong with a request body, so a handler that fails reading it becomes a 413
 /// (too large) or 400 (malformed framing, e.g. a bad chunk size), not a 500.

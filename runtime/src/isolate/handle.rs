@@ -1,0 +1,109 @@
+//! The handle the rest of the node holds on an isolate thread: starting it, sending it
+//! requests and aborts, and reading the memory it last reported.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use isola_bindings::http::RequestId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::thread::{Message, Order, run};
+use super::{StartError, spare};
+use crate::exchange::IncomingRequest;
+use crate::worker::WorkerSource;
+
+/// Ids of isolate threads, unique in the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A running isolate thread; dropping every handle lets it finish its work and exit.
+#[derive(Debug)]
+pub(crate) struct IsolateThread {
+    /// The process-wide id of this isolate (leases name it).
+    id: u64,
+    messages: mpsc::UnboundedSender<Message>,
+    /// Heap + external memory, as the thread last measured it (after each turn).
+    memory: Arc<AtomicU64>,
+}
+
+impl IsolateThread {
+    /// Starts a thread, creates the isolate and evaluates the worker; returns once the worker
+    /// is ready for requests (or failed to start).
+    pub(crate) async fn spawn(worker: Arc<WorkerSource>) -> Result<Self, StartError> {
+        let (messages, receiver) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let memory = Arc::new(AtomicU64::new(0));
+        let order = Order {
+            worker: worker.clone(),
+            receiver,
+            ready: ready_tx,
+            memory: memory.clone(),
+        };
+        // A spare isolate (created ahead) if one fits, else a new thread creates one.
+        let order = match spare::take(worker.limits.memory_mb) {
+            Some(spare) => spare.send(order).err(),
+            None => Some(order),
+        };
+        spare::refill();
+        if let Some(order) = order {
+            std::thread::Builder::new()
+                .name(format!("isolate-{}", worker.name))
+                .spawn(move || run(order))
+                .map_err(StartError::system("an isolate thread"))?;
+        }
+        // Dropping `ready_rx` (timeout, or the caller gave up) makes the thread abandon the
+        // start and exit.
+        match tokio::time::timeout(worker.limits.startup_wall(), ready_rx).await {
+            Ok(Ok(Ok(()))) => Ok(Self {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                messages,
+                memory,
+            }),
+            Ok(Ok(Err(error))) => Err(error),
+            Ok(Err(_)) => Err(StartError::Runtime(
+                "the isolate thread exited while starting".to_owned(),
+            )),
+            Err(_elapsed) => {
+                crate::metrics::metrics()
+                    .isolate_kills
+                    .with_label_values(&["startup_wall_ms"])
+                    .inc();
+                Err(StartError::StartupTimeout(worker.limits.startup_wall_ms))
+            }
+        }
+    }
+
+    /// The process-wide id of this isolate.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends a request; gives it back if the thread has exited (so it can go to a new one).
+    #[allow(
+        clippy::result_large_err,
+        reason = "returned by value to avoid boxing every request"
+    )]
+    pub(crate) fn send_request(&self, request: IncomingRequest) -> Result<(), IncomingRequest> {
+        match self.messages.send(Message::Request(request)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::SendError(Message::Request(request))) => Err(request),
+            // Never: the channel gives back what was sent.
+            Err(mpsc::error::SendError(Message::Abort(_))) => Ok(()),
+        }
+    }
+
+    /// Tells the isolate that the client of request `id` went away (its `request.signal`
+    /// aborts); nothing if the thread has exited.
+    pub(crate) fn abort(&self, id: RequestId) {
+        let _ = self.messages.send(Message::Abort(id));
+    }
+
+    /// Whether the thread is still accepting messages.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.messages.is_closed()
+    }
+
+    /// Heap + external memory the isolate used after its last turn.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
+    }
+}

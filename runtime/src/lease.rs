@@ -1,0 +1,46 @@
+//! A request's hold on a slot of one of its deployment's isolates, as the isolate sees it:
+//! something to give back once the response is complete. Who lent it (the pool) is behind
+//! [`Lender`], so the exchange and the isolate do not depend on the pool.
+
+use std::sync::Arc;
+
+/// Whoever lent a request slot, and takes it back when the lease ends.
+pub trait Lender: std::fmt::Debug + Send + Sync {
+    /// The lease on `slot` ended: the slot is free again.
+    fn give_back(self: Arc<Self>, slot: u64);
+}
+
+/// One request slot on an isolate. It travels with the request into the isolate, which drops
+/// it when the response is complete (at once for a body known in full, at the end of a
+/// stream); dropping it gives the slot back to its lender.
+#[derive(Debug)]
+pub struct Lease {
+    lender: Arc<dyn Lender>,
+    /// [`DISARMED`] once disarmed.
+    slot: u64,
+}
+
+/// The slot of a lease that gives nothing back (no `Option`, so that `Option<Lease>` in every
+/// request stays as small as a lease).
+const DISARMED: u64 = u64::MAX;
+
+impl Lease {
+    /// A lease on `slot` (the lender's name for the isolate) from `lender`.
+    pub(crate) fn new(lender: Arc<dyn Lender>, slot: u64) -> Self {
+        Self { lender, slot }
+    }
+
+    /// Lets the lease go without giving the slot back: the lender does that itself (under
+    /// its lock, say).
+    pub(crate) fn disarm(mut self) {
+        self.slot = DISARMED;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.slot != DISARMED {
+            Arc::clone(&self.lender).give_back(self.slot);
+        }
+    }
+}
