@@ -2,6 +2,8 @@
 
 use deno_core::{OpState, op2};
 
+use crate::context::{ConsoleAllowance, MAX_CONSOLE_BYTES, SharedContexts};
+
 /// Which worker an isolate runs; put in each isolate's OpState so logs can name it.
 #[derive(Clone, Debug)]
 pub struct WorkerName(pub std::sync::Arc<str>);
@@ -17,9 +19,10 @@ deno_core::extension!(
     },
 );
 
-/// Records one console line for request `request` (the request id from the calling code's
-/// async context; 0 for the worker's own work). Levels follow deno_web's Console: 0 debug,
-/// 1 log/info, 2 warn, 3 and above error.
+/// Records one console line for request `request` (the request number from the calling
+/// code's async context; 0 for the worker's own work), tagged with the request's id. A
+/// request's output is capped at [`MAX_CONSOLE_BYTES`]. Levels follow deno_web's Console: 0
+/// debug, 1 log/info, 2 warn, 3 and above error.
 #[op2(fast)]
 fn op_isola_log(
     state: &mut OpState,
@@ -27,10 +30,28 @@ fn op_isola_log(
     #[string] message: &str,
     #[number] request: u64,
 ) {
+    let allowance = state
+        .try_borrow::<SharedContexts>()
+        .map_or(ConsoleAllowance::Write(None), |contexts| {
+            contexts.borrow_mut().console_line(request, message.len())
+        });
     let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
-    let message = escape_controls(message.strip_suffix('\n').unwrap_or(message));
-    let request_id = (request != 0).then(|| format!("{request:016x}"));
-    let request_id = request_id.as_deref();
+    let (request_id, message) = match &allowance {
+        ConsoleAllowance::Write(id) => (
+            id.as_deref(),
+            escape_controls(message.strip_suffix('\n').unwrap_or(message)),
+        ),
+        ConsoleAllowance::Truncate(id) => {
+            tracing::warn!(
+                target: "isola::console",
+                worker,
+                request_id = &**id,
+                "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
+            );
+            return;
+        }
+        ConsoleAllowance::Drop => return,
+    };
     match level {
         0 => tracing::debug!(target: "isola::console", worker, request_id, "{message}"),
         1 => tracing::info!(target: "isola::console", worker, request_id, "{message}"),

@@ -7,23 +7,33 @@
 //! [`ContextTable`], which the request's JavaScript reaches through V8's async context (the
 //! continuation-preserved embedder data): `dispatch` sets it to the request id, promise
 //! continuations and timers carry it, so a log line, a `fetch()` or a `waitUntil` finds its
-//! request wherever it runs. The table counts the request's subrequests and its CPU time over
-//! all of its turns.
+//! request wherever it runs. The table counts the request's subrequests, console output and
+//! CPU time over all of its turns, and hands each finished request's usage to the isolate for
+//! metering.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderValue;
+use isola_wire::trace::TraceParent;
 
 use crate::http::RequestId;
+
+/// Console output kept per request; more is dropped, with one line saying so.
+pub const MAX_CONSOLE_BYTES: usize = 256 * 1024;
 
 /// What the front end decided about a request before the isolate sees it.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
-    /// The request's id (the logs' `request_id`).
+    /// The request's number inside the node (keys its exchange and its async context).
     pub id: RequestId,
+    /// The request's id as logs and the client see it (`x-request-id`).
+    pub request_id: Arc<str>,
+    /// The request's trace (W3C `traceparent`), continued by its subrequests.
+    pub trace: TraceParent,
     /// When the client stops waiting for the response head (`wall_ms` from arrival: queueing
     /// and a cold start included).
     pub deadline: Instant,
@@ -40,8 +50,12 @@ pub type SharedContexts = Rc<RefCell<ContextTable>>;
 /// One request as the isolate tracks it.
 #[derive(Debug)]
 struct Live {
+    request_id: Arc<str>,
+    trace: TraceParent,
     loop_chain: Option<HeaderValue>,
     subrequests: u32,
+    /// Console bytes written so far.
+    console_bytes: usize,
     /// Its response is not complete yet (no response, or a body still being produced).
     responding: bool,
     /// It was responding at some point of the current turn.
@@ -65,6 +79,39 @@ pub struct ContextTable {
     live: HashMap<RequestId, Live>,
     /// Subrequests made outside any request since the last request began.
     unowned_subrequests: u32,
+    /// Usage of the requests that ended, until the isolate takes it.
+    finished: Vec<Usage>,
+}
+
+/// What one request used, over its whole life in the isolate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Outbound fetches (redirect hops included).
+    pub subrequests: u32,
+}
+
+/// What a subrequest carries from its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subrequest {
+    /// Subrequests of the request so far, this one included.
+    pub count: u32,
+    /// The request's incoming `CDN-Loop` chain.
+    pub loop_chain: Option<HeaderValue>,
+    /// The `traceparent` to send: the request's trace, a new span.
+    pub trace: Option<TraceParent>,
+}
+
+/// Whether a console line may be written for its request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleAllowance {
+    /// Yes, tagged with the request's id (none for work of no request).
+    Write(Option<Arc<str>>),
+    /// This line takes the request over [`MAX_CONSOLE_BYTES`]: say so once, then drop it.
+    Truncate(Arc<str>),
+    /// The request's output was truncated already.
+    Drop,
 }
 
 /// The request a turn's CPU charge put closest to its limit.
@@ -98,8 +145,11 @@ impl ContextTable {
         self.live.insert(
             context.id,
             Live {
+                request_id: context.request_id.clone(),
+                trace: context.trace,
                 loop_chain: context.loop_chain.clone(),
                 subrequests: 0,
+                console_bytes: 0,
                 responding: true,
                 responded_this_turn: true,
                 waiting_until: 0,
@@ -131,24 +181,67 @@ impl ContextTable {
         self.live.values().all(Live::ended)
     }
 
-    /// Ids of the live requests.
+    /// Numbers of the live requests.
     pub fn ids(&self) -> Vec<RequestId> {
         self.live.keys().copied().collect()
     }
 
+    /// Ids (as logs show them) of the live requests.
+    pub fn request_ids(&self) -> Vec<Arc<str>> {
+        self.live
+            .values()
+            .map(|live| live.request_id.clone())
+            .collect()
+    }
+
     /// Counts one subrequest for `id` (or for work of no request when `id` is not live) and
-    /// returns the count so far with the `CDN-Loop` chain to carry.
-    pub fn count_subrequest(&mut self, id: Option<RequestId>) -> (u32, Option<HeaderValue>) {
+    /// returns what it carries from its request.
+    pub fn count_subrequest(&mut self, id: Option<RequestId>) -> Subrequest {
         match id.and_then(|id| self.live.get_mut(&id)) {
             Some(live) => {
                 live.subrequests = live.subrequests.saturating_add(1);
-                (live.subrequests, live.loop_chain.clone())
+                Subrequest {
+                    count: live.subrequests,
+                    loop_chain: live.loop_chain.clone(),
+                    trace: Some(live.trace.child()),
+                }
             }
             None => {
                 self.unowned_subrequests = self.unowned_subrequests.saturating_add(1);
-                (self.unowned_subrequests, None)
+                Subrequest {
+                    count: self.unowned_subrequests,
+                    loop_chain: None,
+                    trace: None,
+                }
             }
         }
+    }
+
+    /// Counts a console line of `bytes` for request `id` (0 or an ended request: the worker's
+    /// own work, never capped) against [`MAX_CONSOLE_BYTES`].
+    pub fn console_line(&mut self, id: RequestId, bytes: usize) -> ConsoleAllowance {
+        let Some(live) = self.live.get_mut(&id) else {
+            return ConsoleAllowance::Write(None);
+        };
+        let before = live.console_bytes;
+        live.console_bytes = before.saturating_add(bytes);
+        if live.console_bytes <= MAX_CONSOLE_BYTES {
+            ConsoleAllowance::Write(Some(live.request_id.clone()))
+        } else if before <= MAX_CONSOLE_BYTES {
+            ConsoleAllowance::Truncate(live.request_id.clone())
+        } else {
+            ConsoleAllowance::Drop
+        }
+    }
+
+    /// The id logs use for request `id`, while it is live.
+    pub fn request_id(&self, id: RequestId) -> Option<Arc<str>> {
+        self.live.get(&id).map(|live| live.request_id.clone())
+    }
+
+    /// Takes the usage of the requests that ended since the last call.
+    pub fn take_finished(&mut self) -> impl Iterator<Item = Usage> + '_ {
+        self.finished.drain(..)
     }
 
     /// Charges one turn's CPU time: split evenly between the requests whose response was in
@@ -181,7 +274,16 @@ impl ContextTable {
             }
             live.responded_this_turn = live.responding;
         }
-        self.live.retain(|_, live| !live.ended());
+        let finished = &mut self.finished;
+        self.live.retain(|_, live| {
+            if live.ended() {
+                finished.push(Usage {
+                    cpu_ns: live.cpu_ns,
+                    subrequests: live.subrequests,
+                });
+            }
+            !live.ended()
+        });
         most
     }
 
@@ -210,6 +312,8 @@ mod tests {
     fn context(id: RequestId) -> RequestContext {
         RequestContext {
             id,
+            request_id: format!("{id:016x}").into(),
+            trace: TraceParent::root(),
             deadline: Instant::now() + Duration::from_secs(1),
             max_body_bytes: 1,
             loop_chain: None,
@@ -227,6 +331,13 @@ mod tests {
         table.charge_turn(10);
         assert_eq!(table.charge_turn(10), Some(Charged { id: 1, cpu_ns: 25 }));
         assert_eq!(table.ids(), vec![1]);
+        assert_eq!(
+            table.take_finished().collect::<Vec<_>>(),
+            vec![Usage {
+                cpu_ns: 5,
+                subrequests: 0
+            }]
+        );
     }
 
     #[test]
@@ -260,12 +371,30 @@ mod tests {
         a.loop_chain = Some(HeaderValue::from_static("isola; id=00ff"));
         table.open(&a);
         table.open(&context(2));
-        assert_eq!(table.count_subrequest(Some(1)).0, 1);
-        assert_eq!(table.count_subrequest(Some(2)), (1, None));
-        let (count, chain) = table.count_subrequest(Some(1));
-        assert_eq!(count, 2);
-        assert_eq!(chain, a.loop_chain);
-        assert_eq!(table.count_subrequest(Some(9)), (1, None));
-        assert_eq!(table.count_subrequest(None), (2, None));
+        assert_eq!(table.count_subrequest(Some(1)).count, 1);
+        let b = table.count_subrequest(Some(2));
+        assert_eq!((b.count, b.loop_chain), (1, None));
+        let second = table.count_subrequest(Some(1));
+        assert_eq!(second.count, 2);
+        assert_eq!(second.loop_chain, a.loop_chain);
+        assert_eq!(second.trace.map(|t| t.trace_id), Some(a.trace.trace_id));
+        assert_ne!(second.trace.map(|t| t.parent_id), Some(a.trace.parent_id));
+        let unowned = table.count_subrequest(Some(9));
+        assert_eq!((unowned.count, unowned.trace), (1, None));
+        assert_eq!(table.count_subrequest(None).count, 2);
+    }
+
+    #[test]
+    fn console_output_is_capped_per_request() {
+        let mut table = ContextTable::default();
+        table.open(&context(1));
+        let id: Arc<str> = "0000000000000001".into();
+        assert_eq!(
+            table.console_line(1, MAX_CONSOLE_BYTES),
+            ConsoleAllowance::Write(Some(id.clone()))
+        );
+        assert_eq!(table.console_line(1, 1), ConsoleAllowance::Truncate(id));
+        assert_eq!(table.console_line(1, 1), ConsoleAllowance::Drop);
+        assert_eq!(table.console_line(2, 1), ConsoleAllowance::Write(None));
     }
 }

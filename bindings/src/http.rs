@@ -215,6 +215,7 @@ deno_core::extension!(
     esm = [dir "../js", "10_fetch_event.js"],
     options = { exchanges: Exchanges },
     state = |state, options| {
+        state.put(options.exchanges.contexts.clone());
         state.put(options.exchanges);
         state.put(Retired(false));
     },

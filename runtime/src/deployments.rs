@@ -189,6 +189,7 @@ impl Deployments {
             remove_quietly(&file);
         }
         self.publish(state, name);
+        crate::metrics::forget_worker(name);
         tracing::info!(worker = name, "deleted");
         true
     }

@@ -38,6 +38,8 @@ pub struct WorkerSource {
     pub resolver: Arc<StaticResolver>,
     /// What the response cache learnt about this version's responses.
     pub cache_hints: CacheHints,
+    /// The worker's metric series.
+    pub meters: Arc<crate::metrics::WorkerMeters>,
 }
 
 /// What the cache has learnt about one version of a worker, so that requests to it do only the
@@ -118,6 +120,9 @@ impl WorkerSource {
             outbound: outbound.clone(),
             resolver: Arc::new(StaticResolver::new(&config.outbound.resolve, outbound)),
             cache_hints: CacheHints::default(),
+            meters: Arc::new(crate::metrics::WorkerMeters::of(
+                config.name.as_str().into(),
+            )),
         })
     }
 }

@@ -155,8 +155,13 @@ async fn infinite_loop_is_killed_at_its_cpu_limit_and_the_isolate_replaced() {
     assert!(logs.contains("request_ids=\""), "and which request: {logs}");
     let metrics = isola.metrics().await;
     assert!(
-        metrics.contains("isola_isolate_kills_total{limit=\"cpu_ms\"} 3"),
-        "kills are counted by limit: {metrics}"
+        metrics
+            .lines()
+            .any(|line| line.starts_with("isola_isolate_kills_total{")
+                && line.contains("limit=\"cpu_ms\"")
+                && line.contains("worker=\"")
+                && line.ends_with("} 3")),
+        "kills are counted by worker and limit: {metrics}"
     );
     for cpu in measured {
         assert!(

@@ -13,6 +13,7 @@ mod errors;
 mod framing;
 mod lifecycle;
 mod limits;
+mod observability;
 mod offheap;
 mod outbound;
 mod pool;

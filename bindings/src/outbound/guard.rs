@@ -1,5 +1,5 @@
 //! Per-request checks on every outbound request (each redirect hop included): the address
-//! policy for IP literals, the subrequest cap and loop detection. deno_fetch calls
+//! policy for IP literals, the subrequest cap, loop detection and the trace context. deno_fetch calls
 //! [`request_hook`] on the isolate's thread for each request it sends, with nothing but the
 //! request: so the isolate's guard (its deployment's policy and its table of request
 //! contexts) is a thread-local, installed when a worker is loaded into the thread's isolate,
@@ -24,6 +24,10 @@ pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
 /// Names the request (by id) on whose behalf a `fetch()` is made; set by the worker's
 /// `fetch()` (js/10_fetch_event.js), removed here, never sent.
 pub const CONTEXT_HEADER: HeaderName = HeaderName::from_static("isola-context");
+
+/// The W3C trace context header: each subrequest continues its request's trace in a span of
+/// its own.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Most Isola hops a request may have taken; more is a loop between deployments.
 pub const MAX_HOPS: usize = 16;
@@ -71,8 +75,8 @@ pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox>
                 "outbound fetch is not available here",
             ));
         };
-        let (used, chain) = guard.contexts.borrow_mut().count_subrequest(context);
-        if used > guard.max_subrequests {
+        let subrequest = guard.contexts.borrow_mut().count_subrequest(context);
+        if subrequest.count > guard.max_subrequests {
             return Err(JsErrorBox::new(
                 "Error",
                 format!(
@@ -86,13 +90,18 @@ pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox>
         {
             return Err(refused(ip));
         }
-        let value = match &chain {
+        let value = match &subrequest.loop_chain {
             Some(chain) => format!("{}, {}", chain.to_str().unwrap_or_default(), guard.hop),
             None => guard.hop.clone(),
         };
         let value = HeaderValue::from_str(&value)
             .map_err(|_| JsErrorBox::type_error("invalid CDN-Loop chain"))?;
         request.headers_mut().insert(CDN_LOOP, value);
+        if let Some(trace) = subrequest.trace
+            && let Ok(value) = HeaderValue::from_str(&trace.to_header_string())
+        {
+            request.headers_mut().insert(TRACEPARENT, value);
+        }
         Ok(())
     })
 }

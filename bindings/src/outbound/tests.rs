@@ -167,6 +167,8 @@ fn subrequests_are_capped_per_request_and_hops_are_marked() {
     guard::install(policy, "shop", 2, contexts.clone());
     let context = |id, chain| crate::context::RequestContext {
         id,
+        request_id: "r".into(),
+        trace: isola_wire::trace::TraceParent::root(),
         deadline: std::time::Instant::now(),
         max_body_bytes: 0,
         loop_chain: chain,

@@ -65,7 +65,7 @@ impl IsolateThread {
             Err(_elapsed) => {
                 crate::metrics::metrics()
                     .isolate_kills
-                    .with_label_values(&["startup_wall_ms"])
+                    .with_label_values(&[&*worker.name, "startup_wall_ms"])
                     .inc();
                 Err(StartError::StartupTimeout(worker.limits.startup_wall_ms))
             }

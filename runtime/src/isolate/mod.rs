@@ -45,6 +45,8 @@ pub(crate) struct Isolate {
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
     /// The contexts of the requests live in this isolate.
     contexts: SharedContexts,
+    /// Where finished requests' CPU time and subrequests are counted.
+    meters: std::sync::Arc<crate::metrics::WorkerMeters>,
     /// Heap + external bytes after the last turn.
     memory_used: u64,
 }
@@ -147,7 +149,7 @@ impl Isolate {
         if let Some(limit) = enforcer.killed() {
             crate::metrics::metrics()
                 .isolate_kills
-                .with_label_values(&[limit.key()])
+                .with_label_values(&[&*worker.name, limit.key()])
                 .inc();
             return Err(StartError::LimitExceeded(limit.key()));
         }
@@ -158,6 +160,7 @@ impl Isolate {
             entry,
             events,
             contexts,
+            meters: worker.meters.clone(),
             memory_used,
         })
     }
@@ -325,9 +328,11 @@ impl Isolate {
     /// JavaScript stopped running: the event loop waits for I/O or requests. The turn's CPU
     /// time is charged to the requests it ran for (see [`limits`]).
     pub(crate) fn leave(&mut self) {
-        self.memory_used =
-            self.enforcer
-                .leave(&mut self.runtime, &mut self.contexts.borrow_mut()) as u64;
+        let mut contexts = self.contexts.borrow_mut();
+        self.memory_used = self.enforcer.leave(&mut self.runtime, &mut contexts) as u64;
+        for usage in contexts.take_finished() {
+            self.meters.usage(usage.cpu_ns, usage.subrequests);
+        }
     }
 
     /// Logs a kill for the post-mortem: deployment, requests in flight, limit, measured value
@@ -336,16 +341,10 @@ impl Isolate {
         let Some((kill, stack)) = self.enforcer.kill_report() else {
             return;
         };
-        let requests: Vec<String> = self
-            .contexts
-            .borrow()
-            .ids()
-            .iter()
-            .map(|id| format!("{id:016x}"))
-            .collect();
+        let requests: Vec<std::sync::Arc<str>> = self.contexts.borrow().request_ids();
         crate::metrics::metrics()
             .isolate_kills
-            .with_label_values(&[kill.limit.key()])
+            .with_label_values(&[worker, kill.limit.key()])
             .inc();
         let unit = if kill.limit == Limit::Memory {
             "MB"

@@ -506,6 +506,20 @@ impl Pool {
     }
 
     /// Heap + external memory of this deployment's isolates, as they last reported it.
+    /// How many isolates the deployment has in each state, and its queue.
+    fn census(&self) -> crate::metrics::Census {
+        let state = self.lock();
+        let busy = state.slots.iter().filter(|s| s.in_flight > 0).count();
+        crate::metrics::Census {
+            worker: state.worker.name.clone(),
+            idle: state.slots.len() - busy,
+            busy,
+            starting: state.starting as usize,
+            queued: state.waiters.len(),
+            memory_bytes: state.slots.iter().map(|s| s.isolate.memory_bytes()).sum(),
+        }
+    }
+
     fn memory_bytes(&self) -> u64 {
         self.lock()
             .slots

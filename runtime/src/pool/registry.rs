@@ -98,15 +98,22 @@ impl Registry {
         }
     }
 
+    /// Drops idle isolates, starts those `min_isolates` asks for, and publishes each
+    /// deployment's isolates and queue (and all isolates' memory) as gauges.
     fn sweep(&self) {
         let now = Instant::now();
+        let mut memory = 0;
         for pool in self.pools() {
             let evicted = pool.evict_idle(now);
             if evicted > 0 {
                 tracing::debug!(worker = %pool.worker().name, evicted, "dropped idle isolates");
             }
             pool.top_up();
+            let census = pool.census();
+            memory += census.memory_bytes;
+            crate::metrics::record_census(&census);
         }
+        crate::metrics::metrics().isolate_memory.set(memory as i64);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Pool>>> {

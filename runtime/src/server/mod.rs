@@ -3,6 +3,7 @@
 mod client_ip;
 pub(crate) mod connection;
 mod listener;
+mod metered;
 mod metrics_endpoint;
 mod request_body;
 mod service;

@@ -17,13 +17,17 @@ use isola_bindings::context::RequestContext;
 use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use isola_wire::authority::{Target, TargetError, request_target};
+use isola_wire::request_id;
+use isola_wire::trace::TraceParent;
 use tokio::sync::oneshot;
 
 use super::client_ip::set_client_ip;
+use super::metered::Metered;
 use super::request_body::{BodyFault, pump_request_body};
 use crate::body::Body;
 use crate::cache::{Forwarding, Lookup, ResponseCache, Revalidation};
 use crate::exchange::IncomingRequest;
+use crate::metrics::Outcome;
 use crate::pool::{AcquireError, Dispatched, Pool};
 use crate::router::Router;
 use crate::worker::WorkerSource;
@@ -55,18 +59,71 @@ fn next_request_id() -> RequestId {
     NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Handles one request on a connection from `peer`; never fails at the HTTP level.
+/// The request's id as the client, the worker and the logs see it.
+pub(super) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// Who a request is: its number in the node, its id (a client's acceptable `x-request-id`,
+/// else the number in hex) and its trace (a well-formed incoming `traceparent`, else a new
+/// one). A bad value is replaced, never echoed.
+struct Identity {
+    number: RequestId,
+    id: Arc<str>,
+    trace: TraceParent,
+}
+
+impl Identity {
+    fn of(headers: &http::HeaderMap) -> Self {
+        let number = next_request_id();
+        let id = headers
+            .get(&X_REQUEST_ID)
+            .filter(|value| request_id::is_acceptable(value.as_bytes()))
+            .and_then(|value| value.to_str().ok())
+            .map_or_else(|| format!("{number:016x}").into(), Arc::from);
+        let trace = headers
+            .get(isola_bindings::outbound::guard::TRACEPARENT)
+            .and_then(|value| TraceParent::parse(value.as_bytes()))
+            .unwrap_or_else(TraceParent::root);
+        Self { number, id, trace }
+    }
+
+    /// The id and trace as the worker sees them.
+    fn tag(&self, headers: &mut http::HeaderMap) {
+        if let Ok(value) = HeaderValue::from_str(&self.id) {
+            headers.insert(X_REQUEST_ID, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&self.trace.to_header_string()) {
+            headers.insert(isola_bindings::outbound::guard::TRACEPARENT, value);
+        }
+    }
+}
+
+/// Handles one request on a connection from `peer`; never fails at the HTTP level. Every
+/// response carries the request's `x-request-id`.
 pub async fn handle(
     shared: Arc<Shared>,
     scheme: &'static str,
     peer: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    let id = next_request_id();
-    Ok(match respond(&shared, scheme, peer, id, request).await {
-        Ok(response) => response,
-        Err(refusal) => refusal.into_response(id),
-    })
+    let mut metered = Metered::new();
+    let identity = Identity::of(request.headers());
+    let mut response = match respond(&shared, scheme, peer, &identity, &mut metered, request).await
+    {
+        Ok(response) => {
+            metered.finish(response.status().as_u16(), Outcome::Ok);
+            response
+        }
+        Err(refusal) => {
+            let outcome = refusal.outcome();
+            let response = refusal.into_response(&identity.id);
+            metered.finish(response.status().as_u16(), outcome);
+            response
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&identity.id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    Ok(response)
 }
 
 /// A request the front end answers itself.
@@ -101,7 +158,18 @@ impl Refusal {
         }
     }
 
-    fn into_response(self, id: RequestId) -> Response<Body> {
+    /// How the request ended, for the metrics.
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::LimitExceeded("cpu_ms") => Outcome::ExceededCpu,
+            Self::LimitExceeded("memory_mb") => Outcome::ExceededMemory,
+            Self::LimitExceeded(_) | Self::HandlerFailed => Outcome::Exception,
+            Self::Timeout => Outcome::ExceededWall,
+            _ => Outcome::Refused,
+        }
+    }
+
+    fn into_response(self, id: &str) -> Response<Body> {
         let (status, text) = match &self {
             Self::UriTooLong(limit) => (
                 StatusCode::URI_TOO_LONG,
@@ -151,17 +219,15 @@ impl Refusal {
             ),
         };
         match &self {
-            Self::Unavailable(reason) => tracing::warn!(
-                request_id = format_args!("{id:016x}"),
-                "worker unavailable: {reason}"
-            ),
-            Self::Overloaded(reason) => tracing::warn!(
-                request_id = format_args!("{id:016x}"),
-                "request refused: {reason}"
-            ),
+            Self::Unavailable(reason) => {
+                tracing::warn!(request_id = id, "worker unavailable: {reason}")
+            }
+            Self::Overloaded(reason) => {
+                tracing::warn!(request_id = id, "request refused: {reason}")
+            }
             _ => {}
         }
-        let mut response = Response::new(Body::text(format!("{text} (request id {id:016x})\n")));
+        let mut response = Response::new(Body::text(format!("{text} (request id {id})\n")));
         *response.status_mut() = status;
         response.headers_mut().insert(
             CONTENT_TYPE,
@@ -181,10 +247,10 @@ async fn respond(
     shared: &Shared,
     scheme: &'static str,
     peer: SocketAddr,
-    id: RequestId,
+    identity: &Identity,
+    metered: &mut Metered,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
-    let arrival = std::time::Instant::now();
     let (mut parts, incoming) = request.into_parts();
     let Admitted {
         deployment,
@@ -192,6 +258,8 @@ async fn respond(
         target,
         url,
     } = admit(shared, scheme, peer, &mut parts)?;
+    metered.routed(&worker);
+    identity.tag(&mut parts.headers);
     let mut forwarding = match look_up(shared, &worker, &url, &parts).await {
         Lookup::Hit(response, revalidation) => {
             if let Some(revalidation) = revalidation {
@@ -209,7 +277,8 @@ async fn respond(
         Lookup::Forward(forwarding) => forwarding,
     };
     forwarding.add_validators(&mut parts.headers);
-    let context = request_context(id, arrival, &worker, &parts.headers);
+    metered.forwarded(&worker);
+    let context = request_context(identity, metered.arrival(), &worker, &parts.headers);
     let (body, body_fault) = start_body(incoming, context.max_body_bytes);
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
@@ -232,13 +301,15 @@ async fn respond(
 /// The request's context as the isolate will keep it: its wall deadline counts from its
 /// arrival (queueing and a cold start included), its loop chain is the incoming `CDN-Loop`.
 fn request_context(
-    id: RequestId,
+    identity: &Identity,
     arrival: std::time::Instant,
     worker: &WorkerSource,
     headers: &http::HeaderMap,
 ) -> RequestContext {
     RequestContext {
-        id,
+        id: identity.number,
+        request_id: identity.id.clone(),
+        trace: identity.trace,
         deadline: arrival + worker.limits.wall(),
         max_body_bytes: worker.limits.max_body_bytes,
         loop_chain: headers.get(CDN_LOOP).cloned(),
@@ -390,11 +461,11 @@ async fn forward(
     outcome: oneshot::Receiver<HandlerResult>,
     body_fault: &BodyFault,
 ) -> Result<JsResponse, Refusal> {
-    let id = request.context.id;
+    let id = request.context.request_id.clone();
     let deadline = tokio::time::Instant::from_std(request.context.deadline);
     let timed_out = || {
         tracing::warn!(
-            request_id = format_args!("{id:016x}"),
+            request_id = &*id,
             worker = %worker.name,
             wall_ms = worker.limits.wall_ms,
             "the worker did not respond within its wall-clock limit"
@@ -424,19 +495,19 @@ async fn forward(
             message,
             limit: Some(limit),
         })) => {
-            tracing::warn!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request {id:016x}: {message}");
+            tracing::warn!(request_id = &*id, worker = %worker.name, "request {id}: {message}");
             Err(Refusal::LimitExceeded(limit))
         }
         Ok(Err(failure)) if body_fault.too_large() => {
-            tracing::info!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request body too large: {failure}");
+            tracing::info!(request_id = &*id, worker = %worker.name, "request body too large: {failure}");
             Err(Refusal::BodyTooLarge(worker.limits.max_body_bytes))
         }
         Ok(Err(failure)) if body_fault.malformed() => {
-            tracing::info!(request_id = format_args!("{id:016x}"), worker = %worker.name, "malformed request body: {failure}");
+            tracing::info!(request_id = &*id, worker = %worker.name, "malformed request body: {failure}");
             Err(Refusal::MalformedBody)
         }
         Ok(Err(failure)) => {
-            tracing::error!(request_id = format_args!("{id:016x}"), worker = %worker.name, "request {id:016x} failed: {failure}");
+            tracing::error!(request_id = &*id, worker = %worker.name, "request {id} failed: {failure}");
             Err(Refusal::HandlerFailed)
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
@@ -455,12 +526,10 @@ async fn revalidate_in_background(
     revalidation.add_validators(&mut headers);
     let worker = deployment.worker();
     let (responder, outcome) = oneshot::channel();
-    let context = request_context(
-        next_request_id(),
-        std::time::Instant::now(),
-        &worker,
-        &headers,
-    );
+    // A request of its own: a new id and trace, not the client's whose visit set it off.
+    let identity = Identity::of(&http::HeaderMap::new());
+    identity.tag(&mut headers);
+    let context = request_context(&identity, std::time::Instant::now(), &worker, &headers);
     let request = IncomingRequest {
         context,
         method: http::Method::GET,
