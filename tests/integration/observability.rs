@@ -373,3 +373,75 @@ address = "127.0.0.1:0"
         "a deleted worker's series go: {metrics}"
     );
 }
+
+#[tokio::test]
+async fn every_metric_the_grafana_dashboard_queries_exists() {
+    let (upstream, _traces) = tracing_upstream().await;
+    let isola = Isola::serve(&format!(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+
+[node]
+metrics_address = "127.0.0.1:0"
+
+[[routes]]
+worker = "observed"
+
+[workers.observed]
+file = "{{fixtures}}/observe.js"
+[workers.observed.outbound]
+allow = ["{ip}"]
+[workers.observed.limits]
+cpu_ms = 100
+"#,
+        ip = upstream.ip()
+    ));
+    // Traffic that touches every series: answers, a throw, subrequests, a CPU kill.
+    assert_eq!(get(Proto::H1, &isola, "/").await.status, 200);
+    assert_eq!(get(Proto::H1, &isola, "/throw").await.status, 500);
+    let reply = get(Proto::H1, &isola, &format!("/fetch?up=http://{upstream}")).await;
+    assert_eq!(reply.text(), "fetched");
+    assert_eq!(
+        get(Proto::H1, &isola, "/spin?work=4000000000").await.status,
+        503
+    );
+    // While one isolate is busy, the next request waits for a new one: a cold start.
+    let authority = isola.authority();
+    let slow = request(&isola, "/slow", &[]);
+    let busy = tokio::spawn(async move { send(Proto::H1, &authority, slow).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(Proto::H1, &isola, "/").await.status, 200);
+    busy.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = isola.metrics().await;
+
+    let dashboard =
+        std::fs::read_to_string(crate::support::repo().join("examples/grafana-dashboard.json"))
+            .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_lowercase() || c == '_')) {
+                if word.starts_with("isola_") || word.starts_with("process_") {
+                    queried.push(word.to_owned());
+                }
+            }
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in queried {
+        let series = name
+            .strip_suffix("_bucket")
+            .map(|base| format!("{base}_bucket{{"))
+            .unwrap_or_else(|| name.clone());
+        assert!(
+            metrics
+                .lines()
+                .any(|line| !line.starts_with('#') && line.starts_with(&series)),
+            "the dashboard queries {name}, which the node does not export:\n{metrics}"
+        );
+    }
+}

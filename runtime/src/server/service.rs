@@ -68,30 +68,46 @@ pub(super) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static(
 struct Identity {
     number: RequestId,
     id: Arc<str>,
+    /// `id` as a header value, shared by the worker's request and the response.
+    id_header: HeaderValue,
     trace: TraceParent,
+    /// Whether the incoming `traceparent` is kept as it came.
+    trace_kept: bool,
 }
 
 impl Identity {
     fn of(headers: &http::HeaderMap) -> Self {
         let number = next_request_id();
-        let id = headers
+        let (id, id_header) = match headers
             .get(&X_REQUEST_ID)
             .filter(|value| request_id::is_acceptable(value.as_bytes()))
-            .and_then(|value| value.to_str().ok())
-            .map_or_else(|| format!("{number:016x}").into(), Arc::from);
-        let trace = headers
+            .and_then(|value| Some((Arc::from(value.to_str().ok()?), value.clone())))
+        {
+            Some(kept) => kept,
+            None => {
+                let id = format!("{number:016x}");
+                let header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
+                (Arc::from(id), header)
+            }
+        };
+        let incoming = headers
             .get(isola_bindings::outbound::guard::TRACEPARENT)
-            .and_then(|value| TraceParent::parse(value.as_bytes()))
-            .unwrap_or_else(TraceParent::root);
-        Self { number, id, trace }
+            .and_then(|value| TraceParent::parse(value.as_bytes()));
+        Self {
+            number,
+            id,
+            id_header,
+            trace: incoming.unwrap_or_else(TraceParent::root),
+            trace_kept: incoming.is_some(),
+        }
     }
 
     /// The id and trace as the worker sees them.
     fn tag(&self, headers: &mut http::HeaderMap) {
-        if let Ok(value) = HeaderValue::from_str(&self.id) {
-            headers.insert(X_REQUEST_ID, value);
-        }
-        if let Ok(value) = HeaderValue::from_str(&self.trace.to_header_string()) {
+        headers.insert(X_REQUEST_ID, self.id_header.clone());
+        if !self.trace_kept
+            && let Ok(value) = HeaderValue::from_str(&self.trace.to_header_string())
+        {
             headers.insert(isola_bindings::outbound::guard::TRACEPARENT, value);
         }
     }
@@ -120,9 +136,9 @@ pub async fn handle(
             response
         }
     };
-    if let Ok(value) = HeaderValue::from_str(&identity.id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, identity.id_header.clone());
     Ok(response)
 }
 
@@ -527,7 +543,9 @@ async fn revalidate_in_background(
     let worker = deployment.worker();
     let (responder, outcome) = oneshot::channel();
     // A request of its own: a new id and trace, not the client's whose visit set it off.
-    let identity = Identity::of(&http::HeaderMap::new());
+    headers.remove(X_REQUEST_ID);
+    headers.remove(isola_bindings::outbound::guard::TRACEPARENT);
+    let identity = Identity::of(&headers);
     identity.tag(&mut headers);
     let context = request_context(&identity, std::time::Instant::now(), &worker, &headers);
     let request = IncomingRequest {
