@@ -31,6 +31,10 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     /// Heap + external bytes of all isolates.
     pub isolate_memory: IntGauge,
+    /// Open data-plane connections that have carried a request, by protocol.
+    connections: IntGaugeVec,
+    /// TLS handshakes by result (`ok`, `failed`, `timeout`).
+    pub tls_handshakes: IntCounterVec,
     /// Isolates terminated by a limit, by worker and the limit's key.
     pub isolate_kills: IntCounterVec,
     /// Requests that waited for a new isolate to start, by worker.
@@ -116,7 +120,27 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "isola_queue_depth",
         Box::new(queue_depth.clone()),
     );
+    let connections = IntGaugeVec::new(
+        Opts::new(
+            "isola_connections_open",
+            "Open connections that have carried a request, by protocol.",
+        ),
+        &["protocol"],
+    )
+    .unwrap_or_else(|e| panic!("metric isola_connections_open is malformed: {e}"));
+    register(
+        &registry,
+        "isola_connections_open",
+        Box::new(connections.clone()),
+    );
     Metrics {
+        connections,
+        tls_handshakes: counter(
+            &registry,
+            "isola_tls_handshakes_total",
+            "TLS handshakes by result.",
+            &["result"],
+        ),
         isolates,
         queue_depth,
         isolate_memory: gauge(
@@ -309,6 +333,36 @@ pub struct Census {
     pub queued: usize,
     /// Heap + external bytes of its isolates.
     pub memory_bytes: u64,
+}
+
+/// One connection in `isola_connections_open`, from its first request until it is dropped.
+#[derive(Debug, Default)]
+pub struct OpenConnection {
+    protocol: OnceLock<IntGauge>,
+}
+
+impl OpenConnection {
+    /// The connection carries a request of `version`; the first one counts it.
+    pub fn carries(&self, version: http::Version) {
+        self.protocol.get_or_init(|| {
+            let protocol = match version {
+                http::Version::HTTP_2 => "h2",
+                http::Version::HTTP_3 => "h3",
+                _ => "http1",
+            };
+            let gauge = metrics().connections.with_label_values(&[protocol]);
+            gauge.inc();
+            gauge
+        });
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if let Some(gauge) = self.protocol.get() {
+            gauge.dec();
+        }
+    }
 }
 
 /// Publishes a deployment's isolates by state and its queue.

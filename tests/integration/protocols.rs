@@ -181,3 +181,64 @@ async fn tls_picks_the_certificate_by_sni() {
         assert_eq!(reply.text(), "Hello from Isola!\n");
     }
 }
+
+#[tokio::test]
+async fn connections_and_tls_handshakes_are_counted() {
+    use tokio::io::AsyncWriteExt;
+
+    let isola = Isola::dev(
+        &repo().join("examples/hello.js"),
+        &["--tls", "--metrics-port", "0"],
+    );
+    let stdout = isola.stdout.lock().unwrap().join("\n");
+    let cert = stdout
+        .split(" at ")
+        .nth(1)
+        .and_then(|s| s.lines().next())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| panic!("no certificate path printed: {stdout}"));
+    // Not TLS at all: a failed handshake.
+    let mut garbage = TcpStream::connect(isola.authority()).await.unwrap();
+    garbage.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    drop(garbage);
+
+    let connector = tls_client(std::path::Path::new(&cert), &[b"h2"]);
+    let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(conn);
+    let request = Request::get(format!("https://{}/", isola.authority()))
+        .header("host", isola.authority())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let metrics = isola.metrics().await;
+    assert!(
+        metrics.contains("isola_connections_open{protocol=\"h2\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("isola_tls_handshakes_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("isola_tls_handshakes_total{result=\"failed\"} 1"),
+        "{metrics}"
+    );
+    drop(sender);
+    connection.abort();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let metrics = isola.metrics().await;
+        if metrics.contains("isola_connections_open{protocol=\"h2\"} 0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

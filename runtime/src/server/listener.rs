@@ -123,14 +123,31 @@ pub async fn accept_loop(
                 tokio::spawn(async move {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => connection.spawn_http(tls),
-                        Ok(Err(error)) => tracing::debug!(%peer, "TLS handshake failed: {error}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        Ok(Ok(tls)) => {
+                            tls_handshake("ok");
+                            connection.spawn_http(tls);
+                        }
+                        Ok(Err(error)) => {
+                            tls_handshake("failed");
+                            tracing::debug!(%peer, "TLS handshake failed: {error}");
+                        }
+                        Err(_) => {
+                            tls_handshake("timeout");
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
                     }
                 });
             }
         }
     }
+}
+
+/// Counts a TLS handshake by result (`ok`, `failed`, `timeout`).
+fn tls_handshake(result: &str) {
+    crate::metrics::metrics()
+        .tls_handshakes
+        .with_label_values(&[result])
+        .inc();
 }
 
 struct Connection {
@@ -159,7 +176,10 @@ impl Connection {
             admitted,
         } = self;
         let state = admitted.state.clone();
+        let open = Arc::new(crate::metrics::OpenConnection::default());
+        let counted = open.clone();
         let service = service_fn(move |request: http::Request<Incoming>| {
+            counted.carries(request.version());
             let in_flight = InFlight::begin(&state, request.version());
             let response = handle(shared.clone(), scheme, peer, request);
             async move { response.await.map(|response| in_flight.hold(response)) }
@@ -172,6 +192,7 @@ impl Connection {
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, "connection ended with an error: {error}");
             }
+            drop(open);
         }));
     }
 }
