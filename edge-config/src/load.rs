@@ -59,6 +59,8 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
     }
     let mut admin = raw.admin;
     admin.deploy_dir = admin.deploy_dir.map(|dir| base.join(dir));
+    let mut node = raw.node;
+    node.data_dir = node.data_dir.map(|dir| base.join(dir));
     let mut routes = raw.routes;
     for route in &mut routes {
         route.host = route.host.take().map(|h| h.to_ascii_lowercase());
@@ -81,7 +83,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
         })
         .collect();
     Config {
-        node: raw.node,
+        node,
         http: raw.http,
         cache: raw.cache,
         admin,

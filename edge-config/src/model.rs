@@ -46,6 +46,10 @@ pub struct Node {
     /// Isolates created from the snapshot ahead of need, so a cold start only loads the
     /// worker. Default 2.
     pub spare_isolates: usize,
+    /// Where uploaded deployments, their versions and secrets are kept (a redb file,
+    /// `isola.redb`), so a restart serves what was active. Default none: they live in
+    /// memory and are gone at exit.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for Node {
@@ -56,6 +60,7 @@ impl Default for Node {
             isolate_memory_budget_mb: 2048,
             metrics_address: None,
             spare_isolates: 2,
+            data_dir: None,
         }
     }
 }

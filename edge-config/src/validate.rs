@@ -233,7 +233,8 @@ fn valid_host_pattern(host: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']')))
 }
 
-fn valid_identifier(name: &str) -> bool {
+/// Whether `name` can name a var or secret: a JavaScript identifier.
+pub fn valid_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

@@ -21,3 +21,4 @@ mod slow_readers;
 mod soak;
 mod streaming;
 mod support;
+mod versions;
