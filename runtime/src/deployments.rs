@@ -396,10 +396,10 @@ impl Deployments {
         };
         if let Err(error) = committed {
             drop(state);
-            if let Some(previous) = previous {
-                if let Err(e) = pool.reload(previous).await {
-                    tracing::error!(worker = name, "cannot restart the previous version: {e}");
-                }
+            if let Some(previous) = previous
+                && let Err(e) = pool.reload(previous).await
+            {
+                tracing::error!(worker = name, "cannot restart the previous version: {e}");
             }
             return Err(error);
         }

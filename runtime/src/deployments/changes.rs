@@ -19,11 +19,11 @@ impl Deployments {
         let mut spec: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| DeployError::BadName(format!("expected a JSON object: {e}")))?;
         let _guard = self.lock_name(name).await;
-        if let Some(object) = spec.as_object_mut() {
-            if !object.contains_key("routes") {
-                let current = routes_of(&self.state.lock().await.routes, name);
-                object.insert("routes".into(), routes_json(&current));
-            }
+        if let Some(object) = spec.as_object_mut()
+            && !object.contains_key("routes")
+        {
+            let current = routes_of(&self.state.lock().await.routes, name);
+            object.insert("routes".into(), routes_json(&current));
         }
         let secrets = records::secrets(&*self.store, name)?;
         let version = VersionRecord {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{Batch, Change, Store, StoreError};
+use super::{Batch, Change, Entry, Store, StoreError};
 
 /// A [`Store`] in the process's memory.
 #[derive(Debug, Default)]
@@ -26,7 +26,7 @@ impl Store for MemoryStore {
         Ok(self.entries().get(key).cloned())
     }
 
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         Ok(self
             .entries()
             .range(prefix.to_vec()..)

@@ -15,12 +15,15 @@ use std::path::PathBuf;
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A transactional key-value store.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every entry whose key starts with `prefix`, in key order.
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, StoreError>;
     /// Applies every change of `batch` or none: once it returns, the batch survives a crash
     /// (durable engines), and a crash before that leaves the state as it was.
     fn commit(&self, batch: &Batch) -> Result<(), StoreError>;

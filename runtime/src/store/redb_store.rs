@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase, TableDefinition};
 
-use super::{Batch, Change, Store, StoreError};
+use super::{Batch, Change, Entry, Store, StoreError};
 
 /// Every entry lives in one table; callers separate their data by key prefix.
 const ENTRIES: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("entries");
@@ -62,7 +62,7 @@ impl Store for RedbStore {
         Ok(table.get(key)?.map(|value| value.value().to_vec()))
     }
 
-    fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         let read = self.db.begin_read()?;
         let table = read.open_table(ENTRIES)?;
         let mut found = Vec::new();
