@@ -50,6 +50,10 @@ pub struct Node {
     /// `isola.redb`), so a restart serves what was active. Default none: they live in
     /// memory and are gone at exit.
     pub data_dir: Option<PathBuf>,
+    /// Every worker also answers at `NAME.{domain}` (any path), besides its routes; a route
+    /// for that exact host wins. Default `localhost`, so `http://hello.localhost:8787/` reaches
+    /// worker `hello`.
+    pub domain: String,
 }
 
 impl Default for Node {
@@ -61,6 +65,7 @@ impl Default for Node {
             metrics_address: None,
             spare_isolates: 2,
             data_dir: None,
+            domain: "localhost".to_owned(),
         }
     }
 }

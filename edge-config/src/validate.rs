@@ -19,6 +19,15 @@ impl Config {
                 "expected at least one [[listeners]] entry".into(),
             );
         }
+        if !valid_domain(&self.node.domain) {
+            return fail(
+                "node.domain".into(),
+                format!(
+                    "expected a host name (letters, digits, '-' and '.'), got `{}`",
+                    self.node.domain
+                ),
+            );
+        }
         let timeouts = [
             (
                 "http.header_read_timeout_ms",
@@ -221,6 +230,13 @@ fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
         ));
     }
     Ok(())
+}
+
+fn valid_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 fn valid_host_pattern(host: &str) -> bool {

@@ -10,8 +10,9 @@
 //!   line and column of a syntax error (the previous version keeps serving); 409 when the
 //!   worker is in the config file or a route is another worker's (`"owner"`)
 //! - `GET /workers/NAME`: `{"name", "source", "active", "versions": [{"version", "created",
-//!   "created_ms", "active", "secrets"}], "routes", "secrets"}` (secret names only)
+//!   "created_ms", "active", "secrets"}], "split", "routes", "secrets"}` (secret names only)
 //! - `POST /workers/NAME/rollback` with `{"version": ID}`: 200 `{"name", "version", "routes"}`
+//! - `POST /workers/NAME/split` with `{"split": {ID: percent, …}}`: a gradual rollout, 200
 //! - `DELETE /workers/NAME`: 204 (versions, secrets, routes and cached responses go), or 404
 //! - `PUT /workers/NAME/secrets/KEY` with the value as the body: 201 or 200; `DELETE`: 204
 //! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
@@ -126,6 +127,10 @@ impl Admin {
                 Ok(body) => self.rollback(name, &body).await,
                 Err(response) => response,
             },
+            (Method::POST, [name, "split"]) => match self.body(request).await {
+                Ok(body) => self.split(name, &body).await,
+                Err(response) => response,
+            },
             (Method::PUT, [name, "secrets", key]) => match self.body(request).await {
                 Ok(body) => self.put_secret(name, key, body).await,
                 Err(response) => response,
@@ -133,7 +138,7 @@ impl Admin {
             (Method::DELETE, [name, "secrets", key]) => self.delete_secret(name, key).await,
             _ => error(
                 StatusCode::NOT_FOUND,
-                "expected GET /workers, GET, PUT or DELETE /workers/NAME, POST /workers/NAME/rollback, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
+                "expected GET /workers, GET, PUT or DELETE /workers/NAME, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
             ),
         }
     }

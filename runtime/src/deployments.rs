@@ -7,6 +7,7 @@
 mod changes;
 mod code_file;
 pub mod records;
+mod rollout;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -19,11 +20,12 @@ use edge_config::{Limits, Route, Upload};
 pub use code_file::private_deploy_dir;
 use code_file::{CodeFile, remove_quietly};
 use records::{RecordError, VersionRecord};
+use rollout::Rollout;
 
 use crate::cache::ResponseCache;
 use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
-use crate::router::Router;
+use crate::router::{Backend, Router, Weighted};
 use crate::store::{Batch, Store, StoreError};
 use crate::worker::{WorkerLoadError, WorkerSource};
 
@@ -120,6 +122,8 @@ pub struct Description {
     pub routes: Vec<Route>,
     /// The names of its secrets.
     pub secrets: Vec<String>,
+    /// A gradual rollout: percent by version.
+    pub split: Option<BTreeMap<String, u32>>,
 }
 
 /// One kept version.
@@ -145,7 +149,21 @@ pub struct Deployments {
     defaults: Limits,
     deploy_dir: PathBuf,
     store: Arc<dyn Store>,
+    domain: String,
     next_file: AtomicU64,
+}
+
+/// Where and how uploads are kept.
+#[derive(Debug)]
+pub struct Settings {
+    /// The limits of uploads that set none (`[limits]`).
+    pub defaults: Limits,
+    /// Where uploaded code is written for the isolates to load.
+    pub deploy_dir: PathBuf,
+    /// Where deployments, versions and secrets are kept.
+    pub store: Arc<dyn Store>,
+    /// Every worker also answers at `NAME.{domain}`.
+    pub domain: String,
 }
 
 struct State {
@@ -157,6 +175,9 @@ struct State {
     active: BTreeMap<String, String>,
     /// Code files of the active versions, by worker.
     files: BTreeMap<String, PathBuf>,
+    /// Workers in a gradual rollout: every version's pool with its percent, and the code
+    /// files of the versions besides the active one.
+    splits: BTreeMap<String, (Weighted, Vec<CodeFile>)>,
 }
 
 impl std::fmt::Debug for Deployments {
@@ -169,18 +190,27 @@ impl std::fmt::Debug for Deployments {
 }
 
 impl Deployments {
-    /// The deployments started from the config, routed by `routes`. Uploaded code goes to
-    /// `deploy_dir`, uploads get `defaults` as their limits and are kept in `store`.
+    /// The deployments started from the config, routed by `routes`; uploads as `settings`
+    /// say.
     pub fn new(
         pools: BTreeMap<String, Arc<Pool>>,
         routes: Vec<Route>,
         registry: Arc<Registry>,
         cache: Option<ResponseCache>,
-        defaults: Limits,
-        deploy_dir: PathBuf,
-        store: Arc<dyn Store>,
+        settings: Settings,
     ) -> Self {
-        let router = Arc::new(ArcSwap::from_pointee(build(&routes, &pools)));
+        let Settings {
+            defaults,
+            deploy_dir,
+            store,
+            domain,
+        } = settings;
+        let router = Arc::new(ArcSwap::from_pointee(build(
+            &routes,
+            &pools,
+            &BTreeMap::new(),
+            &domain,
+        )));
         Self {
             state: tokio::sync::Mutex::new(State {
                 configured: pools.keys().cloned().collect(),
@@ -188,6 +218,7 @@ impl Deployments {
                 routes,
                 active: BTreeMap::new(),
                 files: BTreeMap::new(),
+                splits: BTreeMap::new(),
             }),
             names: std::sync::Mutex::new(BTreeMap::new()),
             router,
@@ -196,6 +227,7 @@ impl Deployments {
             defaults,
             deploy_dir,
             store,
+            domain,
             next_file: AtomicU64::new(1),
         }
     }
@@ -212,7 +244,7 @@ impl Deployments {
                 );
                 continue;
             }
-            match self.start_stored(&name, &record.active).await {
+            match self.start_stored(&name, &record).await {
                 Ok(()) => started += 1,
                 Err(error) => tracing::error!(
                     worker = %name,
@@ -223,26 +255,45 @@ impl Deployments {
             }
         }
         let state = self.state.lock().await;
-        self.router
-            .store(Arc::new(build(&state.routes, &state.pools)));
+        self.router.store(Arc::new(build(
+            &state.routes,
+            &state.pools,
+            &state.splits,
+            &self.domain,
+        )));
         Ok(started)
     }
 
-    async fn start_stored(&self, name: &str, id: &str) -> Result<(), DeployError> {
-        let version = records::version(&*self.store, name, id)?
-            .ok_or_else(|| DeployError::NotFound(format!("version {id} of `{name}` is missing")))?;
+    async fn start_stored(
+        &self,
+        name: &str,
+        record: &records::DeploymentRecord,
+    ) -> Result<(), DeployError> {
+        let id = record.active.as_str();
+        let version = self.version(name, id)?;
         let secrets = records::secrets(&*self.store, name)?;
         let (source, routes, file) = self.prepare(name, &version, &secrets)?;
         let pool = Pool::start(source.clone(), self.registry.clone())
             .await
             .map_err(|error| error.naming(&source, &format!("{name}.js")))?;
+        let rollout = self.start_rollout(name, record, &secrets).await?;
         let mut state = self.state.lock().await;
+        if let Some(rollout) = rollout {
+            let split = rollout.backend(&pool);
+            state.splits.insert(name.to_owned(), (split, rollout.files));
+        }
         state.pools.insert(name.to_owned(), pool);
         state.routes.extend(routes);
         state.active.insert(name.to_owned(), id.to_owned());
         state.files.insert(name.to_owned(), file.keep());
         tracing::info!(worker = name, version = id, "restored");
         Ok(())
+    }
+
+    /// Version `id` of `name`, which must be stored.
+    fn version(&self, name: &str, id: &str) -> Result<VersionRecord, DeployError> {
+        records::version(&*self.store, name, id)?
+            .ok_or_else(|| DeployError::NotFound(format!("version {id} of `{name}` is missing")))
     }
 
     /// The routing table requests use (swapped on every change).
@@ -285,6 +336,7 @@ impl Deployments {
                 versions: Vec::new(),
                 routes,
                 secrets: Vec::new(),
+                split: None,
             });
         }
         let record = records::deployment(&*self.store, name)?
@@ -306,6 +358,7 @@ impl Deployments {
             versions,
             routes,
             secrets: records::secrets(&*self.store, name)?.into_keys().collect(),
+            split: record.split,
         })
     }
 
@@ -360,8 +413,8 @@ impl Deployments {
     }
 
     /// Starts `version` (id `id`) of `name` with `secrets`, then commits `batch` and makes
-    /// it the one serving; if the commit fails the previous version serves again. Returns
-    /// whether the name was new, and its routes.
+    /// it the one serving (beside the other versions of `rollout`); if the commit fails the
+    /// previous version serves again. Returns whether the name was new, and its routes.
     async fn go_live(
         &self,
         name: &str,
@@ -369,6 +422,7 @@ impl Deployments {
         version: &VersionRecord,
         secrets: &BTreeMap<String, String>,
         batch: Batch,
+        rollout: Option<Rollout>,
     ) -> Result<(bool, Vec<Route>), DeployError> {
         let (source, routes, file) = self.prepare(name, version, secrets)?;
         let existing = {
@@ -403,6 +457,15 @@ impl Deployments {
             }
             return Err(error);
         }
+        match rollout {
+            Some(rollout) => {
+                let split = rollout.backend(&pool);
+                state.splits.insert(name.to_owned(), (split, rollout.files));
+            }
+            None => {
+                state.splits.remove(name);
+            }
+        }
         state.pools.insert(name.to_owned(), pool);
         state.active.insert(name.to_owned(), id.to_owned());
         state.routes.retain(|r| r.worker != name);
@@ -426,8 +489,12 @@ impl Deployments {
     /// Swaps in the routing table of the changed `state` and drops `changed`'s cached
     /// responses (its code or its existence changed).
     fn publish(&self, state: tokio::sync::MutexGuard<'_, State>, changed: &str) {
-        self.router
-            .store(Arc::new(build(&state.routes, &state.pools)));
+        self.router.store(Arc::new(build(
+            &state.routes,
+            &state.pools,
+            &state.splits,
+            &self.domain,
+        )));
         drop(state);
         if let Some(cache) = &self.cache {
             cache.purge_worker(changed);
@@ -463,12 +530,29 @@ fn route_owner(routes: &[Route], name: &str, wanted: &[Route]) -> Result<(), Dep
     Ok(())
 }
 
-/// The routing table for `routes` over `pools`.
-pub(crate) fn build(routes: &[Route], pools: &BTreeMap<String, Arc<Pool>>) -> Router {
+/// The routing table for `routes` over `pools` (by weight for workers in a rollout), and
+/// `NAME.{domain}` for each worker.
+fn build(
+    routes: &[Route],
+    pools: &BTreeMap<String, Arc<Pool>>,
+    splits: &BTreeMap<String, (Weighted, Vec<CodeFile>)>,
+    domain: &str,
+) -> Router {
+    let backend = |name: &str| match splits.get(name) {
+        Some((split, _)) => Some(Backend::Split(Arc::clone(split))),
+        None => pools.get(name).cloned().map(Backend::One),
+    };
     let mut router = Router::default();
+    // First, so that an explicit route for the same host and prefix (added later) wins.
+    for name in pools.keys() {
+        if let Some(backend) = backend(name) {
+            let host = format!("{}.{domain}", name.to_ascii_lowercase());
+            router.add_backend(Some(&host), "/", backend);
+        }
+    }
     for route in routes {
-        if let Some(pool) = pools.get(&route.worker) {
-            router.add(route.host.as_deref(), &route.path_prefix, Arc::clone(pool));
+        if let Some(backend) = backend(&route.worker) {
+            router.add_backend(route.host.as_deref(), &route.path_prefix, backend);
         }
     }
     router

@@ -129,9 +129,12 @@ impl Node {
             config.routes.clone(),
             registry,
             cache.clone(),
-            config.limits.clone(),
-            deploy_dir,
-            open_store(config)?,
+            crate::deployments::Settings {
+                defaults: config.limits.clone(),
+                deploy_dir,
+                store: open_store(config)?,
+                domain: config.node.domain.clone(),
+            },
         ));
         deployments.restore().await.map_err(NodeError::Store)?;
         let mut listeners = Vec::with_capacity(config.listeners.len());

@@ -18,6 +18,7 @@ mod offheap;
 mod outbound;
 mod pool;
 mod protocols;
+mod rollout;
 mod secrets;
 mod slow_readers;
 mod soak;

@@ -73,6 +73,7 @@ impl Admin {
                 "source": if described.configured { "config" } else { "upload" },
                 "active": active,
                 "versions": versions,
+                "split": described.split,
                 "routes": routes_json(&described.routes),
                 "secrets": described.secrets,
             }),
@@ -97,6 +98,27 @@ impl Admin {
         match self.deployments.rollback(name, &rollback.version).await {
             Ok(deployed) => json(StatusCode::OK, &deployed_json(name, &deployed)),
             Err(e) => refused(name, "rollback", &e),
+        }
+    }
+
+    pub(super) async fn split(&self, name: &str, body: &[u8]) -> Response<Full<Bytes>> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Split {
+            split: std::collections::BTreeMap<String, u32>,
+        }
+        let split: Split = match serde_json::from_slice(body) {
+            Ok(split) => split,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("expected {{\"split\": {{ID: percent, ...}}}}: {e}"),
+                );
+            }
+        };
+        match self.deployments.split(name, split.split).await {
+            Ok(deployed) => json(StatusCode::OK, &deployed_json(name, &deployed)),
+            Err(e) => refused(name, "split", &e),
         }
     }
 

@@ -40,7 +40,9 @@ impl Deployments {
             batch.delete(records::version_key(name, &dropped));
         }
         batch.put(records::deployment_key(name), records::encode(&record));
-        let (created, routes) = self.go_live(name, &id, &version, &secrets, batch).await?;
+        let (created, routes) = self
+            .go_live(name, &id, &version, &secrets, batch, None)
+            .await?;
         tracing::info!(worker = name, version = %id, created, "deployed");
         Ok(Deployed {
             created,
@@ -68,13 +70,65 @@ impl Deployments {
         };
         let secrets = records::secrets(&*self.store, name)?;
         record.active = id.to_owned();
+        record.split = None;
         let mut batch = Batch::default();
         batch.put(records::deployment_key(name), records::encode(&record));
-        let (_, routes) = self.go_live(name, id, &version, &secrets, batch).await?;
+        let (_, routes) = self
+            .go_live(name, id, &version, &secrets, batch, None)
+            .await?;
         tracing::info!(worker = name, version = id, "rolled back");
         Ok(Deployed {
             created: false,
             version: id.to_owned(),
+            routes,
+        })
+    }
+
+    /// Serves kept versions of `name` by `percent` (adding up to 100): random per request,
+    /// or by the request's `isola-version-key`. The heaviest version becomes the active one
+    /// and its routes apply; the next upload or rollback ends the rollout.
+    pub async fn split(
+        &self,
+        name: &str,
+        percent: BTreeMap<String, u32>,
+    ) -> Result<Deployed, DeployError> {
+        self.check_uploadable(name).await?;
+        let percent: BTreeMap<String, u32> = percent.into_iter().filter(|(_, p)| *p > 0).collect();
+        let total: u64 = percent.values().map(|p| u64::from(*p)).sum();
+        if total != 100 {
+            return Err(DeployError::BadName(format!(
+                "expected percentages adding up to 100, got {total}"
+            )));
+        }
+        let _guard = self.lock_name(name).await;
+        let mut record = records::deployment(&*self.store, name)?
+            .ok_or_else(|| DeployError::NotFound(format!("no worker `{name}`")))?;
+        if let Some(id) = percent.keys().find(|id| !record.has(id)) {
+            return Err(DeployError::NotFound(format!(
+                "worker `{name}` has no version `{id}`"
+            )));
+        }
+        let Some(active) = percent
+            .iter()
+            .max_by_key(|(id, p)| (**p, std::cmp::Reverse(*id)))
+            .map(|(id, _)| id.clone())
+        else {
+            return Err(DeployError::BadName("expected at least one version".into()));
+        };
+        record.active = active.clone();
+        record.split = (percent.len() > 1).then_some(percent);
+        let secrets = records::secrets(&*self.store, name)?;
+        let version = self.version(name, &active)?;
+        let rollout = self.start_rollout(name, &record, &secrets).await?;
+        let mut batch = Batch::default();
+        batch.put(records::deployment_key(name), records::encode(&record));
+        let (_, routes) = self
+            .go_live(name, &active, &version, &secrets, batch, rollout)
+            .await?;
+        tracing::info!(worker = name, version = %active, "rollout");
+        Ok(Deployed {
+            created: false,
+            version: active,
             routes,
         })
     }
@@ -94,6 +148,7 @@ impl Deployments {
         let mut state = self.state.lock().await;
         self.commit(batch).await?;
         state.pools.remove(name);
+        state.splits.remove(name);
         state.active.remove(name);
         state.routes.retain(|r| r.worker != name);
         if let Some(file) = state.files.remove(name) {
@@ -161,10 +216,9 @@ impl Deployments {
         let Some(record) = records::deployment(&*self.store, name)? else {
             return self.commit(batch).await;
         };
-        let version = records::version(&*self.store, name, &record.active)?.ok_or_else(|| {
-            DeployError::NotFound(format!("version {} of `{name}` is missing", record.active))
-        })?;
-        self.go_live(name, &record.active, &version, secrets, batch)
+        let version = self.version(name, &record.active)?;
+        let rollout = self.start_rollout(name, &record, secrets).await?;
+        self.go_live(name, &record.active, &version, secrets, batch, rollout)
             .await
             .map(drop)
     }

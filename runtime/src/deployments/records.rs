@@ -37,6 +37,9 @@ pub struct DeploymentRecord {
     pub active: String,
     /// The kept versions, oldest first.
     pub versions: Vec<VersionEntry>,
+    /// A gradual rollout: percent by version id (`active` is the heaviest of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<BTreeMap<String, u32>>,
 }
 
 /// One kept version in a deployment's list.
@@ -209,6 +212,7 @@ impl DeploymentRecord {
             });
         }
         self.active = id.to_owned();
+        self.split = None;
         let mut dropped = Vec::new();
         while self.versions.len() > KEPT_VERSIONS {
             let Some(oldest) = self.versions.iter().position(|v| v.id != self.active) else {
