@@ -6,8 +6,10 @@
 
 mod changes;
 mod code_file;
+mod error;
 pub mod records;
 mod rollout;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -19,73 +21,16 @@ use edge_config::{Limits, Route, Upload};
 
 pub use code_file::private_deploy_dir;
 use code_file::{CodeFile, remove_quietly};
-use records::{RecordError, VersionRecord};
+pub use error::{DeployError, error_chain};
+use records::VersionRecord;
 use rollout::Rollout;
+pub use view::{Description, Listed, VersionInfo};
 
 use crate::cache::ResponseCache;
-use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
 use crate::router::{Backend, Router, Weighted};
 use crate::store::{Batch, Store, StoreError};
-use crate::worker::{WorkerLoadError, WorkerSource};
-
-/// A change was refused or failed; the previous state keeps serving.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    /// The upload is malformed or breaks a rule (the message names the key).
-    #[error("{0}")]
-    Invalid(#[from] edge_config::ConfigError),
-    /// A name in the request is unusable.
-    #[error("{0}")]
-    BadName(String),
-    /// The worker is defined in the config file, which uploads cannot change.
-    #[error(
-        "worker `{0}` is defined in the config file; change it there (uploads cannot replace it)"
-    )]
-    Configured(String),
-    /// A route of the upload already serves another deployment.
-    #[error("route {route} is owned by worker `{owner}`")]
-    RouteTaken {
-        /// The route (`host/path_prefix`, `*` for any host).
-        route: String,
-        /// The deployment that has it.
-        owner: String,
-    },
-    /// No such worker, version or secret.
-    #[error("{0}")]
-    NotFound(String),
-    /// The code could not be read back.
-    #[error("cannot store the worker's code")]
-    Code(#[source] WorkerLoadError),
-    /// The code could not be written to `path`.
-    #[error("cannot store the worker's code: {path}")]
-    Write {
-        /// The file (or its directory).
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The worker failed to start (syntax error with line and column, top-level throw, no
-    /// handler).
-    #[error("{0}")]
-    Start(#[from] StartError),
-    /// The store failed or holds an unreadable record.
-    #[error("cannot keep the deployment")]
-    Record(#[from] RecordError),
-}
-
-impl From<WorkerLoadError> for DeployError {
-    fn from(error: WorkerLoadError) -> Self {
-        Self::Code(error)
-    }
-}
-
-impl From<StoreError> for DeployError {
-    fn from(error: StoreError) -> Self {
-        Self::Record(RecordError::Store(error))
-    }
-}
+use crate::worker::WorkerSource;
 
 /// What a deploy or rollback did.
 #[derive(Debug)]
@@ -96,45 +41,6 @@ pub struct Deployed {
     pub version: String,
     /// Its routes now.
     pub routes: Vec<Route>,
-}
-
-/// A worker in the list.
-#[derive(Debug)]
-pub struct Listed {
-    /// Its name.
-    pub name: String,
-    /// Its routes.
-    pub routes: Vec<Route>,
-    /// The active version (uploaded workers).
-    pub version: Option<String>,
-}
-
-/// One worker in detail (`GET /workers/NAME`).
-#[derive(Debug)]
-pub struct Description {
-    /// Whether it comes from the config file (which has no versions).
-    pub configured: bool,
-    /// The active version (uploaded workers).
-    pub active: Option<String>,
-    /// Its kept versions, oldest first.
-    pub versions: Vec<VersionInfo>,
-    /// Its routes.
-    pub routes: Vec<Route>,
-    /// The names of its secrets.
-    pub secrets: Vec<String>,
-    /// A gradual rollout: percent by version.
-    pub split: Option<BTreeMap<String, u32>>,
-}
-
-/// One kept version.
-#[derive(Debug)]
-pub struct VersionInfo {
-    /// Its id (hash of its content).
-    pub id: String,
-    /// When it was uploaded (milliseconds since the Unix epoch).
-    pub created_ms: u64,
-    /// The names of the secrets the deployment had then.
-    pub secrets: Vec<String>,
 }
 
 /// Every deployment of the node and the routing table built from them.
@@ -306,62 +212,6 @@ impl Deployments {
         self.state.lock().await.pools.get(name).cloned()
     }
 
-    /// Every worker with its routes and active version.
-    pub async fn list(&self) -> Vec<Listed> {
-        let state = self.state.lock().await;
-        state
-            .pools
-            .keys()
-            .map(|name| Listed {
-                name: name.clone(),
-                routes: routes_of(&state.routes, name),
-                version: state.active.get(name).cloned(),
-            })
-            .collect()
-    }
-
-    /// Worker `name` in detail: its versions, the active one, its routes and secrets' names.
-    pub async fn describe(&self, name: &str) -> Result<Description, DeployError> {
-        let (configured, routes) = {
-            let state = self.state.lock().await;
-            (
-                state.configured.contains(name),
-                routes_of(&state.routes, name),
-            )
-        };
-        if configured {
-            return Ok(Description {
-                configured,
-                active: None,
-                versions: Vec::new(),
-                routes,
-                secrets: Vec::new(),
-                split: None,
-            });
-        }
-        let record = records::deployment(&*self.store, name)?
-            .ok_or_else(|| DeployError::NotFound(format!("no worker `{name}`")))?;
-        let mut versions = Vec::with_capacity(record.versions.len());
-        for entry in &record.versions {
-            let secrets = records::version(&*self.store, name, &entry.id)?
-                .map(|v| v.secrets)
-                .unwrap_or_default();
-            versions.push(VersionInfo {
-                id: entry.id.clone(),
-                created_ms: entry.created_ms,
-                secrets,
-            });
-        }
-        Ok(Description {
-            configured,
-            active: Some(record.active),
-            versions,
-            routes,
-            secrets: records::secrets(&*self.store, name)?.into_keys().collect(),
-            split: record.split,
-        })
-    }
-
     /// The lock for changes to worker `name`.
     async fn lock_name(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
@@ -378,7 +228,7 @@ impl Deployments {
     /// Refuses names that cannot be uploaded to: malformed, or from the config file.
     async fn check_uploadable(&self, name: &str) -> Result<(), DeployError> {
         if !edge_config::valid_worker_name(name) {
-            return Err(DeployError::BadName(format!(
+            return Err(DeployError::BadRequest(format!(
                 "expected a worker name of 1-63 letters, digits, '-' or '_', got `{name}`"
             )));
         }
@@ -563,19 +413,4 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// `error` and its causes, `: `-separated (a cause already quoted by its parent is skipped).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

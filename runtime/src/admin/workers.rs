@@ -174,7 +174,7 @@ fn deployed_json(name: &str, deployed: &Deployed) -> serde_json::Value {
 /// route), or 500 for the node's own failures, which are logged with their causes.
 fn refused(name: &str, action: &str, e: &DeployError) -> Response<Full<Bytes>> {
     let status = match e {
-        DeployError::Invalid(_) | DeployError::BadName(_) | DeployError::Start(_) => {
+        DeployError::Invalid(_) | DeployError::BadRequest(_) | DeployError::Start(_) => {
             StatusCode::BAD_REQUEST
         }
         DeployError::NotFound(_) => StatusCode::NOT_FOUND,

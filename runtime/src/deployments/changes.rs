@@ -17,7 +17,7 @@ impl Deployments {
         // Parsed for its errors (which name the key); the JSON itself is what is kept.
         edge_config::Upload::parse(body, &origin)?;
         let mut spec: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| DeployError::BadName(format!("expected a JSON object: {e}")))?;
+            .map_err(|e| DeployError::BadRequest(format!("expected a JSON object: {e}")))?;
         let _guard = self.lock_name(name).await;
         if let Some(object) = spec.as_object_mut()
             && !object.contains_key("routes")
@@ -96,7 +96,7 @@ impl Deployments {
         let percent: BTreeMap<String, u32> = percent.into_iter().filter(|(_, p)| *p > 0).collect();
         let total: u64 = percent.values().map(|p| u64::from(*p)).sum();
         if total != 100 {
-            return Err(DeployError::BadName(format!(
+            return Err(DeployError::BadRequest(format!(
                 "expected percentages adding up to 100, got {total}"
             )));
         }
@@ -113,7 +113,9 @@ impl Deployments {
             .max_by_key(|(id, p)| (**p, std::cmp::Reverse(*id)))
             .map(|(id, _)| id.clone())
         else {
-            return Err(DeployError::BadName("expected at least one version".into()));
+            return Err(DeployError::BadRequest(
+                "expected at least one version".into(),
+            ));
         };
         record.active = active.clone();
         record.split = (percent.len() > 1).then_some(percent);
@@ -198,7 +200,7 @@ impl Deployments {
     async fn check_secret(&self, name: &str, key: &str) -> Result<(), DeployError> {
         self.check_uploadable(name).await?;
         if !edge_config::valid_identifier(key) {
-            return Err(DeployError::BadName(format!(
+            return Err(DeployError::BadRequest(format!(
                 "expected a JavaScript identifier as secret name, got `{key}`"
             )));
         }
