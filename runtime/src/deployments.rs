@@ -189,7 +189,13 @@ impl Deployments {
             state.splits.insert(name.to_owned(), (split, rollout.files));
         }
         state.pools.insert(name.to_owned(), pool);
-        state.routes.extend(routes);
+        for route in routes {
+            // The config file may have taken the route since: its worker keeps it.
+            match route_owner(&state.routes, name, std::slice::from_ref(&route)) {
+                Ok(()) => state.routes.push(route),
+                Err(taken) => tracing::warn!(worker = name, "route left out: {taken}"),
+            }
+        }
         state.active.insert(name.to_owned(), id.to_owned());
         state.files.insert(name.to_owned(), file.keep());
         tracing::info!(worker = name, version = id, "restored");
