@@ -19,3 +19,4 @@ pub use model::{
     Route, SniCert, Tls, Worker,
 };
 pub use upload::{Upload, UploadRoute, valid_worker_name};
+pub use validate::valid_identifier;

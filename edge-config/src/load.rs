@@ -59,6 +59,9 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
     }
     let mut admin = raw.admin;
     admin.deploy_dir = admin.deploy_dir.map(|dir| base.join(dir));
+    let mut node = raw.node;
+    node.data_dir = node.data_dir.map(|dir| base.join(dir));
+    node.domain = node.domain.trim_end_matches('.').to_ascii_lowercase();
     let mut routes = raw.routes;
     for route in &mut routes {
         route.host = route.host.take().map(|h| h.to_ascii_lowercase());
@@ -81,7 +84,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
         })
         .collect();
     Config {
-        node: raw.node,
+        node,
         http: raw.http,
         cache: raw.cache,
         admin,
@@ -115,6 +118,23 @@ mod tests {
     }
 
     const MINIMAL: &str = "[[listeners]]\naddress = \"127.0.0.1:8080\"\n[[routes]]\nworker = \"api\"\n[workers.api]\nfile = \"api.js\"\n";
+
+    #[test]
+    fn data_dir_is_relative_to_the_file_and_the_domain_is_checked()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let config = parse_in(&format!(
+            "[node]\ndata_dir = \"state\"\ndomain = \"Edge.Test\"\n{MINIMAL}"
+        ))?;
+        assert_eq!(config.node.data_dir, Some(dir()?.join("state")));
+        assert_eq!(config.node.domain, "edge.test");
+        assert_eq!(parse_in(MINIMAL)?.node.domain, "localhost");
+        assert_eq!(parse_in(MINIMAL)?.node.data_dir, None);
+        let error = parse_in(&format!("[node]\ndomain = \"a b\"\n{MINIMAL}"))
+            .err()
+            .ok_or("a bad domain is refused")?;
+        assert!(error.to_string().contains("node.domain"), "{error}");
+        Ok(())
+    }
 
     #[test]
     fn defaults_and_precedence() -> Result<(), Box<dyn std::error::Error>> {

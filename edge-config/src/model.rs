@@ -46,6 +46,14 @@ pub struct Node {
     /// Isolates created from the snapshot ahead of need, so a cold start only loads the
     /// worker. Default 2.
     pub spare_isolates: usize,
+    /// Where uploaded deployments, their versions and secrets are kept (a redb file,
+    /// `isola.redb`), so a restart serves what was active. Default none: they live in
+    /// memory and are gone at exit.
+    pub data_dir: Option<PathBuf>,
+    /// Every worker also answers at `NAME.{domain}` (any path), besides its routes; a route
+    /// for that exact host wins. Default `localhost`, so `http://hello.localhost:8787/` reaches
+    /// worker `hello`.
+    pub domain: String,
 }
 
 impl Default for Node {
@@ -56,6 +64,8 @@ impl Default for Node {
             isolate_memory_budget_mb: 2048,
             metrics_address: None,
             spare_isolates: 2,
+            data_dir: None,
+            domain: "localhost".to_owned(),
         }
     }
 }

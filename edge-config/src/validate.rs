@@ -19,6 +19,15 @@ impl Config {
                 "expected at least one [[listeners]] entry".into(),
             );
         }
+        if !valid_domain(&self.node.domain) {
+            return fail(
+                "node.domain".into(),
+                format!(
+                    "expected a host name (letters, digits, '-' and '.'), got `{}`",
+                    self.node.domain
+                ),
+            );
+        }
         let timeouts = [
             (
                 "http.header_read_timeout_ms",
@@ -223,6 +232,13 @@ fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+fn valid_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
 fn valid_host_pattern(host: &str) -> bool {
     let name = host.strip_prefix("*.").unwrap_or(host);
     host == "*"
@@ -233,7 +249,8 @@ fn valid_host_pattern(host: &str) -> bool {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']')))
 }
 
-fn valid_identifier(name: &str) -> bool {
+/// Whether `name` can name a var or secret: a JavaScript identifier.
+pub fn valid_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

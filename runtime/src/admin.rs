@@ -1,14 +1,23 @@
-//! The admin API (`[admin] address`): operators deploy, list and delete workers and purge the
-//! response cache over HTTP/1.1. Every request needs `Authorization: Bearer <token>`, the
-//! token coming from an environment variable; it is compared in constant time and never
-//! logged.
+//! The admin API (`[admin] address`): operators deploy, inspect, roll back and delete
+//! workers, set their secrets and purge the response cache over HTTP/1.1. Every request needs
+//! `Authorization: Bearer <token>`, the token coming from an environment variable; it is
+//! compared in constant time and never logged.
 //!
-//! - `GET /workers`: `[{"name", "routes": [{"host", "path_prefix"}]}]`
+//! - `GET /workers`: `[{"name", "version", "routes": [{"host", "path_prefix"}]}]`
 //! - `PUT /workers/NAME` with `{"code", "vars", "limits", "outbound", "routes", …}` (the keys
-//!   of a `[workers.NAME]` entry): 201 when new, 200 when replaced; 400 naming the key, or
-//!   with the line and column of a syntax error (the previous version keeps serving)
-//! - `DELETE /workers/NAME`: 204, or 404
+//!   of a `[workers.NAME]` entry): a new version, active at once: 201 when the name is new,
+//!   else 200, `{"name", "version", "routes", "startup_ms"}`; 400 naming the key, or with the
+//!   line and column of a syntax error (the previous version keeps serving); 409 when the
+//!   worker is in the config file or a route is another worker's (`"owner"`)
+//! - `GET /workers/NAME`: `{"name", "source", "active", "versions": [{"version", "created",
+//!   "created_ms", "active", "secrets"}], "split", "routes", "secrets"}` (secret names only)
+//! - `POST /workers/NAME/rollback` with `{"version": ID}`: 200 `{"name", "version", "routes"}`
+//! - `POST /workers/NAME/split` with `{"split": {ID: percent, …}}`: a gradual rollout, 200
+//! - `DELETE /workers/NAME`: 204 (versions, secrets, routes and cached responses go), or 404
+//! - `PUT /workers/NAME/secrets/KEY` with the value as the body: 201 or 200; `DELETE`: 204
 //! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
+
+mod workers;
 
 use std::sync::Arc;
 
@@ -21,7 +30,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::cache::ResponseCache;
-use crate::deployments::{DeployError, Deployments};
+use crate::deployments::Deployments;
 
 /// Why the admin API cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -93,27 +102,43 @@ impl Admin {
             return response;
         }
         let path = request.uri().path().to_owned();
-        let worker = path.strip_prefix("/workers/").map(str::to_owned);
-        match (request.method().clone(), path.as_str(), worker) {
-            (Method::GET, "/workers", _) => self.list().await,
-            (Method::PUT, _, Some(name)) => match self.body(request).await {
-                Ok(body) => self.deploy(&name, &body).await,
-                Err(response) => response,
-            },
-            (Method::DELETE, _, Some(name)) => {
-                if self.deployments.delete(&name).await {
-                    json(StatusCode::NO_CONTENT, &serde_json::Value::Null)
-                } else {
-                    error(StatusCode::NOT_FOUND, format!("no worker `{name}`"))
-                }
-            }
-            (Method::POST, "/cache/purge", _) => match self.body(request).await {
+        let method = request.method().clone();
+        if method == Method::GET && path == "/workers" {
+            return self.list().await;
+        }
+        if method == Method::POST && path == "/cache/purge" {
+            return match self.body(request).await {
                 Ok(body) => self.purge(&body),
                 Err(response) => response,
+            };
+        }
+        let segments: Vec<&str> = match path.strip_prefix("/workers/") {
+            Some(rest) => rest.split('/').collect(),
+            None => Vec::new(),
+        };
+        match (method, segments.as_slice()) {
+            (Method::GET, [name]) => self.describe(name).await,
+            (Method::PUT, [name]) => match self.body(request).await {
+                Ok(body) => self.deploy(name, &body).await,
+                Err(response) => response,
             },
+            (Method::DELETE, [name]) => self.delete(name).await,
+            (Method::POST, [name, "rollback"]) => match self.body(request).await {
+                Ok(body) => self.rollback(name, &body).await,
+                Err(response) => response,
+            },
+            (Method::POST, [name, "split"]) => match self.body(request).await {
+                Ok(body) => self.split(name, &body).await,
+                Err(response) => response,
+            },
+            (Method::PUT, [name, "secrets", key]) => match self.body(request).await {
+                Ok(body) => self.put_secret(name, key, body).await,
+                Err(response) => response,
+            },
+            (Method::DELETE, [name, "secrets", key]) => self.delete_secret(name, key).await,
             _ => error(
                 StatusCode::NOT_FOUND,
-                "expected GET /workers, PUT or DELETE /workers/NAME, or POST /cache/purge".into(),
+                "expected GET /workers, GET, PUT or DELETE /workers/NAME, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
             ),
         }
     }
@@ -154,55 +179,6 @@ impl Admin {
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the body: {e}"),
             )),
-        }
-    }
-
-    async fn list(&self) -> Response<Full<Bytes>> {
-        let workers: Vec<_> = self
-            .deployments
-            .list()
-            .await
-            .into_iter()
-            .map(|(name, routes)| {
-                serde_json::json!({ "name": name, "routes": routes_json(&routes) })
-            })
-            .collect();
-        json(StatusCode::OK, &serde_json::Value::Array(workers))
-    }
-
-    async fn deploy(&self, name: &str, body: &[u8]) -> Response<Full<Bytes>> {
-        let origin = std::path::PathBuf::from(format!("PUT /workers/{name}"));
-        let upload = match edge_config::Upload::parse(body, &origin) {
-            Ok(upload) => upload,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        };
-        let started = std::time::Instant::now();
-        match self.deployments.deploy(name, upload).await {
-            Ok(deployed) => json(
-                if deployed.created {
-                    StatusCode::CREATED
-                } else {
-                    StatusCode::OK
-                },
-                &serde_json::json!({
-                    "name": name,
-                    "routes": routes_json(&deployed.routes),
-                    "startup_ms": started.elapsed().as_secs_f64() * 1000.0,
-                }),
-            ),
-            Err(DeployError::Store(e)) => {
-                tracing::error!(worker = name, "deploy failed: {e}");
-                error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-            Err(DeployError::Write { path, source }) => {
-                let e = format!("{}: {source}", path.display());
-                tracing::error!(worker = name, "deploy failed: {e}");
-                error(StatusCode::INTERNAL_SERVER_ERROR, e)
-            }
-            Err(e) => {
-                tracing::info!(worker = name, "deploy refused: {e}");
-                error(StatusCode::BAD_REQUEST, e.to_string())
-            }
         }
     }
 

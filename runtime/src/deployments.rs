@@ -1,55 +1,44 @@
-//! The node's deployments and routes, changed at run time by the admin API: every change
-//! builds a new routing table and swaps it in, so requests never wait on a deploy.
+//! The node's deployments and routes. Workers from the config file live in memory; uploaded
+//! ones are kept in the [`Store`] (versions, secrets, the active version) and restored at
+//! start. Every change starts the new version first, then commits it to the store and swaps
+//! in a new routing table, so requests never wait on a deploy and a crash leaves the old or
+//! the new state.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod changes;
+mod code_file;
+mod error;
+pub mod records;
+mod rollout;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use edge_config::{Limits, Route, Upload};
 
+pub use code_file::private_deploy_dir;
+use code_file::{CodeFile, remove_quietly};
+pub use error::{DeployError, error_chain};
+use records::VersionRecord;
+use rollout::Rollout;
+pub use view::{Description, Listed, VersionInfo};
+
 use crate::cache::ResponseCache;
-use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
-use crate::router::Router;
-use crate::worker::{WorkerLoadError, WorkerSource};
+use crate::router::{Backend, Router, Weighted};
+use crate::store::{Batch, Store, StoreError};
+use crate::worker::WorkerSource;
 
-/// A deploy was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    /// The upload is malformed or breaks a rule (the message names the key).
-    #[error("{0}")]
-    Invalid(#[from] edge_config::ConfigError),
-    /// The code could not be written or read back.
-    #[error("cannot store the worker's code: {0}")]
-    Store(#[source] WorkerLoadError),
-    /// The code could not be written to `path`.
-    #[error("cannot store the worker's code: {path}: {source}")]
-    Write {
-        /// The file (or its directory).
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The worker failed to start (syntax error with line and column, top-level throw, no
-    /// handler); the previous version, if any, keeps serving.
-    #[error("{0}")]
-    Start(#[from] StartError),
-}
-
-impl From<WorkerLoadError> for DeployError {
-    fn from(error: WorkerLoadError) -> Self {
-        Self::Store(error)
-    }
-}
-
-/// What a deploy did.
+/// What a deploy or rollback did.
 #[derive(Debug)]
 pub struct Deployed {
     /// Whether the name was new (else its previous version was replaced).
     pub created: bool,
+    /// The version now active.
+    pub version: String,
     /// Its routes now.
     pub routes: Vec<Route>,
 }
@@ -57,54 +46,166 @@ pub struct Deployed {
 /// Every deployment of the node and the routing table built from them.
 pub struct Deployments {
     state: tokio::sync::Mutex<State>,
+    /// One lock per worker name: changes to one worker happen one after another, changes to
+    /// different workers side by side.
+    names: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     router: Arc<ArcSwap<Router>>,
     registry: Arc<Registry>,
     cache: Option<ResponseCache>,
     defaults: Limits,
     deploy_dir: PathBuf,
-    next_version: AtomicU64,
+    store: Arc<dyn Store>,
+    domain: String,
+    next_file: AtomicU64,
+}
+
+/// Where and how uploads are kept.
+#[derive(Debug)]
+pub struct Settings {
+    /// The limits of uploads that set none (`[limits]`).
+    pub defaults: Limits,
+    /// Where uploaded code is written for the isolates to load.
+    pub deploy_dir: PathBuf,
+    /// Where deployments, versions and secrets are kept.
+    pub store: Arc<dyn Store>,
+    /// Every worker also answers at `NAME.{domain}`.
+    pub domain: String,
 }
 
 struct State {
     pools: BTreeMap<String, Arc<Pool>>,
     routes: Vec<Route>,
-    /// Code files written for deployed versions, by worker.
+    /// Workers from the config file.
+    configured: BTreeSet<String>,
+    /// The active version of each uploaded worker.
+    active: BTreeMap<String, String>,
+    /// Code files of the active versions, by worker.
     files: BTreeMap<String, PathBuf>,
+    /// Workers in a gradual rollout: every version's pool with its percent, and the code
+    /// files of the versions besides the active one.
+    splits: BTreeMap<String, (Weighted, Vec<CodeFile>)>,
 }
 
 impl std::fmt::Debug for Deployments {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deployments")
             .field("deploy_dir", &self.deploy_dir)
+            .field("store", &self.store)
             .finish_non_exhaustive()
     }
 }
 
 impl Deployments {
-    /// The deployments started from the config, routed by `routes`. Deployed code goes to
-    /// `deploy_dir`; uploads get `defaults` as their limits.
+    /// The deployments started from the config, routed by `routes`; uploads as `settings`
+    /// say.
     pub fn new(
         pools: BTreeMap<String, Arc<Pool>>,
         routes: Vec<Route>,
         registry: Arc<Registry>,
         cache: Option<ResponseCache>,
-        defaults: Limits,
-        deploy_dir: PathBuf,
+        settings: Settings,
     ) -> Self {
-        let router = Arc::new(ArcSwap::from_pointee(build(&routes, &pools)));
+        let Settings {
+            defaults,
+            deploy_dir,
+            store,
+            domain,
+        } = settings;
+        let router = Arc::new(ArcSwap::from_pointee(build(
+            &routes,
+            &pools,
+            &BTreeMap::new(),
+            &domain,
+        )));
         Self {
             state: tokio::sync::Mutex::new(State {
+                configured: pools.keys().cloned().collect(),
                 pools,
                 routes,
+                active: BTreeMap::new(),
                 files: BTreeMap::new(),
+                splits: BTreeMap::new(),
             }),
+            names: std::sync::Mutex::new(BTreeMap::new()),
             router,
             registry,
             cache,
             defaults,
             deploy_dir,
-            next_version: AtomicU64::new(1),
+            store,
+            domain,
+            next_file: AtomicU64::new(1),
         }
+    }
+
+    /// Starts the active version of every stored deployment; one that fails to start is
+    /// logged and left out (its record stays). Fails only if the store cannot be read.
+    pub async fn restore(&self) -> Result<usize, DeployError> {
+        let mut started = 0;
+        for (name, record) in records::deployments(&*self.store)? {
+            if self.state.lock().await.configured.contains(&name) {
+                tracing::warn!(
+                    worker = %name,
+                    "an uploaded deployment has the name of a worker in the config file; the config's serves"
+                );
+                continue;
+            }
+            match self.start_stored(&name, &record).await {
+                Ok(()) => started += 1,
+                Err(error) => tracing::error!(
+                    worker = %name,
+                    version = %record.active,
+                    "cannot start the stored deployment: {}",
+                    error_chain(&error)
+                ),
+            }
+        }
+        let state = self.state.lock().await;
+        self.router.store(Arc::new(build(
+            &state.routes,
+            &state.pools,
+            &state.splits,
+            &self.domain,
+        )));
+        Ok(started)
+    }
+
+    async fn start_stored(
+        &self,
+        name: &str,
+        record: &records::DeploymentRecord,
+    ) -> Result<(), DeployError> {
+        let id = record.active.as_str();
+        let version = self.version(name, id)?;
+        let secrets = records::secrets(&*self.store, name)?;
+        let (source, routes, file) = self.prepare(name, &version, &secrets)?;
+        let pool = Pool::start(source.clone(), self.registry.clone())
+            .await
+            .map_err(|error| error.naming(&source, &format!("{name}.js")))?;
+        let rollout = self.start_rollout(name, record, &secrets).await?;
+        let mut state = self.state.lock().await;
+        if let Some(rollout) = rollout {
+            let split = rollout.backend(&pool);
+            state.splits.insert(name.to_owned(), (split, rollout.files));
+        }
+        state.pools.insert(name.to_owned(), pool);
+        for route in routes {
+            // The config file may have taken the route since: its worker keeps it.
+            match route_owner(&state.routes, name, std::slice::from_ref(&route)) {
+                Ok(()) => state.routes.push(route),
+                Err(taken) => tracing::warn!(worker = name, "route left out: {taken}"),
+            }
+        }
+        state.active.insert(name.to_owned(), id.to_owned());
+        state.files.insert(name.to_owned(), file.keep());
+        tracing::info!(worker = name, version = id, "restored");
+        Ok(())
+    }
+
+    /// Version `id` of `name`, which must be stored.
+    fn version(&self, name: &str, id: &str) -> Result<VersionRecord, DeployError> {
+        records::version(&*self.store, name, id)?
+            .ok_or_else(|| DeployError::NotFound(format!("version {id} of `{name}` is missing")))
     }
 
     /// The routing table requests use (swapped on every change).
@@ -117,88 +218,139 @@ impl Deployments {
         self.state.lock().await.pools.get(name).cloned()
     }
 
-    /// Every worker with its routes.
-    pub async fn list(&self) -> Vec<(String, Vec<Route>)> {
-        let state = self.state.lock().await;
-        state
-            .pools
-            .keys()
-            .map(|name| {
-                let routes = state
-                    .routes
-                    .iter()
-                    .filter(|r| r.worker == *name)
-                    .cloned()
-                    .collect();
-                (name.clone(), routes)
-            })
-            .collect()
+    /// The lock for changes to worker `name`.
+    async fn lock_name(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut names = self
+                .names
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            names.retain(|_, lock| Arc::strong_count(lock) > 1);
+            Arc::clone(names.entry(name.to_owned()).or_default())
+        };
+        lock.lock_owned().await
     }
 
-    /// Starts the uploaded worker `name` (replacing the running version once the new one
-    /// starts) and routes it; its cached responses are dropped. The new version starts
-    /// outside the deployments' lock (bounded by `startup_wall_ms`), so a slow top level holds
-    /// up no other admin call; of concurrent deploys to one name, the last to start wins.
-    pub async fn deploy(&self, name: &str, upload: Upload) -> Result<Deployed, DeployError> {
+    /// Refuses names that cannot be uploaded to: malformed, or from the config file.
+    async fn check_uploadable(&self, name: &str) -> Result<(), DeployError> {
+        if !edge_config::valid_worker_name(name) {
+            return Err(DeployError::BadRequest(format!(
+                "expected a worker name of 1-63 letters, digits, '-' or '_', got `{name}`"
+            )));
+        }
+        if self.state.lock().await.configured.contains(name) {
+            return Err(DeployError::Configured(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The version's worker, its code written and loaded, with `secrets` in its `env`.
+    fn prepare(
+        &self,
+        name: &str,
+        version: &VersionRecord,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<(Arc<WorkerSource>, Vec<Route>, CodeFile), DeployError> {
         let origin = PathBuf::from(format!("PUT /workers/{name}"));
-        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let file = self.deploy_dir.join(format!("{name}.{version}.js"));
-        let (worker, routes, code) =
+        let upload = Upload::parse(version.spec.to_string().as_bytes(), &origin)?;
+        let n = self.next_file.fetch_add(1, Ordering::Relaxed);
+        let file = self.deploy_dir.join(format!("{name}.{n}.js"));
+        let (mut worker, routes, code) =
             upload.into_worker(name, file.clone(), &self.defaults, &origin)?;
-        // Removed again unless the version goes live (also when the deploy is cancelled).
+        for (key, value) in secrets {
+            worker
+                .vars
+                .insert(key.clone(), serde_json::Value::String(value.clone()));
+        }
+        // Removed again unless the version goes live (also when the change is cancelled).
         let written = CodeFile::write(&self.deploy_dir, file, &code)?;
         let source = Arc::new(WorkerSource::load(&worker)?);
+        Ok((source, routes.unwrap_or_default(), written))
+    }
+
+    /// Starts `version` (id `id`) of `name` with `secrets`, then commits `batch` and makes
+    /// it the one serving (beside the other versions of `rollout`); if the commit fails the
+    /// previous version serves again. Returns whether the name was new, and its routes.
+    async fn go_live(
+        &self,
+        name: &str,
+        id: &str,
+        version: &VersionRecord,
+        secrets: &BTreeMap<String, String>,
+        batch: Batch,
+        rollout: Option<Rollout>,
+    ) -> Result<(bool, Vec<Route>), DeployError> {
+        let (source, routes, file) = self.prepare(name, version, secrets)?;
+        let existing = {
+            let state = self.state.lock().await;
+            route_owner(&state.routes, name, &routes)?;
+            state.pools.get(name).cloned()
+        };
         let module = format!("{name}.js");
-        let existing = self.state.lock().await.pools.get(name).cloned();
-        let started = match existing {
-            Some(pool) => pool.reload(source.clone()).await.map(|()| (pool, false)),
+        let previous = existing.as_ref().map(|pool| pool.worker());
+        let pool = match &existing {
+            Some(pool) => {
+                pool.reload(source.clone())
+                    .await
+                    .map_err(|error| error.naming(&source, &module))?;
+                Arc::clone(pool)
+            }
             None => Pool::start(source.clone(), self.registry.clone())
                 .await
-                .map(|pool| (pool, true)),
+                .map_err(|error| error.naming(&source, &module))?,
         };
-        let (pool, created) = started.map_err(|error| error.naming(&source, &module))?;
         let mut state = self.state.lock().await;
-        state.pools.insert(name.to_owned(), pool);
-        if let Some(routes) = routes {
-            state.routes.retain(|r| r.worker != name);
-            state.routes.extend(routes);
+        let committed = match route_owner(&state.routes, name, &routes) {
+            Ok(()) => self.commit(batch).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = committed {
+            drop(state);
+            if let Some(previous) = previous
+                && let Err(e) = pool.reload(previous).await
+            {
+                tracing::error!(worker = name, "cannot restart the previous version: {e}");
+            }
+            return Err(error);
         }
-        let routes = state
-            .routes
-            .iter()
-            .filter(|r| r.worker == name)
-            .cloned()
-            .collect();
-        if let Some(old) = state.files.insert(name.to_owned(), written.keep()) {
+        match rollout {
+            Some(rollout) => {
+                let split = rollout.backend(&pool);
+                state.splits.insert(name.to_owned(), (split, rollout.files));
+            }
+            None => {
+                state.splits.remove(name);
+            }
+        }
+        state.pools.insert(name.to_owned(), pool);
+        state.active.insert(name.to_owned(), id.to_owned());
+        state.routes.retain(|r| r.worker != name);
+        state.routes.extend(routes.clone());
+        if let Some(old) = state.files.insert(name.to_owned(), file.keep()) {
             remove_quietly(&old);
         }
         self.publish(state, name);
-        tracing::info!(worker = name, created, "deployed");
-        Ok(Deployed { created, routes })
+        Ok((existing.is_none(), routes))
     }
 
-    /// Removes worker `name` and its routes; `false` if there is none. Requests in flight
-    /// finish; its isolates stop when they have.
-    pub async fn delete(&self, name: &str) -> bool {
-        let mut state = self.state.lock().await;
-        if state.pools.remove(name).is_none() {
-            return false;
-        }
-        state.routes.retain(|r| r.worker != name);
-        if let Some(file) = state.files.remove(name) {
-            remove_quietly(&file);
-        }
-        self.publish(state, name);
-        crate::metrics::forget_worker(name);
-        tracing::info!(worker = name, "deleted");
-        true
+    /// Commits `batch` on a blocking thread (it waits for the disk).
+    async fn commit(&self, batch: Batch) -> Result<(), DeployError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.commit(&batch))
+            .await
+            .map_err(StoreError::Task)??;
+        Ok(())
     }
 
     /// Swaps in the routing table of the changed `state` and drops `changed`'s cached
     /// responses (its code or its existence changed).
     fn publish(&self, state: tokio::sync::MutexGuard<'_, State>, changed: &str) {
-        self.router
-            .store(Arc::new(build(&state.routes, &state.pools)));
+        self.router.store(Arc::new(build(
+            &state.routes,
+            &state.pools,
+            &state.splits,
+            &self.domain,
+        )));
         drop(state);
         if let Some(cache) = &self.cache {
             cache.purge_worker(changed);
@@ -206,85 +358,65 @@ impl Deployments {
     }
 }
 
-/// The routing table for `routes` over `pools`.
-pub(crate) fn build(routes: &[Route], pools: &BTreeMap<String, Arc<Pool>>) -> Router {
+/// The routes of worker `name`.
+fn routes_of(routes: &[Route], name: &str) -> Vec<Route> {
+    routes
+        .iter()
+        .filter(|r| r.worker == name)
+        .cloned()
+        .collect()
+}
+
+/// Refuses `wanted` routes of `name` that another worker already has.
+fn route_owner(routes: &[Route], name: &str, wanted: &[Route]) -> Result<(), DeployError> {
+    let host = |route: &Route| match route.host.as_deref() {
+        None | Some("") | Some("*") => "*".to_owned(),
+        Some(host) => host.to_ascii_lowercase(),
+    };
+    for route in wanted {
+        if let Some(owner) = routes.iter().find(|r| {
+            r.worker != name && host(r) == host(route) && r.path_prefix == route.path_prefix
+        }) {
+            return Err(DeployError::RouteTaken {
+                route: format!("{}{}", host(route), route.path_prefix),
+                owner: owner.worker.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The routing table for `routes` over `pools` (by weight for workers in a rollout), and
+/// `NAME.{domain}` for each worker.
+fn build(
+    routes: &[Route],
+    pools: &BTreeMap<String, Arc<Pool>>,
+    splits: &BTreeMap<String, (Weighted, Vec<CodeFile>)>,
+    domain: &str,
+) -> Router {
+    let backend = |name: &str| match splits.get(name) {
+        Some((split, _)) => Some(Backend::Split(Arc::clone(split))),
+        None => pools.get(name).cloned().map(Backend::One),
+    };
     let mut router = Router::default();
+    // First, so that an explicit route for the same host and prefix (added later) wins.
+    for name in pools.keys() {
+        if let Some(backend) = backend(name) {
+            let host = format!("{}.{domain}", name.to_ascii_lowercase());
+            router.add_backend(Some(&host), "/", backend);
+        }
+    }
     for route in routes {
-        if let Some(pool) = pools.get(&route.worker) {
-            router.add(route.host.as_deref(), &route.path_prefix, Arc::clone(pool));
+        if let Some(backend) = backend(&route.worker) {
+            router.add_backend(route.host.as_deref(), &route.path_prefix, backend);
         }
     }
     router
 }
 
-/// A deployed version's code on disk: written 0600 into a 0700 directory, removed on drop
-/// unless kept.
-struct CodeFile(Option<PathBuf>);
-
-impl CodeFile {
-    fn write(dir: &Path, file: PathBuf, code: &str) -> Result<Self, DeployError> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let failed = |source: std::io::Error| DeployError::Write {
-            path: file.clone(),
-            source,
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(failed)?;
-        let written = Self(Some(file.clone()));
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&file)
-            .and_then(|mut f| f.write_all(code.as_bytes()))
-            .map_err(failed)?;
-        Ok(written)
-    }
-
-    /// The version went live: its file stays (until the next version replaces it).
-    fn keep(mut self) -> PathBuf {
-        self.0.take().unwrap_or_default()
-    }
-}
-
-impl Drop for CodeFile {
-    fn drop(&mut self) {
-        if let Some(file) = self.0.take() {
-            remove_quietly(&file);
-        }
-    }
-}
-
-/// A new private directory for deployed code when `[admin] deploy_dir` is not set: an
-/// unpredictable name (created, never reused, so nobody can plant it beforehand), mode 0700,
-/// under `$XDG_RUNTIME_DIR` or else the system's temporary directory.
-pub fn private_deploy_dir() -> std::io::Result<PathBuf> {
-    use std::hash::BuildHasher;
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_dir())
-        .unwrap_or_else(std::env::temp_dir);
-    let mut attempt = 0u32;
-    loop {
-        let token = std::hash::RandomState::new().hash_one((std::process::id(), attempt));
-        let dir = base.join(format!("isola-deployments-{token:016x}"));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-fn remove_quietly(file: &Path) {
-    if let Err(error) = std::fs::remove_file(file) {
-        tracing::debug!("cannot remove {}: {error}", file.display());
-    }
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -22,6 +22,7 @@ pub mod pool;
 pub mod router;
 pub mod server;
 mod snapshot;
+pub mod store;
 pub mod worker;
 
 pub use isolate::{StartError, startup_times};

@@ -14,6 +14,7 @@ use crate::deployments::Deployments;
 use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
 use crate::server::{self, BoundListener, Shared};
+use crate::store::{MemoryStore, RedbStore, Store};
 use crate::worker::{WorkerLoadError, WorkerSource};
 
 /// Starting the node failed; the message names what and where.
@@ -46,6 +47,9 @@ pub enum NodeError {
     /// The private directory for deployed code cannot be made.
     #[error("cannot create a directory for deployed code: {0}")]
     DeployDir(#[source] std::io::Error),
+    /// The store of uploaded deployments cannot be opened or read.
+    #[error("the data directory: {}", crate::deployments::error_chain(.0))]
+    Store(#[source] crate::deployments::DeployError),
     /// The admin API cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
@@ -69,6 +73,18 @@ fn common_memory_mb(config: &Config) -> u64 {
         .into_iter()
         .max_by_key(|(_, count)| *count)
         .map_or(edge_config::Limits::default().memory_mb, |(mb, _)| mb)
+}
+
+/// The store of uploaded deployments: a redb file under `[node] data_dir`, else memory.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, NodeError> {
+    match &config.node.data_dir {
+        Some(dir) => {
+            let store = RedbStore::open(dir).map_err(|e| NodeError::Store(e.into()))?;
+            tracing::info!(path = %store.path().display(), "deployments are kept in the data directory");
+            Ok(Arc::new(store))
+        }
+        None => Ok(Arc::new(MemoryStore::default())),
+    }
 }
 
 /// A started node: workers running, sockets bound, not yet accepting.
@@ -113,9 +129,14 @@ impl Node {
             config.routes.clone(),
             registry,
             cache.clone(),
-            config.limits.clone(),
-            deploy_dir,
+            crate::deployments::Settings {
+                defaults: config.limits.clone(),
+                deploy_dir,
+                store: open_store(config)?,
+                domain: config.node.domain.clone(),
+            },
         ));
+        deployments.restore().await.map_err(NodeError::Store)?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let acceptor = match &listener.tls {

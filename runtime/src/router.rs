@@ -1,6 +1,8 @@
 //! Routes a request to a deployment by host and path prefix: an exact host beats a wildcard
 //! host (`*.example.com`), which beats a route for any host; among those, the longest path
-//! prefix wins.
+//! prefix wins. A route serves one deployment's pool, or during a gradual rollout several
+//! versions' pools by weight: chosen at random per request, or by the hash of the request's
+//! `isola-version-key` so one client keeps one version.
 
 use std::sync::Arc;
 
@@ -40,7 +42,47 @@ impl HostMatch {
 struct Route {
     host: HostMatch,
     path_prefix: String,
-    deployment: Arc<Pool>,
+    backend: Backend,
+}
+
+/// Pools by weight (percent), for a gradual rollout.
+pub type Weighted = Arc<[(Arc<Pool>, u32)]>;
+
+/// What a route serves.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// One pool.
+    One(Arc<Pool>),
+    /// Pools by weight (a gradual rollout); the weights are positive.
+    Split(Weighted),
+}
+
+impl Backend {
+    /// The pool for a request carrying `key` (`isola-version-key`), or a random one by weight.
+    fn pick(&self, key: Option<&[u8]>) -> Option<&Arc<Pool>> {
+        let split = match self {
+            Self::One(pool) => return Some(pool),
+            Self::Split(split) => split,
+        };
+        let total: u64 = split.iter().map(|(_, weight)| u64::from(*weight)).sum();
+        let mut point = match key {
+            Some(key) => {
+                use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+                // Fixed keys: the same client gets the same version on every node and restart.
+                BuildHasherDefault::<DefaultHasher>::default().hash_one(key) % total.max(1)
+            }
+            None => fastrand::u64(0..total.max(1)),
+        };
+        let mut chosen = None;
+        for (pool, weight) in split.iter() {
+            chosen = Some(pool);
+            match point.checked_sub(u64::from(*weight)) {
+                Some(rest) => point = rest,
+                None => break,
+            }
+        }
+        chosen
+    }
 }
 
 /// The routing table.
@@ -50,23 +92,29 @@ pub struct Router {
 }
 
 impl Router {
-    /// Adds a route; `host` is an exact name, `*.suffix`, or `None` for any host.
+    /// Adds a route to one pool; `host` is an exact name, `*.suffix`, or `None` for any host.
     pub fn add(&mut self, host: Option<&str>, path_prefix: &str, deployment: Arc<Pool>) {
+        self.add_backend(host, path_prefix, Backend::One(deployment));
+    }
+
+    /// Adds a route to `backend`. Of equally specific routes the last added wins.
+    pub fn add_backend(&mut self, host: Option<&str>, path_prefix: &str, backend: Backend) {
         self.routes.push(Route {
             host: HostMatch::parse(host),
             path_prefix: path_prefix.to_owned(),
-            deployment,
+            backend,
         });
     }
 
-    /// The deployment for `host` (lower-case, without port) and `path`.
-    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Pool>> {
+    /// The deployment for `host` (lower-case, without port) and `path`; `key` is the
+    /// request's `isola-version-key`, which keeps a client on one version of a rollout.
+    pub fn route(&self, host: &str, path: &str, key: Option<&[u8]>) -> Option<&Arc<Pool>> {
         self.routes
             .iter()
             .filter(|route| path_matches(&route.path_prefix, path))
             .filter_map(|route| Some(((route.host.rank(host)?, route.path_prefix.len()), route)))
             .max_by_key(|(rank, _)| *rank)
-            .map(|(_, route)| &route.deployment)
+            .and_then(|(_, route)| route.backend.pick(key))
     }
 }
 

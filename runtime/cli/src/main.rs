@@ -103,6 +103,12 @@ struct ServeArgs {
     /// The config file (TOML).
     #[arg(long, short)]
     config: PathBuf,
+    /// Keep uploaded workers, their versions, secrets and the active version in this
+    /// directory (a redb file, fsync'd on every change), so a restart serves what was
+    /// active; overrides `[node] data_dir`. Without either they live in memory and are gone
+    /// at exit.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -317,7 +323,10 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_config(args: ServeArgs) -> anyhow::Result<()> {
-    let config = edge_config::load(&args.config)?;
+    let mut config = edge_config::load(&args.config)?;
+    if let Some(dir) = args.data_dir {
+        config.node.data_dir = Some(dir);
+    }
     let node = Node::start(&config).await?;
     announce(&node)?;
     node.run(shutdown_signal()).await;

@@ -353,7 +353,7 @@ fn admit(
     // worker's `Host` are all built from them.
     let target =
         request_target(&parts.uri, &parts.headers, parts.version).map_err(Refusal::BadTarget)?;
-    let deployment = route(shared, &target)?;
+    let deployment = route(shared, &target, &parts.headers)?;
     set_host(&mut parts.headers, &target);
     let worker = deployment.worker();
     refuse_loop(&parts.headers, &worker)?;
@@ -386,12 +386,18 @@ fn check_head_size(http: &HttpLimits, parts: &http::request::Parts) -> Result<()
     Ok(())
 }
 
-/// The deployment routed for the target's host and path (404 when none is).
-fn route(shared: &Shared, target: &Target) -> Result<Arc<Pool>, Refusal> {
+/// The deployment routed for the target's host and path (404 when none is); during a
+/// rollout, `isola-version-key` keeps a client on one version.
+fn route(
+    shared: &Shared,
+    target: &Target,
+    headers: &http::HeaderMap,
+) -> Result<Arc<Pool>, Refusal> {
+    let key = headers.get("isola-version-key").map(HeaderValue::as_bytes);
     shared
         .router
         .load()
-        .route(target.host(), target.path())
+        .route(target.host(), target.path(), key)
         .cloned()
         .ok_or_else(|| Refusal::NoRoute(format!("{}{}", target.host(), target.path())))
 }

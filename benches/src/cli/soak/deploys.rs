@@ -10,6 +10,23 @@ use crate::stats::median;
 /// Failures kept in the report.
 const KEEP_FAILURES: usize = 5;
 
+/// Uploads `code` as `worker`, routed by `/<worker>` with one isolate kept warm, before the
+/// run.
+pub async fn first(node: &Node, worker: &str, code: &str) -> anyhow::Result<()> {
+    let body = serde_json::json!({
+        "code": code,
+        "routes": [{ "path_prefix": format!("/{worker}") }],
+        "limits": { "min_isolates": 1, "max_isolates": 1 },
+    })
+    .to_string();
+    let (status, text, _) = node.admin_put(&format!("/workers/{worker}"), body).await?;
+    anyhow::ensure!(
+        status == 201,
+        "uploading {worker} answered {status}: {text}"
+    );
+    Ok(())
+}
+
 /// Deploys `code` (made a new version each time by a comment) as `worker` every `every`
 /// until `until`.
 pub async fn redeploy(

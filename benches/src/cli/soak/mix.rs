@@ -6,7 +6,8 @@ use std::path::Path;
 use super::super::node::NodeWorker;
 use crate::soak::report::Expect;
 
-/// The worker redeployed through the admin API during the run.
+/// The worker uploaded through the admin API before the run and redeployed during it (not
+/// in the config file: uploads cannot replace a config worker).
 pub const DEPLOYED: &str = "deployed";
 
 /// Slow clients on the streaming worker (half trickle the request, half read slowly).
@@ -109,7 +110,6 @@ pub fn workers(examples: &Path) -> Vec<NodeWorker> {
             format!("{}max_requests_per_isolate = 8", fixed(2)),
         ),
         cache,
-        NodeWorker::new(DEPLOYED, &examples.join("hello.js"), fixed(1)),
         NodeWorker::new(
             "cpu",
             &examples.join("cpu-hog.js"),

@@ -155,6 +155,7 @@ struct Measured {
 /// The run: every kind's load, the slow clients and the redeploys at once, the server
 /// sampled every second until the end.
 async fn soak(node: &Node, hello: &str, duration: Duration) -> anyhow::Result<Measured> {
+    deploys::first(node, mix::DEPLOYED, hello).await?;
     preflight(node).await?;
     let before = counters(node).await?;
     let started = Instant::now();
