@@ -5,8 +5,9 @@
 //!
 //! - `GET /workers`: `[{"name", "routes": [{"host", "path_prefix"}]}]`
 //! - `PUT /workers/NAME` with `{"code", "vars", "limits", "outbound", "routes", …}` (the keys
-//!   of a `[workers.NAME]` entry): 201 when new, 200 when replaced; 400 naming the key, or
-//!   with the line and column of a syntax error (the previous version keeps serving)
+//!   of a `[workers.NAME]` entry), or `modules` + `main_module` instead of `code`: 201 when
+//!   new, 200 when replaced; 400 naming the key, or a syntax error's `file`, `line`, `column`
+//!   and `source_line` (the previous version keeps serving)
 //! - `DELETE /workers/NAME`: 204, or 404
 //! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
 
@@ -201,7 +202,14 @@ impl Admin {
             }
             Err(e) => {
                 tracing::info!(worker = name, "deploy refused: {e}");
-                error(StatusCode::BAD_REQUEST, e.to_string())
+                let at = match &e {
+                    DeployError::Start(start) => start.source_error(),
+                    _ => None,
+                };
+                json(
+                    StatusCode::BAD_REQUEST,
+                    &crate::code::refusal(&e.to_string(), at),
+                )
             }
         }
     }

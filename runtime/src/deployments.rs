@@ -2,7 +2,7 @@
 //! builds a new routing table and swaps it in, so requests never wait on a deploy.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,6 +10,8 @@ use arc_swap::ArcSwap;
 use edge_config::{Limits, Route, Upload};
 
 use crate::cache::ResponseCache;
+use crate::code::CodeError;
+use crate::code::files::{self, CodeDir};
 use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
 use crate::router::Router;
@@ -21,7 +23,7 @@ pub enum DeployError {
     /// The upload is malformed or breaks a rule (the message names the key).
     #[error("{0}")]
     Invalid(#[from] edge_config::ConfigError),
-    /// The code could not be written or read back.
+    /// The code could not be read back.
     #[error("cannot store the worker's code: {0}")]
     Store(#[source] WorkerLoadError),
     /// The code could not be written to `path`.
@@ -41,7 +43,17 @@ pub enum DeployError {
 
 impl From<WorkerLoadError> for DeployError {
     fn from(error: WorkerLoadError) -> Self {
-        Self::Store(error)
+        match error {
+            // The upload's modules do not parse or import what is not there: the uploader's
+            // to fix, like a syntax error V8 finds.
+            WorkerLoadError::Code(
+                error @ (CodeError::Syntax(_) | CodeError::Import(_) | CodeError::TooMany(_)),
+            ) => Self::Start(StartError::from(error)),
+            WorkerLoadError::Code(CodeError::UnknownKind(module)) => Self::Start(
+                StartError::Runtime(format!("{module}: unknown kind of module")),
+            ),
+            other => Self::Store(other),
+        }
     }
 }
 
@@ -68,7 +80,7 @@ pub struct Deployments {
 struct State {
     pools: BTreeMap<String, Arc<Pool>>,
     routes: Vec<Route>,
-    /// Code files written for deployed versions, by worker.
+    /// Code directories written for deployed versions, by worker.
     files: BTreeMap<String, PathBuf>,
 }
 
@@ -142,13 +154,20 @@ impl Deployments {
     pub async fn deploy(&self, name: &str, upload: Upload) -> Result<Deployed, DeployError> {
         let origin = PathBuf::from(format!("PUT /workers/{name}"));
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
-        let file = self.deploy_dir.join(format!("{name}.{version}.js"));
-        let (worker, routes, code) =
-            upload.into_worker(name, file.clone(), &self.defaults, &origin)?;
+        let dir = self.deploy_dir.join(format!("{name}.{version}"));
+        let (worker, routes, modules) = upload.into_worker(name, &dir, &self.defaults, &origin)?;
         // Removed again unless the version goes live (also when the deploy is cancelled).
-        let written = CodeFile::write(&self.deploy_dir, file, &code)?;
-        let source = Arc::new(WorkerSource::load(&worker)?);
-        let module = format!("{name}.js");
+        let written = CodeDir::write(&self.deploy_dir, dir.clone(), &modules).map_err(|e| {
+            DeployError::Write {
+                path: e.path,
+                source: e.source,
+            }
+        })?;
+        // Parsing and stripping TypeScript takes a while for large modules.
+        let root = dir.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || WorkerSource::load_in(&worker, Some(&root))).await;
+        let source = Arc::new(loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??);
         let existing = self.state.lock().await.pools.get(name).cloned();
         let started = match existing {
             Some(pool) => pool.reload(source.clone()).await.map(|()| (pool, false)),
@@ -156,7 +175,7 @@ impl Deployments {
                 .await
                 .map(|pool| (pool, true)),
         };
-        let (pool, created) = started.map_err(|error| error.naming(&source, &module))?;
+        let (pool, created) = started.map_err(|error| error.naming(&source))?;
         let mut state = self.state.lock().await;
         state.pools.insert(name.to_owned(), pool);
         if let Some(routes) = routes {
@@ -170,7 +189,7 @@ impl Deployments {
             .cloned()
             .collect();
         if let Some(old) = state.files.insert(name.to_owned(), written.keep()) {
-            remove_quietly(&old);
+            files::remove(&old);
         }
         self.publish(state, name);
         tracing::info!(worker = name, created, "deployed");
@@ -185,8 +204,8 @@ impl Deployments {
             return false;
         }
         state.routes.retain(|r| r.worker != name);
-        if let Some(file) = state.files.remove(name) {
-            remove_quietly(&file);
+        if let Some(dir) = state.files.remove(name) {
+            files::remove(&dir);
         }
         self.publish(state, name);
         tracing::info!(worker = name, "deleted");
@@ -216,48 +235,6 @@ pub(crate) fn build(routes: &[Route], pools: &BTreeMap<String, Arc<Pool>>) -> Ro
     router
 }
 
-/// A deployed version's code on disk: written 0600 into a 0700 directory, removed on drop
-/// unless kept.
-struct CodeFile(Option<PathBuf>);
-
-impl CodeFile {
-    fn write(dir: &Path, file: PathBuf, code: &str) -> Result<Self, DeployError> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let failed = |source: std::io::Error| DeployError::Write {
-            path: file.clone(),
-            source,
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(failed)?;
-        let written = Self(Some(file.clone()));
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&file)
-            .and_then(|mut f| f.write_all(code.as_bytes()))
-            .map_err(failed)?;
-        Ok(written)
-    }
-
-    /// The version went live: its file stays (until the next version replaces it).
-    fn keep(mut self) -> PathBuf {
-        self.0.take().unwrap_or_default()
-    }
-}
-
-impl Drop for CodeFile {
-    fn drop(&mut self) {
-        if let Some(file) = self.0.take() {
-            remove_quietly(&file);
-        }
-    }
-}
-
 /// A new private directory for deployed code when `[admin] deploy_dir` is not set: an
 /// unpredictable name (created, never reused, so nobody can plant it beforehand), mode 0700,
 /// under `$XDG_RUNTIME_DIR` or else the system's temporary directory.
@@ -279,11 +256,5 @@ pub fn private_deploy_dir() -> std::io::Result<PathBuf> {
             }
             Err(error) => return Err(error),
         }
-    }
-}
-
-fn remove_quietly(file: &Path) {
-    if let Err(error) = std::fs::remove_file(file) {
-        tracing::debug!("cannot remove {}: {error}", file.display());
     }
 }
