@@ -7,6 +7,7 @@ mod cidr;
 mod error;
 mod load;
 mod model;
+mod modules;
 pub mod special_ranges;
 mod upload;
 mod validate;
@@ -17,6 +18,9 @@ pub use load::{load, parse};
 pub use model::{
     Admin, Cache, Config, DEFAULT_MAX_CONNECTIONS, HttpLimits, Limits, Listener, Node, Outbound,
     Route, SniCert, Tls, Worker,
+};
+pub use modules::{
+    MAX_MODULES, ModuleKind, ModuleSet, SourceModule, UploadModule, check_module_path,
 };
 pub use upload::{Upload, UploadRoute, valid_worker_name};
 pub use validate::valid_identifier;

@@ -1,22 +1,32 @@
 //! A worker deployed through the admin API (`PUT /workers/NAME`): the JSON body, validated
-//! like a `[workers.NAME]` entry of a config file, with its routes.
+//! like a `[workers.NAME]` entry of a config file, with its routes and its code: one module
+//! (`code`) or a module graph (`modules` + `main_module`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::model::{Limits, LimitsOverride, Outbound, Route, Worker};
+use crate::modules::{ModuleSet, UploadModule};
 use crate::validate::{check_route, check_worker_settings};
 
 /// The body of a deploy request.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Upload {
-    /// The worker's JavaScript: an ES module (`export default { fetch }`) or a service-worker
-    /// script, bundled into one file.
-    pub code: String,
+    /// The worker's JavaScript in one module: an ES module (`export default { fetch }`) or a
+    /// service-worker script, bundled into one file. Either this or `modules`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The worker's modules (JavaScript, TypeScript, JSON, text, WebAssembly), which import
+    /// each other by relative paths. Either this (with `main_module`) or `code`.
+    #[serde(default)]
+    pub modules: Option<Vec<UploadModule>>,
+    /// The name of the module in `modules` that is run.
+    #[serde(default)]
+    pub main_module: Option<String>,
     /// Vars: `env` of module workers, globals of service workers.
     #[serde(default)]
     pub vars: BTreeMap<String, serde_json::Value>,
@@ -79,15 +89,16 @@ impl Upload {
         })
     }
 
-    /// The worker (its code to be written to `file`) and its routes if the upload sets them,
-    /// validated; `defaults` are the node's limits. `origin` names the request in errors.
+    /// The worker (its modules to be written under `dir`, its `file` the main module there)
+    /// and its routes if the upload sets them, validated; `defaults` are the node's limits.
+    /// `origin` names the request in errors. A single `code` becomes the module `NAME.js`.
     pub fn into_worker(
         self,
         name: &str,
-        file: PathBuf,
+        dir: &Path,
         defaults: &Limits,
         origin: &Path,
-    ) -> Result<(Worker, Option<Vec<Route>>, String), ConfigError> {
+    ) -> Result<(Worker, Option<Vec<Route>>, ModuleSet), ConfigError> {
         if !valid_worker_name(name) {
             return Err(ConfigError::key(
                 origin,
@@ -95,9 +106,27 @@ impl Upload {
                 format!("expected 1-63 letters, digits, '-' or '_', got `{name}`"),
             ));
         }
+        let modules = match (self.code, self.modules, self.main_module) {
+            (Some(code), None, None) => ModuleSet::single(format!("{name}.js"), code),
+            (None, Some(modules), Some(main)) => ModuleSet::check(origin, &main, modules)?,
+            (None, Some(_), None) => {
+                return Err(ConfigError::key(
+                    origin,
+                    "main_module",
+                    "expected the name of the module to run",
+                ));
+            }
+            _ => {
+                return Err(ConfigError::key(
+                    origin,
+                    "code",
+                    "expected either \"code\" or \"modules\" with \"main_module\"",
+                ));
+            }
+        };
         let worker = Worker {
             name: name.to_owned(),
-            file,
+            file: dir.join(&modules.main),
             vars: self.vars,
             allow_eval: self.allow_eval,
             allow_wasm_compile: self.allow_wasm_compile,
@@ -107,7 +136,7 @@ impl Upload {
         };
         check_worker_settings(origin, "", &worker)?;
         let Some(uploaded) = self.routes else {
-            return Ok((worker, None, self.code));
+            return Ok((worker, None, modules));
         };
         let mut routes = Vec::with_capacity(uploaded.len());
         for (i, route) in uploaded.into_iter().enumerate() {
@@ -124,12 +153,14 @@ impl Upload {
                 worker: name.to_owned(),
             });
         }
-        Ok((worker, Some(routes), self.code))
+        Ok((worker, Some(routes), modules))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn origin() -> PathBuf {
@@ -143,13 +174,11 @@ mod tests {
                 "routes":[{"host":"API.example.com","path_prefix":"/v1"},{}]}"#,
             &origin(),
         )?;
-        let (worker, routes, code) = upload.into_worker(
-            "api",
-            PathBuf::from("/d/api.js"),
-            &Limits::default(),
-            &origin(),
-        )?;
-        assert_eq!(code, "export default {}");
+        let (worker, routes, code) =
+            upload.into_worker("api", Path::new("/d/api.1"), &Limits::default(), &origin())?;
+        assert_eq!(code.main, "api.js");
+        assert_eq!(code.modules[0].content, b"export default {}");
+        assert_eq!(worker.file, Path::new("/d/api.1/api.js"));
         assert_eq!(worker.limits.cpu_ms, 10);
         assert_eq!(worker.limits.memory_mb, Limits::default().memory_mb);
         let routes = routes.ok_or("routes were given")?;
@@ -163,12 +192,7 @@ mod tests {
     fn bad_uploads_name_the_key() -> Result<(), Box<dyn std::error::Error>> {
         let error = |json: &[u8], name: &str| -> String {
             match Upload::parse(json, &origin()).and_then(|u| {
-                u.into_worker(
-                    name,
-                    PathBuf::from("/d/x.js"),
-                    &Limits::default(),
-                    &origin(),
-                )
+                u.into_worker(name, Path::new("/d/x.1"), &Limits::default(), &origin())
             }) {
                 Ok(_) => "accepted".to_owned(),
                 Err(e) => e.to_string(),
@@ -184,6 +208,24 @@ mod tests {
         assert!(error(br#"{"code":"","vars":{"a-b":1}}"#, "a").contains("vars.a-b"));
         assert!(error(br#"{"code":""}"#, "../etc").contains("name"));
         assert!(error(br#"{"code":""}"#, "ok_name-1") == "accepted");
+        assert!(error(br#"{}"#, "a").contains("code"));
+        assert!(
+            error(br#"{"modules":[{"name":"a.js","content":""}]}"#, "a").contains("main_module")
+        );
+        assert!(
+            error(
+                br#"{"code":"","modules":[{"name":"a.js","content":""}],"main_module":"a.js"}"#,
+                "a"
+            )
+            .contains("code")
+        );
+        assert!(
+            error(
+                br#"{"modules":[{"name":"../a.js","content":""}],"main_module":"../a.js"}"#,
+                "a"
+            )
+            .contains("`..`")
+        );
         Ok(())
     }
 }

@@ -5,9 +5,10 @@
 //!
 //! - `GET /workers`: `[{"name", "version", "routes": [{"host", "path_prefix"}]}]`
 //! - `PUT /workers/NAME` with `{"code", "vars", "limits", "outbound", "routes", …}` (the keys
-//!   of a `[workers.NAME]` entry): a new version, active at once: 201 when the name is new,
-//!   else 200, `{"name", "version", "routes", "startup_ms"}`; 400 naming the key, or with the
-//!   line and column of a syntax error (the previous version keeps serving); 409 when the
+//!   of a `[workers.NAME]` entry; or `modules` + `main_module` instead of `code`): a new
+//!   version, active at once: 201 when the name is new,
+//!   else 200, `{"name", "version", "routes", "startup_ms"}`; 400 naming the key, or a syntax error's
+//!   `file`, `line`, `column` and `source_line` (the previous version keeps serving); 409 when the
 //!   worker is in the config file or a route is another worker's (`"owner"`)
 //! - `GET /workers/NAME`: `{"name", "source", "active", "versions": [{"version", "created",
 //!   "created_ms", "active", "secrets"}], "split", "routes", "secrets"}` (secret names only)

@@ -19,14 +19,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use edge_config::{Limits, Route, Upload};
 
+use crate::code::files::{self, CodeDir};
 pub use code_file::private_deploy_dir;
-use code_file::{CodeFile, remove_quietly};
 pub use error::{DeployError, error_chain};
 use records::VersionRecord;
 use rollout::Rollout;
 pub use view::{Description, Listed, VersionInfo};
 
 use crate::cache::ResponseCache;
+use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
 use crate::router::{Backend, Router, Weighted};
 use crate::store::{Batch, Store, StoreError};
@@ -83,7 +84,7 @@ struct State {
     files: BTreeMap<String, PathBuf>,
     /// Workers in a gradual rollout: every version's pool with its percent, and the code
     /// files of the versions besides the active one.
-    splits: BTreeMap<String, (Weighted, Vec<CodeFile>)>,
+    splits: BTreeMap<String, (Weighted, Vec<CodeDir>)>,
 }
 
 impl std::fmt::Debug for Deployments {
@@ -178,10 +179,10 @@ impl Deployments {
         let id = record.active.as_str();
         let version = self.version(name, id)?;
         let secrets = records::secrets(&*self.store, name)?;
-        let (source, routes, file) = self.prepare(name, &version, &secrets)?;
+        let (source, routes, file) = self.prepare(name, &version, &secrets).await?;
         let pool = Pool::start(source.clone(), self.registry.clone())
             .await
-            .map_err(|error| error.naming(&source, &format!("{name}.js")))?;
+            .map_err(|error| error.naming(&source))?;
         let rollout = self.start_rollout(name, record, &secrets).await?;
         let mut state = self.state.lock().await;
         if let Some(rollout) = rollout {
@@ -244,27 +245,36 @@ impl Deployments {
         Ok(())
     }
 
-    /// The version's worker, its code written and loaded, with `secrets` in its `env`.
-    fn prepare(
+    /// The version's worker, its modules written and loaded (TypeScript stripped, imports
+    /// checked), with `secrets` in its `env`.
+    async fn prepare(
         &self,
         name: &str,
         version: &VersionRecord,
         secrets: &BTreeMap<String, String>,
-    ) -> Result<(Arc<WorkerSource>, Vec<Route>, CodeFile), DeployError> {
+    ) -> Result<(Arc<WorkerSource>, Vec<Route>, CodeDir), DeployError> {
         let origin = PathBuf::from(format!("PUT /workers/{name}"));
         let upload = Upload::parse(version.spec.to_string().as_bytes(), &origin)?;
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
-        let file = self.deploy_dir.join(format!("{name}.{n}.js"));
-        let (mut worker, routes, code) =
-            upload.into_worker(name, file.clone(), &self.defaults, &origin)?;
+        let dir = self.deploy_dir.join(format!("{name}.{n}"));
+        let (mut worker, routes, modules) =
+            upload.into_worker(name, &dir, &self.defaults, &origin)?;
         for (key, value) in secrets {
             worker
                 .vars
                 .insert(key.clone(), serde_json::Value::String(value.clone()));
         }
         // Removed again unless the version goes live (also when the change is cancelled).
-        let written = CodeFile::write(&self.deploy_dir, file, &code)?;
-        let source = Arc::new(WorkerSource::load(&worker)?);
+        let written = CodeDir::write(&self.deploy_dir, dir.clone(), &modules).map_err(|e| {
+            DeployError::Write {
+                path: e.path,
+                source: e.source,
+            }
+        })?;
+        // Parsing and stripping TypeScript takes a while for large modules.
+        let loaded =
+            tokio::task::spawn_blocking(move || WorkerSource::load_in(&worker, Some(&dir))).await;
+        let source = Arc::new(loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??);
         Ok((source, routes.unwrap_or_default(), written))
     }
 
@@ -280,24 +290,23 @@ impl Deployments {
         batch: Batch,
         rollout: Option<Rollout>,
     ) -> Result<(bool, Vec<Route>), DeployError> {
-        let (source, routes, file) = self.prepare(name, version, secrets)?;
+        let (source, routes, file) = self.prepare(name, version, secrets).await?;
         let existing = {
             let state = self.state.lock().await;
             route_owner(&state.routes, name, &routes)?;
             state.pools.get(name).cloned()
         };
-        let module = format!("{name}.js");
         let previous = existing.as_ref().map(|pool| pool.worker());
         let pool = match &existing {
             Some(pool) => {
                 pool.reload(source.clone())
                     .await
-                    .map_err(|error| error.naming(&source, &module))?;
+                    .map_err(|error| error.naming(&source))?;
                 Arc::clone(pool)
             }
             None => Pool::start(source.clone(), self.registry.clone())
                 .await
-                .map_err(|error| error.naming(&source, &module))?,
+                .map_err(|error| error.naming(&source))?,
         };
         let mut state = self.state.lock().await;
         let committed = match route_owner(&state.routes, name, &routes) {
@@ -327,7 +336,7 @@ impl Deployments {
         state.routes.retain(|r| r.worker != name);
         state.routes.extend(routes.clone());
         if let Some(old) = state.files.insert(name.to_owned(), file.keep()) {
-            remove_quietly(&old);
+            files::remove(&old);
         }
         self.publish(state, name);
         Ok((existing.is_none(), routes))
@@ -391,7 +400,7 @@ fn route_owner(routes: &[Route], name: &str, wanted: &[Route]) -> Result<(), Dep
 fn build(
     routes: &[Route],
     pools: &BTreeMap<String, Arc<Pool>>,
-    splits: &BTreeMap<String, (Weighted, Vec<CodeFile>)>,
+    splits: &BTreeMap<String, (Weighted, Vec<CodeDir>)>,
     domain: &str,
 ) -> Router {
     let backend = |name: &str| match splits.get(name) {

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod body;
 pub mod cache;
+pub mod code;
 pub mod deployments;
 pub mod dev;
 pub mod exchange;

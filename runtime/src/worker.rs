@@ -1,13 +1,16 @@
-//! A worker as an isolate needs it: code read from disk, its optional source map, vars and
-//! limits. Loaded once per deploy or reload and shared by all of the worker's isolates.
+//! A worker as an isolate needs it: its module graph read from disk (TypeScript stripped,
+//! source maps beside JavaScript modules), vars and limits. Loaded once per deploy or reload
+//! and shared by all of the worker's isolates.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deno_core::ModuleSpecifier;
 use edge_config::Limits;
 use isola_bindings::outbound::{OutboundPolicy, StaticResolver};
+
+use crate::code::{CodeError, Content, ModuleGraph};
 
 /// A worker's code and settings.
 #[derive(Debug)]
@@ -16,12 +19,12 @@ pub struct WorkerSource {
     pub name: Arc<str>,
     /// Where the code came from.
     pub path: PathBuf,
-    /// The module's specifier (`file:///…`): what stack traces show.
+    /// The main module's specifier (`file:///…`): what stack traces show.
     pub specifier: ModuleSpecifier,
-    /// The module's JavaScript.
+    /// The main module's JavaScript (TypeScript already stripped).
     pub code: Arc<str>,
-    /// The source map (`<file>.map`) when one sits beside the bundle.
-    pub source_map: Option<Arc<[u8]>>,
+    /// Every module of the worker, the main one included, with their source maps.
+    pub graph: Arc<ModuleGraph>,
     /// The vars as a JSON object: `env` for modules, globals for service workers.
     pub vars_json: Arc<str>,
     /// Whether `eval`/`new Function` may compile code at run time.
@@ -73,36 +76,36 @@ impl CacheHints {
 /// Reading a worker failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerLoadError {
-    /// The file could not be read.
-    #[error("cannot read worker {path}: {error}")]
-    Read {
-        /// The worker file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        error: std::io::Error,
-    },
-    /// The path cannot be made into a module specifier.
-    #[error("cannot use {0} as a module path")]
-    Specifier(PathBuf),
+    /// The worker's modules cannot be read, parsed or resolved.
+    #[error("{0}")]
+    Code(#[from] CodeError),
     /// The vars cannot be serialised.
     #[error("cannot encode the vars of worker {0}: {1}")]
     Vars(String, #[source] serde_json::Error),
 }
 
 impl WorkerSource {
-    /// Reads the worker described by `config` from disk.
+    /// Reads the worker described by `config` from disk: its file and the modules it imports
+    /// from its directory (see [`ModuleGraph::load`]).
     pub fn load(config: &edge_config::Worker) -> Result<Self, WorkerLoadError> {
-        let read_error = |error| WorkerLoadError::Read {
-            path: config.file.clone(),
-            error,
+        Self::load_in(config, None)
+    }
+
+    /// Like [`WorkerSource::load`], with the modules' directory `root` (an upload's, whose
+    /// main module may sit in a subdirectory) instead of the main module's directory.
+    pub fn load_in(
+        config: &edge_config::Worker,
+        root: Option<&std::path::Path>,
+    ) -> Result<Self, WorkerLoadError> {
+        let graph = ModuleGraph::load(&config.file, root)?;
+        let specifier = graph.main().clone();
+        let (path, code) = match graph.get(specifier.as_str()) {
+            Some(crate::code::Module {
+                path,
+                content: Content::Code { code, .. },
+            }) => (path.clone(), code.clone()),
+            _ => (config.file.clone(), Arc::from("")),
         };
-        // Canonical, so the module specifier has no `..` and stack traces show real paths.
-        let path = std::fs::canonicalize(&config.file).map_err(read_error)?;
-        let code = std::fs::read_to_string(&path).map_err(read_error)?;
-        let source_map = read_source_map(&path);
-        let specifier = ModuleSpecifier::from_file_path(&path)
-            .map_err(|()| WorkerLoadError::Specifier(path.clone()))?;
         let outbound = Arc::new(OutboundPolicy::new(&config.outbound));
         let vars_json = serde_json::to_string(&config.vars)
             .map_err(|e| WorkerLoadError::Vars(config.name.clone(), e))?;
@@ -110,8 +113,8 @@ impl WorkerSource {
             name: config.name.as_str().into(),
             path,
             specifier,
-            code: code.into(),
-            source_map,
+            code,
+            graph: Arc::new(graph),
             vars_json: vars_json.into(),
             allow_eval: config.allow_eval,
             allow_wasm_compile: config.allow_wasm_compile,
@@ -125,10 +128,4 @@ impl WorkerSource {
             )),
         })
     }
-}
-
-fn read_source_map(path: &Path) -> Option<Arc<[u8]>> {
-    let mut map_path = path.as_os_str().to_owned();
-    map_path.push(".map");
-    std::fs::read(PathBuf::from(map_path)).ok().map(Arc::from)
 }

@@ -283,8 +283,14 @@ async fn deployed_code_is_private_and_failed_deploys_leave_nothing() {
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
-    let file_mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(files.len(), 1, "one directory per version: {files:?}");
+    let version_mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(version_mode, 0o700);
+    let file_mode = std::fs::metadata(files[0].join("shop.js"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(file_mode, 0o600);
     drop(isola);
     let _ = std::fs::remove_dir_all(&dir);

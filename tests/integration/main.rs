@@ -7,6 +7,7 @@ mod apps;
 mod bench;
 mod cache;
 mod cache_safety;
+mod code;
 mod connections;
 mod context;
 mod crash;

@@ -1,8 +1,9 @@
 //! An admin upload: `NAME\nJSON` (or just JSON, deployed as `fuzz`). Errors name the request;
-//! accepted uploads have the name they were deployed as and routes that start with `/`.
+//! accepted uploads have the name they were deployed as, routes that start with `/`, and
+//! module paths that stay inside the upload (no `..`, not absolute), at most 100 of them.
 #![no_main]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use edge_config::{Limits, Upload, valid_worker_name};
 use libfuzzer_sys::fuzz_target;
@@ -23,12 +24,21 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let file = PathBuf::from("/nonexistent/isola-fuzz/worker.js");
-    match upload.into_worker(&name, file.clone(), &Limits::default(), origin) {
-        Ok((worker, routes, _code)) => {
+    let dir = Path::new("/nonexistent/isola-fuzz");
+    match upload.into_worker(&name, dir, &Limits::default(), origin) {
+        Ok((worker, routes, code)) => {
             assert!(valid_worker_name(&name), "invalid name {name:?} accepted");
             assert_eq!(worker.name, name);
-            assert_eq!(worker.file, file);
+            assert_eq!(worker.file, dir.join(&code.main));
+            assert!(code.modules.len() <= edge_config::MAX_MODULES);
+            for module in &code.modules {
+                assert!(!module.path.starts_with('/'), "{:?}", module.path);
+                assert!(
+                    !module.path.split('/').any(|s| s == ".." || s.is_empty()),
+                    "{:?}",
+                    module.path
+                );
+            }
             for route in routes.iter().flatten() {
                 assert_eq!(route.worker, name);
                 assert!(

@@ -33,7 +33,8 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve one worker file for local development; reloads it when the file changes.
+    /// Serve a worker for local development: its file and the modules it imports relatively
+    /// (JavaScript, TypeScript, JSON, text, WebAssembly); reloads when any of them changes.
     Dev(DevArgs),
     /// Serve the listeners, routes and workers described by a config file.
     Serve(ServeArgs),
@@ -43,7 +44,10 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct DevArgs {
-    /// The worker: an ES module with `export default { fetch }`, or a service-worker script.
+    /// The worker: an ES module (`.js`, or `.ts` whose types are stripped) with `export
+    /// default { fetch }`, or a service-worker script. It may import modules of its directory
+    /// by relative paths (`./lib/x.ts`, `./data.json`, `./page.html`, `./add.wasm`); bundle npm
+    /// packages with esbuild.
     file: PathBuf,
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8787)]

@@ -186,7 +186,11 @@ fn refused(name: &str, action: &str, e: &DeployError) -> Response<Full<Bytes>> {
         }
     };
     tracing::info!(worker = name, "{action} refused: {e}");
-    let mut answer = serde_json::json!({ "error": e.to_string() });
+    let at = match e {
+        DeployError::Start(start) => start.source_error(),
+        _ => None,
+    };
+    let mut answer = crate::code::refusal(&e.to_string(), at);
     if let DeployError::RouteTaken { owner, .. } = e {
         answer["owner"] = owner.as_str().into();
     }

@@ -154,7 +154,7 @@ impl Deployments {
         state.active.remove(name);
         state.routes.retain(|r| r.worker != name);
         if let Some(file) = state.files.remove(name) {
-            super::remove_quietly(&file);
+            crate::code::files::remove(&file);
         }
         self.publish(state, name);
         crate::metrics::forget_worker(name);

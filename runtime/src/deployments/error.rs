@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::records::RecordError;
+use crate::code::CodeError;
 use crate::isolate::StartError;
 use crate::store::StoreError;
 use crate::worker::WorkerLoadError;
@@ -55,7 +56,17 @@ pub enum DeployError {
 
 impl From<WorkerLoadError> for DeployError {
     fn from(error: WorkerLoadError) -> Self {
-        Self::Code(error)
+        match error {
+            // The upload's modules do not parse or import what is not there: the uploader's
+            // to fix, like a syntax error V8 finds.
+            WorkerLoadError::Code(
+                error @ (CodeError::Syntax(_) | CodeError::Import(_) | CodeError::TooMany(_)),
+            ) => Self::Start(StartError::from(error)),
+            WorkerLoadError::Code(CodeError::UnknownKind(module)) => Self::Start(
+                StartError::Runtime(format!("{module}: unknown kind of module")),
+            ),
+            other => Self::Code(other),
+        }
     }
 }
 

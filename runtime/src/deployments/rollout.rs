@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::code_file::CodeFile;
 use super::records::DeploymentRecord;
 use super::{DeployError, Deployments};
+use crate::code::files::CodeDir;
 use crate::pool::Pool;
 use crate::router::Weighted;
 
@@ -17,7 +17,7 @@ pub(super) struct Rollout {
     /// The other versions' pools and percents.
     pub(super) others: Vec<(Arc<Pool>, u32)>,
     /// Their code files.
-    pub(super) files: Vec<CodeFile>,
+    pub(super) files: Vec<CodeDir>,
 }
 
 impl Rollout {
@@ -51,10 +51,10 @@ impl Deployments {
                 continue;
             }
             let version = self.version(name, id)?;
-            let (source, _, file) = self.prepare(name, &version, secrets)?;
+            let (source, _, file) = self.prepare(name, &version, secrets).await?;
             let pool = Pool::start(source.clone(), self.registry.clone())
                 .await
-                .map_err(|error| error.naming(&source, &format!("{name}.js")))?;
+                .map_err(|error| error.naming(&source))?;
             rollout.others.push((pool, *weight));
             rollout.files.push(file);
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use deno_core::error::{CoreError, CoreErrorKind, JsError};
 
+use crate::code::{CodeError, Content, SourceError};
 use crate::worker::WorkerSource;
 
 /// Starting a worker in a new isolate failed.
@@ -25,22 +26,17 @@ pub enum StartError {
         #[source]
         source: Arc<std::io::Error>,
     },
-    /// The module does not parse: `file:line:column: message`.
-    #[error("{location}: {message}")]
-    Syntax {
-        /// `path:line:column` of the error.
-        location: String,
-        /// V8's message.
-        message: String,
-    },
+    /// A module does not parse: `file:line:column: message`, the source line and a caret.
+    #[error("{0}")]
+    Syntax(SourceError),
     /// The module threw while it was evaluated (its top level).
-    #[error("the worker threw while starting: {0}")]
+    #[error("the worker threw while starting (at its top level): {0}")]
     Evaluation(String),
     /// The module has no usable entry point.
     #[error("{0}")]
     NoHandler(String),
     /// Evaluating the module crossed a limit (its config key) and the isolate was killed.
-    #[error("the worker exceeded its {0} limit while starting")]
+    #[error("the worker exceeded its {0} limit while starting{hint}", hint = limit_hint(.0))]
     LimitExceeded(&'static str),
     /// The isolate was not ready within `startup_wall_ms` (e.g. a top level that awaits
     /// something slow); the start was abandoned.
@@ -49,20 +45,24 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// This error with the worker's file (its path and module specifier, which are server
-    /// paths) named `module` instead, for answers to whoever uploaded it.
-    pub fn naming(self, worker: &WorkerSource, module: &str) -> Self {
-        let path = worker.path.display().to_string();
-        let rename = |text: String| {
-            text.replace(worker.specifier.as_str(), module)
-                .replace(&path, module)
-        };
+    /// This error with the worker's files (their paths and module URLs, which are server
+    /// paths) named relative to the worker's directory, for answers to whoever uploaded it.
+    pub fn naming(self, worker: &WorkerSource) -> Self {
+        let root = worker.graph.root().as_str();
+        let dir = worker
+            .graph
+            .root()
+            .to_file_path()
+            .map(|p| format!("{}/", p.display()))
+            .unwrap_or_else(|()| root.to_owned());
+        let rename = |text: String| text.replace(root, "").replace(&dir, "");
         match self {
             Self::Runtime(text) => Self::Runtime(rename(text)),
-            Self::Syntax { location, message } => Self::Syntax {
-                location: rename(location),
-                message: rename(message),
-            },
+            Self::Syntax(error) => Self::Syntax(SourceError {
+                file: rename(error.file),
+                message: rename(error.message),
+                ..error
+            }),
             Self::Evaluation(text) => Self::Evaluation(rename(text)),
             Self::NoHandler(text) => Self::NoHandler(rename(text)),
             other @ (Self::Fault(_)
@@ -100,21 +100,68 @@ impl StartError {
             .unwrap_or(&error.exception_message)
             .to_owned();
         if error.name.as_deref() == Some("SyntaxError") || message.starts_with("SyntaxError") {
-            let location = error
+            let (file, line, column) = error
                 .frames
                 .iter()
                 .find_map(|frame| {
                     let line = frame.line_number?;
                     let column = frame.column_number?;
-                    let file = match frame.file_name.as_deref() {
-                        Some(name) if name != worker.specifier.as_str() => name.to_owned(),
-                        _ => worker.path.display().to_string(),
-                    };
-                    Some(format!("{file}:{line}:{column}"))
+                    let file = frame
+                        .file_name
+                        .clone()
+                        .unwrap_or_else(|| worker.specifier.to_string());
+                    Some((file, line, column))
                 })
-                .unwrap_or_else(|| worker.path.display().to_string());
-            return Self::Syntax { location, message };
+                .unwrap_or_else(|| (worker.specifier.to_string(), 1, 1));
+            let number = |n: i64| u32::try_from(n).unwrap_or(1);
+            let source_line =
+                error
+                    .source_line
+                    .clone()
+                    .or_else(|| match &worker.graph.get(&file)?.content {
+                        Content::Code { code, .. } => code
+                            .lines()
+                            .nth(usize::try_from(line).ok()?.checked_sub(1)?)
+                            .map(str::to_owned),
+                        _ => None,
+                    });
+            return Self::Syntax(SourceError {
+                file,
+                line: number(line),
+                column: number(column),
+                source_line,
+                message,
+            });
         }
         Self::Evaluation(error.to_string())
+    }
+
+    /// Where the error is in the worker's source, when it is a syntax error.
+    pub fn source_error(&self) -> Option<&SourceError> {
+        match self {
+            Self::Syntax(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<CodeError> for StartError {
+    /// Modules that cannot be read, parsed or resolved fail the start like a syntax error.
+    fn from(error: CodeError) -> Self {
+        match error {
+            CodeError::Syntax(error) | CodeError::Import(error) => Self::Syntax(*error),
+            other => Self::Runtime(other.to_string()),
+        }
+    }
+}
+
+/// What usually makes a start cross `limit`.
+fn limit_hint(limit: &str) -> &'static str {
+    match limit {
+        "startup_cpu_ms" => {
+            " (its top-level code ran too long on the CPU: an infinite loop, or work to move into the handler)"
+        }
+        "memory_mb" => " (its top-level code allocated too much)",
+        _ => "",
     }
 }

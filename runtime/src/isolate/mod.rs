@@ -126,7 +126,7 @@ impl Isolate {
             contexts,
             ..
         } = blank;
-        loader.set_worker(worker.specifier.clone(), worker.source_map.clone());
+        loader.set_worker(worker.graph.clone());
         {
             let state = runtime.op_state();
             let mut state = state.borrow_mut();
@@ -173,10 +173,14 @@ impl Isolate {
         let internal = take_internal(runtime)?;
         call_internal(runtime, &internal, "init", &[JsArg::Str(&worker.name)])?;
 
-        let module_id = runtime
+        // The worker's own WebAssembly modules are compiled as the graph loads (no worker code
+        // runs then), also where compiling WebAssembly from bytes is refused.
+        LOADING_MODULES.set(true);
+        let loaded = runtime
             .load_main_es_module_from_code(&worker.specifier, worker.code.clone())
-            .await
-            .map_err(|e| StartError::from_core(e, worker))?;
+            .await;
+        LOADING_MODULES.set(false);
+        let module_id = loaded.map_err(|e| StartError::from_core(e, worker))?;
         let namespace = runtime
             .get_module_namespace(module_id)
             .map_err(StartError::fault)?;
@@ -466,11 +470,16 @@ fn restrict_code_generation(runtime: &mut JsRuntime, worker: &WorkerSource) {
     }
 }
 
+thread_local! {
+    /// Whether this thread is loading a worker's module graph (see `load_worker`).
+    static LOADING_MODULES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 extern "C" fn refuse_wasm_code_generation(
     _context: v8::Local<v8::Context>,
     _source: v8::Local<v8::String>,
 ) -> bool {
-    false
+    LOADING_MODULES.get()
 }
 
 fn one_byte_string<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &[u8]) -> v8::Local<'s, v8::Value> {

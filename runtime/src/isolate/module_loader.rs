@@ -1,5 +1,7 @@
-//! Module loading for a worker: the worker is one bundled module, so imports are refused with
-//! a message saying how to fix it; the bundle's source map feeds stack traces.
+//! Module loading for a worker: imports are served from the worker's own module graph only
+//! (no file system, no network); JSON, text and WebAssembly modules are imported as Workers
+//! import them; source maps (beside a bundle, or from stripping TypeScript) feed stack
+//! traces.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -7,32 +9,109 @@ use std::sync::Arc;
 
 use deno_core::{
     ModuleLoadOptions, ModuleLoadReferrer, ModuleLoadResponse, ModuleLoader, ModuleResolveResponse,
-    ModuleSpecifier, ResolutionKind,
+    ModuleSource, ModuleSourceCode, ModuleSpecifier, ModuleType, RequestedModuleType,
+    ResolutionKind,
 };
 use deno_error::JsErrorBox;
 
-/// Resolves nothing but the worker's own module; serves its source map. Made with the
+use crate::code::{Content, ModuleGraph};
+
+/// The query that marks the compiled-module half of a WebAssembly import (see [`load`]).
+const WASM_SOURCE: &str = "isola-wasm-source";
+
+/// Resolves imports among the worker's modules; serves their source maps. Made with the
 /// isolate (which may be created ahead as a spare) and told its worker once, when the worker
 /// is loaded.
 #[derive(Default)]
 pub(crate) struct WorkerModuleLoader {
-    worker: OnceCell<(ModuleSpecifier, Option<Arc<[u8]>>)>,
+    graph: OnceCell<Arc<ModuleGraph>>,
 }
 
 impl WorkerModuleLoader {
-    /// The worker's module and its source map; the first call wins.
-    pub(crate) fn set_worker(&self, main: ModuleSpecifier, source_map: Option<Arc<[u8]>>) {
-        let _ = self.worker.set((main, source_map));
+    /// The worker's modules; the first call wins.
+    pub(crate) fn set_worker(&self, graph: Arc<ModuleGraph>) {
+        let _ = self.graph.set(graph);
     }
 
-    fn source_map(&self) -> Option<&[u8]> {
-        self.worker.get()?.1.as_deref()
+    fn source_map(&self, url: &str) -> Option<&[u8]> {
+        match &self.graph.get()?.get(url)?.content {
+            Content::Code { source_map, .. } => source_map.as_deref(),
+            _ => None,
+        }
     }
 
-    fn is_main(&self, url: &str) -> bool {
-        self.worker
-            .get()
-            .is_some_and(|(main, _)| main.as_str() == url)
+    fn module(
+        &self,
+        specifier: &ModuleSpecifier,
+        requested: &RequestedModuleType,
+    ) -> Result<ModuleSource, JsErrorBox> {
+        let not_found = || {
+            JsErrorBox::generic(format!(
+                "cannot import {specifier}: not one of the worker's modules (a worker imports only its own modules by relative paths; bundle packages with esbuild --bundle --format=esm)"
+            ))
+        };
+        let graph = self.graph.get().ok_or_else(not_found)?;
+        if specifier.query() == Some(WASM_SOURCE) {
+            let mut module = specifier.clone();
+            module.set_query(None);
+            return match graph.get(module.as_str()).map(|m| &m.content) {
+                Some(Content::Wasm(bytes)) => Ok(ModuleSource::new(
+                    ModuleType::Wasm,
+                    ModuleSourceCode::Bytes(bytes.to_vec().into_boxed_slice().into()),
+                    specifier,
+                    None,
+                )),
+                _ => Err(not_found()),
+            };
+        }
+        let module = graph.get(specifier.as_str()).ok_or_else(not_found)?;
+        let text = |module_type, text: &Arc<str>| {
+            ModuleSource::new(
+                module_type,
+                ModuleSourceCode::String(text.clone().into()),
+                specifier,
+                None,
+            )
+        };
+        // Workers import JSON, text and WebAssembly without import attributes: a small
+        // JavaScript module exports the value.
+        let javascript = |code: String| {
+            ModuleSource::new(
+                ModuleType::JavaScript,
+                ModuleSourceCode::String(code.into()),
+                specifier,
+                None,
+            )
+        };
+        let literal = |text: &str| serde_json::to_string(text).unwrap_or_default();
+        Ok(match (&module.content, requested) {
+            (Content::Code { code, .. }, RequestedModuleType::None) => {
+                text(ModuleType::JavaScript, code)
+            }
+            (Content::Json(json), RequestedModuleType::Json) => text(ModuleType::Json, json),
+            (Content::Json(json), RequestedModuleType::None) => {
+                javascript(format!("export default JSON.parse({});", literal(json)))
+            }
+            (Content::Text(t), RequestedModuleType::Text) => text(ModuleType::Text, t),
+            (Content::Text(t), RequestedModuleType::None) => {
+                javascript(format!("export default {};", literal(t)))
+            }
+            (Content::Wasm(_), RequestedModuleType::None) => {
+                let mut source = specifier.clone();
+                source.set_query(Some(WASM_SOURCE));
+                javascript(format!(
+                    "import source module from {};\nexport default module;",
+                    literal(source.as_str())
+                ))
+            }
+            (_, requested) => {
+                return Err(JsErrorBox::type_error(format!(
+                    "cannot import {} as {}: it is a module of another kind",
+                    graph.display(specifier),
+                    requested.as_str().unwrap_or("JavaScript")
+                )));
+            }
+        })
     }
 }
 
@@ -50,31 +129,23 @@ impl ModuleLoader for WorkerModuleLoader {
         &self,
         specifier: &ModuleSpecifier,
         _referrer: Option<&ModuleLoadReferrer>,
-        _options: ModuleLoadOptions,
+        options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
-        ModuleLoadResponse::Sync(Err(JsErrorBox::generic(format!(
-            "cannot import {specifier}: a worker is a single module; bundle its imports (e.g. with esbuild --bundle --format=esm)"
-        ))))
+        ModuleLoadResponse::Sync(self.module(specifier, &options.requested_module_type))
     }
 
     fn get_source_map(&self, file_name: &str) -> Option<Cow<'_, [u8]>> {
-        if self.is_main(file_name) {
-            self.source_map().map(Cow::Borrowed)
-        } else {
-            None
-        }
+        self.source_map(file_name).map(Cow::Borrowed)
     }
 
-    /// Sources named by the worker's map are shown in stack traces even though they are not
+    /// Sources named by a module's map are shown in stack traces even though they are not
     /// on this machine: a deployed bundle never ships its sources, and the names still help.
     fn source_map_source_exists(&self, _source_url: &str) -> Option<bool> {
-        Some(self.source_map().is_some())
+        Some(true)
     }
 
     fn load_external_source_map(&self, source_map_url: &str) -> Option<Cow<'_, [u8]>> {
-        match source_map_url.strip_suffix(".map") {
-            Some(main) if self.is_main(main) => self.source_map().map(Cow::Borrowed),
-            _ => None,
-        }
+        let module = source_map_url.strip_suffix(".map")?;
+        self.source_map(module).map(Cow::Borrowed)
     }
 }
