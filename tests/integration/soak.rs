@@ -46,7 +46,7 @@ fn bench_soak_two_minutes_holds_fds_threads_and_request_outcomes_steady() {
         .unwrap()
         .iter()
         .filter_map(|f| f.as_str())
-        .filter(|f| !f.starts_with("RSS left"))
+        .filter(|f| !f.starts_with("RSS ranged"))
         .collect();
     assert!(failures.is_empty(), "{failures:?}\n{stdout}\n{stderr}");
     assert_eq!(
