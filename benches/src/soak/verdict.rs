@@ -10,16 +10,17 @@
 //!   [`WINDOW`] samples (fds and threads);
 //! - RSS: smoothed by a running median of [`SMOOTH`] samples (a quarter of the judged samples
 //!   in short runs), which filters memory bombs in flight (a killed isolate holds up to its
-//!   `memory_mb` until it is dropped; measured: clusters of them caught in most samples for
-//!   up to 40 s). The smoothed RSS may span at most [`Limits::rss_band_pct`] of its level
-//!   (the median of the first [`LEVEL_WINDOW`] samples after the warm-up) plus
-//!   [`Limits::rss_headroom_mb`]: the garbage V8 lets the isolates that serve for the whole run
-//!   accumulate before a major GC (each collects only once its old generation has grown by
-//!   8 MB past its live size; measured in the 30-minute run: 4 isolates, each cycling between
-//!   about 4 and 12 MB every 100–250 s, together moving RSS by about 30 MB with their phases).
-//!   A span, not a band around the first samples, because that level falls anywhere in the
-//!   isolates' GC cycles: a band of ±10 % around it failed runs whose RSS only cycled, as
-//!   high as +27 % or as low as −22 % depending on where the level fell (benches/README.md).
+//!   `memory_mb` until it is dropped). Runs of bombs caught in step with the sampler (both
+//!   once a second) for up to 80 s can still lift it. The smoothed RSS may span at most
+//!   [`Limits::rss_band_pct`] of its level (the median of the first [`LEVEL_WINDOW`] samples
+//!   after the warm-up) plus [`Limits::rss_headroom_mb`]: the garbage V8 lets the isolates
+//!   that serve for the whole run accumulate before a major GC (each collects only once its
+//!   old generation has grown by 8 MB past its live size; measured in the 30-minute run: 4
+//!   isolates, each cycling between about 4 and 12 MB every 95–275 s, together moving RSS by
+//!   20–32 MB with their phases). A span, not a band around the first samples, because that
+//!   level falls anywhere in the isolates' GC cycles: a band of ±10 % around it failed runs
+//!   whose RSS only cycled, at +27 % or −19 % depending on where the level fell
+//!   (benches/README.md).
 //!   A leak widens the span for good;
 //! - fds and threads: the median of the final window must not exceed the maximum of the
 //!   reference window plus a slack (the transient churn the load causes at one instant: see

@@ -62,7 +62,7 @@ const RSS_BAND_PCT: f64 = 10.0;
 /// (`kMinimumAllocationLimitGrowingStep` in src/heap/heap-controller.h) plus the 1 MB of new
 /// space the soak's isolates use (`new_space_capacity` in `--trace-gc-nvp`). Measured in the
 /// 30-minute run: hello's and stream's isolates cycle between about 4 and 12 MB committed,
-/// 1.7–2.3 MB of it live, collecting every 100–250 s.
+/// 1.7–2.3 MB of it live, collecting every 95–275 s.
 const V8_GARBAGE_PER_ISOLATE_MB: f64 = 9.0;
 
 /// The cache kind must be answered from the cache at least this often (the rest: the first
