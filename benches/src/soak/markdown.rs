@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::report::SoakReport;
-use super::verdict::WINDOW;
+use super::verdict::{LEVEL_WINDOW, WINDOW};
 
 /// The Markdown report (it links `soak.svg` beside it).
 pub fn render(report: &SoakReport) -> String {
@@ -35,8 +35,12 @@ pub fn render(report: &SoakReport) -> String {
     }
     let _ = writeln!(
         md,
-        "\nJudged after a {:.0} s warm-up, on one sample per second. Reference: the first \
-         {WINDOW} samples after the warm-up; final: the last {WINDOW}.\n",
+        "\nJudged after a {:.0} s warm-up, on one sample per second. RSS: reference and final \
+         are the medians of the first and last {LEVEL_WINDOW} samples (at most a quarter of \
+         them); the running median must not range further than the band's share of the \
+         reference plus the headroom for garbage V8 may hold in the isolates that live through \
+         the run (benches/README.md). fds and threads: reference the first {WINDOW} samples \
+         after the warm-up, final the last {WINDOW}.\n",
         v.warmup_s
     );
     let _ = writeln!(
@@ -46,14 +50,20 @@ pub fn render(report: &SoakReport) -> String {
     let ok = |passed: bool| if passed { "ok" } else { "FAIL" };
     let _ = writeln!(
         md,
-        "| RSS (MB) | {:.1} (median) | {:.1} (median) | {:.1}–{:.1} (running median of 5: max deviation {:+.1} % at {:.0} s) | ±{:.0} % of the reference | {} |",
+        "| RSS (MB) | {:.1} (median) | {:.1} (median) | {:.1}–{:.1} (running median of {}: {:.1}–{:.1}, a span of {:.1}; largest deviation {:+.1} % at {:.0} s) | span ≤ {:.0} % of the reference + {:.0} MB = {:.1} | {} |",
         v.rss.level_mb,
         v.rss.final_mb,
         v.rss.min_mb,
         v.rss.max_mb,
+        v.rss.smooth_samples,
+        v.rss.smoothed_min_mb,
+        v.rss.smoothed_max_mb,
+        v.rss.smoothed_max_mb - v.rss.smoothed_min_mb,
         v.rss.max_deviation_pct,
         v.rss.max_deviation_at_s,
         v.limits.rss_band_pct,
+        v.limits.rss_headroom_mb,
+        v.rss.allowed_span_mb,
         ok(v.rss.passed)
     );
     for (name, check) in [("open fds", &v.fds), ("threads", &v.threads)] {

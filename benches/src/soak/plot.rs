@@ -28,17 +28,17 @@ pub fn soak_svg(samples: &[Sample], verdict: &Verdict, path: &Path) -> Result<()
     let fail = |e: &dyn std::fmt::Display| PlotError::new(path, e);
     let root = SVGBackend::new(path, (960, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let band = verdict.limits.rss_band_pct / 100.0;
     let ceiling = |check: &super::verdict::GrowthCheck| (check.reference_max + check.slack) as f64;
     let panels = [
         Panel {
             title: "Resident memory (VmRSS)",
             unit: "MB",
             value: |s| s.rss_mb,
+            // The reference level, and the span allowed from the lowest smoothed RSS.
             guides: vec![
-                verdict.rss.level_mb * (1.0 - band),
+                verdict.rss.smoothed_min_mb,
                 verdict.rss.level_mb,
-                verdict.rss.level_mb * (1.0 + band),
+                verdict.rss.smoothed_min_mb + verdict.rss.allowed_span_mb,
             ],
         },
         Panel {

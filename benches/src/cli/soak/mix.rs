@@ -91,6 +91,13 @@ pub const FILES: [&str; 5] = [
 /// `spare_isolates`). Each has its own thread.
 pub const TRANSIENT_ISOLATES: u64 = 2 + 1 + 2;
 
+/// Isolates that run JavaScript for the whole run and are never discarded: hello's 2 and
+/// stream's 2 (`max_requests_per_isolate` bounds requests in flight, not an isolate's life).
+/// Each holds the garbage of its requests until V8 collects its old generation (see
+/// [`super::V8_GARBAGE_PER_ISOLATE_MB`]). The cache worker's isolate lives as long but runs
+/// only a revalidation a minute; the others are killed or redeployed every few seconds.
+pub const LONG_LIVED_ISOLATES: u64 = 2 + 2;
+
 /// The node's workers. Every pool is kept at its maximum (`min_isolates = max_isolates`) so
 /// the number of isolates, hence of threads, does not depend on how the load happened to
 /// bunch up: only a leak makes it grow.
