@@ -403,7 +403,11 @@ fn op_isola_respond_stream(
     let pump = StreamPump {
         id,
         resource,
-        sender,
+        // Wrapped before the task first runs: a kill may drop it unpolled.
+        sender: StreamSender {
+            sender,
+            ended: false,
+        },
         events: exchanges.events.clone(),
         write_timeout,
         guard,
@@ -427,12 +431,31 @@ fn op_isola_respond_error(state: &mut OpState, #[number] id: u64, #[string] mess
 struct StreamPump {
     id: RequestId,
     resource: Rc<dyn Resource>,
-    sender: mpsc::Sender<Result<Bytes, StreamError>>,
+    sender: StreamSender,
     events: ExchangeEvents,
     write_timeout: Duration,
     guard: Option<Guard>,
     /// Where the request's response is marked complete when the stream ends.
     contexts: SharedContexts,
+}
+
+/// The pump's end of a response stream. If the pump stops before the stream ended (its
+/// isolate was killed or went away, which drops the pump's task), the connection gets an error
+/// instead of a clean end: the client sees an incomplete response and the cache stores nothing.
+struct StreamSender {
+    sender: mpsc::Sender<Result<Bytes, StreamError>>,
+    ended: bool,
+}
+
+impl Drop for StreamSender {
+    fn drop(&mut self) {
+        if !self.ended {
+            // The pump keeps one slot of the channel free for this.
+            let _ = self.sender.try_send(Err(StreamError(
+                "the isolate stopped before the response was complete".to_owned(),
+            )));
+        }
+    }
 }
 
 impl StreamPump {
@@ -446,21 +469,28 @@ impl StreamPump {
             guard,
             contexts,
         } = self;
+        let mut sender = sender;
         let event = loop {
             let read = tokio::select! {
                 read = resource.clone().read(STREAM_CHUNK_BYTES) => read,
-                () = sender.closed() => break ExchangeEvent::Aborted(id),
+                () = sender.sender.closed() => break ExchangeEvent::Aborted(id),
             };
             match read {
-                Ok(view) if view.is_empty() => break ExchangeEvent::Finished(id),
+                Ok(view) if view.is_empty() => {
+                    sender.ended = true;
+                    break ExchangeEvent::Finished(id);
+                }
                 Ok(view) => {
                     // Room for the chunk and the spare slot, so a stall can always be told.
                     let permits =
-                        match tokio::time::timeout(write_timeout, sender.reserve_many(2)).await {
+                        match tokio::time::timeout(write_timeout, sender.sender.reserve_many(2))
+                            .await
+                        {
                             Ok(Ok(permits)) => permits,
                             Ok(Err(_closed)) => break ExchangeEvent::Aborted(id),
                             Err(_stalled) => {
-                                let _ = sender.try_send(Err(StreamError(format!(
+                                sender.ended = true;
+                                let _ = sender.sender.try_send(Err(StreamError(format!(
                                     "the client read nothing for {} ms",
                                     write_timeout.as_millis()
                                 ))));
@@ -472,7 +502,8 @@ impl StreamPump {
                     }
                 }
                 Err(error) => {
-                    let _ = sender.try_send(Err(StreamError(error.to_string())));
+                    sender.ended = true;
+                    let _ = sender.sender.try_send(Err(StreamError(error.to_string())));
                     break ExchangeEvent::Finished(id);
                 }
             }

@@ -159,3 +159,58 @@ async fn client_disconnect_aborts_request_signal() {
     let reply = crate::support::get(Proto::H1, &isola, "/ok").await;
     assert_eq!(reply.status, 200);
 }
+
+/// A stream cut short by a kill must not look complete: the client sees the response end with
+/// an error (over HTTP/1.1 and HTTP/2), and the cache keeps nothing of it.
+#[tokio::test]
+async fn a_stream_cut_by_a_kill_ends_with_an_error_not_a_clean_end() {
+    let isola = Isola::serve(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+[[routes]]
+worker = "site"
+[workers.site]
+file = "{fixtures}/hardening.js"
+cache = true
+"#,
+    );
+    for proto in [Proto::H1, Proto::H2c, Proto::H1] {
+        let stream = TcpStream::connect(isola.authority()).await.unwrap();
+        let request = Request::get(format!("http://{}/stream-then-spin", isola.authority()))
+            .header("host", isola.authority())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = match proto {
+            Proto::H1 => {
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                sender.send_request(request).await.unwrap()
+            }
+            Proto::H2c => {
+                let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                    TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .unwrap();
+                tokio::spawn(conn);
+                sender.send_request(request).await.unwrap()
+            }
+        };
+        assert_eq!(response.status(), 200, "the head went out before the kill");
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
+            .await
+            .expect("the body ends");
+        assert!(
+            body.is_err(),
+            "{proto:?}: a cut stream must not end cleanly ({} bytes)",
+            body.map(|b| b.to_bytes().len()).unwrap_or_default()
+        );
+    }
+    let logs = isola.wait_for_log("isolate killed");
+    assert!(logs.contains("cpu_ms"), "{logs}");
+}

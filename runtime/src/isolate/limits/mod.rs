@@ -111,8 +111,8 @@ pub(crate) struct Enforcer {
     shared: Arc<Shared>,
     cpu: Arc<cpu::Watched>,
     memory: MemoryGuard,
-    /// The thread's CPU clock at the end of the last turn.
-    turn_end_cpu_ns: Cell<u64>,
+    /// The thread's CPU clock when the running turn began.
+    turn_start_cpu_ns: Cell<u64>,
 }
 
 impl Enforcer {
@@ -131,12 +131,15 @@ impl Enforcer {
             shared,
             cpu,
             memory,
-            turn_end_cpu_ns: Cell::new(cpu::current_thread_cpu_ns()),
+            turn_start_cpu_ns: Cell::new(cpu::current_thread_cpu_ns()),
         }
     }
 
-    /// JavaScript starts running, counted against `limit`.
+    /// JavaScript starts running, counted against `limit`. Only turns are charged: what the
+    /// thread does between them (moving response streams to the connection) is the runtime's
+    /// work, not the worker's.
     pub(crate) fn enter(&self, limit: Limit) {
+        self.turn_start_cpu_ns.set(cpu::current_thread_cpu_ns());
         self.cpu.enter(limit);
     }
 
@@ -146,7 +149,7 @@ impl Enforcer {
     pub(crate) fn leave(&self, runtime: &mut JsRuntime, contexts: &mut ContextTable) -> usize {
         self.cpu.leave();
         let now = cpu::current_thread_cpu_ns();
-        let turn_ns = now.saturating_sub(self.turn_end_cpu_ns.replace(now));
+        let turn_ns = now.saturating_sub(self.turn_start_cpu_ns.get());
         let budget_ns = self.cpu.request_budget_ns();
         if let Some(most) = contexts.charge_turn(turn_ns)
             && most.cpu_ns > budget_ns
