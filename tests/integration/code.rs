@@ -194,7 +194,8 @@ async fn a_typescript_worker_s_stack_names_the_ts_line() {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_hexdigit()).next())
         .expect("a request id")
         .to_owned();
-    let logs = isola.wait_for_log("thrown from TypeScript");
+    // The stack's lines follow the message's on stderr: wait for the one the test looks for.
+    let logs = isola.wait_for_log("main.ts:15:");
     let logged = logs
         .split_once("thrown from TypeScript")
         .map(|(before, after)| {
