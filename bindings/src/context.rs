@@ -20,7 +20,8 @@ use std::time::Instant;
 use http::HeaderValue;
 use isola_wire::trace::TraceParent;
 
-use crate::http::RequestId;
+/// Identifies one HTTP exchange across the front end, the isolate and the logs.
+pub type RequestId = u64;
 
 /// Console output kept per request; more is dropped, with one line saying so.
 pub const MAX_CONSOLE_BYTES: usize = 256 * 1024;
@@ -181,11 +182,6 @@ impl ContextTable {
         self.live.values().all(Live::ended)
     }
 
-    /// Numbers of the live requests.
-    pub fn ids(&self) -> Vec<RequestId> {
-        self.live.keys().copied().collect()
-    }
-
     /// Ids (as logs show them) of the live requests.
     pub fn request_ids(&self) -> Vec<Arc<str>> {
         self.live
@@ -330,7 +326,10 @@ mod tests {
         // Both were responding during this turn: it is split.
         table.charge_turn(10);
         assert_eq!(table.charge_turn(10), Some(Charged { id: 1, cpu_ns: 25 }));
-        assert_eq!(table.ids(), vec![1]);
+        assert_eq!(
+            table.request_ids(),
+            vec![Arc::<str>::from("0000000000000001")]
+        );
         assert_eq!(
             table.take_finished().collect::<Vec<_>>(),
             vec![Usage {

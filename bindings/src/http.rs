@@ -17,8 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::context::{RequestContext, SharedContexts};
 
-/// Identifies one HTTP exchange across the front end, the isolate and the logs.
-pub type RequestId = u64;
+pub use crate::context::RequestId;
 
 /// A stream's write timeout when its exchange is no longer known.
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);

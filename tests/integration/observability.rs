@@ -15,6 +15,11 @@ use http_body_util::Full;
 use crate::support::{Isola, Proto, get, send};
 
 fn serve(upstream: SocketAddr) -> Isola {
+    serve_with(upstream, "cpu_ms = 2000\nmemory_mb = 128")
+}
+
+/// A node serving `observe.js` with metrics, reaching `upstream`, under `limits`.
+fn serve_with(upstream: SocketAddr, limits: &str) -> Isola {
     Isola::serve(&format!(
         r#"
 [[listeners]]
@@ -31,8 +36,7 @@ file = "{{fixtures}}/observe.js"
 [workers.observed.outbound]
 allow = ["{ip}"]
 [workers.observed.limits]
-cpu_ms = 2000
-memory_mb = 128
+{limits}
 "#,
         ip = upstream.ip()
     ))
@@ -377,26 +381,7 @@ address = "127.0.0.1:0"
 #[tokio::test]
 async fn every_metric_the_grafana_dashboard_queries_exists() {
     let (upstream, _traces) = tracing_upstream().await;
-    let isola = Isola::serve(&format!(
-        r#"
-[[listeners]]
-address = "127.0.0.1:0"
-
-[node]
-metrics_address = "127.0.0.1:0"
-
-[[routes]]
-worker = "observed"
-
-[workers.observed]
-file = "{{fixtures}}/observe.js"
-[workers.observed.outbound]
-allow = ["{ip}"]
-[workers.observed.limits]
-cpu_ms = 100
-"#,
-        ip = upstream.ip()
-    ));
+    let isola = serve_with(upstream, "cpu_ms = 100");
     // Traffic that touches every series: answers, a throw, subrequests, a CPU kill.
     assert_eq!(get(Proto::H1, &isola, "/").await.status, 200);
     assert_eq!(get(Proto::H1, &isola, "/throw").await.status, 500);
