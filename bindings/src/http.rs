@@ -111,6 +111,19 @@ pub struct Exchanges {
     pending: HashMap<RequestId, PendingExchange>,
     events: ExchangeEvents,
     contexts: SharedContexts,
+    /// The stream pumps' tasks: they run on the isolate's thread, which may outlive the
+    /// isolate (an executor hosting many), so they end with it (see `Drop`).
+    pumps: Vec<tokio::task::AbortHandle>,
+}
+
+impl Drop for Exchanges {
+    /// The isolate is going away: its unfinished pumps stop, and their streams end with an
+    /// error (`StreamSender`).
+    fn drop(&mut self) {
+        for pump in &self.pumps {
+            pump.abort();
+        }
+    }
 }
 
 impl Exchanges {
@@ -121,6 +134,7 @@ impl Exchanges {
             pending: HashMap::new(),
             events,
             contexts,
+            pumps: Vec::new(),
         }
     }
 
@@ -412,7 +426,10 @@ fn op_isola_respond_stream(
         guard,
         contexts: exchanges.contexts.clone(),
     };
-    deno_core::unsync::spawn(pump.run());
+    let pump = deno_core::unsync::spawn(pump.run()).abort_handle();
+    let exchanges = state.borrow_mut::<Exchanges>();
+    exchanges.pumps.retain(|pump| !pump.is_finished());
+    exchanges.pumps.push(pump);
     respond(state, id, status, &headers, ResponseBody::Stream(receiver));
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod code;
 pub mod deployments;
 pub mod dev;
 pub mod exchange;
+pub mod executor;
 mod isolate;
 pub mod lease;
 pub mod metrics;

@@ -50,6 +50,9 @@ pub enum NodeError {
     /// The store of uploaded deployments cannot be opened or read.
     #[error("the data directory: {}", crate::deployments::error_chain(.0))]
     Store(#[source] crate::deployments::DeployError),
+    /// The executor threads (`[node] executor_threads`) cannot start.
+    #[error(transparent)]
+    Executors(#[from] crate::executor::ExecutorError),
     /// The admin API cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
@@ -101,6 +104,7 @@ impl Node {
     /// Starts every worker, builds the routes and binds the listeners.
     pub async fn start(config: &Config) -> Result<Self, NodeError> {
         let registry = Registry::start(config.node.isolate_memory_budget_mb);
+        crate::executor::start(config.node.executor_threads)?;
         crate::isolate::spare::configure(config.node.spare_isolates, common_memory_mb(config));
         let mut deployments = BTreeMap::new();
         for (name, worker) in &config.workers {

@@ -43,6 +43,8 @@ pub struct WorkerSource {
     pub cache_hints: CacheHints,
     /// The worker's metric series.
     pub meters: Arc<crate::metrics::WorkerMeters>,
+    /// Whether this version runs long JavaScript turns (see [`WorkerSource::runs_long_turns`]).
+    long_turns: AtomicBool,
 }
 
 /// What the cache has learnt about one version of a worker, so that requests to it do only the
@@ -85,6 +87,24 @@ pub enum WorkerLoadError {
 }
 
 impl WorkerSource {
+    /// Whether one of this version's JavaScript turns ran long (past a few milliseconds of
+    /// CPU). Such a version gets new isolates on threads of their own rather than on the
+    /// executor threads, where its long turns would hold up every other tenant's requests
+    /// on the same thread; it keeps that placement until it is redeployed.
+    pub fn runs_long_turns(&self) -> bool {
+        self.long_turns.load(Ordering::Relaxed)
+    }
+
+    /// Records that one of its turns ran long.
+    pub(crate) fn note_long_turn(&self) {
+        if !self.long_turns.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                worker = %self.name,
+                "a JavaScript turn ran long: new isolates of this version get threads of their own"
+            );
+        }
+    }
+
     /// Reads the worker described by `config` from disk: its file and the modules it imports
     /// from its directory (see [`ModuleGraph::load`]).
     pub fn load(config: &edge_config::Worker) -> Result<Self, WorkerLoadError> {
@@ -123,6 +143,7 @@ impl WorkerSource {
             outbound: outbound.clone(),
             resolver: Arc::new(StaticResolver::new(&config.outbound.resolve, outbound)),
             cache_hints: CacheHints::default(),
+            long_turns: AtomicBool::new(false),
             meters: Arc::new(crate::metrics::WorkerMeters::of(
                 config.name.as_str().into(),
             )),

@@ -188,7 +188,7 @@ cache = true
                         .await
                         .unwrap();
                 tokio::spawn(conn);
-                sender.send_request(request).await.unwrap()
+                sender.send_request(request).await
             }
             Proto::H2c => {
                 let (mut sender, conn) = hyper::client::conn::http2::handshake(
@@ -198,10 +198,20 @@ cache = true
                 .await
                 .unwrap();
                 tokio::spawn(conn);
-                sender.send_request(request).await.unwrap()
+                sender.send_request(request).await
             }
         };
-        assert_eq!(response.status(), 200, "the head went out before the kill");
+        // The kill may come before the connection's thread wrote the head (the worker spins
+        // in the same turn that responded, on the thread that also serves its connection):
+        // then the response fails as a whole, which is just as incomplete.
+        let Ok(response) = response else {
+            continue;
+        };
+        assert_eq!(
+            response.status(),
+            200,
+            "a head that went out is the worker's"
+        );
         let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
             .await
             .expect("the body ends");

@@ -32,7 +32,8 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// Most Isola hops a request may have taken; more is a loop between deployments.
 pub const MAX_HOPS: usize = 16;
 
-struct Guard {
+/// One isolate's outbound guard: its deployment's policy, loop mark and subrequest cap.
+pub struct Guard {
     policy: Arc<OutboundPolicy>,
     hop: String,
     max_subrequests: u32,
@@ -41,6 +42,12 @@ struct Guard {
 
 thread_local! {
     static GUARD: RefCell<Option<Guard>> = const { RefCell::new(None) };
+}
+
+/// Puts `guard` in place as this thread's and returns the one that was there: a thread that
+/// hosts several isolates swaps each one's guard in while it runs.
+pub fn swap(guard: Option<Guard>) -> Option<Guard> {
+    GUARD.with(|current| std::mem::replace(&mut *current.borrow_mut(), guard))
 }
 
 /// Installs the deployment's guard on the current (isolate) thread, counting subrequests in

@@ -100,6 +100,10 @@ struct DevArgs {
     /// Memory for the response cache (with --cache).
     #[arg(long, default_value_t = edge_config::Cache::default().max_size_mb)]
     cache_mb: u64,
+    /// Threads hosting the isolates and serving connections (`[node] executor_threads`); 0
+    /// gives every isolate an OS thread of its own.
+    #[arg(long, default_value_t = edge_config::Node::default().executor_threads)]
+    executor_threads: usize,
 }
 
 #[derive(Debug, Args)]
@@ -295,6 +299,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     };
     let mut config = Config::default();
     config.cache.max_size_mb = args.cache_mb;
+    config.node.executor_threads = args.executor_threads;
     config.node.metrics_address = args
         .metrics_port
         .map(|port| SocketAddr::new(args.host, port));

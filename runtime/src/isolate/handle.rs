@@ -1,5 +1,6 @@
-//! The handle the rest of the node holds on an isolate thread: starting it, sending it
-//! requests and aborts, and reading the memory it last reported.
+//! The handle the rest of the node holds on an isolate: starting it (on a thread of its own,
+//! or as a task on an executor thread), sending it requests and aborts, and reading the
+//! memory it last reported.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use isola_bindings::http::RequestId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::thread::{Message, Order, run};
+use super::host::Host;
+use super::thread::{Message, Order, run, serve_order};
 use super::{StartError, spare};
 use crate::exchange::IncomingRequest;
 use crate::worker::WorkerSource;
@@ -21,6 +23,8 @@ pub(crate) struct IsolateThread {
     /// The process-wide id of this isolate (leases name it).
     id: u64,
     messages: mpsc::UnboundedSender<Message>,
+    /// The executor thread hosting the isolate (none: a thread of its own).
+    executor: Option<usize>,
     /// Heap + external memory, as the thread last measured it (after each turn).
     memory: Arc<AtomicU64>,
 }
@@ -39,16 +43,31 @@ impl IsolateThread {
             memory: memory.clone(),
         };
         // A spare isolate (created ahead) if one fits, else a new thread creates one.
-        let order = match spare::take(worker.limits.memory_mb) {
-            Some(spare) => spare.send(order).err(),
-            None => Some(order),
+        // A version with long turns gets threads of its own, away from other tenants.
+        let executors = crate::executor::executors().filter(|_| !worker.runs_long_turns());
+        let spare = if executors.is_some() || crate::executor::executors().is_none() {
+            spare::take(worker.limits.memory_mb)
+        } else {
+            None
+        };
+        let (order, mut executor) = match spare {
+            Some((spare, executor)) => (spare.send(order).err(), executor),
+            None => (Some(order), None),
         };
         spare::refill();
-        if let Some(order) = order {
-            std::thread::Builder::new()
-                .name(format!("isolate-{}", worker.name))
-                .spawn(move || run(order))
-                .map_err(StartError::system("an isolate thread"))?;
+        match (order, executors) {
+            (None, _) => {}
+            (Some(order), Some(executors)) => {
+                let index = executors.place_isolate();
+                executor = Some(index);
+                executors.spawn_isolate(index, move || Host::new(serve_order(None, order)));
+            }
+            (Some(order), None) => {
+                std::thread::Builder::new()
+                    .name(format!("isolate-{}", worker.name))
+                    .spawn(move || run(order))
+                    .map_err(StartError::system("an isolate thread"))?;
+            }
         }
         // Dropping `ready_rx` (timeout, or the caller gave up) makes the thread abandon the
         // start and exit.
@@ -56,6 +75,7 @@ impl IsolateThread {
             Ok(Ok(Ok(()))) => Ok(Self {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 messages,
+                executor,
                 memory,
             }),
             Ok(Ok(Err(error))) => Err(error),
@@ -75,6 +95,12 @@ impl IsolateThread {
     /// The process-wide id of this isolate.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Whether the isolate lives on the calling executor thread, so sending it a request
+    /// wakes no other thread.
+    pub(crate) fn is_local(&self) -> bool {
+        self.executor.is_some() && self.executor == crate::executor::current()
     }
 
     /// Sends a request; gives it back if the thread has exited (so it can go to a new one).

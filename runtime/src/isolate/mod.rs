@@ -3,6 +3,7 @@
 
 mod error;
 pub(crate) mod handle;
+mod host;
 mod limits;
 mod module_loader;
 pub(crate) mod spare;
@@ -40,7 +41,7 @@ struct Entrypoints {
 pub(crate) struct Isolate {
     /// Declared (so dropped) before the runtime, whose isolate it refers to.
     enforcer: Enforcer,
-    runtime: JsRuntime,
+    runtime: host::Runtime,
     entry: Entrypoints,
     events: mpsc::UnboundedReceiver<ExchangeEvent>,
     /// The contexts of the requests live in this isolate.
@@ -55,7 +56,7 @@ pub(crate) struct Isolate {
 /// start (V8 deserialising the snapshot), which spares do ahead of time. Its heap limit is
 /// fixed here, so it only takes workers with the same `memory_mb`.
 pub(crate) struct Blank {
-    runtime: JsRuntime,
+    runtime: host::Runtime,
     memory: MemoryGuard,
     memory_mb: u64,
     loader: Rc<WorkerModuleLoader>,
@@ -82,16 +83,18 @@ impl Blank {
             memory: memory.account(),
         });
         let loader = Rc::new(WorkerModuleLoader::default());
-        let runtime = JsRuntime::try_new(RuntimeOptions {
-            startup_snapshot: Some(SNAPSHOT),
-            create_params: Some(create_params),
-            residual_lazy_js_sources: RESIDUAL_JS,
-            residual_lazy_esm_sources: RESIDUAL_ESM,
-            extensions,
-            module_loader: Some(loader.clone()),
-            ..Default::default()
-        })
-        .map_err(StartError::fault)?;
+        let runtime = host::Runtime::new(
+            JsRuntime::try_new(RuntimeOptions {
+                startup_snapshot: Some(SNAPSHOT),
+                create_params: Some(create_params),
+                residual_lazy_js_sources: RESIDUAL_JS,
+                residual_lazy_esm_sources: RESIDUAL_ESM,
+                extensions,
+                module_loader: Some(loader.clone()),
+                ..Default::default()
+            })
+            .map_err(StartError::fault)?,
+        );
         Ok(Self {
             runtime,
             memory,
@@ -339,6 +342,11 @@ impl Isolate {
         }
     }
 
+    /// Whether the last turn ran long (see `WorkerSource::runs_long_turns`).
+    pub(crate) fn last_turn_was_long(&self) -> bool {
+        self.enforcer.last_turn_was_long()
+    }
+
     /// Logs a kill for the post-mortem: deployment, requests in flight, limit, measured value
     /// and the JavaScript stack at the kill where V8 could provide it.
     pub(crate) fn log_kill(&self, worker: &str) {
@@ -473,6 +481,12 @@ fn restrict_code_generation(runtime: &mut JsRuntime, worker: &WorkerSource) {
 thread_local! {
     /// Whether this thread is loading a worker's module graph (see `load_worker`).
     static LOADING_MODULES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Sets whether this thread is loading a worker's module graph and returns what it was (a
+/// thread that hosts several isolates swaps each one's flag in while it runs).
+fn swap_loading_modules(loading: bool) -> bool {
+    LOADING_MODULES.replace(loading)
 }
 
 extern "C" fn refuse_wasm_code_generation(

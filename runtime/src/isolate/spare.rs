@@ -1,5 +1,5 @@
 //! Spare isolates: created from the snapshot ahead of need (`node.spare_isolates`), each on its
-//! own thread, so a request that needs a new isolate pays only for loading its worker, not for
+//! own thread (or as a task on an executor thread), so a request that needs a new isolate pays only for loading its worker, not for
 //! V8 deserialising the snapshot (as Cloudflare starts isolates during the TLS handshake).
 //! A spare is used by whichever deployment needs an isolate next; it then belongs to it alone.
 
@@ -8,11 +8,13 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use tokio::sync::oneshot;
 
 use super::Blank;
+use super::host::Host;
 use super::thread::{Order, serve_order};
 
 struct Spares {
-    /// Spares waiting for a worker, with the `memory_mb` each was made for.
-    ready: Vec<(u64, oneshot::Sender<Order>)>,
+    /// Spares waiting for a worker: the `memory_mb` each was made for, the executor it lives
+    /// on (if any) and where to send its worker.
+    ready: Vec<(u64, Option<usize>, oneshot::Sender<Order>)>,
     starting: usize,
     target: usize,
     memory_mb: u64,
@@ -43,12 +45,19 @@ pub(crate) fn configure(target: usize, memory_mb: u64) {
     refill();
 }
 
-/// A ready spare for a worker of `memory_mb`, if there is one.
-pub(super) fn take(memory_mb: u64) -> Option<oneshot::Sender<Order>> {
+/// A ready spare for a worker of `memory_mb`, if there is one (one on the calling executor
+/// first), and the executor it lives on.
+pub(super) fn take(memory_mb: u64) -> Option<(oneshot::Sender<Order>, Option<usize>)> {
+    let here = crate::executor::current();
     let mut spares = lock();
-    spares.ready.retain(|(_, spare)| !spare.is_closed());
-    let index = spares.ready.iter().position(|(mb, _)| *mb == memory_mb)?;
-    Some(spares.ready.swap_remove(index).1)
+    spares.ready.retain(|(_, _, spare)| !spare.is_closed());
+    let index = spares
+        .ready
+        .iter()
+        .position(|(mb, executor, _)| *mb == memory_mb && *executor == here)
+        .or_else(|| spares.ready.iter().position(|(mb, _, _)| *mb == memory_mb))?;
+    let (_, executor, spare) = spares.ready.swap_remove(index);
+    Some((spare, executor))
 }
 
 /// Starts spare threads until `target` are ready or starting.
@@ -60,6 +69,14 @@ pub(super) fn refill() {
         spares.starting += missing;
         (missing, spares.memory_mb)
     };
+    if let Some(executors) = crate::executor::executors() {
+        for _ in 0..missing {
+            executors.spawn_isolate(executors.least_loaded(), move || {
+                Host::new(wait_for_worker(memory_mb))
+            });
+        }
+        return;
+    }
     for _ in 0..missing {
         let spawned = std::thread::Builder::new()
             .name("isolate-spare".to_owned())
@@ -86,29 +103,36 @@ fn run(memory_mb: u64) {
     };
     // Making spares is background work: it must not slow down requests being served.
     super::limits::set_current_thread_background(true);
-    runtime.block_on(async move {
-        let blank = match Blank::create(memory_mb) {
-            Ok(blank) => blank,
-            Err(error) => {
-                tracing::warn!("cannot create a spare isolate: {error}");
-                lock().starting -= 1;
-                return;
-            }
-        };
-        let (tx, rx) = oneshot::channel();
+    runtime.block_on(wait_for_worker(memory_mb));
+}
+
+/// Makes a spare isolate, waits for a worker, then serves it like any isolate.
+async fn wait_for_worker(memory_mb: u64) {
+    let blank = match Blank::create(memory_mb) {
+        Ok(blank) => blank,
+        Err(error) => {
+            tracing::warn!("cannot create a spare isolate: {error}");
+            lock().starting -= 1;
+            return;
+        }
+    };
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut spares = lock();
+        spares.starting -= 1;
+        if spares.ready.len() >= spares.target || spares.memory_mb != blank.memory_mb() {
+            return;
+        }
+        spares
+            .ready
+            .push((blank.memory_mb(), crate::executor::current(), tx));
+    }
+    if let Ok(order) = rx.await {
+        if crate::executor::current().is_none()
+            && !super::limits::set_current_thread_background(false)
         {
-            let mut spares = lock();
-            spares.starting -= 1;
-            if spares.ready.len() >= spares.target || spares.memory_mb != blank.memory_mb() {
-                return;
-            }
-            spares.ready.push((blank.memory_mb(), tx));
+            tracing::warn!("a spare isolate's thread cannot leave background scheduling");
         }
-        if let Ok(order) = rx.await {
-            if !super::limits::set_current_thread_background(false) {
-                tracing::warn!("a spare isolate's thread cannot leave background scheduling");
-            }
-            serve_order(Some(blank), order).await;
-        }
-    });
+        serve_order(Some(blank), order).await;
+    }
 }

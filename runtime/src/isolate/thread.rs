@@ -87,7 +87,7 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
     if ready.send(Ok(())).is_err() {
         return;
     }
-    let outcome = request_loop(&mut isolate, &mut receiver, &memory).await;
+    let outcome = request_loop(&mut isolate, &mut receiver, &memory, &worker).await;
     let killed = isolate.killed().is_some();
     if killed {
         isolate.log_kill(&worker.name);
@@ -108,12 +108,16 @@ async fn request_loop(
     isolate: &mut Isolate,
     receiver: &mut mpsc::UnboundedReceiver<Message>,
     memory: &AtomicU64,
+    worker: &WorkerSource,
 ) -> Result<(), deno_core::error::CoreError> {
     let mut open = true;
     poll_fn(|cx| {
         isolate.enter();
         let polled = serve_turn(isolate, receiver, &mut open, cx);
         isolate.leave();
+        if isolate.last_turn_was_long() {
+            worker.note_long_turn();
+        }
         memory.store(isolate.memory_in_use(), Ordering::Relaxed);
         if isolate.killed().is_some() {
             // The turn took a request over its CPU limit (charged as the turn ended).

@@ -87,7 +87,14 @@ struct State {
 struct Waiter {
     request: IncomingRequest,
     placed: oneshot::Sender<Placed>,
+    /// The executor thread its connection lives on, if any.
+    executor: Option<usize>,
+    since: Instant,
 }
+
+/// How long a queued request may be passed over for younger ones whose connection lives on
+/// the thread of the isolate that freed up (which serves them without waking another thread).
+const LOCAL_FIRST_FOR: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
 struct Slot {
@@ -122,8 +129,8 @@ impl State {
         slot.generation == self.generation && slot.isolate.is_alive()
     }
 
-    /// Takes a request slot on the least loaded current isolate (the most recently used
-    /// among equals, so the others can age out).
+    /// Takes a request slot on the least loaded current isolate (among equals, one on the
+    /// calling executor thread, then the most recently used, so the others can age out).
     fn take_warm(&mut self) -> Option<Arc<IsolateThread>> {
         let per_isolate = self.worker.limits.max_requests_per_isolate.max(1);
         let generation = self.generation;
@@ -133,10 +140,31 @@ impl State {
             .filter(|s| {
                 s.generation == generation && s.in_flight < per_isolate && s.isolate.is_alive()
             })
-            .min_by_key(|s| (s.in_flight, std::cmp::Reverse(s.last_used)))?;
+            .min_by_key(|s| {
+                (
+                    s.in_flight,
+                    !s.isolate.is_local(),
+                    std::cmp::Reverse(s.last_used),
+                )
+            })?;
         slot.in_flight += 1;
         slot.last_used = Instant::now();
         Some(slot.isolate.clone())
+    }
+
+    /// The queued request to serve next: the oldest, unless one whose connection lives on
+    /// the calling executor thread is waiting and the oldest has not waited
+    /// [`LOCAL_FIRST_FOR`] yet.
+    fn next_waiter(&mut self) -> Option<Waiter> {
+        let here = crate::executor::current();
+        let oldest = self.waiters.front()?;
+        if here.is_some() && oldest.executor != here && oldest.since.elapsed() < LOCAL_FIRST_FOR {
+            let local = self.waiters.iter().position(|w| w.executor == here);
+            if let Some(index) = local {
+                return self.waiters.remove(index);
+            }
+        }
+        self.waiters.pop_front()
     }
 
     /// Whether one more isolate may be created.
@@ -251,7 +279,12 @@ impl Pool {
                 Decision::Start(request)
             } else if state.waiters.len() < max_queue as usize {
                 let (placed, rx) = oneshot::channel();
-                state.waiters.push_back(Waiter { request, placed });
+                state.waiters.push_back(Waiter {
+                    request,
+                    placed,
+                    executor: crate::executor::current(),
+                    since: Instant::now(),
+                });
                 Decision::Wait(rx)
             } else {
                 refused("queue_full");
@@ -312,13 +345,15 @@ impl Pool {
     /// (this may run on an isolate's thread as it finishes a request) or gives them room to
     /// start one.
     fn serve_waiters(self: &Arc<Self>, state: &mut State) {
-        while let Some(waiter) = state.waiters.pop_front() {
+        while let Some(waiter) = state.next_waiter() {
             if waiter.placed.is_closed() {
                 continue;
             }
             let Waiter {
                 mut request,
                 placed,
+                executor,
+                since,
             } = waiter;
             if let Some(isolate) = state.take_warm() {
                 request.lease = Some(Lease::new(self.clone(), isolate.id()));
@@ -334,7 +369,12 @@ impl Pool {
                         }
                         state.untake(isolate.id());
                         state.prune();
-                        state.waiters.push_front(Waiter { request, placed });
+                        state.waiters.push_front(Waiter {
+                            request,
+                            placed,
+                            executor,
+                            since,
+                        });
                     }
                 }
             } else if state.has_room() {
@@ -343,7 +383,12 @@ impl Pool {
                     state.starting -= 1;
                 }
             } else {
-                state.waiters.push_front(Waiter { request, placed });
+                state.waiters.push_front(Waiter {
+                    request,
+                    placed,
+                    executor,
+                    since,
+                });
                 return;
             }
         }

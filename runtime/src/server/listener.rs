@@ -107,8 +107,6 @@ pub async fn accept_loop(
             tracing::debug!(%peer, "connection limit reached and every connection is busy: refused");
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let stream = GuardedIo::new(stream, admitted.state.clone());
         let connection = Connection {
             shared: shared.clone(),
             builder: builder.clone(),
@@ -117,27 +115,27 @@ pub async fn accept_loop(
             peer,
             admitted,
         };
-        match listener.tls.clone() {
-            None => connection.spawn_http(stream),
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls)) => {
-                            tls_handshake("ok");
-                            connection.spawn_http(tls);
+        let tls = listener.tls.clone();
+        let Some(executors) = crate::executor::executors() else {
+            connection.serve(stream, tls);
+            continue;
+        };
+        // Served on an executor thread, where the isolates that answer it live too; the
+        // socket moves to that thread's reactor.
+        match stream.into_std() {
+            Ok(stream) => {
+                executors
+                    .handle(executors.next_for_connection())
+                    .spawn(async move {
+                        match TcpStream::from_std(stream) {
+                            Ok(stream) => connection.serve(stream, tls),
+                            Err(error) => {
+                                tracing::debug!(%peer, "cannot move a connection: {error}");
+                            }
                         }
-                        Ok(Err(error)) => {
-                            tls_handshake("failed");
-                            tracing::debug!(%peer, "TLS handshake failed: {error}");
-                        }
-                        Err(_) => {
-                            tls_handshake("timeout");
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                        }
-                    }
-                });
+                    });
             }
+            Err(error) => tracing::debug!(%peer, "cannot move a connection: {error}"),
         }
     }
 }
@@ -164,6 +162,36 @@ impl Transport for GuardedIo<TcpStream> {}
 impl Transport for tokio_rustls::server::TlsStream<GuardedIo<TcpStream>> {}
 
 impl Connection {
+    /// Serves the connection on the current runtime: TLS first if the listener has it, then
+    /// HTTP.
+    fn serve(self, stream: TcpStream, tls: Option<TlsAcceptor>) {
+        let _ = stream.set_nodelay(true);
+        let stream = GuardedIo::new(stream, self.admitted.state.clone());
+        let peer = self.peer;
+        match tls {
+            None => self.spawn_http(stream),
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            tls_handshake("ok");
+                            self.spawn_http(tls);
+                        }
+                        Ok(Err(error)) => {
+                            tls_handshake("failed");
+                            tracing::debug!(%peer, "TLS handshake failed: {error}");
+                        }
+                        Err(_) => {
+                            tls_handshake("timeout");
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        }
+    }
+
     /// Serves HTTP on `io` with hyper, in a task of its own watched by the connection's
     /// watchdog and the graceful shutdown.
     fn spawn_http(self, io: impl Transport) {

@@ -25,6 +25,7 @@ use edge_config::Limits;
 use isola_bindings::context::ContextTable;
 
 pub(crate) use memory::MemoryGuard;
+pub(crate) use stack::{Held as HeldStack, swap as swap_stack};
 pub(crate) use trim::release_free_memory;
 
 /// A limit that can kill an isolate.
@@ -113,6 +114,8 @@ pub(crate) struct Enforcer {
     memory: MemoryGuard,
     /// The thread's CPU clock when the running turn began.
     turn_start_cpu_ns: Cell<u64>,
+    /// CPU time of the last turn that ended.
+    last_turn_ns: Cell<u64>,
 }
 
 impl Enforcer {
@@ -132,6 +135,7 @@ impl Enforcer {
             cpu,
             memory,
             turn_start_cpu_ns: Cell::new(cpu::current_thread_cpu_ns()),
+            last_turn_ns: Cell::new(0),
         }
     }
 
@@ -150,6 +154,7 @@ impl Enforcer {
         self.cpu.leave();
         let now = cpu::current_thread_cpu_ns();
         let turn_ns = now.saturating_sub(self.turn_start_cpu_ns.get());
+        self.last_turn_ns.set(turn_ns);
         let budget_ns = self.cpu.request_budget_ns();
         if let Some(most) = contexts.charge_turn(turn_ns)
             && most.cpu_ns > budget_ns
@@ -160,6 +165,12 @@ impl Enforcer {
         let share = contexts.next_turn_share();
         self.cpu.set_turn_share(share.base_ns, share.divisor);
         self.memory.check(runtime, &self.shared)
+    }
+
+    /// Whether the last turn ran long: past the CPU after which a slice runs at background
+    /// priority.
+    pub(crate) fn last_turn_was_long(&self) -> bool {
+        self.last_turn_ns.get() > u64::try_from(cpu::BACKGROUND_AFTER.as_nanos()).unwrap_or(0)
     }
 
     /// Whether the isolate's thread is stuck at background priority after a long slice; such

@@ -25,6 +25,18 @@ pub(super) fn remember_context(context: v8::Global<v8::Context>) {
     CONTEXT.with(|c| *c.borrow_mut() = Some(context));
 }
 
+/// What this thread holds for the isolate running on it: its context and a recorded stack.
+pub(crate) type Held = (Option<v8::Global<v8::Context>>, Option<String>);
+
+/// Puts `held` in place as this thread's and returns what was there: a thread that hosts
+/// several isolates swaps each one's in while it runs.
+pub(crate) fn swap(held: Held) -> Held {
+    (
+        CONTEXT.with(|c| std::mem::replace(&mut *c.borrow_mut(), held.0)),
+        CAPTURED.with(|c| std::mem::replace(&mut *c.borrow_mut(), held.1)),
+    )
+}
+
 /// Forgets the context; must run before the isolate is disposed.
 pub(super) fn forget_context() {
     CONTEXT.with(|c| c.borrow_mut().take());

@@ -1,0 +1,164 @@
+//! Many isolates on one executor thread. V8 wants the isolate it runs to be the thread's
+//! current one, and rusty_v8 leaves an isolate entered from its creation until its drop; on an
+//! executor each isolate's task instead enters its isolate around every poll and exits it
+//! after ([`Host`]), and swaps in the thread-locals that belong to that isolate (its outbound
+//! guard, the context and stack the CPU watchdog's interrupt uses, the module-loading flag).
+//! [`Runtime`] makes sure an isolate is entered exactly once when it is dropped, however its
+//! task ends. Never hold an isolate entered across an `.await`: a poll enters and exits it.
+#![allow(
+    unsafe_code,
+    reason = "entering and exiting a V8 isolate by hand is unsafe in rusty_v8"
+)]
+
+use std::cell::Cell;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use deno_core::{JsRuntime, v8};
+use isola_bindings::outbound::guard;
+
+use super::limits::{HeldStack, swap_stack};
+
+thread_local! {
+    /// The isolate the running `Host` poll has entered (none between polls).
+    static ENTERED: Cell<Option<v8::UnsafeRawIsolatePtr>> = const { Cell::new(None) };
+}
+
+/// Whether isolates made on this thread are hosted (an executor thread), so entered only
+/// while their task is polled.
+fn hosting() -> bool {
+    crate::executor::current().is_some()
+}
+
+/// A `JsRuntime` that, when hosted on an executor, is entered exactly once as it is dropped
+/// (rusty_v8 asserts that the isolate dropped is the current one, and V8 refuses to dispose
+/// an isolate entered twice).
+pub(crate) struct Runtime {
+    runtime: JsRuntime,
+    hosted: bool,
+}
+
+impl Runtime {
+    /// Takes a runtime just created on this thread (V8 entered its isolate on creation). On an
+    /// executor, the running `Host` poll now owns that entry and exits it when the poll ends.
+    pub(crate) fn new(mut runtime: JsRuntime) -> Self {
+        let hosted = hosting();
+        if hosted {
+            // SAFETY: only the pointer is taken; `Host` uses it while the runtime lives.
+            ENTERED.set(Some(unsafe { runtime.v8_isolate().as_raw_isolate_ptr() }));
+        }
+        Self { runtime, hosted }
+    }
+}
+
+impl Deref for Runtime {
+    type Target = JsRuntime;
+
+    fn deref(&self) -> &JsRuntime {
+        &self.runtime
+    }
+}
+
+impl DerefMut for Runtime {
+    fn deref_mut(&mut self) -> &mut JsRuntime {
+        &mut self.runtime
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if !self.hosted {
+            return;
+        }
+        let isolate = self.runtime.v8_isolate();
+        // SAFETY: only the pointer is taken, to compare it.
+        let ptr = unsafe { isolate.as_raw_isolate_ptr() };
+        if ENTERED.get().is_some_and(|entered| same(entered, ptr)) {
+            // Entered by this poll: the runtime's drop does the matching exit.
+            ENTERED.set(None);
+        } else {
+            // SAFETY: the isolate lives on this thread (executor tasks never move) and is not
+            // entered now; its drop (next, as the field drops) exits it again and disposes it.
+            unsafe { isolate.enter() };
+        }
+    }
+}
+
+fn same(a: v8::UnsafeRawIsolatePtr, b: v8::UnsafeRawIsolatePtr) -> bool {
+    address(a) == address(b)
+}
+
+fn address(ptr: v8::UnsafeRawIsolatePtr) -> usize {
+    // SAFETY: `UnsafeRawIsolatePtr` is a `repr(transparent)` raw pointer; only its address
+    // is read.
+    unsafe { std::mem::transmute::<v8::UnsafeRawIsolatePtr, *const u8>(ptr) }.addr()
+}
+
+/// An isolate's task on an executor: enters the isolate (once its task made one) around each
+/// poll, with that isolate's thread-locals in place.
+pub(crate) struct Host<F> {
+    task: Pin<Box<F>>,
+    isolate: Option<v8::UnsafeRawIsolatePtr>,
+    locals: Locals,
+}
+
+impl<F: Future<Output = ()>> Host<F> {
+    /// Hosts `task`, which makes (or receives) one isolate and serves with it.
+    pub(crate) fn new(task: F) -> Self {
+        Self {
+            task: Box::pin(task),
+            isolate: None,
+            locals: Locals::default(),
+        }
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Host<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(ptr) = this.isolate {
+            this.locals.swap();
+            // SAFETY: the pointer is the live isolate this task made on this thread (a drop
+            // clears it, see `Runtime`), and no other isolate is entered between polls.
+            unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).enter() };
+            ENTERED.set(Some(ptr));
+        }
+        let polled = this.task.as_mut().poll(cx);
+        // Take back the isolate's thread-locals (they may have been set during the poll).
+        this.locals.swap();
+        match ENTERED.take() {
+            Some(ptr) => {
+                // SAFETY: entered once by this poll (or by its creation in this poll).
+                unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).exit() };
+                this.isolate = Some(ptr);
+            }
+            None => {
+                // The isolate is gone (or there never was one).
+                this.isolate = None;
+                this.locals = Locals::default();
+            }
+        }
+        polled
+    }
+}
+
+/// The thread-locals that belong to the isolate running on a thread.
+#[derive(Default)]
+struct Locals {
+    guard: Option<guard::Guard>,
+    stack: HeldStack,
+    loading_modules: bool,
+}
+
+impl Locals {
+    /// Exchanges these with the thread's.
+    fn swap(&mut self) {
+        self.guard = guard::swap(self.guard.take());
+        self.stack = swap_stack(std::mem::take(&mut self.stack));
+        self.loading_modules = super::swap_loading_modules(self.loading_modules);
+    }
+}
