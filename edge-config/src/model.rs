@@ -48,8 +48,8 @@ pub struct Node {
     pub spare_isolates: usize,
     /// Threads that host isolates, each running many of them (as workerd does) and the
     /// connections whose requests they serve, so a request to an isolate on its connection's
-    /// thread crosses no thread. Default: one per core. 0 gives every isolate an OS thread of
-    /// its own instead (and leaves connections to a shared pool of threads).
+    /// thread crosses no thread (one per core is the usual choice). Default 0: every isolate
+    /// gets an OS thread of its own, and connections a shared pool of threads.
     pub executor_threads: usize,
     /// Where uploaded deployments, their versions and secrets are kept (a redb file,
     /// `isola.redb`), so a restart serves what was active. Default none: they live in
@@ -69,7 +69,7 @@ impl Default for Node {
             isolate_memory_budget_mb: 2048,
             metrics_address: None,
             spare_isolates: 2,
-            executor_threads: std::thread::available_parallelism().map_or(1, usize::from),
+            executor_threads: 0,
             data_dir: None,
             domain: "localhost".to_owned(),
         }

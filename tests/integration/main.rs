@@ -12,6 +12,7 @@ mod connections;
 mod context;
 mod crash;
 mod errors;
+mod executors;
 mod framing;
 mod lifecycle;
 mod limits;

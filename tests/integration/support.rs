@@ -52,6 +52,12 @@ fn status_mib(pid: u32, field: &str) -> f64 {
     kib / 1024.0
 }
 
+/// The thread model every node of this test run uses, if not the default: `scripts/test` runs
+/// the suite once more with `ISOLA_TEST_EXECUTOR_THREADS=2` (isolates on executor threads).
+pub fn executor_threads() -> Option<String> {
+    std::env::var("ISOLA_TEST_EXECUTOR_THREADS").ok()
+}
+
 /// A running `isola` process; killed when dropped.
 pub struct Isola {
     child: Child,
@@ -72,6 +78,9 @@ impl Isola {
             "0".into(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
+        if let Some(threads) = executor_threads() {
+            args.extend(["--executor-threads".to_owned(), threads]);
+        }
         Self::start(&args)
     }
 
@@ -82,11 +91,15 @@ impl Isola {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("isola-test-{}-{n}.toml", std::process::id()));
         let fixtures = repo().join("tests/fixtures");
-        std::fs::write(
-            &path,
-            toml.replace("{fixtures}", &fixtures.display().to_string()),
-        )
-        .expect("write config");
+        let mut toml = toml.replace("{fixtures}", &fixtures.display().to_string());
+        if let Some(threads) = executor_threads().filter(|_| !toml.contains("executor_threads")) {
+            let setting = format!("executor_threads = {threads}\n");
+            toml = match toml.find("[node]\n") {
+                Some(at) => format!("{}{setting}{}", &toml[..at + 7], &toml[at + 7..]),
+                None => format!("[node]\n{setting}{toml}"),
+            };
+        }
+        std::fs::write(&path, toml).expect("write config");
         let isola = Self::start(&[
             "serve".to_owned(),
             "--config".to_owned(),

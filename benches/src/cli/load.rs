@@ -77,6 +77,7 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
                 examples_dir: args.examples_dir.clone(),
                 json: args.json.clone(),
                 parts: vec![part],
+                executor_threads: None,
             },
         );
     }

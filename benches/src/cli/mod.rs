@@ -136,6 +136,10 @@ enum BenchCommand {
         /// Write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// The node's `[node] executor_threads` (default: the node's default, one per core;
+        /// 0: a thread per isolate), to compare the thread models.
+        #[arg(long)]
+        executor_threads: Option<usize>,
     },
     /// Soak: a node under a mixed load (hello, streaming, cache hits, CPU and memory kills,
     /// slow clients, redeploys) for a long time, its RSS, open fds and threads sampled every
@@ -227,6 +231,7 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
             duration,
             examples_dir,
             json,
+            executor_threads,
         }) => tenants::run(
             &env,
             &tenants::TenantsArgs {
@@ -236,6 +241,7 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
                 examples_dir,
                 json,
                 parts: tenants::Part::ALL.to_vec(),
+                executor_threads,
             },
         ),
         Some(BenchCommand::Soak {

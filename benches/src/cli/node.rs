@@ -102,6 +102,14 @@ fn config(node: &str, metrics_port: u16, admin_port: u16, workers: &[NodeWorker]
     config
 }
 
+/// Extra `[node]` keys (TOML lines) for every node started from now on.
+static NODE_SETTINGS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Adds `settings` (TOML lines) to the `[node]` table of every node started from now on.
+pub(super) fn set_node_settings(settings: String) {
+    let _ = NODE_SETTINGS.set(settings);
+}
+
 /// Starts `isola serve` with `workers`. The isolate memory budget is lifted so that every
 /// deployment keeps its warm isolates.
 pub(super) fn start_node(isola: &Path, workers: &[NodeWorker]) -> anyhow::Result<Node> {
@@ -114,12 +122,11 @@ pub(super) fn start_node(isola: &Path, workers: &[NodeWorker]) -> anyhow::Result
     let dir = TempDir(dir);
     let metrics_port = free_port()?;
     let admin_port = free_port()?;
-    let text = config(
-        "isolate_memory_budget_mb = 1000000",
-        metrics_port,
-        admin_port,
-        workers,
+    let node = format!(
+        "isolate_memory_budget_mb = 1000000\n{}",
+        NODE_SETTINGS.get().map_or("", String::as_str)
     );
+    let text = config(&node, metrics_port, admin_port, workers);
     let path = dir.0.join("edge.toml");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     let command: Vec<OsString> = vec![isola.into(), "serve".into(), "--config".into(), path.into()];

@@ -35,6 +35,8 @@ pub struct TenantsArgs {
     pub json: Option<PathBuf>,
     /// Which measurements to run.
     pub parts: Vec<Part>,
+    /// The nodes' `[node] executor_threads`, if not their default.
+    pub executor_threads: Option<usize>,
 }
 
 /// One measurement of `tenants`; each is also a `--scenario`.
@@ -104,6 +106,9 @@ pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} (set --examples-dir)", args.examples_dir.display()))?;
     let hello = examples.join("hello.js");
     let hog = examples.join("cpu-hog.js");
+    if let Some(threads) = args.executor_threads {
+        super::node::set_node_settings(format!("executor_threads = {threads}"));
+    }
     for file in [&hello, &hog] {
         anyhow::ensure!(
             file.is_file(),

@@ -15,8 +15,10 @@
 //! it will be charged) to the most charged request's total and stops the turn when that
 //! passes `cpu_ms`. Work of no request (module-level timers) is limited per turn.
 //!
-//! Fairness between tenants: a slice that has run for [`BACKGROUND_AFTER`] of CPU drops to
-//! nice 19 until it ends, so a tenant spinning towards its limit yields the cores to other
+//! Fairness between tenants: on a thread of its own, a slice that has run for
+//! [`BACKGROUND_AFTER`] of CPU drops to nice 19 until it ends (an executor thread keeps its
+//! priority, as it serves other tenants too; a version with such slices gets its next
+//! isolates on threads of their own), so a tenant spinning towards its limit yields the cores to other
 //! tenants' short requests instead of competing as an equal, yet still progresses (`SCHED_IDLE`
 //! was measured to isolate better but can starve a slice, and the release of its isolate,
 //! indefinitely on a busy machine). If the thread may not return to normal priority (no
@@ -50,6 +52,9 @@ pub(super) struct Watched {
     schedstat: PathBuf,
     /// The isolate thread's id, for its scheduling priority.
     tid: rustix::process::Pid,
+    /// Whether the thread hosts other isolates and connections too (an executor), whose
+    /// priority a long slice must not lower.
+    shared_thread: bool,
     /// Set by the watchdog when it lowered the running slice's priority.
     backgrounded: AtomicBool,
     /// Set when the thread could not get its normal priority back.
@@ -89,6 +94,7 @@ pub(super) fn watch(shared: &Arc<Shared>, limits: &Limits) -> Arc<Watched> {
         shared: shared.clone(),
         schedstat,
         tid: rustix::thread::gettid(),
+        shared_thread: crate::executor::current().is_some(),
         backgrounded: AtomicBool::new(false),
         stuck_in_background: AtomicBool::new(false),
         slice: AtomicU64::new(0),
@@ -207,7 +213,10 @@ fn check(isolate: &Watched) {
         return;
     }
     let slice_used = now.saturating_sub(isolate.slice_start_ns.load(Ordering::Relaxed));
-    if slice_used > nanos(BACKGROUND_AFTER) && !isolate.backgrounded.swap(true, Ordering::AcqRel) {
+    if slice_used > nanos(BACKGROUND_AFTER)
+        && !isolate.shared_thread
+        && !isolate.backgrounded.swap(true, Ordering::AcqRel)
+    {
         if !set_background(isolate.tid, true) {
             isolate.backgrounded.store(false, Ordering::Release);
         } else if isolate.slice.load(Ordering::Acquire) != slice {

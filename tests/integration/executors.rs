@@ -1,0 +1,112 @@
+//! Executor threads (`[node] executor_threads`): many isolates per thread, the connections
+//! served on the same threads, and a version with long turns moved to threads of its own.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::support::{Isola, Proto, get_host, send};
+
+/// The names of the process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let comm = task.unwrap().path().join("comm");
+        if let Ok(name) = std::fs::read_to_string(comm) {
+            names.push(name.trim().to_owned());
+        }
+    }
+    names
+}
+
+fn count(names: &[String], prefix: &str) -> usize {
+    names.iter().filter(|n| n.starts_with(prefix)).count()
+}
+
+/// A node with `workers` copies of the pool fixture (`w0.test` … by host), a CPU spinner
+/// (`spin.test`) and two executor threads.
+fn node(workers: usize) -> Isola {
+    let mut toml = String::from(
+        "[node]\nexecutor_threads = 2\nspare_isolates = 2\n[[listeners]]\naddress = \"127.0.0.1:0\"\n",
+    );
+    for i in 0..workers {
+        let _ = write!(
+            toml,
+            "[[routes]]\nhost = \"w{i}.test\"\nworker = \"w{i}\"\n[workers.w{i}]\nfile = \"{{fixtures}}/pool.js\"\n"
+        );
+    }
+    toml.push_str("[[routes]]\nhost = \"spin.test\"\nworker = \"spin\"\n[workers.spin]\nfile = \"{fixtures}/cpu.js\"\n");
+    Isola::serve(&toml)
+}
+
+#[tokio::test]
+async fn isolates_of_many_workers_share_the_executor_threads() {
+    let isola = node(12);
+    for i in 0..12 {
+        let reply = get_host(&isola, &format!("w{i}.test"), "/count").await;
+        assert_eq!(reply.status, 200, "w{i}: {}", reply.text());
+    }
+    let names = thread_names(isola.pid());
+    assert_eq!(count(&names, "executor-"), 2, "{names:?}");
+    // With a thread per isolate there would be 13 or more `isolate-*` threads (and spares).
+    assert_eq!(
+        count(&names, "isolate-"),
+        1,
+        "only the CPU watchdog: {names:?}"
+    );
+    // Each worker kept its own isolate (its own state) although they share two threads.
+    for i in 0..12 {
+        let reply = get_host(&isola, &format!("w{i}.test"), "/count").await;
+        assert_eq!(reply.text(), "2", "w{i} was served by its warm isolate");
+    }
+}
+
+#[tokio::test]
+async fn a_version_whose_turn_runs_long_gets_threads_of_its_own_and_others_keep_being_served() {
+    let isola = node(1);
+    assert_eq!(get_host(&isola, "w0.test", "/count").await.status, 200);
+    // The spinner is killed at cpu_ms; its turn ran long, so its next isolate is not hosted on
+    // an executor, where it would hold up the other tenants on that thread.
+    let reply = get_host(&isola, "spin.test", "/spin").await;
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    isola.wait_for_log("new isolates of this version get threads of their own");
+    let reply = get_host(&isola, "spin.test", "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let names = thread_names(isola.pid());
+    assert_eq!(count(&names, "isolate-spin"), 1, "{names:?}");
+    // While the spinner spins on its own thread, the quiet tenant answers quickly.
+    let spinning = tokio::spawn({
+        let authority = isola.authority();
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..5 {
+                let request = http::Request::get("/spin")
+                    .header("host", "spin.test")
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                statuses.push(send(Proto::H1, &authority, request).await.status);
+            }
+            statuses
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut served, mut slow) = (0, Vec::new());
+    while !spinning.is_finished() && Instant::now() < deadline && served < 2000 {
+        let started = Instant::now();
+        let reply = get_host(&isola, "w0.test", "/count").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        if started.elapsed() > Duration::from_millis(40) {
+            slow.push(started.elapsed());
+        }
+        served += 1;
+    }
+    let statuses = spinning.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    assert!(served > 10, "the quiet tenant was served {served} times");
+    // Each spin takes 50 ms of CPU before its kill; on a shared executor thread it would hold
+    // up about half of the quiet requests made meanwhile (their connections share it).
+    assert!(
+        slow.len() <= 1,
+        "{} of {served} quiet requests waited over 40 ms: {slow:?}",
+        slow.len()
+    );
+}
