@@ -8,6 +8,7 @@ mod error;
 mod load;
 mod model;
 mod modules;
+mod project;
 pub mod special_ranges;
 mod upload;
 mod validate;
@@ -22,5 +23,6 @@ pub use model::{
 pub use modules::{
     MAX_MODULES, ModuleKind, ModuleSet, SourceModule, UploadModule, check_module_path,
 };
+pub use project::{PROJECT_FILE, Project, load_project, parse_project, parse_route};
 pub use upload::{Upload, UploadRoute, valid_worker_name};
 pub use validate::valid_identifier;

@@ -11,6 +11,7 @@ mod code;
 mod connections;
 mod context;
 mod crash;
+mod deploy_cli;
 mod errors;
 mod framing;
 mod lifecycle;
