@@ -14,7 +14,7 @@ mod upload;
 mod validate;
 
 pub use cidr::{CidrParseError, IpCidr};
-pub use error::ConfigError;
+pub use error::{ConfigError, Location};
 pub use load::{load, parse};
 pub use model::{
     Admin, Cache, Config, DEFAULT_MAX_CONNECTIONS, HttpLimits, Limits, Listener, Node, Outbound,

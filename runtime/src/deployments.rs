@@ -6,6 +6,7 @@
 
 mod changes;
 mod code_file;
+mod configured;
 mod error;
 pub mod records;
 mod rollout;
@@ -21,6 +22,7 @@ use edge_config::{Limits, Route, Upload};
 
 use crate::code::files::{self, CodeDir};
 pub use code_file::private_deploy_dir;
+pub use configured::StartedWorkers;
 pub use error::{DeployError, error_chain};
 use records::VersionRecord;
 use rollout::Rollout;

@@ -21,6 +21,7 @@ mod offheap;
 mod outbound;
 mod pool;
 mod protocols;
+mod reload;
 mod rollout;
 mod secrets;
 mod slow_readers;

@@ -43,7 +43,10 @@ enum Command {
     /// Serve a worker for local development: its file and the modules it imports relatively
     /// (JavaScript, TypeScript, JSON, text, WebAssembly); reloads when any of them changes.
     Dev(DevArgs),
-    /// Serve the listeners, routes and workers described by a config file.
+    /// Serve the listeners, routes and workers described by a config file. SIGHUP reloads
+    /// it (workers, routes, TLS certificates; uploaded workers stay); a bad new config is
+    /// refused with a log line naming file, key and expectation, and the old one keeps
+    /// serving.
     Serve(ServeArgs),
     /// Upload the project (`isola.toml`: its main module and the modules it imports
     /// relatively) to a node's admin API as a new version, active at once. The token comes
@@ -435,13 +438,60 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
 async fn serve_config(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = edge_config::load(&args.config)?;
-    if let Some(dir) = args.data_dir {
-        config.node.data_dir = Some(dir);
+    if let Some(dir) = &args.data_dir {
+        config.node.data_dir = Some(dir.clone());
     }
+    // Installed before the node announces itself, so a SIGHUP never ends the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     let node = Node::start(&config).await?;
+    let reloader = node.reloader(args.config.clone());
+    tokio::spawn(reload_on_hangup(hangups, reloader, args.data_dir));
     announce(&node)?;
     node.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// On each SIGHUP, reads the config file again and applies it; a config that cannot be read,
+/// checked or started is refused with one error line naming the file, the key and what was
+/// expected, and the running config keeps serving.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: isola_runtime::node::Reloader,
+    data_dir: Option<PathBuf>,
+) {
+    while hangups.recv().await.is_some() {
+        let file = reloader.file().to_owned();
+        tracing::info!("SIGHUP received: reloading {}", file.display());
+        let loaded = edge_config::load(&file).map(|mut config| {
+            if let Some(dir) = &data_dir {
+                config.node.data_dir = Some(dir.clone());
+            }
+            config
+        });
+        let result = match loaded {
+            Ok(config) => reloader.apply(config).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(reloaded) => {
+                tracing::info!(
+                    workers = reloaded.workers,
+                    "config reloaded from {}",
+                    file.display()
+                );
+                if !reloaded.need_restart.is_empty() {
+                    tracing::warn!(
+                        "changes to {} take effect after a restart",
+                        reloaded.need_restart.join(", ")
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!("config reload refused, the previous config keeps serving: {error}")
+            }
+        }
+    }
 }
 
 /// Prints one `listening on URL` line per listener on stdout (tools wait for these lines).
