@@ -311,9 +311,14 @@ impl Deployments {
                 .map_err(|error| error.naming(&source))?,
         };
         let mut state = self.state.lock().await;
-        let committed = match route_owner(&state.routes, name, &routes) {
-            Ok(()) => self.commit(batch).await,
-            Err(error) => Err(error),
+        // A config reload may have taken the name or a route while the version started.
+        let committed = if state.configured.contains(name) {
+            Err(DeployError::Configured(name.to_owned()))
+        } else {
+            match route_owner(&state.routes, name, &routes) {
+                Ok(()) => self.commit(batch).await,
+                Err(error) => Err(error),
+            }
         };
         if let Err(error) = committed {
             drop(state);
