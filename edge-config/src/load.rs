@@ -73,6 +73,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
             let resolved = Worker {
                 name: name.clone(),
                 file: base.join(&worker.file),
+                root: None,
                 vars: worker.vars,
                 allow_eval: worker.allow_eval,
                 allow_wasm_compile: worker.allow_wasm_compile,
@@ -95,7 +96,7 @@ fn resolve(raw: RawConfig, base: &Path) -> Config {
     }
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

@@ -245,6 +245,9 @@ pub struct Worker {
     pub name: String,
     /// The JavaScript file (a bundled ES module or a service-worker script).
     pub file: PathBuf,
+    /// The directory its modules may be imported from; none: `file`'s directory. A project
+    /// file (`isola.toml`) sets its own directory, so `src/index.ts` may import `../data.json`.
+    pub root: Option<PathBuf>,
     /// Vars: `env` of module workers, globals of service workers.
     pub vars: BTreeMap<String, serde_json::Value>,
     /// Allow `eval`/`new Function`. Default false, as on Workers.

@@ -127,6 +127,7 @@ impl Upload {
         let worker = Worker {
             name: name.to_owned(),
             file: dir.join(&modules.main),
+            root: None,
             vars: self.vars,
             allow_eval: self.allow_eval,
             allow_wasm_compile: self.allow_wasm_compile,

@@ -6,6 +6,7 @@
 
 mod changes;
 mod code_file;
+mod configured;
 mod error;
 pub mod records;
 mod rollout;
@@ -21,6 +22,7 @@ use edge_config::{Limits, Route, Upload};
 
 use crate::code::files::{self, CodeDir};
 pub use code_file::private_deploy_dir;
+pub use configured::StartedWorkers;
 pub use error::{DeployError, error_chain};
 use records::VersionRecord;
 use rollout::Rollout;
@@ -309,9 +311,14 @@ impl Deployments {
                 .map_err(|error| error.naming(&source))?,
         };
         let mut state = self.state.lock().await;
-        let committed = match route_owner(&state.routes, name, &routes) {
-            Ok(()) => self.commit(batch).await,
-            Err(error) => Err(error),
+        // A config reload may have taken the name or a route while the version started.
+        let committed = if state.configured.contains(name) {
+            Err(DeployError::Configured(name.to_owned()))
+        } else {
+            match route_owner(&state.routes, name, &routes) {
+                Ok(()) => self.commit(batch).await,
+                Err(error) => Err(error),
+            }
         };
         if let Err(error) = committed {
             drop(state);

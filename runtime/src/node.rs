@@ -1,5 +1,7 @@
 //! A node: everything one `isola` process serves, built from a validated config.
 
+mod reload;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +18,7 @@ use crate::pool::{Pool, Registry};
 use crate::server::{self, BoundListener, Shared};
 use crate::store::{MemoryStore, RedbStore, Store};
 use crate::worker::{WorkerLoadError, WorkerSource};
+pub use reload::{Reloaded, Reloader};
 
 /// Starting the node failed; the message names what and where.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,10 @@ pub struct Node {
     shared: Arc<Shared>,
     deployments: Arc<Deployments>,
     grace: Duration,
+    /// Each listener's certificates (TLS listeners), which a reload replaces.
+    certificates: Vec<Option<Arc<server::tls::Certificates>>>,
+    /// The config the node started from.
+    config: Config,
 }
 
 impl Node {
@@ -142,13 +149,22 @@ impl Node {
         ));
         deployments.restore().await.map_err(NodeError::Store)?;
         let mut listeners = Vec::with_capacity(config.listeners.len());
+        let mut certificates = Vec::with_capacity(config.listeners.len());
         for listener in &config.listeners {
             let acceptor = match &listener.tls {
-                Some(tls) => Some(server::tls::acceptor(tls).map_err(|error| NodeError::Tls {
-                    address: listener.address,
-                    error,
-                })?),
-                None => None,
+                Some(tls) => {
+                    let (acceptor, switch) =
+                        server::tls::reloadable_acceptor(tls).map_err(|error| NodeError::Tls {
+                            address: listener.address,
+                            error,
+                        })?;
+                    certificates.push(Some(switch));
+                    Some(acceptor)
+                }
+                None => {
+                    certificates.push(None);
+                    None
+                }
             };
             let bound = BoundListener::bind(listener.address, acceptor, listener.max_connections)
                 .await
@@ -194,7 +210,19 @@ impl Node {
             }),
             deployments,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
+            certificates,
+            config: config.clone(),
         })
+    }
+
+    /// The handle that applies a new version of the config `file` (SIGHUP) to this node.
+    pub fn reloader(&self, file: std::path::PathBuf) -> Reloader {
+        Reloader::new(
+            file,
+            self.config.clone(),
+            Arc::clone(&self.deployments),
+            self.certificates.clone(),
+        )
     }
 
     /// The URLs the node listens on.

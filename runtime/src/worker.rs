@@ -106,9 +106,9 @@ impl WorkerSource {
     }
 
     /// Reads the worker described by `config` from disk: its file and the modules it imports
-    /// from its directory (see [`ModuleGraph::load`]).
+    /// from its directory, or from `config.root` (see [`ModuleGraph::load`]).
     pub fn load(config: &edge_config::Worker) -> Result<Self, WorkerLoadError> {
-        Self::load_in(config, None)
+        Self::load_in(config, config.root.as_deref())
     }
 
     /// Like [`WorkerSource::load`], with the modules' directory `root` (an upload's, whose

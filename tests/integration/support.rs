@@ -116,6 +116,15 @@ impl Isola {
 
     /// `<prefix…> isola <args…>` (e.g. `prlimit --nofile=N --`), waiting until it listens.
     pub fn start_with_prefix(prefix: &[&str], args: &[String]) -> Self {
+        Self::launch(prefix, None, args)
+    }
+
+    /// `isola <args…>` run in directory `dir`, waiting until it listens.
+    pub fn start_in(dir: &Path, args: &[String]) -> Self {
+        Self::launch(&[], Some(dir), args)
+    }
+
+    fn launch(prefix: &[&str], dir: Option<&Path>, args: &[String]) -> Self {
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
@@ -124,6 +133,9 @@ impl Isola {
             }
             None => Command::new(env!("CARGO_BIN_EXE_isola")),
         };
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
         let mut child = command
             .args(args)
             .env("ISOLA_LOG", "info")
@@ -304,6 +316,60 @@ pub fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
             std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
                 .expect("read");
             return (status, stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("isola {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a command printed and how it ended.
+pub struct Ran {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `isola <args>` to completion (bounded) with `env` set and `stdin` written to it.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Ran {
+    use std::io::{Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args(args)
+        .env_remove("ISOLA_ADMIN_TOKEN")
+        .env_remove("ISOLA_ADMIN_URL")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn isola");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            child
+                .stdout
+                .take()
+                .expect("stdout")
+                .read_to_string(&mut stdout)
+                .expect("read");
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut stderr)
+                .expect("read");
+            return Ran {
+                success: status.success(),
+                stdout,
+                stderr,
+            };
         }
         if Instant::now() > deadline {
             let _ = child.kill();

@@ -1,4 +1,11 @@
-//! The `isola` command: run a worker locally (`dev`), serve a node from a config (`serve`).
+//! The `isola` command: run a worker locally (`dev`), serve a node from a config (`serve`),
+//! deploy to a node and manage its workers (`deploy`, `versions`, `rollback`, `secret`,
+//! `delete`).
+
+mod client;
+mod deploy;
+mod manage;
+mod terminal;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -36,8 +43,42 @@ enum Command {
     /// Serve a worker for local development: its file and the modules it imports relatively
     /// (JavaScript, TypeScript, JSON, text, WebAssembly); reloads when any of them changes.
     Dev(DevArgs),
-    /// Serve the listeners, routes and workers described by a config file.
+    /// Serve the listeners, routes and workers described by a config file. SIGHUP reloads
+    /// it (workers, routes, TLS certificates; uploaded workers stay); a bad new config is
+    /// refused with a log line naming file, key and expectation, and the old one keeps
+    /// serving.
     Serve(ServeArgs),
+    /// Upload the project (`isola.toml`: its main module and the modules it imports
+    /// relatively) to a node's admin API as a new version, active at once. The token comes
+    /// from ISOLA_ADMIN_TOKEN.
+    Deploy(deploy::DeployArgs),
+    /// List the kept versions of a deployed worker (`*` marks the active one).
+    Versions {
+        /// The worker.
+        name: String,
+        #[command(flatten)]
+        admin: manage::AdminArgs,
+    },
+    /// Serve a kept version again (nothing is uploaded); without ID, the version that was
+    /// active before the current one.
+    Rollback {
+        /// The worker.
+        name: String,
+        /// The version (see `isola versions NAME`).
+        id: Option<String>,
+        #[command(flatten)]
+        admin: manage::AdminArgs,
+    },
+    /// Set or remove a worker's secret (`env.KEY`).
+    #[command(subcommand)]
+    Secret(manage::SecretCommand),
+    /// Delete a deployed worker: its versions, secrets, routes and cached responses.
+    Delete {
+        /// The worker.
+        name: String,
+        #[command(flatten)]
+        admin: manage::AdminArgs,
+    },
     /// Load-test Isola next to a raw hyper baseline (see `isola bench --help`).
     Bench(Box<isola_bench::cli::BenchCli>),
 }
@@ -47,15 +88,20 @@ struct DevArgs {
     /// The worker: an ES module (`.js`, or `.ts` whose types are stripped) with `export
     /// default { fetch }`, or a service-worker script. It may import modules of its directory
     /// by relative paths (`./lib/x.ts`, `./data.json`, `./page.html`, `./add.wasm`); bundle npm
-    /// packages with esbuild.
-    file: PathBuf,
+    /// packages with esbuild. Without it, the project file (`--config`, default
+    /// `./isola.toml`) names the worker, its main module, vars and limits.
+    file: Option<PathBuf>,
+    /// The project file read when no FILE is given.
+    #[arg(long, short, default_value = edge_config::PROJECT_FILE, conflicts_with = "file")]
+    config: PathBuf,
     /// Port to listen on (0 picks a free one).
     #[arg(long, default_value_t = 8787)]
     port: u16,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// A var for the worker (`env.NAME`, or a global for service workers); repeatable.
+    /// A var for the worker (`env.NAME`, or a global for service workers), over the
+    /// project's `vars`; `NAME:VALUE` (wrangler's form) works too; repeatable.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     vars: Vec<(String, String)>,
     /// Serve HTTPS; without --cert/--key a self-signed certificate for localhost is made.
@@ -74,21 +120,25 @@ struct DevArgs {
     #[arg(long)]
     allow_eval: bool,
     /// CPU time a request's JavaScript may use over all of its turns (ms) before the isolate is
-    /// terminated.
-    #[arg(long, default_value_t = Limits::default().cpu_ms)]
-    cpu_ms: u64,
-    /// Time the handler has to produce its Response (ms) before the client gets a 504.
-    #[arg(long, default_value_t = Limits::default().wall_ms)]
-    wall_ms: u64,
-    /// Time starting an isolate (the worker's top level included) may take (ms).
-    #[arg(long, default_value_t = Limits::default().startup_wall_ms)]
-    startup_wall_ms: u64,
-    /// Heap + ArrayBuffer memory one isolate may use (MB) before it is terminated.
-    #[arg(long, default_value_t = Limits::default().memory_mb)]
-    memory_mb: u64,
-    /// Isolates the worker may run at once (more requests wait in a bounded queue).
-    #[arg(long, default_value_t = Limits::default().max_isolates)]
-    max_isolates: u32,
+    /// terminated [default: the project's `limits`, else 50].
+    #[arg(long)]
+    cpu_ms: Option<u64>,
+    /// Time the handler has to produce its Response (ms) before the client gets a 504
+    /// [default: the project's `limits`, else 30000].
+    #[arg(long)]
+    wall_ms: Option<u64>,
+    /// Time starting an isolate (the worker's top level included) may take (ms) [default: the
+    /// project's `limits`, else 10000].
+    #[arg(long)]
+    startup_wall_ms: Option<u64>,
+    /// Heap + ArrayBuffer memory one isolate may use (MB) before it is terminated [default:
+    /// the project's `limits`, else 128].
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    /// Isolates the worker may run at once (more requests wait in a bounded queue) [default:
+    /// the project's `limits`, else 4].
+    #[arg(long)]
+    max_isolates: Option<u32>,
     /// Serve Prometheus metrics on this port (0: any free port) at /metrics.
     #[arg(long)]
     metrics_port: Option<u16>,
@@ -119,10 +169,11 @@ struct ServeArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// `NAME=VALUE`, or wrangler's `NAME:VALUE`: split at the first `=` or `:`.
 fn parse_var(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+    match text.find(['=', ':']) {
+        Some(at) if at > 0 => Ok((text[..at].to_owned(), text[at + 1..].to_owned())),
+        _ => Err(format!("expected NAME=VALUE or NAME:VALUE, got `{text}`")),
     }
 }
 
@@ -156,9 +207,21 @@ fn scrub_proxy_environment() -> Vec<&'static str> {
 fn main() -> ExitCode {
     let scrubbed = scrub_proxy_environment();
     let cli = Cli::parse();
-    if let Command::Bench(bench) = cli.command {
-        return run_bench(*bench);
-    }
+    let command = match cli.command {
+        Command::Bench(bench) => return run_bench(*bench),
+        Command::Deploy(args) => return run_client(deploy::deploy(args)),
+        Command::Versions { name, admin } => {
+            return run_client(async move { manage::versions(&name, &admin).await });
+        }
+        Command::Rollback { name, id, admin } => {
+            return run_client(async move { manage::rollback(&name, id, &admin).await });
+        }
+        Command::Delete { name, admin } => {
+            return run_client(async move { manage::delete(&name, &admin).await });
+        }
+        Command::Secret(command) => return run_client(manage::secret(command)),
+        command @ (Command::Dev(_) | Command::Serve(_)) => command,
+    };
     init_logging(&cli.log, cli.log_format);
     if !scrubbed.is_empty() {
         tracing::info!("ignoring {scrubbed:?}: outbound fetch does not go through proxies");
@@ -180,12 +243,29 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Dev(args) => dev(args).await,
             Command::Serve(args) => serve_config(args).await,
-            Command::Bench(_) => Ok(()),
+            _ => Ok(()),
         }
     });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one admin API command (`deploy`, `versions`, …) on a small runtime; its error is
+/// printed as `error: …`.
+fn run_client(command: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(command));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -222,6 +302,7 @@ fn startup_probe(
     let config = Worker {
         name: "startup".to_owned(),
         file: file.to_owned(),
+        root: None,
         vars: BTreeMap::new(),
         allow_eval: false,
         allow_wasm_compile: false,
@@ -247,11 +328,36 @@ fn init_logging(filter: &str, format: LogFormat) {
     }
 }
 
+/// The worker `isola dev` serves: FILE with the built-in defaults, or the project file's.
+fn dev_worker(args: &DevArgs) -> anyhow::Result<Worker> {
+    if let Some(file) = &args.file {
+        let name = file
+            .file_stem()
+            .map_or_else(|| "worker".to_owned(), |s| s.to_string_lossy().into_owned());
+        return Ok(Worker {
+            name,
+            file: file.clone(),
+            root: None,
+            vars: BTreeMap::new(),
+            allow_eval: false,
+            allow_wasm_compile: false,
+            cache: false,
+            outbound: Outbound::default(),
+            limits: Limits::default(),
+        });
+    }
+    match edge_config::load_project(&args.config) {
+        Ok(project) => Ok(project.worker),
+        Err(error) if !args.config.exists() => Err(anyhow::anyhow!(
+            "{error}\n  give the worker's file (`isola dev worker.js`) or write an isola.toml with `name` and `main`"
+        )),
+        Err(error) => Err(error.into()),
+    }
+}
+
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let name = args
-        .file
-        .file_stem()
-        .map_or_else(|| "worker".to_owned(), |s| s.to_string_lossy().into_owned());
+    let base = dev_worker(&args)?;
+    let name = base.name.clone();
     let tls = if args.tls {
         let (cert, key) = match (args.cert, args.key) {
             (Some(cert), Some(key)) => (cert, key),
@@ -273,29 +379,33 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let mut vars = base.vars;
+    vars.extend(
+        args.vars
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::Value::String(v))),
+    );
+    let limits = Limits {
+        cpu_ms: args.cpu_ms.unwrap_or(base.limits.cpu_ms),
+        wall_ms: args.wall_ms.unwrap_or(base.limits.wall_ms),
+        startup_wall_ms: args.startup_wall_ms.unwrap_or(base.limits.startup_wall_ms),
+        memory_mb: args.memory_mb.unwrap_or(base.limits.memory_mb),
+        max_isolates: args.max_isolates.unwrap_or(base.limits.max_isolates),
+        ..base.limits
+    };
     let worker = Worker {
         name: name.clone(),
-        file: args.file.clone(),
-        vars: args
-            .vars
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect::<BTreeMap<_, _>>(),
-        allow_eval: args.allow_eval,
-        allow_wasm_compile: args.allow_eval,
-        cache: args.cache,
+        file: base.file,
+        root: base.root,
+        vars,
+        allow_eval: args.allow_eval || base.allow_eval,
+        allow_wasm_compile: args.allow_eval || base.allow_wasm_compile,
+        cache: args.cache || base.cache,
         outbound: Outbound {
             allow_loopback: true,
-            ..Outbound::default()
+            ..base.outbound
         },
-        limits: Limits {
-            cpu_ms: args.cpu_ms,
-            wall_ms: args.wall_ms,
-            startup_wall_ms: args.startup_wall_ms,
-            memory_mb: args.memory_mb,
-            max_isolates: args.max_isolates,
-            ..Limits::default()
-        },
+        limits,
     };
     let mut config = Config::default();
     config.cache.max_size_mb = args.cache_mb;
@@ -333,13 +443,60 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
 async fn serve_config(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = edge_config::load(&args.config)?;
-    if let Some(dir) = args.data_dir {
-        config.node.data_dir = Some(dir);
+    if let Some(dir) = &args.data_dir {
+        config.node.data_dir = Some(dir.clone());
     }
+    // Installed before the node announces itself, so a SIGHUP never ends the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     let node = Node::start(&config).await?;
+    let reloader = node.reloader(args.config.clone());
+    tokio::spawn(reload_on_hangup(hangups, reloader, args.data_dir));
     announce(&node)?;
     node.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// On each SIGHUP, reads the config file again and applies it; a config that cannot be read,
+/// checked or started is refused with one error line naming the file, the key and what was
+/// expected, and the running config keeps serving.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloader: isola_runtime::node::Reloader,
+    data_dir: Option<PathBuf>,
+) {
+    while hangups.recv().await.is_some() {
+        let file = reloader.file().to_owned();
+        tracing::info!("SIGHUP received: reloading {}", file.display());
+        let loaded = edge_config::load(&file).map(|mut config| {
+            if let Some(dir) = &data_dir {
+                config.node.data_dir = Some(dir.clone());
+            }
+            config
+        });
+        let result = match loaded {
+            Ok(config) => reloader.apply(config).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            Ok(reloaded) => {
+                tracing::info!(
+                    workers = reloaded.workers,
+                    "config reloaded from {}",
+                    file.display()
+                );
+                if !reloaded.need_restart.is_empty() {
+                    tracing::warn!(
+                        "changes to {} take effect after a restart",
+                        reloaded.need_restart.join(", ")
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!("config reload refused, the previous config keeps serving: {error}")
+            }
+        }
+    }
 }
 
 /// Prints one `listening on URL` line per listener on stdout (tools wait for these lines).

@@ -72,6 +72,7 @@ impl Admin {
                 "name": name,
                 "source": if described.configured { "config" } else { "upload" },
                 "active": active,
+                "previous": described.previous,
                 "versions": versions,
                 "split": described.split,
                 "routes": routes_json(&described.routes),

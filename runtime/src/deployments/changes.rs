@@ -69,7 +69,7 @@ impl Deployments {
             )));
         };
         let secrets = records::secrets(&*self.store, name)?;
-        record.active = id.to_owned();
+        record.set_active(id);
         record.split = None;
         let mut batch = Batch::default();
         batch.put(records::deployment_key(name), records::encode(&record));
@@ -117,7 +117,7 @@ impl Deployments {
                 "expected at least one version".into(),
             ));
         };
-        record.active = active.clone();
+        record.set_active(&active);
         record.split = (percent.len() > 1).then_some(percent);
         let secrets = records::secrets(&*self.store, name)?;
         let version = self.version(name, &active)?;

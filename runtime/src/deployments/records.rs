@@ -40,6 +40,10 @@ pub struct DeploymentRecord {
     /// A gradual rollout: percent by version id (`active` is the heaviest of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<BTreeMap<String, u32>>,
+    /// The version that was active before `active` (what `isola rollback NAME` goes back
+    /// to), while it is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
 }
 
 /// One kept version in a deployment's list.
@@ -211,7 +215,7 @@ impl DeploymentRecord {
                 created_ms: now_ms,
             });
         }
-        self.active = id.to_owned();
+        self.set_active(id);
         self.split = None;
         let mut dropped = Vec::new();
         while self.versions.len() > KEPT_VERSIONS {
@@ -220,7 +224,18 @@ impl DeploymentRecord {
             };
             dropped.push(self.versions.remove(oldest).id);
         }
+        if self.previous.as_deref().is_some_and(|p| !self.has(p)) {
+            self.previous = None;
+        }
         dropped
+    }
+
+    /// Makes `id` the active version, remembering the one it replaces as `previous`.
+    pub fn set_active(&mut self, id: &str) {
+        if self.active != id {
+            let replaced = std::mem::replace(&mut self.active, id.to_owned());
+            self.previous = (!replaced.is_empty()).then_some(replaced);
+        }
     }
 }
 
@@ -258,7 +273,19 @@ mod tests {
         assert_eq!(record.versions.len(), KEPT_VERSIONS);
         assert_eq!(dropped, ["v0", "v1", "v2", "v3", "v4"]);
         assert_eq!(record.active, "v24");
+        assert_eq!(record.previous.as_deref(), Some("v23"));
         assert!(record.activate_new("v10", 99).is_empty());
         assert_eq!(record.active, "v10");
+        assert_eq!(
+            record.previous.as_deref(),
+            Some("v24"),
+            "what rollback goes back to"
+        );
+        record.set_active("v10");
+        assert_eq!(
+            record.previous.as_deref(),
+            Some("v24"),
+            "no change, no new previous"
+        );
     }
 }

@@ -32,6 +32,8 @@ pub struct Description {
     pub secrets: Vec<String>,
     /// A gradual rollout: percent by version.
     pub split: Option<BTreeMap<String, u32>>,
+    /// The version active before the active one, while it is kept (uploaded workers).
+    pub previous: Option<String>,
 }
 
 /// One kept version.
@@ -77,6 +79,7 @@ impl Deployments {
                 routes,
                 secrets: Vec::new(),
                 split: None,
+                previous: None,
             });
         }
         let record = records::deployment(&*self.store, name)?
@@ -99,6 +102,7 @@ impl Deployments {
             routes,
             secrets: records::secrets(&*self.store, name)?.into_keys().collect(),
             split: record.split,
+            previous: record.previous,
         })
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -66,9 +67,57 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// A listener's certificates, replaceable while it serves: a reload swaps them in for new
+/// handshakes; connections already made keep theirs.
+#[derive(Debug)]
+pub struct Certificates(ArcSwap<SniResolver>);
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.load().resolve(hello)
+    }
+}
+
+/// Certificates read and checked, ready to be swapped in with [`Certificates::replace`].
+#[derive(Debug)]
+pub struct LoadedCertificates(SniResolver);
+
+impl Certificates {
+    /// Reads `tls`'s certificates and keys (nothing changes when one is unusable).
+    pub fn load(tls: &edge_config::Tls) -> Result<LoadedCertificates, TlsError> {
+        Ok(LoadedCertificates(resolver(tls)?))
+    }
+
+    /// Serves `loaded` to new handshakes from now on.
+    pub fn replace(&self, loaded: LoadedCertificates) {
+        self.0.store(Arc::new(loaded.0));
+    }
+}
+
 /// Builds the acceptor for a listener's TLS settings.
 pub fn acceptor(tls: &edge_config::Tls) -> Result<TlsAcceptor, TlsError> {
+    reloadable_acceptor(tls).map(|(acceptor, _)| acceptor)
+}
+
+/// Builds the acceptor for a listener's TLS settings, with the handle that replaces its
+/// certificates.
+pub fn reloadable_acceptor(
+    tls: &edge_config::Tls,
+) -> Result<(TlsAcceptor, Arc<Certificates>), TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certificates = Arc::new(Certificates(ArcSwap::from_pointee(resolver(tls)?)));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Rustls)?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((TlsAcceptor::from(Arc::new(config)), certificates))
+}
+
+/// The certificates of `tls`: the default one and those chosen by SNI.
+fn resolver(tls: &edge_config::Tls) -> Result<SniResolver, TlsError> {
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     let default = load_certified_key(&provider, &tls.cert, &tls.key)?;
     let mut exact = HashMap::new();
     let mut wildcard = Vec::new();
@@ -84,18 +133,11 @@ pub fn acceptor(tls: &edge_config::Tls) -> Result<TlsAcceptor, TlsError> {
             }
         }
     }
-    let resolver = SniResolver {
+    Ok(SniResolver {
         exact,
         wildcard,
         default,
-    };
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Rustls)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    })
 }
 
 fn load_certified_key(

@@ -1,0 +1,137 @@
+//! Replacing the config file's workers and routes on a reload (SIGHUP): the new workers are
+//! started first, then swapped in with the routes in one step; uploaded deployments stay as
+//! they are. Requests in flight finish on the pools they hold.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use edge_config::{ConfigError, Location, Route, Worker};
+
+use super::{Deployments, route_owner};
+use crate::pool::Pool;
+use crate::worker::WorkerSource;
+
+/// The config's workers, started and not yet serving.
+pub struct StartedWorkers(BTreeMap<String, Arc<Pool>>);
+
+impl std::fmt::Debug for StartedWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+fn refused(file: &Path, key: String, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_owned(),
+        at: Location::Key(key),
+        message,
+    }
+}
+
+impl Deployments {
+    /// Loads and starts every worker of a new config (`file` names it in errors); nothing
+    /// serves them yet.
+    pub async fn start_configured(
+        &self,
+        workers: &BTreeMap<String, Worker>,
+        file: &Path,
+    ) -> Result<StartedWorkers, ConfigError> {
+        let mut pools = BTreeMap::new();
+        for (name, worker) in workers {
+            let key = format!("workers.{name}");
+            let config = worker.clone();
+            let loaded = tokio::task::spawn_blocking(move || WorkerSource::load(&config))
+                .await
+                .map_err(|e| refused(file, key.clone(), format!("cannot load the worker: {e}")))?;
+            let source = loaded.map_err(|e| {
+                refused(
+                    file,
+                    key.clone(),
+                    format!("expected a worker that loads: {e}"),
+                )
+            })?;
+            let source = Arc::new(source);
+            let pool = Pool::start(source.clone(), self.registry.clone())
+                .await
+                .map_err(|e| {
+                    refused(
+                        file,
+                        key.clone(),
+                        format!("expected a worker that starts: {}", e.naming(&source)),
+                    )
+                })?;
+            pools.insert(name.clone(), pool);
+        }
+        Ok(StartedWorkers(pools))
+    }
+
+    /// Makes `started` and `routes` the config's workers and routes, in place of the old
+    /// ones; refused (nothing changes) when a worker has the name of an uploaded one or a
+    /// route is an uploaded worker's.
+    pub async fn replace_configured(
+        &self,
+        started: StartedWorkers,
+        routes: Vec<Route>,
+        file: &Path,
+    ) -> Result<(), ConfigError> {
+        let StartedWorkers(pools) = started;
+        let mut state = self.state.lock().await;
+        if let Some(name) = pools
+            .keys()
+            .find(|name| !state.configured.contains(*name) && state.pools.contains_key(*name))
+        {
+            return Err(refused(
+                file,
+                format!("workers.{name}"),
+                format!(
+                    "expected a name no uploaded worker has; `{name}` was deployed through the admin API (delete it there first)"
+                ),
+            ));
+        }
+        let uploaded: Vec<Route> = state
+            .routes
+            .iter()
+            .filter(|r| !state.configured.contains(&r.worker))
+            .cloned()
+            .collect();
+        for (i, route) in routes.iter().enumerate() {
+            if let Err(taken) = route_owner(&uploaded, &route.worker, std::slice::from_ref(route)) {
+                return Err(refused(
+                    file,
+                    format!("routes[{i}]"),
+                    format!("expected a route no uploaded worker has: {taken}"),
+                ));
+            }
+        }
+        let old: Vec<String> = state.configured.iter().cloned().collect();
+        for name in &old {
+            if !pools.contains_key(name) {
+                state.pools.remove(name);
+                crate::metrics::forget_worker(name);
+            }
+        }
+        state.configured = pools.keys().cloned().collect();
+        let mut all_routes = routes;
+        all_routes.extend(uploaded);
+        state.routes = all_routes;
+        state.pools.extend(pools);
+        let changed: Vec<String> = old
+            .into_iter()
+            .chain(state.configured.iter().cloned())
+            .collect();
+        self.router.store(Arc::new(super::build(
+            &state.routes,
+            &state.pools,
+            &state.splits,
+            &self.domain,
+        )));
+        drop(state);
+        if let Some(cache) = &self.cache {
+            for name in &changed {
+                cache.purge_worker(name);
+            }
+        }
+        Ok(())
+    }
+}
