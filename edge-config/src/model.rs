@@ -46,7 +46,7 @@ pub struct Node {
     /// Isolates created from the snapshot ahead of need, so a cold start only loads the
     /// worker. Default 2.
     pub spare_isolates: usize,
-    /// Where uploaded deployments, their versions and secrets are kept (a redb file,
+    /// Where uploaded deployments, their versions, secrets and per-minute usage are kept (a redb file,
     /// `isola.redb`), so a restart serves what was active. Default none: they live in
     /// memory and are gone at exit.
     pub data_dir: Option<PathBuf>,

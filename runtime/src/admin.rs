@@ -16,8 +16,11 @@
 //! - `POST /workers/NAME/split` with `{"split": {ID: percent, …}}`: a gradual rollout, 200
 //! - `DELETE /workers/NAME`: 204 (versions, secrets, routes and cached responses go), or 404
 //! - `PUT /workers/NAME/secrets/KEY` with the value as the body: 201 or 200; `DELETE`: 204
+//! - `GET /workers/NAME/usage?from=&to=` (Unix seconds): invocations, cache hits, CPU ms and
+//!   GB-seconds per minute and version (see `usage.rs`); 400 naming a bad parameter, 404
 //! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
 
+mod usage;
 mod workers;
 
 use std::sync::Arc;
@@ -32,6 +35,7 @@ use tokio::net::TcpListener;
 
 use crate::cache::ResponseCache;
 use crate::deployments::Deployments;
+use crate::usage::Ledger;
 
 /// Why the admin API cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,7 @@ pub struct Admin {
     token: Vec<u8>,
     deployments: Arc<Deployments>,
     cache: Option<ResponseCache>,
+    ledger: Arc<Ledger>,
     max_upload_bytes: usize,
 }
 
@@ -63,11 +68,13 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    /// The admin API over `deployments`, its token read from the variable `token_env`.
+    /// The admin API over `deployments` and their usage in `ledger`, its token read from the
+    /// variable `token_env`.
     pub fn new(
         token_env: &str,
         deployments: Arc<Deployments>,
         cache: Option<ResponseCache>,
+        ledger: Arc<Ledger>,
         max_upload_bytes: u64,
     ) -> Result<Self, AdminError> {
         let token = std::env::var(token_env).unwrap_or_default();
@@ -78,6 +85,7 @@ impl Admin {
             token: token.trim().as_bytes().to_vec(),
             deployments,
             cache,
+            ledger,
             max_upload_bytes: usize::try_from(max_upload_bytes).unwrap_or(usize::MAX),
         })
     }
@@ -103,6 +111,7 @@ impl Admin {
             return response;
         }
         let path = request.uri().path().to_owned();
+        let query = request.uri().query().map(str::to_owned);
         let method = request.method().clone();
         if method == Method::GET && path == "/workers" {
             return self.list().await;
@@ -124,6 +133,7 @@ impl Admin {
                 Err(response) => response,
             },
             (Method::DELETE, [name]) => self.delete(name).await,
+            (Method::GET, [name, "usage"]) => self.usage(name, query.as_deref()).await,
             (Method::POST, [name, "rollback"]) => match self.body(request).await {
                 Ok(body) => self.rollback(name, &body).await,
                 Err(response) => response,
@@ -139,7 +149,7 @@ impl Admin {
             (Method::DELETE, [name, "secrets", key]) => self.delete_secret(name, key).await,
             _ => error(
                 StatusCode::NOT_FOUND,
-                "expected GET /workers, GET, PUT or DELETE /workers/NAME, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
+                "expected GET /workers, GET, PUT or DELETE /workers/NAME, GET /workers/NAME/usage, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
             ),
         }
     }

@@ -272,8 +272,10 @@ impl Deployments {
             }
         })?;
         // Parsing and stripping TypeScript takes a while for large modules.
+        let id = version.id();
         let loaded =
-            tokio::task::spawn_blocking(move || WorkerSource::load_in(&worker, Some(&dir))).await;
+            tokio::task::spawn_blocking(move || WorkerSource::load_in(&worker, Some(&dir), &id))
+                .await;
         let source = Arc::new(loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??);
         Ok((source, routes.unwrap_or_default(), written))
     }

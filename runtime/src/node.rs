@@ -15,6 +15,7 @@ use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
 use crate::server::{self, BoundListener, Shared};
 use crate::store::{MemoryStore, RedbStore, Store};
+use crate::usage::Ledger;
 use crate::worker::{WorkerLoadError, WorkerSource};
 
 /// Starting the node failed; the message names what and where.
@@ -94,6 +95,7 @@ pub struct Node {
     admin: Option<(Arc<Admin>, tokio::net::TcpListener)>,
     shared: Arc<Shared>,
     deployments: Arc<Deployments>,
+    ledger: Arc<Ledger>,
     grace: Duration,
 }
 
@@ -124,6 +126,8 @@ impl Node {
             }
             None => std::env::temp_dir(),
         };
+        let store = open_store(config)?;
+        let ledger = Ledger::new(Arc::clone(&store));
         let deployments = Arc::new(Deployments::new(
             deployments,
             config.routes.clone(),
@@ -132,7 +136,7 @@ impl Node {
             crate::deployments::Settings {
                 defaults: config.limits.clone(),
                 deploy_dir,
-                store: open_store(config)?,
+                store,
                 domain: config.node.domain.clone(),
             },
         ));
@@ -160,6 +164,7 @@ impl Node {
                     &config.admin.token_env,
                     Arc::clone(&deployments),
                     cache.clone(),
+                    Arc::clone(&ledger),
                     config.admin.max_upload_bytes,
                 )?;
                 let listener = tokio::net::TcpListener::bind(address)
@@ -189,6 +194,7 @@ impl Node {
                 connections: crate::server::ConnectionBudget::from_process_limit(),
             }),
             deployments,
+            ledger,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
         })
     }
@@ -220,8 +226,10 @@ impl Node {
         self.deployments.get(name).await
     }
 
-    /// Serves until `shutdown` resolves, then drains within the grace period.
+    /// Serves until `shutdown` resolves, then drains within the grace period and writes the
+    /// last usage to the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let ledger = tokio::spawn(Arc::clone(&self.ledger).run());
         if let Some(metrics) = self.metrics {
             let http = self.shared.http.clone();
             tokio::spawn(async move { server::serve_metrics(metrics, &http).await });
@@ -231,5 +239,7 @@ impl Node {
             tokio::spawn(async move { admin.serve_api(listener, &http).await });
         }
         server::run(self.listeners, self.shared, shutdown, self.grace).await;
+        ledger.abort();
+        self.ledger.flush_async().await;
     }
 }

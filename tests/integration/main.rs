@@ -26,4 +26,5 @@ mod slow_readers;
 mod soak;
 mod streaming;
 mod support;
+mod usage;
 mod versions;

@@ -109,8 +109,9 @@ struct ServeArgs {
     config: PathBuf,
     /// Keep uploaded workers, their versions, secrets and the active version in this
     /// directory (a redb file, fsync'd on every change), so a restart serves what was
-    /// active; overrides `[node] data_dir`. Without either they live in memory and are gone
-    /// at exit.
+    /// active, and the per-minute usage of `GET /workers/NAME/usage` (written every 5 s and
+    /// at shutdown); overrides `[node] data_dir`. Without either they live in memory and are
+    /// gone at exit.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }

@@ -124,7 +124,16 @@ impl Admin {
 
     pub(super) async fn delete(&self, name: &str) -> Response<Full<Bytes>> {
         match self.deployments.delete(name).await {
-            Ok(()) => json(StatusCode::NO_CONTENT, &serde_json::Value::Null),
+            Ok(()) => {
+                let ledger = std::sync::Arc::clone(&self.ledger);
+                let worker = name.to_owned();
+                match tokio::task::spawn_blocking(move || ledger.forget(&worker)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(worker = name, "cannot remove its usage: {e}"),
+                    Err(e) => tracing::error!(worker = name, "cannot remove its usage: {e}"),
+                }
+                json(StatusCode::NO_CONTENT, &serde_json::Value::Null)
+            }
             Err(e) => refused(name, "delete", &e),
         }
     }

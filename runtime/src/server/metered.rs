@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::metrics::{Outcome, WorkerMeters};
+use crate::metrics::{Outcome, Served, WorkerMeters};
 use crate::worker::WorkerSource;
 
 /// One request's metrics record, from its arrival.
 pub(super) struct Metered {
     arrival: Instant,
     worker: Option<Arc<WorkerMeters>>,
-    /// The isolate's memory in GB once a worker runs for the request (for GB-seconds).
-    gb: Option<f64>,
+    /// What answers the request (for GB-seconds and metering).
+    served: Served,
     done: bool,
 }
 
@@ -23,7 +23,7 @@ impl Metered {
         Self {
             arrival: Instant::now(),
             worker: None,
-            gb: None,
+            served: Served::Nothing,
             done: false,
         }
     }
@@ -40,7 +40,14 @@ impl Metered {
 
     /// The request goes to one of the worker's isolates (not answered by the cache).
     pub(super) fn forwarded(&mut self, worker: &WorkerSource) {
-        self.gb = Some(worker.limits.memory_mb as f64 / 1024.0);
+        self.served = Served::Worker {
+            memory_mb: worker.limits.memory_mb,
+        };
+    }
+
+    /// The response cache answers the request.
+    pub(super) fn cache_hit(&mut self) {
+        self.served = Served::Cache;
     }
 
     /// The response head goes out with `status`.
@@ -51,8 +58,7 @@ impl Metered {
     fn record(&mut self, status: Option<u16>, outcome: Outcome) {
         self.done = true;
         if let Some(worker) = &self.worker {
-            let seconds = self.arrival.elapsed().as_secs_f64();
-            worker.request(status, outcome, seconds, self.gb);
+            worker.request(status, outcome, self.arrival.elapsed(), self.served);
         }
     }
 }

@@ -278,6 +278,7 @@ async fn respond(
     identity.tag(&mut parts.headers);
     let mut forwarding = match look_up(shared, &worker, &url, &parts).await {
         Lookup::Hit(response, revalidation) => {
+            metered.cache_hit();
             if let Some(revalidation) = revalidation {
                 tokio::spawn(revalidate_in_background(
                     deployment,
