@@ -18,8 +18,11 @@
 //! - `PUT /workers/NAME/secrets/KEY` with the value as the body: 201 or 200; `DELETE`: 204
 //! - `GET /workers/NAME/usage?from=&to=` (Unix seconds): invocations, cache hits, CPU ms and
 //!   GB-seconds per minute and version (see `usage.rs`); 400 naming a bad parameter, 404
+//! - `GET /workers/NAME/tail`: server-sent events, one per finished request and console line
+//!   (see `tail.rs`); 404 for an unknown worker, 429 past 10 tails of one worker
 //! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
 
+mod tail;
 mod usage;
 mod workers;
 
@@ -28,11 +31,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::body::Body;
 use crate::cache::ResponseCache;
 use crate::deployments::Deployments;
 use crate::usage::Ledger;
@@ -99,7 +103,7 @@ impl Admin {
         .await;
     }
 
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         if !self.authorized(&request) {
             let mut response = json(
                 StatusCode::UNAUTHORIZED,
@@ -134,6 +138,7 @@ impl Admin {
             },
             (Method::DELETE, [name]) => self.delete(name).await,
             (Method::GET, [name, "usage"]) => self.usage(name, query.as_deref()).await,
+            (Method::GET, [name, "tail"]) => self.tail(name).await,
             (Method::POST, [name, "rollback"]) => match self.body(request).await {
                 Ok(body) => self.rollback(name, &body).await,
                 Err(response) => response,
@@ -149,7 +154,7 @@ impl Admin {
             (Method::DELETE, [name, "secrets", key]) => self.delete_secret(name, key).await,
             _ => error(
                 StatusCode::NOT_FOUND,
-                "expected GET /workers, GET, PUT or DELETE /workers/NAME, GET /workers/NAME/usage, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
+                "expected GET /workers, GET, PUT or DELETE /workers/NAME, GET /workers/NAME/usage or /tail, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
             ),
         }
     }
@@ -173,7 +178,7 @@ impl Admin {
                 == 0
     }
 
-    async fn body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    async fn body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
         match Limited::new(request.into_body(), self.max_upload_bytes)
             .collect()
             .await
@@ -193,7 +198,7 @@ impl Admin {
         }
     }
 
-    fn purge(&self, body: &[u8]) -> Response<Full<Bytes>> {
+    fn purge(&self, body: &[u8]) -> Response<Body> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Purge {
@@ -229,13 +234,13 @@ fn routes_json(routes: &[edge_config::Route]) -> serde_json::Value {
         .collect()
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let body = if value.is_null() {
-        Bytes::new()
+        Body::Empty
     } else {
-        Bytes::from(format!("{value}\n"))
+        Body::text(format!("{value}\n"))
     };
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     if !value.is_null() {
         response.headers_mut().insert(
@@ -246,7 +251,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
     response
 }
 
-fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, message: String) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
 }
 

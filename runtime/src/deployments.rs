@@ -276,7 +276,9 @@ impl Deployments {
         let loaded =
             tokio::task::spawn_blocking(move || WorkerSource::load_in(&worker, Some(&dir), &id))
                 .await;
-        let source = Arc::new(loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??);
+        let mut source = loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??;
+        source.secrets = secrets.values().cloned().collect();
+        let source = Arc::new(source);
         Ok((source, routes.unwrap_or_default(), written))
     }
 

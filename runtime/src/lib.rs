@@ -24,6 +24,7 @@ pub mod router;
 pub mod server;
 mod snapshot;
 pub mod store;
+pub mod tail;
 pub mod usage;
 pub mod worker;
 

@@ -275,6 +275,8 @@ pub struct WorkerMeters {
     usage_gb_seconds: Counter,
     /// The version's usage for metering (`GET /workers/NAME/usage`).
     usage: std::sync::Arc<crate::usage::UsageMeter>,
+    /// The worker's live tails.
+    tails: std::sync::Arc<crate::tail::TailSet>,
 }
 
 /// What answered a request, for GB-seconds and metering.
@@ -298,6 +300,7 @@ impl WorkerMeters {
         let name = [&*worker];
         Self {
             usage: crate::usage::UsageMeter::register(worker.clone(), version),
+            tails: crate::tail::of(&worker),
             duration: m.request_duration.with_label_values(&name),
             cpu_seconds: m.cpu_seconds.with_label_values(&name),
             subrequests: m.subrequests.with_label_values(&name),
@@ -341,6 +344,11 @@ impl WorkerMeters {
                 self.usage.invocation(memory_mb, micros);
             }
         }
+    }
+
+    /// The worker's live tails.
+    pub fn tails(&self) -> &std::sync::Arc<crate::tail::TailSet> {
+        &self.tails
     }
 
     /// Records what a finished request used inside its isolate.

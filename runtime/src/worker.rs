@@ -47,6 +47,8 @@ pub struct WorkerSource {
     pub cache_hints: CacheHints,
     /// The worker's metric series.
     pub meters: Arc<crate::metrics::WorkerMeters>,
+    /// Its secrets' values, redacted from what live tails show.
+    pub secrets: Arc<[String]>,
 }
 
 /// What the cache has learnt about one version of a worker, so that requests to it do only the
@@ -134,6 +136,7 @@ impl WorkerSource {
                 config.name.as_str().into(),
                 version.into(),
             )),
+            secrets: Arc::from([]),
         })
     }
 }

@@ -26,5 +26,6 @@ mod slow_readers;
 mod soak;
 mod streaming;
 mod support;
+mod tail;
 mod usage;
 mod versions;

@@ -5,9 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use crate::body::Body;
 use http::{Response, StatusCode};
-use http_body_util::Full;
 
 use super::{Admin, error, json};
 use crate::usage::{Counts, KEPT_MINUTES};
@@ -72,7 +71,7 @@ fn now_seconds() -> u64 {
 }
 
 impl Admin {
-    pub(super) async fn usage(&self, name: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+    pub(super) async fn usage(&self, name: &str, query: Option<&str>) -> Response<Body> {
         if self.deployments.get(name).await.is_none() {
             return error(StatusCode::NOT_FOUND, format!("no worker `{name}`"));
         }

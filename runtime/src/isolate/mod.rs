@@ -131,6 +131,12 @@ impl Isolate {
             let state = runtime.op_state();
             let mut state = state.borrow_mut();
             state.put(WorkerName(worker.name.clone()));
+            state.put(isola_bindings::console::ConsoleTapSlot(
+                std::sync::Arc::new(crate::tail::ConsoleToTails {
+                    tails: worker.meters.tails().clone(),
+                    secrets: worker.secrets.clone(),
+                }),
+            ));
             state.put(fetch_options(worker.resolver.clone()));
         }
         restrict_code_generation(&mut runtime, worker);

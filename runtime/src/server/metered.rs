@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::metrics::{Outcome, Served, WorkerMeters};
+use crate::tail::{REDACTED, redact};
 use crate::worker::WorkerSource;
 
 /// One request's metrics record, from its arrival.
@@ -14,6 +15,8 @@ pub(super) struct Metered {
     worker: Option<Arc<WorkerMeters>>,
     /// What answers the request (for GB-seconds and metering).
     served: Served,
+    /// The request's live-tail event so far, only while a tail of its worker listens.
+    tail: Option<Box<serde_json::Value>>,
     done: bool,
 }
 
@@ -24,6 +27,7 @@ impl Metered {
             arrival: Instant::now(),
             worker: None,
             served: Served::Nothing,
+            tail: None,
             done: false,
         }
     }
@@ -36,6 +40,39 @@ impl Metered {
     /// The request was routed to `worker`: it counts in that worker's series.
     pub(super) fn routed(&mut self, worker: &WorkerSource) {
         self.worker = Some(worker.meters.clone());
+    }
+
+    /// Starts the request's event for the worker's live tails, if any listen: method, URL and
+    /// headers (`Authorization`, `Cookie` and the worker's secret values redacted).
+    pub(super) fn tail(
+        &mut self,
+        worker: &WorkerSource,
+        parts: &http::request::Parts,
+        url: &str,
+        request_id: &str,
+    ) {
+        if !worker.meters.tails().active() {
+            return;
+        }
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = match name.as_str() {
+                    "authorization" | "proxy-authorization" | "cookie" => REDACTED.to_owned(),
+                    _ => redact(&String::from_utf8_lossy(value.as_bytes()), &worker.secrets),
+                };
+                (name.as_str().to_owned(), shown.into())
+            })
+            .collect();
+        self.tail = Some(Box::new(serde_json::json!({
+            "type": "request",
+            "request_id": request_id,
+            "worker": &*worker.name,
+            "method": parts.method.as_str(),
+            "url": redact(url, &worker.secrets),
+            "headers": headers,
+        })));
     }
 
     /// The request goes to one of the worker's isolates (not answered by the cache).
@@ -58,7 +95,14 @@ impl Metered {
     fn record(&mut self, status: Option<u16>, outcome: Outcome) {
         self.done = true;
         if let Some(worker) = &self.worker {
-            worker.request(status, outcome, self.arrival.elapsed(), self.served);
+            let elapsed = self.arrival.elapsed();
+            worker.request(status, outcome, elapsed, self.served);
+            if let Some(mut event) = self.tail.take() {
+                event["outcome"] = outcome.label().into();
+                event["status"] = status.into();
+                event["wall_ms"] = (elapsed.as_secs_f64() * 1000.0).into();
+                worker.tails().publish(&event);
+            }
         }
     }
 }

@@ -275,6 +275,7 @@ async fn respond(
         url,
     } = admit(shared, scheme, peer, &mut parts)?;
     metered.routed(&worker);
+    metered.tail(&worker, &parts, &url, &identity.id);
     identity.tag(&mut parts.headers);
     let mut forwarding = match look_up(shared, &worker, &url, &parts).await {
         Lookup::Hit(response, revalidation) => {

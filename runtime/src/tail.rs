@@ -1,0 +1,167 @@
+//! Live tails (`GET /workers/NAME/tail` on the admin API): each connected tail gets one
+//! event per finished request of the worker and one per console line, as JSON. A tail's
+//! channel is bounded: when it is full the event is dropped for that tail and counted, and
+//! the count rides on its next event (`"dropped"`), so a slow or stuck tail never slows a
+//! request. Nothing is built for an event unless a tail of its worker is connected.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+/// Tails one worker may have at once.
+pub const MAX_TAILS: usize = 10;
+
+/// Events a tail may have waiting before new ones are dropped for it.
+const QUEUE_EVENTS: usize = 256;
+
+/// Placeholder for redacted values.
+pub const REDACTED: &str = "[redacted]";
+
+/// The tails of one worker (all of its versions).
+#[derive(Debug, Default)]
+pub struct TailSet {
+    count: AtomicUsize,
+    subscribers: Mutex<Vec<Subscriber>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    sender: mpsc::Sender<Arc<str>>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The worker has [`MAX_TAILS`] tails already.
+#[derive(Debug, thiserror::Error)]
+#[error("the worker has {MAX_TAILS} tails already")]
+pub struct TooManyTails;
+
+static SETS: Mutex<BTreeMap<String, Arc<TailSet>>> = Mutex::new(BTreeMap::new());
+
+/// The tails of worker `worker` (made on first use; kept for the process's life, which
+/// bounds them by the number of worker names).
+pub fn of(worker: &str) -> Arc<TailSet> {
+    let mut sets = SETS.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(sets.entry(worker.to_owned()).or_default())
+}
+
+impl TailSet {
+    /// Whether any tail listens (one atomic load: the hot path's only cost without tails).
+    pub fn active(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// A new tail, or [`TooManyTails`].
+    pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, TooManyTails> {
+        let mut subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if subscribers.len() >= MAX_TAILS {
+            return Err(TooManyTails);
+        }
+        let (sender, receiver) = mpsc::channel(QUEUE_EVENTS);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let dropped = Arc::new(AtomicU64::new(0));
+        subscribers.push(Subscriber {
+            id,
+            sender,
+            dropped: Arc::clone(&dropped),
+        });
+        self.count.store(subscribers.len(), Ordering::Relaxed);
+        Ok(Subscription {
+            set: Arc::clone(self),
+            id,
+            receiver,
+            dropped,
+        })
+    }
+
+    /// Sends `event` to every tail that has room, counting it as dropped for the others.
+    pub fn publish(&self, event: &serde_json::Value) {
+        let text: Arc<str> = event.to_string().into();
+        let subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for subscriber in subscribers.iter() {
+            if subscriber.sender.try_send(Arc::clone(&text)).is_err() {
+                subscriber.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn leave(&self, id: u64) {
+        let mut subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        subscribers.retain(|s| s.id != id);
+        self.count.store(subscribers.len(), Ordering::Relaxed);
+    }
+}
+
+/// One connected tail; it leaves its worker's set when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    set: Arc<TailSet>,
+    id: u64,
+    receiver: mpsc::Receiver<Arc<str>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// The next event as JSON text, with `"dropped": N` when events were dropped for this
+    /// tail since the last one; `None` never happens while the set lives.
+    pub async fn next(&mut self) -> Option<String> {
+        let event = self.receiver.recv().await?;
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        Some(match event.strip_prefix('{') {
+            Some(rest) if dropped > 0 => format!("{{\"dropped\":{dropped},{rest}"),
+            _ => event.to_string(),
+        })
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.set.leave(self.id);
+    }
+}
+
+/// `text` with every secret value in `secrets` replaced by [`REDACTED`].
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+/// An isolate's console lines for the tails of its worker, secrets redacted.
+pub struct ConsoleToTails {
+    /// The worker's tails.
+    pub tails: Arc<TailSet>,
+    /// The version's secret values.
+    pub secrets: Arc<[String]>,
+}
+
+impl isola_bindings::console::ConsoleTap for ConsoleToTails {
+    fn active(&self) -> bool {
+        self.tails.active()
+    }
+
+    fn line(&self, request_id: Option<&str>, level: &'static str, message: &str) {
+        self.tails.publish(&serde_json::json!({
+            "type": "log",
+            "request_id": request_id,
+            "level": level,
+            "message": redact(message, &self.secrets),
+        }));
+    }
+}
