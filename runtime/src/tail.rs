@@ -165,3 +165,47 @@ impl isola_bindings::console::ConsoleTap for ConsoleToTails {
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::{MAX_TAILS, QUEUE_EVENTS, TailSet, redact};
+
+    #[tokio::test]
+    async fn a_full_tail_drops_and_counts_and_the_set_is_bounded() {
+        let set = std::sync::Arc::new(TailSet::default());
+        assert!(!set.active());
+        let mut slow = set.subscribe().expect("first");
+        assert!(set.active());
+        for i in 0..QUEUE_EVENTS + 5 {
+            set.publish(&serde_json::json!({ "n": i }));
+        }
+        for i in 0..QUEUE_EVENTS {
+            let event: serde_json::Value =
+                serde_json::from_str(&slow.next().await.expect("event")).expect("json");
+            assert_eq!(event["n"], i);
+        }
+        set.publish(&serde_json::json!({ "n": "next" }));
+        let event: serde_json::Value =
+            serde_json::from_str(&slow.next().await.expect("event")).expect("json");
+        assert_eq!(event, serde_json::json!({ "dropped": 5, "n": "next" }));
+        let more: Vec<_> = (1..MAX_TAILS)
+            .map(|_| set.subscribe().expect("room"))
+            .collect();
+        assert!(set.subscribe().is_err());
+        drop(more);
+        drop(slow);
+        assert!(!set.active());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let secrets = ["hunter2".to_owned(), String::new()];
+        assert_eq!(
+            redact("pw=hunter2&x=hunter2", &secrets),
+            "pw=[redacted]&x=[redacted]"
+        );
+        assert_eq!(redact("nothing", &secrets), "nothing");
+    }
+}

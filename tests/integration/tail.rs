@@ -206,3 +206,187 @@ async fn tails_are_bounded_per_worker_and_unknown_workers_are_404() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `isola tail <args…>` running against `isola`'s admin API, its stdout collected.
+struct TailCommand {
+    child: std::process::Child,
+    out: Arc<Mutex<String>>,
+}
+
+impl TailCommand {
+    async fn start(isola: &Isola, args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let admin = isola.printed_url("admin on ").await;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_isola"))
+            .arg("tail")
+            .args(args)
+            .args(["--admin", &admin])
+            .env("ISOLA_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("isola tail");
+        let out = Arc::new(Mutex::new(String::new()));
+        let sink = out.clone();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut out = sink.lock().expect("out");
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        // It says so on stderr once the tail is open.
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("isola tail opened");
+        assert!(line.starts_with("following"), "{line}");
+        Self { child, out }
+    }
+
+    async fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.out.lock().expect("out").clone();
+            if out.contains(needle) || Instant::now() > deadline {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TailCommand {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn isola_tail_prints_filtered_requests_with_their_console_lines() {
+    let isola = node();
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/tl/secrets/TOKEN", SECRET)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let upload = serde_json::json!({ "code": WORKER, "limits": { "cpu_ms": 50 } });
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/tl", &upload.to_string())
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let pretty = TailCommand::start(&isola, &["tl"]).await;
+    let errors = TailCommand::start(&isola, &["tl", "--status", "5xx"]).await;
+    let json = TailCommand::start(&isola, &["tl", "--format", "json", "--search", "seen"]).await;
+    assert_eq!(get_host(&isola, "tl.localhost", "/other").await.status, 200);
+    assert_eq!(get_host(&isola, "tl.localhost", "/seen").await.status, 200);
+    // Its waitUntil line, before the kill (which could cancel it on a shared isolate).
+    let out = pretty.wait_for("later [redacted]").await;
+    assert!(out.contains("  (log) later [redacted]"), "{out}");
+    assert_eq!(get_host(&isola, "tl.localhost", "/hog").await.status, 503);
+
+    let out = pretty.wait_for("exceeded_cpu").await;
+    assert!(out.contains("200 GET http://tl.localhost/seen ok"), "{out}");
+    assert!(out.contains("  (log) hello /seen [redacted]"), "{out}");
+    assert!(
+        out.contains("503 GET http://tl.localhost/hog exceeded_cpu"),
+        "{out}"
+    );
+    assert!(!out.contains('\x1b'), "no colours off a terminal: {out}");
+    let out = errors.wait_for("exceeded_cpu").await;
+    assert!(!out.contains("/seen") && !out.contains("/other"), "{out}");
+    let out = json.wait_for("later [redacted]").await;
+    assert!(out.contains("later [redacted]"), "{out}");
+    assert!(!out.contains("/other") && !out.contains("/hog"), "{out}");
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "request" && e["status"] == 200),
+        "{out}"
+    );
+    for output in [pretty.wait_for("").await, json.wait_for("").await] {
+        assert!(!output.contains(SECRET), "{output}");
+    }
+    // An unknown worker: the command fails, naming the answer.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args([
+            "tail",
+            "nobody",
+            "--admin",
+            &isola.printed_url("admin on ").await,
+        ])
+        .env("ISOLA_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("isola tail nobody");
+    let (status, stderr) = (output.status, String::from_utf8_lossy(&output.stderr));
+    assert!(!status.success());
+    assert!(stderr.contains("404"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_stuck_tail_never_slows_requests() {
+    use tokio::io::AsyncWriteExt as _;
+    let isola = node();
+    let code = r#"export default { fetch() {
+      for (let i = 0; i < 20; i++) console.log('x'.repeat(8000));
+      return new Response('ok');
+    } }"#;
+    let upload = serde_json::json!({ "code": code, "limits": { "cpu_ms": 2000 } });
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/loud", &upload.to_string())
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    // A tail that never reads a byte of its stream.
+    let authority = isola
+        .printed_url("admin on ")
+        .await
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut stuck = TcpStream::connect(&authority).await.expect("connect");
+    stuck
+        .write_all(
+            format!(
+                "GET /workers/loud/tail HTTP/1.1\r\nhost: {authority}\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // 300 requests × 20 lines of 8 KB: far more than its queue and socket buffers hold.
+    let started = Instant::now();
+    for _ in 0..300 {
+        let reply = get_host(&isola, "loud.localhost", "/").await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "300 requests took {elapsed:?} with a stuck tail"
+    );
+    // A tail that does read gets events again, telling how many it lost when it fell behind.
+    let tail = Tail::open(&isola, "loud").await;
+    assert_eq!(tail.status, 200);
+    assert_eq!(get_host(&isola, "loud.localhost", "/").await.status, 200);
+    tail.wait_for("\"type\":\"request\"").await;
+    drop(stuck);
+}

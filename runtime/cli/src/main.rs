@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use edge_config::{Config, Limits, Listener, Outbound, Route, Tls, Worker};
 use isola_runtime::node::Node;
 
+mod tail;
+
 /// Isola: an edge runtime for JavaScript workers (V8 isolates behind HTTP/1.1, HTTP/2 and TLS).
 #[derive(Debug, Parser)]
 #[command(name = "isola", version, about)]
@@ -40,6 +42,10 @@ enum Command {
     Serve(ServeArgs),
     /// Load-test Isola next to a raw hyper baseline (see `isola bench --help`).
     Bench(Box<isola_bench::cli::BenchCli>),
+    /// Follow a worker's live tail on a node's admin API: each request (method, URL, status,
+    /// outcome, wall time) with its console lines, as they happen; `Authorization`, `Cookie`
+    /// and secret values come redacted. The token comes from ISOLA_ADMIN_TOKEN.
+    Tail(tail::TailArgs),
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +187,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => dev(args).await,
             Command::Serve(args) => serve_config(args).await,
             Command::Bench(_) => Ok(()),
+            Command::Tail(args) => tail::run(args).await,
         }
     });
     match result {
