@@ -51,8 +51,7 @@ pub enum AdminError {
     Token(String),
 }
 
-/// Shortest accepted token.
-const MIN_TOKEN_CHARS: usize = 16;
+use crate::server::bearer::MIN_TOKEN_CHARS;
 
 /// The admin API's state.
 pub struct Admin {
@@ -81,12 +80,11 @@ impl Admin {
         ledger: Arc<Ledger>,
         max_upload_bytes: u64,
     ) -> Result<Self, AdminError> {
-        let token = std::env::var(token_env).unwrap_or_default();
-        if token.trim().chars().count() < MIN_TOKEN_CHARS {
+        let Some(token) = crate::server::bearer::from_env(token_env) else {
             return Err(AdminError::Token(token_env.to_owned()));
-        }
+        };
         Ok(Self {
-            token: token.trim().as_bytes().to_vec(),
+            token,
             deployments,
             cache,
             ledger,
@@ -161,21 +159,7 @@ impl Admin {
 
     /// Constant-time comparison of the bearer token.
     fn authorized(&self, request: &Request<Incoming>) -> bool {
-        let Some(given) = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-        else {
-            return false;
-        };
-        let given = given.trim().as_bytes();
-        given.len() == self.token.len()
-            && given
-                .iter()
-                .zip(&self.token)
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+        crate::server::bearer::matches(request.headers(), &self.token)
     }
 
     async fn body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
@@ -253,11 +237,4 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 
 fn error(status: StatusCode, message: String) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
-}
-
-/// The token of an `Authorization: Bearer …` value; the scheme is case-insensitive
-/// (RFC 9110 §11.1).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }

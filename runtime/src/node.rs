@@ -54,6 +54,12 @@ pub enum NodeError {
     /// The admin API cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// `[node] metrics_token_env` names a variable without a usable token.
+    #[error(
+        "[node] metrics_token_env: the environment variable {0} must hold a token of at least {min} characters",
+        min = crate::server::bearer::MIN_TOKEN_CHARS
+    )]
+    MetricsToken(String),
     /// A listener could not bind.
     #[error("cannot listen on {address}: {error}")]
     Bind {
@@ -92,6 +98,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, NodeError> {
 pub struct Node {
     listeners: Vec<BoundListener>,
     metrics: Option<tokio::net::TcpListener>,
+    metrics_token: Option<Arc<[u8]>>,
     admin: Option<(Arc<Admin>, tokio::net::TcpListener)>,
     shared: Arc<Shared>,
     deployments: Arc<Deployments>,
@@ -182,9 +189,17 @@ impl Node {
             ),
             None => None,
         };
+        let metrics_token = match &config.node.metrics_token_env {
+            Some(name) => Some(Arc::from(
+                crate::server::bearer::from_env(name)
+                    .ok_or_else(|| NodeError::MetricsToken(name.clone()))?,
+            )),
+            None => None,
+        };
         Ok(Self {
             listeners,
             metrics,
+            metrics_token,
             admin,
             shared: Arc::new(Shared {
                 router: deployments.router(),
@@ -232,7 +247,8 @@ impl Node {
         let ledger = tokio::spawn(Arc::clone(&self.ledger).run());
         if let Some(metrics) = self.metrics {
             let http = self.shared.http.clone();
-            tokio::spawn(async move { server::serve_metrics(metrics, &http).await });
+            let token = self.metrics_token.clone();
+            tokio::spawn(async move { server::serve_metrics(metrics, &http, token).await });
         }
         if let Some((admin, listener)) = self.admin {
             let http = self.shared.http.clone();

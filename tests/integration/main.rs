@@ -15,6 +15,7 @@ mod errors;
 mod framing;
 mod lifecycle;
 mod limits;
+mod metrics_token;
 mod observability;
 mod offheap;
 mod outbound;
