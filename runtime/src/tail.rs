@@ -31,7 +31,8 @@ pub struct TailSet {
 struct Subscriber {
     id: u64,
     sender: mpsc::Sender<Arc<str>>,
-    dropped: Arc<AtomicU64>,
+    /// Events dropped since the last one delivered.
+    dropped: AtomicU64,
 }
 
 /// The worker has [`MAX_TAILS`] tails already.
@@ -65,18 +66,16 @@ impl TailSet {
         }
         let (sender, receiver) = mpsc::channel(QUEUE_EVENTS);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let dropped = Arc::new(AtomicU64::new(0));
         subscribers.push(Subscriber {
             id,
             sender,
-            dropped: Arc::clone(&dropped),
+            dropped: AtomicU64::new(0),
         });
         self.count.store(subscribers.len(), Ordering::Relaxed);
         Ok(Subscription {
             set: Arc::clone(self),
             id,
             receiver,
-            dropped,
         })
     }
 
@@ -88,7 +87,15 @@ impl TailSet {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for subscriber in subscribers.iter() {
-            if subscriber.sender.try_send(Arc::clone(&text)).is_err() {
+            // The first event after a gap says how many were lost in it.
+            let missed = subscriber.dropped.load(Ordering::Relaxed);
+            let event = match text.strip_prefix('{') {
+                Some(rest) if missed > 0 => format!("{{\"dropped\":{missed},{rest}").into(),
+                _ => Arc::clone(&text),
+            };
+            if subscriber.sender.try_send(event).is_ok() {
+                subscriber.dropped.fetch_sub(missed, Ordering::Relaxed);
+            } else {
                 subscriber.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -110,19 +117,13 @@ pub struct Subscription {
     set: Arc<TailSet>,
     id: u64,
     receiver: mpsc::Receiver<Arc<str>>,
-    dropped: Arc<AtomicU64>,
 }
 
 impl Subscription {
-    /// The next event as JSON text, with `"dropped": N` when events were dropped for this
-    /// tail since the last one; `None` never happens while the set lives.
-    pub async fn next(&mut self) -> Option<String> {
-        let event = self.receiver.recv().await?;
-        let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        Some(match event.strip_prefix('{') {
-            Some(rest) if dropped > 0 => format!("{{\"dropped\":{dropped},{rest}"),
-            _ => event.to_string(),
-        })
+    /// The next event as JSON text, with `"dropped": N` when N events were dropped for this
+    /// tail just before it; `None` never happens while the set lives.
+    pub async fn next(&mut self) -> Option<Arc<str>> {
+        self.receiver.recv().await
     }
 }
 

@@ -164,6 +164,16 @@ async fn tail_streams_requests_kills_and_console_lines_with_secrets_redacted() {
         ["hello /seen [redacted]", "later [redacted]"],
         "{text}"
     );
+    let done = tail
+        .wait_for(&format!("\"type\":\"done\",\"request_id\":\"{id}\""))
+        .await;
+    let done: serde_json::Value = done
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
+        .find(|e| e["type"] == "done" && e["request_id"] == id)
+        .unwrap_or_else(|| panic!("no done event of /seen: {text}"));
+    assert!(done["cpu_ms"].as_f64().unwrap() > 0.0, "{done}");
     let hog = events
         .iter()
         .find(|e| e["type"] == "request" && e["outcome"] == "exceeded_cpu")
@@ -297,6 +307,8 @@ async fn isola_tail_prints_filtered_requests_with_their_console_lines() {
     // Its waitUntil line, before the kill (which could cancel it on a shared isolate).
     let out = pretty.wait_for("later [redacted]").await;
     assert!(out.contains("  (log) later [redacted]"), "{out}");
+    let out = pretty.wait_for("(done) CPU").await;
+    assert!(out.contains("(done) CPU"), "{out}");
     assert_eq!(get_host(&isola, "tl.localhost", "/hog").await.status, 503);
 
     let out = pretty.wait_for("exceeded_cpu").await;

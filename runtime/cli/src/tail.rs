@@ -1,5 +1,5 @@
 //! `isola tail NAME`: prints a worker's live tail (`GET /workers/NAME/tail` on the admin API)
-//! as it happens: one line per request with its console lines under it (`pretty`, coloured
+//! as it happens: one line per request with its console lines and CPU time under it (`pretty`, coloured
 //! on a terminal), or the events as JSON lines (`json`). Filters keep a request and its
 //! console lines together.
 
@@ -143,10 +143,10 @@ impl Printer {
                 }
                 self.remember(&id, true);
             }
-            Some("log") if self.shown_set.contains(&id) => self.print_log(event, raw)?,
-            Some("log") if self.hidden.contains(&id) => {}
+            Some("log" | "done") if self.shown_set.contains(&id) => self.print_log(event, raw)?,
+            Some("log" | "done") if self.hidden.contains(&id) => {}
             Some("log") if id.is_empty() && !self.filtered() => self.print_log(event, raw)?,
-            Some("log") if !id.is_empty() => {
+            Some("log" | "done") if !id.is_empty() => {
                 // Lines of requests whose event never came (dropped) go first.
                 if self.waiting.len() >= REMEMBERED {
                     self.waiting.clear();
@@ -259,6 +259,15 @@ impl Printer {
         let mut out = std::io::stdout().lock();
         if self.args.format == TailFormat::Json {
             writeln!(out, "{raw}")?;
+            return Ok(());
+        }
+        if event["type"] == "done" {
+            let line = format!(
+                "  (done) CPU {:.1} ms, {} subrequests",
+                event["cpu_ms"].as_f64().unwrap_or(0.0),
+                event["subrequests"].as_u64().unwrap_or(0)
+            );
+            writeln!(out, "{}", self.paint("2", &line))?;
             return Ok(());
         }
         let level = event["level"].as_str().unwrap_or("log");
