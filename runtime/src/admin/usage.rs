@@ -1,6 +1,7 @@
 //! `GET /workers/NAME/usage?from=&to=`: a worker's metered usage per minute and version, as
 //! JSON. `from` and `to` are Unix seconds (integers); the answer holds every minute that
-//! overlaps `[from, to)`. `from` defaults to the oldest kept minute (7 days ago), `to` to now.
+//! overlaps `[from, to)`. `from` defaults to the oldest kept minute (7 days ago), `to` to the
+//! end of the current minute.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,7 +42,8 @@ impl Range {
             })?;
             *slot = Some(seconds);
         }
-        let to = to.unwrap_or(now);
+        // The end of the current minute, so the minute in progress is always in.
+        let to = to.unwrap_or((now / 60 + 1) * 60);
         let from = from.unwrap_or_else(|| now.saturating_sub(KEPT_MINUTES * 60));
         if from >= to {
             return Err(format!("`from` ({from}) must be before `to` ({to})"));
@@ -140,7 +142,7 @@ mod tests {
             Range::parse(None, now),
             Ok(Range {
                 from: now - 7 * 24 * 3600,
-                to: now
+                to: now + 20
             })
         );
         assert_eq!(
