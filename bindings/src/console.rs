@@ -4,6 +4,21 @@ use deno_core::{OpState, op2};
 
 use crate::context::{ConsoleAllowance, MAX_CONSOLE_BYTES, SharedContexts};
 
+/// Where an isolate's console lines also go besides the log (live tails), put in its
+/// OpState by the runtime; asked first whether anyone listens, so a line costs nothing more
+/// when no one does.
+pub trait ConsoleTap: Send + Sync {
+    /// Whether a tail listens now.
+    fn active(&self) -> bool;
+    /// One console line of request `request_id` (none: the worker's own work) at `level`
+    /// (`debug`, `log`, `warn`, `error`).
+    fn line(&self, request_id: Option<&str>, level: &'static str, message: &str);
+}
+
+/// The isolate's [`ConsoleTap`], in its OpState.
+#[derive(Clone)]
+pub struct ConsoleTapSlot(pub std::sync::Arc<dyn ConsoleTap>);
+
 /// Which worker an isolate runs; put in each isolate's OpState so logs can name it.
 #[derive(Clone, Debug)]
 pub struct WorkerName(pub std::sync::Arc<str>);
@@ -52,6 +67,17 @@ fn op_isola_log(
         }
         ConsoleAllowance::Drop => return,
     };
+    if let Some(tap) = state.try_borrow::<ConsoleTapSlot>()
+        && tap.0.active()
+    {
+        let name = match level {
+            0 => "debug",
+            1 => "log",
+            2 => "warn",
+            _ => "error",
+        };
+        tap.0.line(request_id, name, &message);
+    }
     match level {
         0 => tracing::debug!(target: "isola::console", worker, request_id, "{message}"),
         1 => tracing::info!(target: "isola::console", worker, request_id, "{message}"),

@@ -85,12 +85,14 @@ pub struct ContextTable {
 }
 
 /// What one request used, over its whole life in the isolate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
     /// CPU time, in nanoseconds.
     pub cpu_ns: u64,
     /// Outbound fetches (redirect hops included).
     pub subrequests: u32,
+    /// The request's id (`x-request-id`), for live tails.
+    pub request_id: Arc<str>,
 }
 
 /// What a subrequest carries from its request.
@@ -276,6 +278,7 @@ impl ContextTable {
                 finished.push(Usage {
                     cpu_ns: live.cpu_ns,
                     subrequests: live.subrequests,
+                    request_id: live.request_id.clone(),
                 });
             }
             !live.ended()
@@ -334,7 +337,8 @@ mod tests {
             table.take_finished().collect::<Vec<_>>(),
             vec![Usage {
                 cpu_ns: 5,
-                subrequests: 0
+                subrequests: 0,
+                request_id: Arc::from("0000000000000002"),
             }]
         );
     }

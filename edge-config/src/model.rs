@@ -43,6 +43,10 @@ pub struct Node {
     pub isolate_memory_budget_mb: u64,
     /// Where to serve Prometheus metrics (`GET /metrics`). Default none.
     pub metrics_address: Option<SocketAddr>,
+    /// The environment variable holding a bearer token (at least 16 characters) that
+    /// `GET /metrics` then requires: read-only, separate from the admin token. Default
+    /// none: metrics are open to whoever reaches `metrics_address`.
+    pub metrics_token_env: Option<String>,
     /// Isolates created from the snapshot ahead of need, so a cold start only loads the
     /// worker. Default 2.
     pub spare_isolates: usize,
@@ -51,7 +55,7 @@ pub struct Node {
     /// thread crosses no thread (one per core is the usual choice). Default 0: every isolate
     /// gets an OS thread of its own, and connections a shared pool of threads.
     pub executor_threads: usize,
-    /// Where uploaded deployments, their versions and secrets are kept (a redb file,
+    /// Where uploaded deployments, their versions, secrets and per-minute usage are kept (a redb file,
     /// `isola.redb`), so a restart serves what was active. Default none: they live in
     /// memory and are gone at exit.
     pub data_dir: Option<PathBuf>,
@@ -68,6 +72,7 @@ impl Default for Node {
             trusted_proxies: Vec::new(),
             isolate_memory_budget_mb: 2048,
             metrics_address: None,
+            metrics_token_env: None,
             spare_isolates: 2,
             executor_threads: 0,
             data_dir: None,

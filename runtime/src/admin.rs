@@ -16,8 +16,14 @@
 //! - `POST /workers/NAME/split` with `{"split": {ID: percent, …}}`: a gradual rollout, 200
 //! - `DELETE /workers/NAME`: 204 (versions, secrets, routes and cached responses go), or 404
 //! - `PUT /workers/NAME/secrets/KEY` with the value as the body: 201 or 200; `DELETE`: 204
+//! - `GET /workers/NAME/usage?from=&to=` (Unix seconds): invocations, cache hits, CPU ms and
+//!   GB-seconds per minute and version (see `usage.rs`); 400 naming a bad parameter, 404
+//! - `GET /workers/NAME/tail`: server-sent events, one per finished request and console line
+//!   (see `tail.rs`); 404 for an unknown worker, 429 past 10 tails of one worker
 //! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
 
+mod tail;
+mod usage;
 mod workers;
 
 use std::sync::Arc;
@@ -25,13 +31,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::body::Body;
 use crate::cache::ResponseCache;
 use crate::deployments::Deployments;
+use crate::usage::Ledger;
 
 /// Why the admin API cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +51,14 @@ pub enum AdminError {
     Token(String),
 }
 
-/// Shortest accepted token.
-const MIN_TOKEN_CHARS: usize = 16;
+use crate::server::bearer::MIN_TOKEN_CHARS;
 
 /// The admin API's state.
 pub struct Admin {
     token: Vec<u8>,
     deployments: Arc<Deployments>,
     cache: Option<ResponseCache>,
+    ledger: Arc<Ledger>,
     max_upload_bytes: usize,
 }
 
@@ -63,21 +71,23 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    /// The admin API over `deployments`, its token read from the variable `token_env`.
+    /// The admin API over `deployments` and their usage in `ledger`, its token read from the
+    /// variable `token_env`.
     pub fn new(
         token_env: &str,
         deployments: Arc<Deployments>,
         cache: Option<ResponseCache>,
+        ledger: Arc<Ledger>,
         max_upload_bytes: u64,
     ) -> Result<Self, AdminError> {
-        let token = std::env::var(token_env).unwrap_or_default();
-        if token.trim().chars().count() < MIN_TOKEN_CHARS {
+        let Some(token) = crate::server::bearer::from_env(token_env) else {
             return Err(AdminError::Token(token_env.to_owned()));
-        }
+        };
         Ok(Self {
-            token: token.trim().as_bytes().to_vec(),
+            token,
             deployments,
             cache,
+            ledger,
             max_upload_bytes: usize::try_from(max_upload_bytes).unwrap_or(usize::MAX),
         })
     }
@@ -91,7 +101,7 @@ impl Admin {
         .await;
     }
 
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         if !self.authorized(&request) {
             let mut response = json(
                 StatusCode::UNAUTHORIZED,
@@ -103,6 +113,7 @@ impl Admin {
             return response;
         }
         let path = request.uri().path().to_owned();
+        let query = request.uri().query().map(str::to_owned);
         let method = request.method().clone();
         if method == Method::GET && path == "/workers" {
             return self.list().await;
@@ -124,6 +135,8 @@ impl Admin {
                 Err(response) => response,
             },
             (Method::DELETE, [name]) => self.delete(name).await,
+            (Method::GET, [name, "usage"]) => self.usage(name, query.as_deref()).await,
+            (Method::GET, [name, "tail"]) => self.tail(name).await,
             (Method::POST, [name, "rollback"]) => match self.body(request).await {
                 Ok(body) => self.rollback(name, &body).await,
                 Err(response) => response,
@@ -139,31 +152,17 @@ impl Admin {
             (Method::DELETE, [name, "secrets", key]) => self.delete_secret(name, key).await,
             _ => error(
                 StatusCode::NOT_FOUND,
-                "expected GET /workers, GET, PUT or DELETE /workers/NAME, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
+                "expected GET /workers, GET, PUT or DELETE /workers/NAME, GET /workers/NAME/usage or /tail, POST /workers/NAME/rollback or /split, PUT or DELETE /workers/NAME/secrets/KEY, or POST /cache/purge".into(),
             ),
         }
     }
 
     /// Constant-time comparison of the bearer token.
     fn authorized(&self, request: &Request<Incoming>) -> bool {
-        let Some(given) = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-        else {
-            return false;
-        };
-        let given = given.trim().as_bytes();
-        given.len() == self.token.len()
-            && given
-                .iter()
-                .zip(&self.token)
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+        crate::server::bearer::matches(request.headers(), &self.token)
     }
 
-    async fn body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    async fn body(&self, request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
         match Limited::new(request.into_body(), self.max_upload_bytes)
             .collect()
             .await
@@ -183,7 +182,7 @@ impl Admin {
         }
     }
 
-    fn purge(&self, body: &[u8]) -> Response<Full<Bytes>> {
+    fn purge(&self, body: &[u8]) -> Response<Body> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Purge {
@@ -219,13 +218,13 @@ fn routes_json(routes: &[edge_config::Route]) -> serde_json::Value {
         .collect()
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> {
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let body = if value.is_null() {
-        Bytes::new()
+        Body::Empty
     } else {
-        Bytes::from(format!("{value}\n"))
+        Body::text(format!("{value}\n"))
     };
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     if !value.is_null() {
         response.headers_mut().insert(
@@ -236,13 +235,6 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Full<Bytes>> 
     response
 }
 
-fn error(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+fn error(status: StatusCode, message: String) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
-}
-
-/// The token of an `Authorization: Bearer …` value; the scheme is case-insensitive
-/// (RFC 9110 §11.1).
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }

@@ -274,9 +274,13 @@ impl Deployments {
             }
         })?;
         // Parsing and stripping TypeScript takes a while for large modules.
+        let id = version.id();
         let loaded =
-            tokio::task::spawn_blocking(move || WorkerSource::load_in(&worker, Some(&dir))).await;
-        let source = Arc::new(loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??);
+            tokio::task::spawn_blocking(move || WorkerSource::load_in(&worker, Some(&dir), &id))
+                .await;
+        let mut source = loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??;
+        source.secrets = secrets.values().cloned().collect();
+        let source = Arc::new(source);
         Ok((source, routes.unwrap_or_default(), written))
     }
 

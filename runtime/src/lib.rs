@@ -25,6 +25,8 @@ pub mod router;
 pub mod server;
 mod snapshot;
 pub mod store;
+pub mod tail;
+pub mod usage;
 pub mod worker;
 
 pub use isolate::{StartError, startup_times};

@@ -273,14 +273,34 @@ pub struct WorkerMeters {
     cpu_seconds: Counter,
     subrequests: IntCounter,
     usage_gb_seconds: Counter,
+    /// The version's usage for metering (`GET /workers/NAME/usage`).
+    usage: std::sync::Arc<crate::usage::UsageMeter>,
+    /// The worker's live tails.
+    tails: std::sync::Arc<crate::tail::TailSet>,
+}
+
+/// What answered a request, for GB-seconds and metering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Nothing did: the node refused it, or the client left first.
+    Nothing,
+    /// The response cache.
+    Cache,
+    /// An isolate of `memory_mb`.
+    Worker {
+        /// The worker's `memory_mb`.
+        memory_mb: u64,
+    },
 }
 
 impl WorkerMeters {
-    /// The series of worker `worker`.
-    pub fn of(worker: std::sync::Arc<str>) -> Self {
+    /// The series of worker `worker`; its usage is metered as version `version`.
+    pub fn of(worker: std::sync::Arc<str>, version: std::sync::Arc<str>) -> Self {
         let m = metrics();
         let name = [&*worker];
         Self {
+            usage: crate::usage::UsageMeter::register(worker.clone(), version),
+            tails: crate::tail::of(&worker),
             duration: m.request_duration.with_label_values(&name),
             cpu_seconds: m.cpu_seconds.with_label_values(&name),
             subrequests: m.subrequests.with_label_values(&name),
@@ -291,9 +311,15 @@ impl WorkerMeters {
     }
 
     /// Records a request that got a response head of `status` (none: canceled) after
-    /// `seconds`; `gb` is its isolate's memory in GB when a worker ran for it (not for a
-    /// cache hit or a refusal before it).
-    pub fn request(&self, status: Option<u16>, outcome: Outcome, seconds: f64, gb: Option<f64>) {
+    /// `elapsed`, answered as `served`.
+    pub fn request(
+        &self,
+        status: Option<u16>,
+        outcome: Outcome,
+        elapsed: std::time::Duration,
+        served: Served,
+    ) {
+        let seconds = elapsed.as_secs_f64();
         let class = status.map_or(0, |s| usize::from(s / 100).clamp(1, 5));
         let outcome_index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.requests[class][outcome_index]
@@ -306,14 +332,29 @@ impl WorkerMeters {
             })
             .inc();
         self.duration.observe(seconds);
-        if let Some(gb) = gb {
-            self.usage_gb_seconds.inc_by(gb * seconds);
+        match served {
+            // Refused before an isolate took it (overload): nothing ran.
+            Served::Nothing | Served::Worker { .. } if outcome == Outcome::Refused => {}
+            Served::Nothing => {}
+            Served::Cache => self.usage.cache_hit(),
+            Served::Worker { memory_mb } => {
+                self.usage_gb_seconds
+                    .inc_by(memory_mb as f64 / 1024.0 * seconds);
+                let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+                self.usage.invocation(memory_mb, micros);
+            }
         }
+    }
+
+    /// The worker's live tails.
+    pub fn tails(&self) -> &std::sync::Arc<crate::tail::TailSet> {
+        &self.tails
     }
 
     /// Records what a finished request used inside its isolate.
     pub fn usage(&self, cpu_ns: u64, subrequests: u32) {
         self.cpu_seconds.inc_by(cpu_ns as f64 / 1e9);
+        self.usage.cpu(cpu_ns);
         self.subrequests.inc_by(u64::from(subrequests));
     }
 }

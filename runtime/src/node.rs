@@ -17,6 +17,7 @@ use crate::isolate::StartError;
 use crate::pool::{Pool, Registry};
 use crate::server::{self, BoundListener, Shared};
 use crate::store::{MemoryStore, RedbStore, Store};
+use crate::usage::Ledger;
 use crate::worker::{WorkerLoadError, WorkerSource};
 pub use reload::{Reloaded, Reloader};
 
@@ -59,6 +60,12 @@ pub enum NodeError {
     /// The admin API cannot start.
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
+    /// `[node] metrics_token_env` names a variable without a usable token.
+    #[error(
+        "[node] metrics_token_env: the environment variable {0} must hold a token of at least {min} characters",
+        min = crate::server::bearer::MIN_TOKEN_CHARS
+    )]
+    MetricsToken(String),
     /// A listener could not bind.
     #[error("cannot listen on {address}: {error}")]
     Bind {
@@ -97,9 +104,11 @@ fn open_store(config: &Config) -> Result<Arc<dyn Store>, NodeError> {
 pub struct Node {
     listeners: Vec<BoundListener>,
     metrics: Option<tokio::net::TcpListener>,
+    metrics_token: Option<Arc<[u8]>>,
     admin: Option<(Arc<Admin>, tokio::net::TcpListener)>,
     shared: Arc<Shared>,
     deployments: Arc<Deployments>,
+    ledger: Arc<Ledger>,
     grace: Duration,
     /// Each listener's certificates (TLS listeners), which a reload replaces.
     certificates: Vec<Option<Arc<server::tls::Certificates>>>,
@@ -135,6 +144,8 @@ impl Node {
             }
             None => std::env::temp_dir(),
         };
+        let store = open_store(config)?;
+        let ledger = Ledger::new(Arc::clone(&store));
         let deployments = Arc::new(Deployments::new(
             deployments,
             config.routes.clone(),
@@ -143,7 +154,7 @@ impl Node {
             crate::deployments::Settings {
                 defaults: config.limits.clone(),
                 deploy_dir,
-                store: open_store(config)?,
+                store,
                 domain: config.node.domain.clone(),
             },
         ));
@@ -180,6 +191,7 @@ impl Node {
                     &config.admin.token_env,
                     Arc::clone(&deployments),
                     cache.clone(),
+                    Arc::clone(&ledger),
                     config.admin.max_upload_bytes,
                 )?;
                 let listener = tokio::net::TcpListener::bind(address)
@@ -197,9 +209,17 @@ impl Node {
             ),
             None => None,
         };
+        let metrics_token = match &config.node.metrics_token_env {
+            Some(name) => Some(Arc::from(
+                crate::server::bearer::from_env(name)
+                    .ok_or_else(|| NodeError::MetricsToken(name.clone()))?,
+            )),
+            None => None,
+        };
         Ok(Self {
             listeners,
             metrics,
+            metrics_token,
             admin,
             shared: Arc::new(Shared {
                 router: deployments.router(),
@@ -209,6 +229,7 @@ impl Node {
                 connections: crate::server::ConnectionBudget::from_process_limit(),
             }),
             deployments,
+            ledger,
             grace: Duration::from_millis(config.node.shutdown_grace_ms),
             certificates,
             config: config.clone(),
@@ -252,16 +273,21 @@ impl Node {
         self.deployments.get(name).await
     }
 
-    /// Serves until `shutdown` resolves, then drains within the grace period.
+    /// Serves until `shutdown` resolves, then drains within the grace period and writes the
+    /// last usage to the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let ledger = tokio::spawn(Arc::clone(&self.ledger).run());
         if let Some(metrics) = self.metrics {
             let http = self.shared.http.clone();
-            tokio::spawn(async move { server::serve_metrics(metrics, &http).await });
+            let token = self.metrics_token.clone();
+            tokio::spawn(async move { server::serve_metrics(metrics, &http, token).await });
         }
         if let Some((admin, listener)) = self.admin {
             let http = self.shared.http.clone();
             tokio::spawn(async move { admin.serve_api(listener, &http).await });
         }
         server::run(self.listeners, self.shared, shutdown, self.grace).await;
+        ledger.abort();
+        self.ledger.flush_async().await;
     }
 }

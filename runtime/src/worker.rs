@@ -12,6 +12,10 @@ use isola_bindings::outbound::{OutboundPolicy, StaticResolver};
 
 use crate::code::{CodeError, Content, ModuleGraph};
 
+/// The version a worker from the config file (or `isola dev`) is metered as: it has no
+/// uploaded version id.
+pub const CONFIG_VERSION: &str = "config";
+
 /// A worker's code and settings.
 #[derive(Debug)]
 pub struct WorkerSource {
@@ -45,6 +49,8 @@ pub struct WorkerSource {
     pub meters: Arc<crate::metrics::WorkerMeters>,
     /// Whether this version runs long JavaScript turns (see [`WorkerSource::runs_long_turns`]).
     long_turns: AtomicBool,
+    /// Its secrets' values, redacted from what live tails show.
+    pub secrets: Arc<[String]>,
 }
 
 /// What the cache has learnt about one version of a worker, so that requests to it do only the
@@ -107,15 +113,18 @@ impl WorkerSource {
 
     /// Reads the worker described by `config` from disk: its file and the modules it imports
     /// from its directory, or from `config.root` (see [`ModuleGraph::load`]).
+    /// Its usage is metered as version [`CONFIG_VERSION`].
     pub fn load(config: &edge_config::Worker) -> Result<Self, WorkerLoadError> {
-        Self::load_in(config, config.root.as_deref())
+        Self::load_in(config, config.root.as_deref(), CONFIG_VERSION)
     }
 
     /// Like [`WorkerSource::load`], with the modules' directory `root` (an upload's, whose
-    /// main module may sit in a subdirectory) instead of the main module's directory.
+    /// main module may sit in a subdirectory) instead of the main module's directory, metered
+    /// as version `version`.
     pub fn load_in(
         config: &edge_config::Worker,
         root: Option<&std::path::Path>,
+        version: &str,
     ) -> Result<Self, WorkerLoadError> {
         let graph = ModuleGraph::load(&config.file, root)?;
         let specifier = graph.main().clone();
@@ -146,7 +155,9 @@ impl WorkerSource {
             long_turns: AtomicBool::new(false),
             meters: Arc::new(crate::metrics::WorkerMeters::of(
                 config.name.as_str().into(),
+                version.into(),
             )),
+            secrets: Arc::from([]),
         })
     }
 }

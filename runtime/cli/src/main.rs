@@ -18,6 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use edge_config::{Config, Limits, Listener, Outbound, Route, Tls, Worker};
 use isola_runtime::node::Node;
 
+mod tail;
+
 /// Isola: an edge runtime for JavaScript workers (V8 isolates behind HTTP/1.1, HTTP/2 and TLS).
 #[derive(Debug, Parser)]
 #[command(name = "isola", version, about)]
@@ -81,6 +83,10 @@ enum Command {
     },
     /// Load-test Isola next to a raw hyper baseline (see `isola bench --help`).
     Bench(Box<isola_bench::cli::BenchCli>),
+    /// Follow a worker's live tail on a node's admin API: each request (method, URL, status,
+    /// outcome, wall time) with its console lines, as they happen; `Authorization`, `Cookie`
+    /// and secret values come redacted. The token comes from ISOLA_ADMIN_TOKEN.
+    Tail(tail::TailArgs),
 }
 
 #[derive(Debug, Args)]
@@ -163,8 +169,9 @@ struct ServeArgs {
     config: PathBuf,
     /// Keep uploaded workers, their versions, secrets and the active version in this
     /// directory (a redb file, fsync'd on every change), so a restart serves what was
-    /// active; overrides `[node] data_dir`. Without either they live in memory and are gone
-    /// at exit.
+    /// active, and the per-minute usage of `GET /workers/NAME/usage` (written every 5 s and
+    /// at shutdown); overrides `[node] data_dir`. Without either they live in memory and are
+    /// gone at exit.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -246,6 +253,7 @@ fn main() -> ExitCode {
         match command {
             Command::Dev(args) => dev(args).await,
             Command::Serve(args) => serve_config(args).await,
+            Command::Tail(args) => tail::run(args).await,
             _ => Ok(()),
         }
     });

@@ -2,16 +2,16 @@
 //! Secret values travel only from the request body into the store: no answer or log line
 //! carries them.
 
+use crate::body::Body;
 use bytes::Bytes;
 use http::{Response, StatusCode};
-use http_body_util::Full;
 use serde::Deserialize;
 
 use super::{Admin, error, json, routes_json};
 use crate::deployments::{DeployError, Deployed, error_chain};
 
 impl Admin {
-    pub(super) async fn list(&self) -> Response<Full<Bytes>> {
+    pub(super) async fn list(&self) -> Response<Body> {
         let workers: Vec<_> = self
             .deployments
             .list()
@@ -28,7 +28,7 @@ impl Admin {
         json(StatusCode::OK, &serde_json::Value::Array(workers))
     }
 
-    pub(super) async fn deploy(&self, name: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    pub(super) async fn deploy(&self, name: &str, body: &[u8]) -> Response<Body> {
         let started = std::time::Instant::now();
         match self.deployments.deploy(name, body).await {
             Ok(deployed) => {
@@ -45,7 +45,7 @@ impl Admin {
         }
     }
 
-    pub(super) async fn describe(&self, name: &str) -> Response<Full<Bytes>> {
+    pub(super) async fn describe(&self, name: &str) -> Response<Body> {
         let described = match self.deployments.describe(name).await {
             Ok(described) => described,
             Err(e) => return refused(name, "describe", &e),
@@ -81,7 +81,7 @@ impl Admin {
         )
     }
 
-    pub(super) async fn rollback(&self, name: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    pub(super) async fn rollback(&self, name: &str, body: &[u8]) -> Response<Body> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Rollback {
@@ -102,7 +102,7 @@ impl Admin {
         }
     }
 
-    pub(super) async fn split(&self, name: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    pub(super) async fn split(&self, name: &str, body: &[u8]) -> Response<Body> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Split {
@@ -123,19 +123,23 @@ impl Admin {
         }
     }
 
-    pub(super) async fn delete(&self, name: &str) -> Response<Full<Bytes>> {
+    pub(super) async fn delete(&self, name: &str) -> Response<Body> {
         match self.deployments.delete(name).await {
-            Ok(()) => json(StatusCode::NO_CONTENT, &serde_json::Value::Null),
+            Ok(()) => {
+                let ledger = std::sync::Arc::clone(&self.ledger);
+                let worker = name.to_owned();
+                match tokio::task::spawn_blocking(move || ledger.forget(&worker)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(worker = name, "cannot remove its usage: {e}"),
+                    Err(e) => tracing::error!(worker = name, "cannot remove its usage: {e}"),
+                }
+                json(StatusCode::NO_CONTENT, &serde_json::Value::Null)
+            }
             Err(e) => refused(name, "delete", &e),
         }
     }
 
-    pub(super) async fn put_secret(
-        &self,
-        name: &str,
-        key: &str,
-        body: Bytes,
-    ) -> Response<Full<Bytes>> {
+    pub(super) async fn put_secret(&self, name: &str, key: &str, body: Bytes) -> Response<Body> {
         let Ok(value) = String::from_utf8(body.to_vec()) else {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -155,7 +159,7 @@ impl Admin {
         }
     }
 
-    pub(super) async fn delete_secret(&self, name: &str, key: &str) -> Response<Full<Bytes>> {
+    pub(super) async fn delete_secret(&self, name: &str, key: &str) -> Response<Body> {
         match self.deployments.delete_secret(name, key).await {
             Ok(()) => json(StatusCode::NO_CONTENT, &serde_json::Value::Null),
             Err(e) => refused(name, "secret", &e),
@@ -173,7 +177,7 @@ fn deployed_json(name: &str, deployed: &Deployed) -> serde_json::Value {
 
 /// The answer to a failed change: 400 for bad input, 404, 409 (naming the owner of a taken
 /// route), or 500 for the node's own failures, which are logged with their causes.
-fn refused(name: &str, action: &str, e: &DeployError) -> Response<Full<Bytes>> {
+fn refused(name: &str, action: &str, e: &DeployError) -> Response<Body> {
     let status = match e {
         DeployError::Invalid(_) | DeployError::BadRequest(_) | DeployError::Start(_) => {
             StatusCode::BAD_REQUEST

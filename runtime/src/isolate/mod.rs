@@ -134,6 +134,12 @@ impl Isolate {
             let state = runtime.op_state();
             let mut state = state.borrow_mut();
             state.put(WorkerName(worker.name.clone()));
+            state.put(isola_bindings::console::ConsoleTapSlot(
+                std::sync::Arc::new(crate::tail::ConsoleToTails {
+                    tails: worker.meters.tails().clone(),
+                    secrets: worker.secrets.clone(),
+                }),
+            ));
             state.put(fetch_options(worker.resolver.clone()));
         }
         restrict_code_generation(&mut runtime, worker);
@@ -339,6 +345,15 @@ impl Isolate {
         self.memory_used = self.enforcer.leave(&mut self.runtime, &mut contexts) as u64;
         for usage in contexts.take_finished() {
             self.meters.usage(usage.cpu_ns, usage.subrequests);
+            let tails = self.meters.tails();
+            if tails.active() {
+                tails.publish(&serde_json::json!({
+                    "type": "done",
+                    "request_id": &*usage.request_id,
+                    "cpu_ms": usage.cpu_ns as f64 / 1e6,
+                    "subrequests": usage.subrequests,
+                }));
+            }
         }
     }
 

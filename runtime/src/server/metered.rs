@@ -5,15 +5,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::metrics::{Outcome, WorkerMeters};
+use crate::metrics::{Outcome, Served, WorkerMeters};
+use crate::tail::{REDACTED, redact};
 use crate::worker::WorkerSource;
 
 /// One request's metrics record, from its arrival.
 pub(super) struct Metered {
     arrival: Instant,
     worker: Option<Arc<WorkerMeters>>,
-    /// The isolate's memory in GB once a worker runs for the request (for GB-seconds).
-    gb: Option<f64>,
+    /// What answers the request (for GB-seconds and metering).
+    served: Served,
+    /// The request's live-tail event so far, only while a tail of its worker listens.
+    tail: Option<Box<serde_json::Value>>,
     done: bool,
 }
 
@@ -23,7 +26,8 @@ impl Metered {
         Self {
             arrival: Instant::now(),
             worker: None,
-            gb: None,
+            served: Served::Nothing,
+            tail: None,
             done: false,
         }
     }
@@ -38,9 +42,49 @@ impl Metered {
         self.worker = Some(worker.meters.clone());
     }
 
+    /// Starts the request's event for the worker's live tails, if any listen: method, URL and
+    /// headers (`Authorization`, `Cookie` and the worker's secret values redacted).
+    pub(super) fn tail(
+        &mut self,
+        worker: &WorkerSource,
+        parts: &http::request::Parts,
+        url: &str,
+        request_id: &str,
+    ) {
+        if !worker.meters.tails().active() {
+            return;
+        }
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = match name.as_str() {
+                    "authorization" | "proxy-authorization" | "cookie" => REDACTED.to_owned(),
+                    _ => redact(&String::from_utf8_lossy(value.as_bytes()), &worker.secrets),
+                };
+                (name.as_str().to_owned(), shown.into())
+            })
+            .collect();
+        self.tail = Some(Box::new(serde_json::json!({
+            "type": "request",
+            "request_id": request_id,
+            "worker": &*worker.name,
+            "method": parts.method.as_str(),
+            "url": redact(url, &worker.secrets),
+            "headers": headers,
+        })));
+    }
+
     /// The request goes to one of the worker's isolates (not answered by the cache).
     pub(super) fn forwarded(&mut self, worker: &WorkerSource) {
-        self.gb = Some(worker.limits.memory_mb as f64 / 1024.0);
+        self.served = Served::Worker {
+            memory_mb: worker.limits.memory_mb,
+        };
+    }
+
+    /// The response cache answers the request.
+    pub(super) fn cache_hit(&mut self) {
+        self.served = Served::Cache;
     }
 
     /// The response head goes out with `status`.
@@ -51,8 +95,14 @@ impl Metered {
     fn record(&mut self, status: Option<u16>, outcome: Outcome) {
         self.done = true;
         if let Some(worker) = &self.worker {
-            let seconds = self.arrival.elapsed().as_secs_f64();
-            worker.request(status, outcome, seconds, self.gb);
+            let elapsed = self.arrival.elapsed();
+            worker.request(status, outcome, elapsed, self.served);
+            if let Some(mut event) = self.tail.take() {
+                event["outcome"] = outcome.label().into();
+                event["status"] = status.into();
+                event["wall_ms"] = (elapsed.as_secs_f64() * 1000.0).into();
+                worker.tails().publish(&event);
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The front end: listeners, TLS, HTTP/1.1 and HTTP/2, per-request limits, graceful shutdown.
 
+pub mod bearer;
 mod client_ip;
 pub(crate) mod connection;
 mod listener;

@@ -275,9 +275,11 @@ async fn respond(
         url,
     } = admit(shared, scheme, peer, &mut parts)?;
     metered.routed(&worker);
+    metered.tail(&worker, &parts, &url, &identity.id);
     identity.tag(&mut parts.headers);
     let mut forwarding = match look_up(shared, &worker, &url, &parts).await {
         Lookup::Hit(response, revalidation) => {
+            metered.cache_hit();
             if let Some(revalidation) = revalidation {
                 tokio::spawn(revalidate_in_background(
                     deployment,

@@ -1,0 +1,212 @@
+//! Live tails (`GET /workers/NAME/tail` on the admin API): each connected tail gets one
+//! event per finished request of the worker and one per console line, as JSON. A tail's
+//! channel is bounded: when it is full the event is dropped for that tail and counted, and
+//! the count rides on its next event (`"dropped"`), so a slow or stuck tail never slows a
+//! request. Nothing is built for an event unless a tail of its worker is connected.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+/// Tails one worker may have at once.
+pub const MAX_TAILS: usize = 10;
+
+/// Events a tail may have waiting before new ones are dropped for it.
+const QUEUE_EVENTS: usize = 256;
+
+/// Placeholder for redacted values.
+pub const REDACTED: &str = "[redacted]";
+
+/// The tails of one worker (all of its versions).
+#[derive(Debug, Default)]
+pub struct TailSet {
+    count: AtomicUsize,
+    subscribers: Mutex<Vec<Subscriber>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    sender: mpsc::Sender<Arc<str>>,
+    /// Events dropped since the last one delivered.
+    dropped: AtomicU64,
+}
+
+/// The worker has [`MAX_TAILS`] tails already.
+#[derive(Debug, thiserror::Error)]
+#[error("the worker has {MAX_TAILS} tails already")]
+pub struct TooManyTails;
+
+static SETS: Mutex<BTreeMap<String, Arc<TailSet>>> = Mutex::new(BTreeMap::new());
+
+/// The tails of worker `worker` (made on first use; kept for the process's life, which
+/// bounds them by the number of worker names).
+pub fn of(worker: &str) -> Arc<TailSet> {
+    let mut sets = SETS.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(sets.entry(worker.to_owned()).or_default())
+}
+
+impl TailSet {
+    /// Whether any tail listens (one atomic load: the hot path's only cost without tails).
+    pub fn active(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// A new tail, or [`TooManyTails`].
+    pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, TooManyTails> {
+        let mut subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if subscribers.len() >= MAX_TAILS {
+            return Err(TooManyTails);
+        }
+        let (sender, receiver) = mpsc::channel(QUEUE_EVENTS);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        subscribers.push(Subscriber {
+            id,
+            sender,
+            dropped: AtomicU64::new(0),
+        });
+        self.count.store(subscribers.len(), Ordering::Relaxed);
+        Ok(Subscription {
+            set: Arc::clone(self),
+            id,
+            receiver,
+        })
+    }
+
+    /// Sends `event` to every tail that has room, counting it as dropped for the others.
+    pub fn publish(&self, event: &serde_json::Value) {
+        let text: Arc<str> = event.to_string().into();
+        let subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for subscriber in subscribers.iter() {
+            // The first event after a gap says how many were lost in it.
+            let missed = subscriber.dropped.load(Ordering::Relaxed);
+            let event = match text.strip_prefix('{') {
+                Some(rest) if missed > 0 => format!("{{\"dropped\":{missed},{rest}").into(),
+                _ => Arc::clone(&text),
+            };
+            if subscriber.sender.try_send(event).is_ok() {
+                subscriber.dropped.fetch_sub(missed, Ordering::Relaxed);
+            } else {
+                subscriber.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn leave(&self, id: u64) {
+        let mut subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        subscribers.retain(|s| s.id != id);
+        self.count.store(subscribers.len(), Ordering::Relaxed);
+    }
+}
+
+/// One connected tail; it leaves its worker's set when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    set: Arc<TailSet>,
+    id: u64,
+    receiver: mpsc::Receiver<Arc<str>>,
+}
+
+impl Subscription {
+    /// The next event as JSON text, with `"dropped": N` when N events were dropped for this
+    /// tail just before it; `None` never happens while the set lives.
+    pub async fn next(&mut self) -> Option<Arc<str>> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.set.leave(self.id);
+    }
+}
+
+/// `text` with every secret value in `secrets` replaced by [`REDACTED`].
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), REDACTED);
+        }
+    }
+    text
+}
+
+/// An isolate's console lines for the tails of its worker, secrets redacted.
+pub struct ConsoleToTails {
+    /// The worker's tails.
+    pub tails: Arc<TailSet>,
+    /// The version's secret values.
+    pub secrets: Arc<[String]>,
+}
+
+impl isola_bindings::console::ConsoleTap for ConsoleToTails {
+    fn active(&self) -> bool {
+        self.tails.active()
+    }
+
+    fn line(&self, request_id: Option<&str>, level: &'static str, message: &str) {
+        self.tails.publish(&serde_json::json!({
+            "type": "log",
+            "request_id": request_id,
+            "level": level,
+            "message": redact(message, &self.secrets),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::{MAX_TAILS, QUEUE_EVENTS, TailSet, redact};
+
+    #[tokio::test]
+    async fn a_full_tail_drops_and_counts_and_the_set_is_bounded() {
+        let set = std::sync::Arc::new(TailSet::default());
+        assert!(!set.active());
+        let mut slow = set.subscribe().expect("first");
+        assert!(set.active());
+        for i in 0..QUEUE_EVENTS + 5 {
+            set.publish(&serde_json::json!({ "n": i }));
+        }
+        for i in 0..QUEUE_EVENTS {
+            let event: serde_json::Value =
+                serde_json::from_str(&slow.next().await.expect("event")).expect("json");
+            assert_eq!(event["n"], i);
+        }
+        set.publish(&serde_json::json!({ "n": "next" }));
+        let event: serde_json::Value =
+            serde_json::from_str(&slow.next().await.expect("event")).expect("json");
+        assert_eq!(event, serde_json::json!({ "dropped": 5, "n": "next" }));
+        let more: Vec<_> = (1..MAX_TAILS)
+            .map(|_| set.subscribe().expect("room"))
+            .collect();
+        assert!(set.subscribe().is_err());
+        drop(more);
+        drop(slow);
+        assert!(!set.active());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let secrets = ["hunter2".to_owned(), String::new()];
+        assert_eq!(
+            redact("pw=hunter2&x=hunter2", &secrets),
+            "pw=[redacted]&x=[redacted]"
+        );
+        assert_eq!(redact("nothing", &secrets), "nothing");
+    }
+}
