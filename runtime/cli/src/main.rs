@@ -227,7 +227,7 @@ fn main() -> ExitCode {
             return run_client(async move { manage::delete(&name, &admin).await });
         }
         Command::Secret(command) => return run_client(manage::secret(command)),
-        command @ (Command::Dev(_) | Command::Serve(_)) => command,
+        command @ (Command::Dev(_) | Command::Serve(_) | Command::Tail(_)) => command,
     };
     init_logging(&cli.log, cli.log_format);
     if !scrubbed.is_empty() {
