@@ -1,7 +1,8 @@
 //! Live tail over real sockets (`GET /workers/NAME/tail`, server-sent events): events of the
 //! requests made after the tail connects (none before), a CPU-limit kill, console lines of
 //! the handler and of its `waitUntil` work, `Authorization`, `Cookie` and secret values
-//! redacted everywhere, 404 for an unknown worker and 429 for the 11th tail.
+//! redacted everywhere, a thrown exception with its stack on its request event, 404 for an
+//! unknown worker and 429 for the 11th tail.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -401,4 +402,97 @@ async fn a_stuck_tail_never_slows_requests() {
     assert_eq!(get_host(&isola, "loud.localhost", "/").await.status, 200);
     tail.wait_for("\"type\":\"request\"").await;
     drop(stuck);
+}
+
+/// Throws from a named function on its line 2; `/later` throws from a timer after answering.
+const THROWING: &str = r#"function explode(token) {
+  throw new Error('boom ' + token);
+}
+export default { async fetch(request, env) {
+  if (new URL(request.url).pathname === '/later') {
+    setTimeout(() => { throw new Error('late ' + env.TOKEN); }, 0);
+    return new Response('ok');
+  }
+  explode(env.TOKEN);
+} }"#;
+
+#[tokio::test]
+async fn a_thrown_exception_rides_on_its_request_event_with_its_stack() {
+    let isola = node();
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/te/secrets/TOKEN", SECRET)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let upload = serde_json::json!({ "code": THROWING });
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/te", &upload.to_string())
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let tail = Tail::open(&isola, "te").await;
+    assert_eq!(tail.status, 200);
+    tail.wait_for(": tail of te").await;
+    let pretty = TailCommand::start(&isola, &["te", "--search", "explode"]).await;
+
+    let failed = get_host(&isola, "te.localhost", "/boom").await;
+    assert_eq!(failed.status, 500);
+    assert!(!failed.text().contains("boom"), "{}", failed.text());
+    let text = tail.wait_for("\"outcome\":\"exception\"").await;
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("event JSON"))
+        .collect();
+    let request = events
+        .iter()
+        .find(|e| e["type"] == "request" && e["outcome"] == "exception")
+        .unwrap_or_else(|| panic!("no exception event: {text}"));
+    assert_eq!(request["status"], 500);
+    let exception = request["exception"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no exception text: {request}"));
+    assert!(
+        exception.starts_with("Error: boom [redacted]"),
+        "{exception}"
+    );
+    let throw_site = exception
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no stack: {exception}"));
+    assert!(
+        throw_site.contains("at explode (") && throw_site.contains(":2:"),
+        "the stack names the function and its line: {exception}"
+    );
+    // `isola tail` prints it under its request (`--search` finds it in the stack).
+    let out = pretty.wait_for("at explode (").await;
+    let printed: Vec<&str> = out.lines().collect();
+    let at = printed
+        .iter()
+        .position(|l| l.starts_with("500 GET http://te.localhost/boom exception"))
+        .unwrap_or_else(|| panic!("no request line: {out}"));
+    assert_eq!(
+        printed.get(at + 1).copied(),
+        Some("  Error: boom [redacted]"),
+        "{out}"
+    );
+    assert!(
+        printed
+            .get(at + 2)
+            .is_some_and(|l| l.trim_start().starts_with("at explode (")),
+        "{out}"
+    );
+
+    // An exception in a timer after the response: a log event at level error.
+    assert_eq!(get_host(&isola, "te.localhost", "/later").await.status, 200);
+    let text = tail.wait_for("late [redacted]").await;
+    let late = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
+        .find(|e| e["type"] == "log" && e["message"].as_str().is_some_and(|m| m.contains("late ")))
+        .unwrap_or_else(|| panic!("no log of the timer's exception: {text}"));
+    assert_eq!(late["level"], "error", "{late}");
+    assert!(!text.contains(SECRET), "the secret leaked: {text}");
+    let out = pretty.wait_for("").await;
+    assert!(!out.contains("/later"), "filtered out: {out}");
+    assert!(!out.contains(SECRET), "the secret leaked: {out}");
 }

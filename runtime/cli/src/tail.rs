@@ -1,5 +1,5 @@
 //! `isola tail NAME`: prints a worker's live tail (`GET /workers/NAME/tail` on the admin API)
-//! as it happens: one line per request with its console lines and CPU time under it (`pretty`, coloured
+//! as it happens: one line per request with its exception, console lines and CPU time under it (`pretty`, coloured
 //! on a terminal), or the events as JSON lines (`json`). Filters keep a request and its
 //! console lines together.
 
@@ -24,10 +24,11 @@ pub struct TailArgs {
     /// Only requests with this method (`GET`, `POST`, …).
     #[arg(long)]
     method: Option<String>,
-    /// Only requests whose URL, or one of whose console lines, contains TEXT.
+    /// Only requests whose URL, exception or one of whose console lines contains TEXT.
     #[arg(long, value_name = "TEXT")]
     search: Option<String>,
-    /// `pretty`: a line per request, its console lines under it; `json`: the events.
+    /// `pretty`: a line per request, its exception (in red) and console lines under it;
+    /// `json`: the events.
     #[arg(long, value_enum, default_value_t = TailFormat::Pretty)]
     format: TailFormat,
     /// The admin API (`[admin] address`); its token comes from ISOLA_ADMIN_TOKEN.
@@ -190,12 +191,15 @@ impl Printer {
             let in_url = event["url"]
                 .as_str()
                 .is_some_and(|u| u.contains(text.as_str()));
+            let in_exception = event["exception"]
+                .as_str()
+                .is_some_and(|e| e.contains(text.as_str()));
             let in_logs = logs.iter().any(|(log, _)| {
                 log["message"]
                     .as_str()
                     .is_some_and(|m| m.contains(text.as_str()))
             });
-            if !in_url && !in_logs {
+            if !in_url && !in_exception && !in_logs {
                 return false;
             }
         }
@@ -252,6 +256,11 @@ impl Printer {
             event["wall_ms"].as_f64().unwrap_or(0.0),
             event["request_id"].as_str().unwrap_or("-"),
         )?;
+        if let Some(exception) = event["exception"].as_str() {
+            for line in exception.lines() {
+                writeln!(out, "  {}", self.paint("31", &printable(line)))?;
+            }
+        }
         Ok(())
     }
 
@@ -285,4 +294,18 @@ impl Printer {
         )?;
         Ok(())
     }
+}
+
+/// `line` with control characters (tabs excepted) escaped, so a worker's exception text
+/// cannot drive the terminal.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

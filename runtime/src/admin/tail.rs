@@ -1,7 +1,8 @@
 //! `GET /workers/NAME/tail`: the worker's live tail as server-sent events (`text/event-stream`),
 //! each `data:` line one JSON event: `{"type": "request", "request_id", "worker", "method",
 //! "url", "headers", "outcome", "status", "wall_ms"}` as each response head goes out (or the
-//! client leaves), `{"type": "log", "request_id", "level", "message"}` per console line,
+//! client leaves) with `"exception"` (message and JavaScript stack) when the handler threw,
+//! `{"type": "log", "request_id", "level", "message"}` per console line,
 //! `{"type": "done", "request_id", "cpu_ms", "subrequests"}` once its work in the isolate
 //! (response and `waitUntil`) has ended (not for a request whose isolate was killed);
 //! `"dropped": N` on an event when N were dropped before it because this tail fell behind.

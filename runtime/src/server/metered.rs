@@ -17,6 +17,8 @@ pub(super) struct Metered {
     served: Served,
     /// The request's live-tail event so far, only while a tail of its worker listens.
     tail: Option<Box<serde_json::Value>>,
+    /// The worker's secret values, redacted from the tail event (set with `tail`).
+    secrets: Option<Arc<[String]>>,
     done: bool,
 }
 
@@ -28,6 +30,7 @@ impl Metered {
             worker: None,
             served: Served::Nothing,
             tail: None,
+            secrets: None,
             done: false,
         }
     }
@@ -73,6 +76,16 @@ impl Metered {
             "url": redact(url, &worker.secrets),
             "headers": headers,
         })));
+        self.secrets = Some(Arc::clone(&worker.secrets));
+    }
+
+    /// The handler failed with `exception` (message and JavaScript stack): it goes on the tail
+    /// event as `exception`, secret values redacted.
+    pub(super) fn exception(&mut self, exception: &str) {
+        if let Some(event) = &mut self.tail {
+            let secrets = self.secrets.as_deref().unwrap_or_default();
+            event["exception"] = redact(exception, secrets).into();
+        }
     }
 
     /// The request goes to one of the worker's isolates (not answered by the cache).

@@ -131,6 +131,9 @@ pub async fn handle(
         }
         Err(refusal) => {
             let outcome = refusal.outcome();
+            if let Refusal::HandlerFailed(exception) = &refusal {
+                metered.exception(exception);
+            }
             let response = refusal.into_response(&identity.id);
             metered.finish(response.status().as_u16(), outcome);
             response
@@ -155,7 +158,9 @@ enum Refusal {
     Unavailable(String),
     Overloaded(AcquireError),
     LimitExceeded(&'static str),
-    HandlerFailed,
+    /// The handler threw, rejected or returned no usable response: the exception text (message
+    /// and JavaScript stack), for the live tail only, never the client.
+    HandlerFailed(String),
     Timeout,
     NotCached,
 }
@@ -168,7 +173,7 @@ impl Refusal {
             Self::Unavailable(_) | Self::Overloaded(_) | Self::LimitExceeded(_) => {
                 Some(StatusCode::SERVICE_UNAVAILABLE)
             }
-            Self::HandlerFailed => Some(StatusCode::INTERNAL_SERVER_ERROR),
+            Self::HandlerFailed(_) => Some(StatusCode::INTERNAL_SERVER_ERROR),
             Self::Timeout => Some(StatusCode::GATEWAY_TIMEOUT),
             _ => None,
         }
@@ -179,7 +184,7 @@ impl Refusal {
         match self {
             Self::LimitExceeded("cpu_ms") => Outcome::ExceededCpu,
             Self::LimitExceeded("memory_mb") => Outcome::ExceededMemory,
-            Self::LimitExceeded(_) | Self::HandlerFailed => Outcome::Exception,
+            Self::LimitExceeded(_) | Self::HandlerFailed(_) => Outcome::Exception,
             Self::Timeout => Outcome::ExceededWall,
             _ => Outcome::Refused,
         }
@@ -221,7 +226,7 @@ impl Refusal {
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the worker exceeded its {limit} limit"),
             ),
-            Self::HandlerFailed => (
+            Self::HandlerFailed(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal Server Error".to_owned(),
             ),
@@ -532,7 +537,7 @@ async fn forward(
         }
         Ok(Err(failure)) => {
             tracing::error!(request_id = &*id, worker = %worker.name, "request {id} failed: {failure}");
-            Err(Refusal::HandlerFailed)
+            Err(Refusal::HandlerFailed(failure.message))
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
     }
