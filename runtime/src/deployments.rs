@@ -349,7 +349,7 @@ impl Deployments {
         if let Some(old) = state.files.insert(name.to_owned(), file.keep()) {
             files::remove(&old);
         }
-        self.publish(state, name);
+        self.publish(state, [name]);
         Ok((existing.is_none(), routes))
     }
 
@@ -362,9 +362,13 @@ impl Deployments {
         Ok(())
     }
 
-    /// Swaps in the routing table of the changed `state` and drops `changed`'s cached
-    /// responses (its code or its existence changed).
-    fn publish(&self, state: tokio::sync::MutexGuard<'_, State>, changed: &str) {
+    /// Swaps in the routing table of the changed `state` and drops the cached responses of
+    /// the workers in `changed` (their code or their existence changed).
+    fn publish<'a>(
+        &self,
+        state: tokio::sync::MutexGuard<'_, State>,
+        changed: impl IntoIterator<Item = &'a str>,
+    ) {
         self.router.store(Arc::new(build(
             &state.routes,
             &state.pools,
@@ -373,7 +377,9 @@ impl Deployments {
         )));
         drop(state);
         if let Some(cache) = &self.cache {
-            cache.purge_worker(changed);
+            for name in changed {
+                cache.purge_worker(name);
+            }
         }
     }
 }

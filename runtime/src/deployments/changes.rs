@@ -156,7 +156,7 @@ impl Deployments {
         if let Some(file) = state.files.remove(name) {
             crate::code::files::remove(&file);
         }
-        self.publish(state, name);
+        self.publish(state, [name]);
         crate::metrics::forget_worker(name);
         tracing::info!(worker = name, "deleted");
         Ok(())

@@ -120,18 +120,7 @@ impl Deployments {
             .into_iter()
             .chain(state.configured.iter().cloned())
             .collect();
-        self.router.store(Arc::new(super::build(
-            &state.routes,
-            &state.pools,
-            &state.splits,
-            &self.domain,
-        )));
-        drop(state);
-        if let Some(cache) = &self.cache {
-            for name in &changed {
-                cache.purge_worker(name);
-            }
-        }
+        self.publish(state, changed.iter().map(String::as_str));
         Ok(())
     }
 }

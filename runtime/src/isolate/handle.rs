@@ -42,13 +42,15 @@ impl IsolateThread {
             ready: ready_tx,
             memory: memory.clone(),
         };
-        // A spare isolate (created ahead) if one fits, else a new thread creates one.
-        // A version with long turns gets threads of its own, away from other tenants.
-        let executors = crate::executor::executors().filter(|_| !worker.runs_long_turns());
-        let spare = if executors.is_some() || crate::executor::executors().is_none() {
-            spare::take(worker.limits.memory_mb)
-        } else {
+        // A spare isolate (created ahead) if one fits, else a new one. A version with long
+        // turns gets a thread of its own, away from other tenants, so it cannot take a spare
+        // hosted on an executor.
+        let own_thread = crate::executor::executors().is_some() && worker.runs_long_turns();
+        let executors = crate::executor::executors().filter(|_| !own_thread);
+        let spare = if own_thread {
             None
+        } else {
+            spare::take(worker.limits.memory_mb)
         };
         let (order, mut executor) = match spare {
             Some((spare, executor)) => (spare.send(order).err(), executor),
@@ -97,10 +99,10 @@ impl IsolateThread {
         self.id
     }
 
-    /// Whether the isolate lives on the calling executor thread, so sending it a request
-    /// wakes no other thread.
-    pub(crate) fn is_local(&self) -> bool {
-        self.executor.is_some() && self.executor == crate::executor::current()
+    /// Whether the isolate lives on executor `here` (the caller's, from
+    /// `executor::current`), so sending it a request from there wakes no other thread.
+    pub(crate) fn lives_on(&self, here: Option<usize>) -> bool {
+        here.is_some() && self.executor == here
     }
 
     /// Sends a request; gives it back if the thread has exited (so it can go to a new one).

@@ -134,6 +134,7 @@ impl State {
     fn take_warm(&mut self) -> Option<Arc<IsolateThread>> {
         let per_isolate = self.worker.limits.max_requests_per_isolate.max(1);
         let generation = self.generation;
+        let here = crate::executor::current();
         let slot = self
             .slots
             .iter_mut()
@@ -143,7 +144,7 @@ impl State {
             .min_by_key(|s| {
                 (
                     s.in_flight,
-                    !s.isolate.is_local(),
+                    !s.isolate.lives_on(here),
                     std::cmp::Reverse(s.last_used),
                 )
             })?;
