@@ -105,7 +105,7 @@ pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox>
             .map_err(|_| JsErrorBox::type_error("invalid CDN-Loop chain"))?;
         request.headers_mut().insert(CDN_LOOP, value);
         if let Some(trace) = subrequest.trace
-            && let Ok(value) = HeaderValue::from_str(&trace.to_header_string())
+            && let Ok(value) = HeaderValue::from_bytes(&trace.to_header_bytes())
         {
             request.headers_mut().insert(TRACEPARENT, value);
         }

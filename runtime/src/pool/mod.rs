@@ -179,7 +179,16 @@ impl State {
         let generation = self.generation;
         self.slots
             .retain(|s| s.in_flight > 0 || (s.generation == generation && s.isolate.is_alive()));
-        self.waiters.retain(|w| !w.placed.is_closed());
+    }
+
+    /// Whether the queue has room for one more request. Requests whose clients gave up are
+    /// dropped from it first, but only when it looks full: serving skips them anyway, and
+    /// scanning a long queue on every request would cost each one.
+    fn queue_has_room(&mut self, max_queue: usize) -> bool {
+        if self.waiters.len() >= max_queue {
+            self.waiters.retain(|w| !w.placed.is_closed());
+        }
+        self.waiters.len() < max_queue
     }
 
     /// Gives back a request slot on the isolate `id`, which was last used now.
@@ -278,7 +287,7 @@ impl Pool {
             } else if state.has_room() {
                 state.starting += 1;
                 Decision::Start(request)
-            } else if state.waiters.len() < max_queue as usize {
+            } else if state.queue_has_room(max_queue as usize) {
                 let (placed, rx) = oneshot::channel();
                 state.waiters.push_back(Waiter {
                     request,
@@ -551,7 +560,6 @@ impl Pool {
         state.slots.len() < before
     }
 
-    /// Heap + external memory of this deployment's isolates, as they last reported it.
     /// How many isolates the deployment has in each state, and its queue.
     fn census(&self) -> crate::metrics::Census {
         let state = self.lock();
@@ -561,11 +569,16 @@ impl Pool {
             idle: state.slots.len() - busy,
             busy,
             starting: state.starting as usize,
-            queued: state.waiters.len(),
+            queued: state
+                .waiters
+                .iter()
+                .filter(|w| !w.placed.is_closed())
+                .count(),
             memory_bytes: state.slots.iter().map(|s| s.isolate.memory_bytes()).sum(),
         }
     }
 
+    /// Heap + external memory of this deployment's isolates, as they last reported it.
     fn memory_bytes(&self) -> u64 {
         self.lock()
             .slots

@@ -85,8 +85,9 @@ impl Identity {
         {
             Some(kept) => kept,
             None => {
-                let id = format!("{number:016x}");
-                let header = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("-"));
+                let digits = isola_wire::hex::u64_digits(number);
+                let id = std::str::from_utf8(&digits).unwrap_or("-");
+                let header = HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"));
                 (Arc::from(id), header)
             }
         };
@@ -106,7 +107,7 @@ impl Identity {
     fn tag(&self, headers: &mut http::HeaderMap) {
         headers.insert(X_REQUEST_ID, self.id_header.clone());
         if !self.trace_kept
-            && let Ok(value) = HeaderValue::from_str(&self.trace.to_header_string())
+            && let Ok(value) = HeaderValue::from_bytes(&self.trace.to_header_bytes())
         {
             headers.insert(isola_bindings::outbound::guard::TRACEPARENT, value);
         }
@@ -447,11 +448,14 @@ fn refuse_declared_body(headers: &http::HeaderMap, worker: &WorkerSource) -> Res
 
 /// The full URL the worker sees as `request.url`.
 fn request_url(scheme: &str, target: &Target) -> String {
-    format!(
-        "{scheme}://{}{}",
-        target.authority(),
-        target.path_and_query()
-    )
+    let authority = target.authority().as_str();
+    let mut url =
+        String::with_capacity(scheme.len() + 3 + authority.len() + target.path_and_query_len());
+    url.push_str(scheme);
+    url.push_str("://");
+    url.push_str(authority);
+    target.push_path_and_query(&mut url);
+    url
 }
 
 /// What the response cache says about the request, when it sits in front of this worker.

@@ -118,12 +118,19 @@ impl Authority {
             (host_name(name)?, port)
         };
         let port = port.map(port_number).transpose()?;
-        let text = match (host.contains(':'), port) {
-            (false, None) => host.clone(),
-            (false, Some(port)) => format!("{host}:{port}"),
-            (true, None) => format!("[{host}]"),
-            (true, Some(port)) => format!("[{host}]:{port}"),
-        };
+        let bracketed = host.contains(':');
+        let mut text = String::with_capacity(host.len() + 8);
+        if bracketed {
+            text.push('[');
+        }
+        text.push_str(&host);
+        if bracketed {
+            text.push(']');
+        }
+        if let Some(port) = port {
+            text.push(':');
+            text.push_str(itoa_u16(port, &mut [0; 5]));
+        }
         Ok(Self { host, port, text })
     }
 
@@ -156,6 +163,21 @@ impl fmt::Display for Authority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// `port` in decimal, written into `buffer` (no allocation).
+fn itoa_u16(port: u16, buffer: &mut [u8; 5]) -> &str {
+    let mut start = buffer.len();
+    let mut rest = port;
+    loop {
+        start -= 1;
+        buffer[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buffer[start..]).unwrap_or("0")
 }
 
 /// A DNS-style host name, lower-cased, one trailing dot removed.
@@ -276,10 +298,23 @@ impl Target {
 
     /// The path, then `?` and the query if there is one.
     pub fn path_and_query(&self) -> String {
-        match &self.query {
-            Some(query) => format!("{}?{query}", self.path),
-            None => self.path.clone(),
+        let mut out = String::new();
+        self.push_path_and_query(&mut out);
+        out
+    }
+
+    /// Appends the path, then `?` and the query if there is one, to `out`.
+    pub fn push_path_and_query(&self, out: &mut String) {
+        out.push_str(&self.path);
+        if let Some(query) = &self.query {
+            out.push('?');
+            out.push_str(query);
         }
+    }
+
+    /// The length of [`Self::path_and_query`].
+    pub fn path_and_query_len(&self) -> usize {
+        self.path.len() + self.query.as_ref().map_or(0, |query| query.len() + 1)
     }
 }
 

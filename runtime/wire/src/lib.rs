@@ -4,6 +4,7 @@
 
 pub mod authority;
 pub mod cache_control;
+pub mod hex;
 pub mod request_id;
 pub mod trace;
 pub mod vary;

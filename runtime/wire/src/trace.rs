@@ -64,10 +64,17 @@ impl TraceParent {
 
     /// The field value (version 00).
     pub fn to_header_string(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.parent_id, self.flags
-        )
+        String::from_utf8_lossy(&self.to_header_bytes()).into_owned()
+    }
+
+    /// The field value (version 00) as bytes, made without allocating.
+    pub fn to_header_bytes(&self) -> [u8; 55] {
+        let mut out = [b'-'; 55];
+        out[0..2].copy_from_slice(b"00");
+        crate::hex::write(self.trace_id, &mut out[3..35]);
+        crate::hex::write(u128::from(self.parent_id), &mut out[36..52]);
+        crate::hex::write(u128::from(self.flags), &mut out[53..55]);
+        out
     }
 }
 
