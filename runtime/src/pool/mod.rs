@@ -11,6 +11,8 @@
 mod registry;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -117,11 +119,19 @@ enum Placed {
     Start(IncomingRequest),
 }
 
+/// A request on its way to an isolate.
+enum Placing {
+    Sent(Arc<IsolateThread>),
+    /// Starting an isolate for it, or queued.
+    Later(Pin<Box<dyn Future<Output = Result<Arc<IsolateThread>, AcquireError>> + Send>>),
+}
+
 /// What `dispatch` decided under the lock.
 enum Decision {
     Ready(Arc<IsolateThread>, IncomingRequest),
     Start(IncomingRequest),
-    Wait(oneshot::Receiver<Placed>),
+    /// Queued: the answer comes through the receiver, within the queue timeout.
+    Wait(oneshot::Receiver<Placed>, Duration),
 }
 
 impl State {
@@ -258,79 +268,105 @@ impl Pool {
     }
 
     /// Sends one request to an isolate: a warm one, a new one, or one that frees up while the
-    /// request waits in the bounded queue.
-    pub async fn dispatch(
+    /// request waits in the bounded queue. The decision (and the send to a warm isolate) is
+    /// made at the call; the future only waits for the other ways, boxed: they hold large
+    /// futures (a cold start) that would otherwise make every request's future as large,
+    /// and copied as often.
+    pub fn dispatch(
         self: &Arc<Self>,
         request: IncomingRequest,
-    ) -> Result<Dispatched, AcquireError> {
+    ) -> impl Future<Output = Result<Dispatched, AcquireError>> + Send + use<> {
         let id = request.context.id;
-        let isolate = self.place(request).await?;
-        Ok(Dispatched { isolate, id })
+        let placing: Result<Placing, AcquireError> = match self.decide(request) {
+            Ok(Decision::Ready(isolate, request)) => match self.send(isolate, request) {
+                Ok(isolate) => Ok(Placing::Sent(isolate)),
+                Err(request) => Ok(Placing::Later(Box::pin(self.clone().place(request)))),
+            },
+            Ok(Decision::Start(request)) => {
+                Ok(Placing::Later(Box::pin(self.clone().start_for(request))))
+            }
+            Ok(Decision::Wait(rx, timeout)) => {
+                Ok(Placing::Later(Box::pin(self.clone().wait(rx, timeout))))
+            }
+            Err(error) => Err(error),
+        };
+        async move {
+            let isolate = match placing? {
+                Placing::Sent(isolate) => isolate,
+                Placing::Later(placing) => placing.await?,
+            };
+            Ok(Dispatched { isolate, id })
+        }
     }
 
-    /// Finds `request` an isolate and sends it there; returns the isolate it went to.
+    /// Finds `request` an isolate and sends it there; returns the isolate it went to (the
+    /// slow way of [`Self::dispatch`], when an isolate died as the request was sent to it).
     async fn place(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         request: IncomingRequest,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
-        let (decision, queue_timeout) = {
-            let mut state = self.lock();
-            state.prune();
-            let limits = &state.worker.limits;
-            let (max_isolates, max_queue, timeout) = (
-                limits.max_isolates,
-                limits.max_queue,
-                limits.queue_timeout(),
-            );
-            let decision = if let Some(isolate) = state.take_warm() {
-                Decision::Ready(isolate, request)
-            } else if state.has_room() {
-                state.starting += 1;
-                Decision::Start(request)
-            } else if state.queue_has_room(max_queue as usize) {
-                let (placed, rx) = oneshot::channel();
-                state.waiters.push_back(Waiter {
-                    request,
-                    placed,
-                    executor: crate::executor::current(),
-                    since: Instant::now(),
-                });
-                Decision::Wait(rx)
-            } else {
-                refused("queue_full");
-                return Err(AcquireError::QueueFull {
-                    isolates: max_isolates,
-                    queued: max_queue,
-                });
-            };
-            (decision, timeout)
-        };
-        match decision {
-            Decision::Ready(isolate, request) => self.send(isolate, request).await,
-            Decision::Start(request) => self.start_for(request).await,
-            Decision::Wait(rx) => self.wait(rx, queue_timeout).await,
+        match self.dispatch(request).await {
+            Ok(dispatched) => Ok(dispatched.isolate),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Where `request` goes now: a warm isolate, a new one, or the queue (or nowhere: full).
+    fn decide(&self, request: IncomingRequest) -> Result<Decision, AcquireError> {
+        let mut state = self.lock();
+        state.prune();
+        let limits = &state.worker.limits;
+        let (max_isolates, max_queue, timeout) = (
+            limits.max_isolates,
+            limits.max_queue,
+            limits.queue_timeout(),
+        );
+        if let Some(isolate) = state.take_warm() {
+            Ok(Decision::Ready(isolate, request))
+        } else if state.has_room() {
+            state.starting += 1;
+            Ok(Decision::Start(request))
+        } else if state.queue_has_room(max_queue as usize) {
+            let (placed, rx) = oneshot::channel();
+            state.waiters.push_back(Waiter {
+                request,
+                placed,
+                executor: crate::executor::current(),
+                since: Instant::now(),
+            });
+            Ok(Decision::Wait(rx, timeout))
+        } else {
+            refused("queue_full");
+            Err(AcquireError::QueueFull {
+                isolates: max_isolates,
+                queued: max_queue,
+            })
         }
     }
 
     /// Sends `request` with a lease on `isolate` (whose slot it already took); if the isolate
-    /// died meanwhile, the request goes through `dispatch` again.
-    async fn send(
+    /// died meanwhile, the request comes back, to be placed again.
+    #[allow(
+        clippy::result_large_err,
+        reason = "returned by value to avoid boxing every request"
+    )]
+    fn send(
         self: &Arc<Self>,
         isolate: Arc<IsolateThread>,
         mut request: IncomingRequest,
-    ) -> Result<Arc<IsolateThread>, AcquireError> {
+    ) -> Result<Arc<IsolateThread>, IncomingRequest> {
         request.lease = Some(Lease::new(self.clone(), isolate.id()));
         match isolate.send_request(request) {
             Ok(()) => Ok(isolate),
             Err(mut request) => {
                 drop(request.lease.take());
-                Box::pin(self.place(request)).await
+                Err(request)
             }
         }
     }
 
     async fn wait(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         mut rx: oneshot::Receiver<Placed>,
         timeout: Duration,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
@@ -338,10 +374,9 @@ impl Pool {
             Ok(Ok(placed)) => placed,
             Ok(Err(_)) => return Err(queue_timeout(timeout)),
             Err(_elapsed) => {
-                // Closing drops the request from the queue (its waiter is pruned); one placed
-                // at the last moment is used rather than lost.
+                // Closing marks the request abandoned (serving skips it); one placed at the
+                // last moment is used rather than lost.
                 rx.close();
-                self.lock().prune();
                 rx.try_recv().map_err(|_| queue_timeout(timeout))?
             }
         };
@@ -426,14 +461,17 @@ impl Pool {
     /// `wall_ms` passed) neither cancels it nor leaks the reservation: the isolate joins the
     /// pool either way, and its capacity goes to whoever waits.
     async fn start_for(
-        self: &Arc<Self>,
+        self: Arc<Self>,
         request: IncomingRequest,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
         let (started_tx, started_rx) = oneshot::channel();
         let pool = self.clone();
         tokio::spawn(async move { pool.start_reserved(started_tx).await });
         match started_rx.await {
-            Ok(Ok(isolate)) => self.send(isolate, request).await,
+            Ok(Ok(isolate)) => match self.send(isolate, request) {
+                Ok(isolate) => Ok(isolate),
+                Err(request) => self.place(request).await,
+            },
             Ok(Err(error)) => Err(error),
             Err(_) => Err(AcquireError::Start(StartError::Runtime(
                 "the isolate start was abandoned".to_owned(),

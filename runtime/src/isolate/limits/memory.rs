@@ -4,11 +4,7 @@
 //!   execution and raises the limit so V8 can unwind (returning less aborts the process);
 //! - ArrayBuffer contents go through a counting allocator: past `memory_mb` it terminates
 //!   execution, past twice that it refuses (JavaScript gets a RangeError);
-//! - after a turn, heap + external memory is compared with `memory_mb`: after every turn
-//!   while ArrayBuffers and off-heap charges hold a quarter of the limit or more (only then
-//!   can the sum pass it with the heap under V8's own limit), else every
-//!   [`HEAP_CHECK_EVERY`]th turn (reading V8's heap statistics costs about as much as a
-//!   small request's JavaScript).
+//! - after every turn, heap + external memory is compared with `memory_mb`.
 //!
 //! Memory that JavaScript makes outside V8 (Blob contents, object URLs, compression state:
 //! see `isola_bindings::memory`) is charged to the same counter as ArrayBuffers, and reported
@@ -32,8 +28,6 @@ use super::{Limit, Shared};
 const MB: f64 = 1024.0 * 1024.0;
 /// Alignment of ArrayBuffer contents (what malloc gives; V8 needs at least 8).
 const ALIGN: usize = 16;
-/// While external memory is small, the heap statistics are read after every this many turns.
-const HEAP_CHECK_EVERY: u32 = 8;
 
 /// The memory limit of one isolate, made before the isolate (V8 needs the allocator and
 /// heap limits at creation).
@@ -42,10 +36,6 @@ pub(crate) struct MemoryGuard {
     limit_bytes: usize,
     /// Off-heap bytes V8 was last told about (as external memory).
     reported_off_heap: Cell<usize>,
-    /// Turns since the heap statistics were last read.
-    turns_unmeasured: Cell<u32>,
-    /// Heap + external bytes at that reading.
-    measured: Cell<usize>,
 }
 
 /// ArrayBuffer and off-heap bytes allocated by one isolate.
@@ -80,8 +70,6 @@ impl MemoryGuard {
                 counter,
                 limit_bytes,
                 reported_off_heap: Cell::new(0),
-                turns_unmeasured: Cell::new(HEAP_CHECK_EVERY),
-                measured: Cell::new(0),
             },
             params,
         )
@@ -108,22 +96,14 @@ impl MemoryGuard {
     }
 
     /// After a turn: kills the isolate if heap + external memory is over the limit; returns
-    /// what it measured (heap as of the last reading, see the module's notes).
+    /// what it measured.
     pub(super) fn check(&self, runtime: &mut JsRuntime, shared: &Shared) -> usize {
         self.report_off_heap(runtime.v8_isolate());
-        let external = self.counter.used.load(Ordering::Relaxed);
-        let unmeasured = self.turns_unmeasured.get().saturating_add(1);
-        if external < self.limit_bytes / 4 && unmeasured < HEAP_CHECK_EVERY {
-            self.turns_unmeasured.set(unmeasured);
-            return self.measured.get().max(external);
-        }
-        self.turns_unmeasured.set(0);
         let stats = runtime.v8_isolate().get_heap_statistics();
         let used = stats
             .used_heap_size()
             .saturating_add(stats.external_memory())
-            .max(external);
-        self.measured.set(used);
+            .max(self.counter.used.load(Ordering::Relaxed));
         if used > self.limit_bytes {
             shared.kill(
                 Limit::Memory,

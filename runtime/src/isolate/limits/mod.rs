@@ -31,6 +31,8 @@ pub(crate) use trim::release_free_memory;
 
 /// Turns shorter than this (wall time) are charged their wall time (see `Enforcer::turn_cpu_ns`).
 const SHORT_TURN: Duration = Duration::from_micros(50);
+/// How stale the CPU clock mark may get before a turn's start reads the clock again.
+const MARK_FRESH_FOR: Duration = Duration::from_millis(1);
 
 /// A limit that can kill an isolate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,8 +118,11 @@ pub(crate) struct Enforcer {
     shared: Arc<Shared>,
     cpu: Arc<cpu::Watched>,
     memory: MemoryGuard,
-    /// The thread's CPU clock when the running turn began.
-    turn_start_cpu_ns: Cell<u64>,
+    /// The thread's CPU clock at its last reading (at most [`MARK_FRESH_FOR`] before the
+    /// running turn began, or when a long turn ended).
+    cpu_mark_ns: Cell<u64>,
+    /// When `cpu_mark_ns` was read.
+    cpu_mark_at: Cell<Instant>,
     /// The monotonic clock when the running turn began.
     turn_start: Cell<Instant>,
     /// CPU time of the last turn that ended.
@@ -140,7 +145,8 @@ impl Enforcer {
             shared,
             cpu,
             memory,
-            turn_start_cpu_ns: Cell::new(cpu::current_thread_cpu_ns()),
+            cpu_mark_ns: Cell::new(cpu::current_thread_cpu_ns()),
+            cpu_mark_at: Cell::new(Instant::now()),
             turn_start: Cell::new(Instant::now()),
             last_turn_ns: Cell::new(0),
         }
@@ -150,8 +156,11 @@ impl Enforcer {
     /// thread does between them (moving response streams to the connection) is the runtime's
     /// work, not the worker's.
     pub(crate) fn enter(&self, limit: Limit) {
-        self.turn_start_cpu_ns.set(cpu::current_thread_cpu_ns());
-        self.turn_start.set(Instant::now());
+        let now = Instant::now();
+        self.turn_start.set(now);
+        if now.duration_since(self.cpu_mark_at.get()) >= MARK_FRESH_FOR {
+            self.mark_cpu(now);
+        }
         self.cpu.enter(limit);
     }
 
@@ -174,16 +183,29 @@ impl Enforcer {
         self.memory.check(runtime, &self.shared)
     }
 
-    /// The CPU time of the turn that just ended. A turn shorter than [`SHORT_TURN`] of wall
-    /// time is charged its wall time: an upper bound of its CPU time (a thread cannot run
-    /// longer than the time that passed), exact unless the thread was preempted, and it saves
-    /// the second read of the thread's CPU clock, a system call, on most turns.
+    /// The CPU time of the turn that just ended, without a system call on most turns (reading
+    /// the thread's CPU clock is one, and cost about a microsecond per request when every
+    /// turn read it twice). Both measures below are upper bounds of the turn's CPU time, and
+    /// the charge is never more than the turn's wall time:
+    /// - a turn shorter than [`SHORT_TURN`] of wall time is charged its wall time (a thread
+    ///   cannot run longer than the time that passed; exact unless it was preempted);
+    /// - a longer one reads the CPU clock and is charged what the thread ran since the mark
+    ///   (the turn, plus at most [`MARK_FRESH_FOR`] of work before it), if less than its wall
+    ///   time, which a preempted turn overstates.
     fn turn_cpu_ns(&self) -> u64 {
-        let wall = self.turn_start.get().elapsed();
-        if wall < SHORT_TURN {
-            return u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX);
+        let wall = nanos(self.turn_start.get().elapsed());
+        if wall < nanos(SHORT_TURN) {
+            return wall;
         }
-        cpu::current_thread_cpu_ns().saturating_sub(self.turn_start_cpu_ns.get())
+        let before = self.cpu_mark_ns.get();
+        self.mark_cpu(Instant::now());
+        self.cpu_mark_ns.get().saturating_sub(before).min(wall)
+    }
+
+    /// Reads the thread's CPU clock into the mark.
+    fn mark_cpu(&self, now: Instant) {
+        self.cpu_mark_ns.set(cpu::current_thread_cpu_ns());
+        self.cpu_mark_at.set(now);
     }
 
     /// Whether the last turn ran long: past the CPU after which a slice runs at background
@@ -219,4 +241,8 @@ impl Drop for Enforcer {
     fn drop(&mut self) {
         stack::forget_context();
     }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
