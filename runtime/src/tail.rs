@@ -125,6 +125,12 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Arc<str>> {
         self.receiver.recv().await
     }
+
+    /// [`Self::next`] for a thread outside tokio (which may block writing what it gets
+    /// without holding up a runtime thread).
+    pub fn blocking_next(&mut self) -> Option<Arc<str>> {
+        self.receiver.blocking_recv()
+    }
 }
 
 impl Drop for Subscription {

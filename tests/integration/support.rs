@@ -84,6 +84,21 @@ impl Isola {
         Self::start(&args)
     }
 
+    /// [`Isola::dev`] with the command's own default log filter (no `ISOLA_LOG`).
+    pub fn dev_default_log(file: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "dev".to_owned(),
+            file.display().to_string(),
+            "--port".into(),
+            "0".into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        if let Some(threads) = executor_threads() {
+            args.extend(["--executor-threads".to_owned(), threads]);
+        }
+        Self::launch_with(&[], None, &args, None)
+    }
+
     /// `isola serve --config <file>` with `toml` written to a temporary file; `{fixtures}` in
     /// it stands for the fixtures directory.
     pub fn serve(toml: &str) -> Self {
@@ -125,6 +140,15 @@ impl Isola {
     }
 
     fn launch(prefix: &[&str], dir: Option<&Path>, args: &[String]) -> Self {
+        Self::launch_with(prefix, dir, args, Some("info"))
+    }
+
+    fn launch_with(
+        prefix: &[&str],
+        dir: Option<&Path>,
+        args: &[String],
+        log: Option<&str>,
+    ) -> Self {
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
@@ -136,9 +160,12 @@ impl Isola {
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
+        match log {
+            Some(filter) => command.env("ISOLA_LOG", filter),
+            None => command.env_remove("ISOLA_LOG").env_remove("RUST_LOG"),
+        };
         let mut child = command
             .args(args)
-            .env("ISOLA_LOG", "info")
             .env("ISOLA_ADMIN_TOKEN", ADMIN_TOKEN)
             .env(
                 "XDG_CACHE_HOME",

@@ -536,7 +536,7 @@ async fn forward(
             Err(Refusal::MalformedBody)
         }
         Ok(Err(failure)) => {
-            tracing::error!(request_id = &*id, worker = %worker.name, "request {id} failed: {failure}");
+            tracing::error!(target: "isola::exception", request_id = &*id, worker = %worker.name, "request {id} failed: {failure}");
             Err(Refusal::HandlerFailed(failure.message))
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
