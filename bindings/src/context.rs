@@ -26,6 +26,28 @@ pub type RequestId = u64;
 /// Console output kept per request; more is dropped, with one line saying so.
 pub const MAX_CONSOLE_BYTES: usize = 256 * 1024;
 
+/// A request's live-tail event, made by the front end only while a tail of its worker
+/// listens: the isolate adds what only it knows. It is published once both sides are done
+/// with it (the front end's response head, the isolate's end of the request's work).
+pub trait RequestTail: Send + Sync {
+    /// The request's work in the isolate ended (response complete, `waitUntil` settled):
+    /// its CPU time over all of its turns and its subrequests.
+    fn finished(&self, cpu_ns: u64, subrequests: u32);
+    /// An uncaught exception of the request's own work (a timer, `waitUntil`, an unhandled
+    /// rejection): message and stack.
+    fn exception(&self, text: &str);
+}
+
+/// A shared [`RequestTail`], as a [`RequestContext`] carries it.
+#[derive(Clone)]
+pub struct TailHandle(pub Arc<dyn RequestTail>);
+
+impl std::fmt::Debug for TailHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TailHandle")
+    }
+}
+
 /// What the front end decided about a request before the isolate sees it.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -42,6 +64,8 @@ pub struct RequestContext {
     pub max_body_bytes: u64,
     /// The incoming `CDN-Loop` value, carried onto the request's subrequests.
     pub loop_chain: Option<HeaderValue>,
+    /// The request's live-tail event, while a tail listens.
+    pub tail: Option<TailHandle>,
 }
 
 /// The isolate's table of live request contexts, shared by the isolate, the ops and the
@@ -65,6 +89,8 @@ struct Live {
     waiting_until: u32,
     /// CPU time charged to it, in nanoseconds.
     cpu_ns: u64,
+    /// Its live-tail event, told the CPU time when the request ends.
+    tail: Option<TailHandle>,
 }
 
 impl Live {
@@ -91,8 +117,6 @@ pub struct Usage {
     pub cpu_ns: u64,
     /// Outbound fetches (redirect hops included).
     pub subrequests: u32,
-    /// The request's id (`x-request-id`), for live tails.
-    pub request_id: Arc<str>,
 }
 
 /// What a subrequest carries from its request.
@@ -157,6 +181,7 @@ impl ContextTable {
                 responded_this_turn: true,
                 waiting_until: 0,
                 cpu_ns: 0,
+                tail: context.tail.clone(),
             },
         );
     }
@@ -278,8 +303,10 @@ impl ContextTable {
                 finished.push(Usage {
                     cpu_ns: live.cpu_ns,
                     subrequests: live.subrequests,
-                    request_id: live.request_id.clone(),
                 });
+                if let Some(tail) = live.tail.take() {
+                    tail.0.finished(live.cpu_ns, live.subrequests);
+                }
             }
             !live.ended()
         });
@@ -316,6 +343,7 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(1),
             max_body_bytes: 1,
             loop_chain: None,
+            tail: None,
         }
     }
 
@@ -338,7 +366,6 @@ mod tests {
             vec![Usage {
                 cpu_ns: 5,
                 subrequests: 0,
-                request_id: Arc::from("0000000000000002"),
             }]
         );
     }

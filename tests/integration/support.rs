@@ -52,6 +52,24 @@ fn status_mib(pid: u32, field: &str) -> f64 {
     kib / 1024.0
 }
 
+/// The CPU time of the process's threads in seconds (`/proc/PID/task/*/schedstat`, in ns).
+pub fn thread_cpu_seconds(pid: u32) -> f64 {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e9
+}
+
 /// The thread model every node of this test run uses, if not the default: `scripts/test` runs
 /// the suite once more with `ISOLA_TEST_EXECUTOR_THREADS=2` (isolates on executor threads).
 pub fn executor_threads() -> Option<String> {

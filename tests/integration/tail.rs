@@ -165,16 +165,9 @@ async fn tail_streams_requests_kills_and_console_lines_with_secrets_redacted() {
         ["hello /seen [redacted]", "later [redacted]"],
         "{text}"
     );
-    let done = tail
-        .wait_for(&format!("\"type\":\"done\",\"request_id\":\"{id}\""))
-        .await;
-    let done: serde_json::Value = done
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
-        .find(|e| e["type"] == "done" && e["request_id"] == id)
-        .unwrap_or_else(|| panic!("no done event of /seen: {text}"));
-    assert!(done["cpu_ms"].as_f64().unwrap() > 0.0, "{done}");
+    // The request's own event carries its CPU time (its waitUntil work's included).
+    assert!(seen["cpu_ms"].as_f64().unwrap() > 0.0, "{seen}");
+    assert_eq!(seen["subrequests"], 0, "{seen}");
     let hog = events
         .iter()
         .find(|e| e["type"] == "request" && e["outcome"] == "exceeded_cpu")
@@ -308,8 +301,13 @@ async fn isola_tail_prints_filtered_requests_with_their_console_lines() {
     // Its waitUntil line, before the kill (which could cancel it on a shared isolate).
     let out = pretty.wait_for("later [redacted]").await;
     assert!(out.contains("  (log) later [redacted]"), "{out}");
-    let out = pretty.wait_for("(done) CPU").await;
-    assert!(out.contains("(done) CPU"), "{out}");
+    let out = pretty.wait_for(", CPU ").await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("200 GET http://tl.localhost/seen ok ")
+                && l.contains(" ms, CPU ")),
+        "{out}"
+    );
     assert_eq!(get_host(&isola, "tl.localhost", "/hog").await.status, 503);
 
     let out = pretty.wait_for("exceeded_cpu").await;
@@ -495,4 +493,53 @@ async fn a_thrown_exception_rides_on_its_request_event_with_its_stack() {
     let out = pretty.wait_for("").await;
     assert!(!out.contains("/later"), "filtered out: {out}");
     assert!(!out.contains(SECRET), "the secret leaked: {out}");
+}
+
+#[tokio::test]
+async fn a_request_event_carries_the_cpu_time_it_burned() {
+    let isola = node();
+    let code = r#"export default { fetch(request) {
+      const n = Number(new URL(request.url).searchParams.get('n'));
+      let x = 0;
+      for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003;
+      return new Response(String(x));
+    } }"#;
+    let upload =
+        serde_json::json!({ "code": code, "limits": { "cpu_ms": 10000, "wall_ms": 60000 } });
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/burn", &upload.to_string())
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    // A warm isolate, so no start-up is in what the process burns.
+    assert_eq!(
+        get_host(&isola, "burn.localhost", "/?n=1000").await.status,
+        200
+    );
+    let tail = Tail::open(&isola, "burn").await;
+    assert_eq!(tail.status, 200);
+    tail.wait_for(": tail of burn").await;
+    let before = crate::support::thread_cpu_seconds(isola.pid());
+    let reply = get_host(&isola, "burn.localhost", "/?n=100000000").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = tail.wait_for("\"cpu_ms\"").await;
+    let process = crate::support::thread_cpu_seconds(isola.pid()) - before;
+    let event = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
+        .find(|e| e["type"] == "request")
+        .unwrap_or_else(|| panic!("no request event: {text}"));
+    let cpu = event["cpu_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no cpu_ms on the request's event: {event}"))
+        / 1000.0;
+    eprintln!("event CPU {cpu:.3} s, the process's {process:.3} s");
+    assert!(
+        process > 0.1,
+        "the loop must burn measurable CPU ({process:.3} s)"
+    );
+    assert!(
+        (cpu - process).abs() <= 0.3 * process,
+        "the event's CPU {cpu:.3} s vs the process's {process:.3} s: {event}"
+    );
 }

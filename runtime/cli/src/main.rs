@@ -91,7 +91,7 @@ enum Command {
     /// Load-test Isola next to a raw hyper baseline (see `isola bench --help`).
     Bench(Box<isola_bench::cli::BenchCli>),
     /// Follow a worker's live tail on a node's admin API: each request (method, URL, status,
-    /// outcome, wall time) with its console lines, as they happen; `Authorization`, `Cookie`
+    /// outcome, wall and CPU time) with its exception and console lines, as they happen; `Authorization`, `Cookie`
     /// and secret values come redacted. The token comes from ISOLA_ADMIN_TOKEN.
     Tail(tail::TailArgs),
 }

@@ -1,7 +1,7 @@
 //! Printing live-tail events (`runtime/src/tail.rs`), shared by `isola tail` (a node's events
 //! through its admin API) and `isola dev` (its own worker's, in the same process): `pretty`
 //! is a line per request (status, method, URL, outcome, wall and CPU time, request id) with
-//! its exception and console lines under it, coloured only on a terminal; `json` the events
+//! its exceptions and console lines under it, coloured only on a terminal; `json` the events
 //! as they come. Filters keep a request and its console lines together.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -190,9 +190,13 @@ impl Printer {
             _ => "32",
         };
         let status = status.map_or_else(|| "---".to_owned(), |s| s.to_string());
+        let cpu = event["cpu_ms"]
+            .as_f64()
+            .map(|cpu| format!(", CPU {cpu:.1} ms"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "{} {} {} {} {:.1} ms [{}]",
+            "{} {} {} {} {:.1} ms{cpu} [{}]",
             self.paint(colour, &status),
             printable(event["method"].as_str().unwrap_or("?")),
             printable(event["url"].as_str().unwrap_or("?")),
@@ -202,6 +206,9 @@ impl Printer {
         )?;
         if let Some(exception) = event["exception"].as_str() {
             self.print_exception(out, exception)?;
+        }
+        for exception in event["exceptions"].as_array().into_iter().flatten() {
+            self.print_exception(out, exception.as_str().unwrap_or(""))?;
         }
         Ok(())
     }
@@ -214,18 +221,14 @@ impl Printer {
         Ok(())
     }
 
-    /// A line under its request: a console line, or the request's CPU time.
+    /// A line under its request: a console line, or an exception of its work that came
+    /// after its event.
     fn print_line(&self, out: &mut impl Write, event: &Value, raw: &str) -> std::io::Result<()> {
         if self.format == Format::Json {
             return writeln!(out, "{raw}");
         }
-        if event["type"] == "done" {
-            let line = format!(
-                "  (done) CPU {:.1} ms, {} subrequests",
-                event["cpu_ms"].as_f64().unwrap_or(0.0),
-                event["subrequests"].as_u64().unwrap_or(0)
-            );
-            return writeln!(out, "{}", self.paint("2", &line));
+        if event["type"] == "exception" {
+            return self.print_exception(out, event["exception"].as_str().unwrap_or(""));
         }
         if event["type"] != "log" {
             return Ok(());

@@ -301,7 +301,8 @@ async fn respond(
     };
     forwarding.add_validators(&mut parts.headers);
     metered.forwarded(&worker);
-    let context = request_context(identity, metered.arrival(), &worker, &parts.headers);
+    let mut context = request_context(identity, metered.arrival(), &worker, &parts.headers);
+    context.tail = metered.tail_handle();
     let (body, body_fault) = start_body(incoming, context.max_body_bytes);
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
@@ -336,6 +337,7 @@ fn request_context(
         deadline: arrival + worker.limits.wall(),
         max_body_bytes: worker.limits.max_body_bytes,
         loop_chain: headers.get(CDN_LOOP).cloned(),
+        tail: None,
     }
 }
 
