@@ -13,6 +13,9 @@ pub trait ConsoleTap: Send + Sync {
     /// One console line of request `request_id` (none: the worker's own work) at `level`
     /// (`debug`, `log`, `warn`, `error`).
     fn line(&self, request_id: Option<&str>, level: &'static str, message: &str);
+    /// An uncaught exception (message and stack) of request `request_id`'s work after the
+    /// request's own tail event went out (or when it has none), as an event of its own.
+    fn exception(&self, request_id: Option<&str>, text: &str);
 }
 
 /// The isolate's [`ConsoleTap`], in its OpState.
@@ -26,7 +29,7 @@ pub struct WorkerName(pub std::sync::Arc<str>);
 deno_core::extension!(
     isola_console,
     deps = [deno_web],
-    ops = [op_isola_log],
+    ops = [op_isola_log, op_isola_exception],
     esm = [dir "../js", "05_console.js"],
     options = { worker: WorkerName },
     state = |state, options| {
@@ -84,6 +87,52 @@ fn op_isola_log(
         2 => tracing::warn!(target: "isola::console", worker, request_id, "{message}"),
         _ => tracing::error!(target: "isola::console", worker, request_id, "{message}"),
     }
+}
+
+/// Records an uncaught exception (`text`: message and stack) of request `request`'s work: a
+/// timer callback that threw, a `waitUntil` promise or another promise that rejected
+/// unhandled. It goes into the log at level error (target `isola::exception`) naming the
+/// request, also when the request ended a while ago, and onto the request's tail event while
+/// the request is live, else to its tails as an `exception` event naming it. It counts
+/// against the request's console cap like a console line.
+#[op2(fast)]
+fn op_isola_exception(state: &mut OpState, #[string] text: &str, #[number] request: u64) {
+    let (allowance, tail) = match state.try_borrow::<SharedContexts>() {
+        Some(contexts) => {
+            let mut contexts = contexts.borrow_mut();
+            (
+                contexts.console_line(request, text.len()),
+                contexts.tail_of(request),
+            )
+        }
+        None => (ConsoleAllowance::Write(None), None),
+    };
+    let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
+    let request_id = match &allowance {
+        ConsoleAllowance::Write(id) => id.as_deref(),
+        ConsoleAllowance::Truncate(id) => {
+            tracing::warn!(
+                target: "isola::console",
+                worker,
+                request_id = &**id,
+                "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
+            );
+            return;
+        }
+        ConsoleAllowance::Drop => return,
+    };
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    match tail {
+        Some(tail) => tail.0.exception(text),
+        None => {
+            if let Some(tap) = state.try_borrow::<ConsoleTapSlot>()
+                && tap.0.active()
+            {
+                tap.0.exception(request_id, text);
+            }
+        }
+    }
+    tracing::error!(target: "isola::exception", worker, request_id, "{}", escape_controls(text));
 }
 
 /// `message` with control characters (newlines included, tabs excepted) escaped, so one

@@ -26,6 +26,10 @@ pub type RequestId = u64;
 /// Console output kept per request; more is dropped, with one line saying so.
 pub const MAX_CONSOLE_BYTES: usize = 256 * 1024;
 
+/// Ended requests whose ids are remembered, so that what their timers write or throw later
+/// still names them.
+const REMEMBERED_ENDED: usize = 256;
+
 /// A request's live-tail event, made by the front end only while a tail of its worker
 /// listens: the isolate adds what only it knows. It is published once both sides are done
 /// with it (the front end's response head, the isolate's end of the request's work).
@@ -108,6 +112,8 @@ pub struct ContextTable {
     unowned_subrequests: u32,
     /// Usage of the requests that ended, until the isolate takes it.
     finished: Vec<Usage>,
+    /// The last requests that ended, oldest first, with their ids as logs show them.
+    ended: std::collections::VecDeque<(RequestId, Arc<str>)>,
 }
 
 /// What one request used, over its whole life in the isolate.
@@ -244,7 +250,8 @@ impl ContextTable {
     /// own work, never capped) against [`MAX_CONSOLE_BYTES`].
     pub fn console_line(&mut self, id: RequestId, bytes: usize) -> ConsoleAllowance {
         let Some(live) = self.live.get_mut(&id) else {
-            return ConsoleAllowance::Write(None);
+            // A timer of a request that ended: named, never capped.
+            return ConsoleAllowance::Write(self.ended_request_id(id));
         };
         let before = live.console_bytes;
         live.console_bytes = before.saturating_add(bytes);
@@ -260,6 +267,24 @@ impl ContextTable {
     /// The id logs use for request `id`, while it is live.
     pub fn request_id(&self, id: RequestId) -> Option<Arc<str>> {
         self.live.get(&id).map(|live| live.request_id.clone())
+    }
+
+    /// The id logs use for request `id` if it ended recently.
+    fn ended_request_id(&self, id: RequestId) -> Option<Arc<str>> {
+        if id == 0 {
+            return None;
+        }
+        self.ended
+            .iter()
+            .rev()
+            .find(|(ended, _)| *ended == id)
+            .map(|(_, request_id)| request_id.clone())
+    }
+
+    /// The live-tail event of request `id`, while the request is live and a tail listened
+    /// when it arrived.
+    pub fn tail_of(&self, id: RequestId) -> Option<TailHandle> {
+        self.live.get(&id).and_then(|live| live.tail.clone())
     }
 
     /// Takes the usage of the requests that ended since the last call.
@@ -298,8 +323,13 @@ impl ContextTable {
             live.responded_this_turn = live.responding;
         }
         let finished = &mut self.finished;
-        self.live.retain(|_, live| {
+        let ended = &mut self.ended;
+        self.live.retain(|&id, live| {
             if live.ended() {
+                if ended.len() >= REMEMBERED_ENDED {
+                    ended.pop_front();
+                }
+                ended.push_back((id, live.request_id.clone()));
                 finished.push(Usage {
                     cpu_ns: live.cpu_ns,
                     subrequests: live.subrequests,
@@ -426,5 +456,19 @@ mod tests {
         assert_eq!(table.console_line(1, 1), ConsoleAllowance::Truncate(id));
         assert_eq!(table.console_line(1, 1), ConsoleAllowance::Drop);
         assert_eq!(table.console_line(2, 1), ConsoleAllowance::Write(None));
+    }
+
+    #[test]
+    fn a_request_that_ended_is_still_named_for_its_late_lines() {
+        let mut table = ContextTable::default();
+        table.open(&context(1));
+        table.responded(1);
+        table.charge_turn(1);
+        assert!(table.request_id(1).is_none());
+        assert_eq!(
+            table.console_line(1, MAX_CONSOLE_BYTES * 2),
+            ConsoleAllowance::Write(Some("0000000000000001".into()))
+        );
+        assert_eq!(table.console_line(0, 1), ConsoleAllowance::Write(None));
     }
 }

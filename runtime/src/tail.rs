@@ -263,6 +263,14 @@ impl isola_bindings::console::ConsoleTap for ConsoleToTails {
             "message": redact(message, &self.secrets),
         }));
     }
+
+    fn exception(&self, request_id: Option<&str>, text: &str) {
+        self.tails.publish(&serde_json::json!({
+            "type": "exception",
+            "request_id": request_id,
+            "exception": redact(text, &self.secrets),
+        }));
+    }
 }
 
 #[cfg(test)]
