@@ -57,7 +57,7 @@ fn op_isola_log(
     let (request_id, message) = match &allowance {
         ConsoleAllowance::Write(id) => (
             id.as_deref(),
-            escape_controls(message.strip_suffix('\n').unwrap_or(message)),
+            log_text(message.strip_suffix('\n').unwrap_or(message)),
         ),
         ConsoleAllowance::Truncate(id) => {
             tracing::warn!(
@@ -132,20 +132,29 @@ fn op_isola_exception(state: &mut OpState, #[string] text: &str, #[number] reque
             }
         }
     }
-    tracing::error!(target: "isola::exception", worker, request_id, "{}", escape_controls(text));
+    tracing::error!(target: "isola::exception", worker, request_id, "{}", log_text(text));
 }
 
-/// `message` with control characters (newlines included, tabs excepted) escaped, so one
-/// console call is one log line and a worker cannot forge lines of its own.
-fn escape_controls(message: &str) -> std::borrow::Cow<'_, str> {
+/// `message` as the text of one log record, readable and unforgeable: a multi-line message
+/// (a stack) keeps its lines, each continuation line starting with whitespace (four spaces
+/// added where it had none), so no line a worker writes can pass for a record of its own,
+/// which always starts with its timestamp; other control characters (tabs excepted) are
+/// escaped. JSON logs escape the newlines again, as JSON must.
+pub fn log_text(message: &str) -> std::borrow::Cow<'_, str> {
     if !message.chars().any(|c| c.is_control() && c != '\t') {
         return message.into();
     }
     let mut escaped = String::with_capacity(message.len() + 8);
-    for c in message.chars() {
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '\t' => escaped.push(c),
-            '\n' => escaped.push_str("\\n"),
+            '\n' => {
+                escaped.push('\n');
+                if !matches!(chars.peek(), Some(' ' | '\t')) {
+                    escaped.push_str("    ");
+                }
+            }
             '\r' => escaped.push_str("\\r"),
             c if c.is_control() => escaped.extend(c.escape_unicode()),
             c => escaped.push(c),
@@ -156,14 +165,18 @@ fn escape_controls(message: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
+    use super::log_text;
 
     #[test]
-    fn control_characters_cannot_start_a_line() {
-        assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+    fn continuation_lines_are_indented_and_controls_escaped() {
+        assert_eq!(log_text("plain\ttext"), "plain\ttext");
         assert_eq!(
-            escape_controls("a\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}[31m"),
-            "a\\n2026-01-01T00:00:00Z ERROR forged\\r\\u{1b}[31m"
+            log_text("a\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}[31m"),
+            "a\n    2026-01-01T00:00:00Z ERROR forged\\r\\u{1b}[31m"
+        );
+        assert_eq!(
+            log_text("Error: x\n    at f (w.js:1:2)\n\tat g"),
+            "Error: x\n    at f (w.js:1:2)\n\tat g"
         );
     }
 }

@@ -60,3 +60,44 @@ async fn dev_prints_each_request_with_its_console_lines_and_exception() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn text_logs_show_stacks_on_lines_of_their_own_and_json_logs_escape_them() {
+    let isola = Isola::dev(&fixture("dev-tail.js"), &[]);
+    assert_eq!(get(Proto::H1, &isola, "/boom").await.status, 500);
+    assert_eq!(get(Proto::H1, &isola, "/later").await.status, 200);
+    let logs = isola.wait_for_log("late from a timer");
+    for (message, frame) in [
+        ("failed: Error: boom here", "    at explode ("),
+        (
+            "Uncaught (in waitUntil) Error: late from waitUntil",
+            "    at file://",
+        ),
+        ("Error: late from a timer", "    at file://"),
+    ] {
+        let lines: Vec<&str> = logs.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.contains(message))
+            .unwrap_or_else(|| panic!("no {message}: {logs}"));
+        assert!(
+            lines.get(at + 1).is_some_and(|l| l.starts_with(frame)),
+            "the stack on the next line: {logs}"
+        );
+    }
+    assert!(!logs.contains("\\n    at"), "no escaped newlines: {logs}");
+
+    let json = Isola::dev(&fixture("dev-tail.js"), &["--log-format", "json"]);
+    assert_eq!(get(Proto::H1, &json, "/later").await.status, 200);
+    let logs = json.wait_for_log("late from a timer");
+    let record = logs
+        .lines()
+        .find(|l| l.contains("late from a timer"))
+        .unwrap_or_else(|| panic!("no record: {logs}"));
+    let record: serde_json::Value = serde_json::from_str(record).expect("one JSON record a line");
+    let message = record["fields"]["message"].as_str().expect("message");
+    assert!(
+        message.starts_with("Error: late from a timer\n    at "),
+        "{message}"
+    );
+}

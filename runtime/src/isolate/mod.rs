@@ -380,7 +380,10 @@ impl Isolate {
             kill.measured,
             kill.budget,
             stack
-                .map(|s| format!("; JavaScript stack at the kill:{s}"))
+                .map(|s| format!(
+                    "; JavaScript stack at the kill:{}",
+                    isola_bindings::console::log_text(&s)
+                ))
                 .unwrap_or_default()
         );
     }

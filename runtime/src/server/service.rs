@@ -538,7 +538,13 @@ async fn forward(
             Err(Refusal::MalformedBody)
         }
         Ok(Err(failure)) => {
-            tracing::error!(target: "isola::exception", request_id = &*id, worker = %worker.name, "request {id} failed: {failure}");
+            tracing::error!(
+                target: "isola::exception",
+                request_id = &*id,
+                worker = %worker.name,
+                "request {id} failed: {}",
+                isola_bindings::console::log_text(&failure.to_string())
+            );
             Err(Refusal::HandlerFailed(failure.message))
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
