@@ -129,6 +129,10 @@ struct DevArgs {
     /// Do not reload when the file changes.
     #[arg(long)]
     no_watch: bool,
+    /// Do not print each request on stdout (no tail of the worker is kept either; benchmarks
+    /// use it, through ISOLA_DEV_QUIET=true, so older binaries ignore it).
+    #[arg(long, env = "ISOLA_DEV_QUIET")]
+    quiet: bool,
     /// Allow `eval` and `new Function` (refused by default, as on Workers).
     #[arg(long)]
     allow_eval: bool,
@@ -450,7 +454,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     config.validate()?;
 
     let node = Node::start(&config).await?;
-    dev_tail::print(&name)?;
+    if !args.quiet {
+        dev_tail::print(&name)?;
+    }
     announce(&node)?;
     let _watcher = if args.no_watch {
         None

@@ -94,11 +94,11 @@ impl Printer {
             }
             Some(_) if self.shown_set.contains(&id) => self.print_line(out, &event, raw)?,
             Some(_) if self.hidden.contains(&id) => {}
-            Some(_) if id.is_empty() => {
-                if self.filter.is_empty() {
-                    self.print_line(out, &event, raw)?;
-                }
+            // The worker's own lines (no request) only when nothing is filtered.
+            Some(_) if id.is_empty() && self.filter.is_empty() => {
+                self.print_line(out, &event, raw)?;
             }
+            Some(_) if id.is_empty() => {}
             Some(_) => {
                 // Lines of requests whose event never came (dropped) go first.
                 if self.waiting.len() >= REMEMBERED {
