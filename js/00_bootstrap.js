@@ -87,8 +87,8 @@ ObjectDefineProperties(globalThis, {
   AbortController: nonEnumerable(abortSignal.AbortController),
   AbortSignal: nonEnumerable(abortSignal.AbortSignal),
   // timers, encoding, cloning
-  setTimeout: writable(timers.setTimeout),
-  setInterval: writable(timers.setInterval),
+  setTimeout: writable(fetchEventInternals.reportingTimer(timers.setTimeout)),
+  setInterval: writable(fetchEventInternals.reportingTimer(timers.setInterval)),
   clearTimeout: writable(timers.clearTimeout),
   clearInterval: writable(timers.clearInterval),
   atob: writable(base64.atob),

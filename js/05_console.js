@@ -1,7 +1,7 @@
 // `console.*` for workers: Deno's Console formats, Isola's log op records the line with the
 // worker's name, so output lands in the operator's structured logs rather than raw stdout.
 import { core, primordials } from "ext:core/mod.js";
-import { op_isola_log } from "ext:core/ops";
+import { op_isola_exception, op_isola_log } from "ext:core/ops";
 
 const { ObjectDefineProperty } = primordials;
 const consoleExt = core.loadExtScript("ext:deno_web/01_console.js");
@@ -18,6 +18,14 @@ function currentRequest() {
 /** Logs one line, tagged with the request the running code works for. */
 function log(level, message) {
   op_isola_log(level, message, currentRequest());
+}
+
+/**
+ * Reports an uncaught exception (message and stack) of the running code's request: logged at
+ * level error and put on the request's tail event, or a tail event of its own naming it.
+ */
+function reportException(text) {
+  op_isola_exception(text, currentRequest());
 }
 
 /** Installs the worker's console (per isolate: the console keeps per-isolate state). */
@@ -44,4 +52,11 @@ function describeValue(value) {
   return consoleExt.inspect(value, { depth: 1, colors: false });
 }
 
-export const consoleInternals = { install, currentRequest, describeThrown, describeValue, log };
+export const consoleInternals = {
+  install,
+  currentRequest,
+  describeThrown,
+  describeValue,
+  log,
+  reportException,
+};

@@ -22,6 +22,7 @@ const {
   ObjectPrototypeIsPrototypeOf,
   PromisePrototypeThen,
   PromiseResolve,
+  ReflectApply,
   SafeMap,
   TypedArrayPrototypeGetSymbolToStringTag,
 } = primordials;
@@ -33,7 +34,7 @@ const streams = core.loadExtScript("ext:deno_web/06_streams.js");
 const event = core.loadExtScript("ext:deno_web/02_event.js");
 const { URL } = core.loadExtScript("ext:deno_web/00_url.js");
 
-const { currentRequest, describeThrown, describeValue, log } = consoleInternals;
+const { currentRequest, describeThrown, describeValue, log, reportException } = consoleInternals;
 const { getAsyncContext, setAsyncContext } = core;
 const { clearTimeout, setTimeout } = core.loadExtScript("ext:deno_web/02_timers.js");
 const LOG_ERROR = 3;
@@ -80,8 +81,9 @@ class ExecutionContext {
       },
       (error) => {
         clearTimeout(deadline);
+        // Reported while the request is still open, so it lands on the request's own event.
+        reportException(`Uncaught (in waitUntil) ${describeThrown(error)}`);
         op_isola_wait_until_pending(id, -1);
-        log(LOG_ERROR, `Uncaught (in waitUntil) ${describeThrown(error)}`);
       },
     );
   }
@@ -278,6 +280,29 @@ function contextualFetch(innerFetch, Request, contextHeader) {
   };
 }
 
+/**
+ * `setTimeout` / `setInterval` as workers see them: an exception their callback throws is
+ * reported (as an `error` event, then logged) while the timer's async context is still
+ * current, so it names the request that set the timer, also after that request ended.
+ * deno_web's timer restores the previous context before the exception reaches the isolate's
+ * report callback.
+ */
+function reportingTimer(setTimer) {
+  return function (callback, timeout = 0, ...args) {
+    if (typeof callback !== "function") {
+      return setTimer(callback, timeout, ...args);
+    }
+    const reporting = function (...callArgs) {
+      try {
+        return ReflectApply(callback, globalThis, callArgs);
+      } catch (error) {
+        onReportedException(error);
+      }
+    };
+    return setTimer(reporting, timeout, ...args);
+  };
+}
+
 /** Defines the vars as globals, as service-worker-syntax workers expect. */
 function installGlobals(varsJson) {
   const vars = JSON.parse(varsJson);
@@ -336,7 +361,7 @@ function onUnhandledRejection(promise, reason) {
     reason,
   });
   if (dispatchGlobal(rejection)) {
-    log(LOG_ERROR, `Uncaught (in promise) ${describeThrown(reason)}`);
+    reportException(`Uncaught (in promise) ${describeThrown(reason)}`);
   }
   return true;
 }
@@ -349,7 +374,7 @@ function onReportedException(error) {
     error,
   });
   if (dispatchGlobal(errorEvent)) {
-    log(LOG_ERROR, describeThrown(error));
+    reportException(describeThrown(error));
   }
 }
 
@@ -406,6 +431,7 @@ export const fetchEventInternals = {
   dispatch,
   finish,
   installGlobals,
+  reportingTimer,
   setHandler,
   takeStartupError,
 };

@@ -28,6 +28,9 @@ pub struct Scenario {
     pub counts_cache_hits: bool,
     /// The soak (`isola bench soak`): a mixed load for `--duration` with a leak verdict.
     pub soak: bool,
+    /// Isola twice: with metrics scraped, JSON logs to a file and a connected tail
+    /// (`isola-observed`), and with all of them off; their ratio is reported.
+    pub observability: bool,
 }
 
 impl Scenario {
@@ -50,6 +53,7 @@ impl Scenario {
             multi_tenant: false,
             counts_cache_hits: false,
             soak: false,
+            observability: false,
         }
     }
 
@@ -126,6 +130,16 @@ pub const SCENARIOS: &[Scenario] = &[
             "/",
         )
     },
+    Scenario {
+        observability: true,
+        ..Scenario::available(
+            "observability",
+            "hello with metrics scraped every second, JSON logs (info) to a file and one connected tail (isola-observed) against all of them off (isola), in one run: the overhead as a ratio (goal <= 5 %)",
+            "hello.js",
+            "GET",
+            "/",
+        )
+    },
     Scenario::multi_tenant(
         "cold-start",
         "first request to each of 200 deployments with no warm isolate (counted by isola_cold_starts_total), then a warm one",
@@ -192,6 +206,7 @@ mod tests {
             assert!(find(name).is_ok_and(|s| s.multi_tenant), "{name}");
         }
         assert!(find("soak").is_ok_and(|s| s.soak));
+        assert!(find("observability").is_ok_and(|s| s.observability));
         assert!(matches!(find("nope"), Err(ScenarioError::Unknown(_))));
         for name in [
             "hello",

@@ -13,6 +13,9 @@ pub trait ConsoleTap: Send + Sync {
     /// One console line of request `request_id` (none: the worker's own work) at `level`
     /// (`debug`, `log`, `warn`, `error`).
     fn line(&self, request_id: Option<&str>, level: &'static str, message: &str);
+    /// An uncaught exception (message and stack) of request `request_id`'s work after the
+    /// request's own tail event went out (or when it has none), as an event of its own.
+    fn exception(&self, request_id: Option<&str>, text: &str);
 }
 
 /// The isolate's [`ConsoleTap`], in its OpState.
@@ -26,7 +29,7 @@ pub struct WorkerName(pub std::sync::Arc<str>);
 deno_core::extension!(
     isola_console,
     deps = [deno_web],
-    ops = [op_isola_log],
+    ops = [op_isola_log, op_isola_exception],
     esm = [dir "../js", "05_console.js"],
     options = { worker: WorkerName },
     state = |state, options| {
@@ -54,7 +57,7 @@ fn op_isola_log(
     let (request_id, message) = match &allowance {
         ConsoleAllowance::Write(id) => (
             id.as_deref(),
-            escape_controls(message.strip_suffix('\n').unwrap_or(message)),
+            log_text(message.strip_suffix('\n').unwrap_or(message)),
         ),
         ConsoleAllowance::Truncate(id) => {
             tracing::warn!(
@@ -86,17 +89,72 @@ fn op_isola_log(
     }
 }
 
-/// `message` with control characters (newlines included, tabs excepted) escaped, so one
-/// console call is one log line and a worker cannot forge lines of its own.
-fn escape_controls(message: &str) -> std::borrow::Cow<'_, str> {
+/// Records an uncaught exception (`text`: message and stack) of request `request`'s work: a
+/// timer callback that threw, a `waitUntil` promise or another promise that rejected
+/// unhandled. It goes into the log at level error (target `isola::exception`) naming the
+/// request, also when the request ended a while ago, and onto the request's tail event while
+/// the request is live, else to its tails as an `exception` event naming it. It counts
+/// against the request's console cap like a console line.
+#[op2(fast)]
+fn op_isola_exception(state: &mut OpState, #[string] text: &str, #[number] request: u64) {
+    let (allowance, tail) = match state.try_borrow::<SharedContexts>() {
+        Some(contexts) => {
+            let mut contexts = contexts.borrow_mut();
+            (
+                contexts.console_line(request, text.len()),
+                contexts.tail_of(request),
+            )
+        }
+        None => (ConsoleAllowance::Write(None), None),
+    };
+    let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
+    let request_id = match &allowance {
+        ConsoleAllowance::Write(id) => id.as_deref(),
+        ConsoleAllowance::Truncate(id) => {
+            tracing::warn!(
+                target: "isola::console",
+                worker,
+                request_id = &**id,
+                "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
+            );
+            return;
+        }
+        ConsoleAllowance::Drop => return,
+    };
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    match tail {
+        Some(tail) => tail.0.exception(text),
+        None => {
+            if let Some(tap) = state.try_borrow::<ConsoleTapSlot>()
+                && tap.0.active()
+            {
+                tap.0.exception(request_id, text);
+            }
+        }
+    }
+    tracing::error!(target: "isola::exception", worker, request_id, "{}", log_text(text));
+}
+
+/// `message` as the text of one log record, readable and unforgeable: a multi-line message
+/// (a stack) keeps its lines, each continuation line starting with whitespace (four spaces
+/// added where it had none), so no line a worker writes can pass for a record of its own,
+/// which always starts with its timestamp; other control characters (tabs excepted) are
+/// escaped. JSON logs escape the newlines again, as JSON must.
+pub fn log_text(message: &str) -> std::borrow::Cow<'_, str> {
     if !message.chars().any(|c| c.is_control() && c != '\t') {
         return message.into();
     }
     let mut escaped = String::with_capacity(message.len() + 8);
-    for c in message.chars() {
+    let mut chars = message.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '\t' => escaped.push(c),
-            '\n' => escaped.push_str("\\n"),
+            '\n' => {
+                escaped.push('\n');
+                if !matches!(chars.peek(), Some(' ' | '\t')) {
+                    escaped.push_str("    ");
+                }
+            }
             '\r' => escaped.push_str("\\r"),
             c if c.is_control() => escaped.extend(c.escape_unicode()),
             c => escaped.push(c),
@@ -107,14 +165,18 @@ fn escape_controls(message: &str) -> std::borrow::Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_controls;
+    use super::log_text;
 
     #[test]
-    fn control_characters_cannot_start_a_line() {
-        assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+    fn continuation_lines_are_indented_and_controls_escaped() {
+        assert_eq!(log_text("plain\ttext"), "plain\ttext");
         assert_eq!(
-            escape_controls("a\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}[31m"),
-            "a\\n2026-01-01T00:00:00Z ERROR forged\\r\\u{1b}[31m"
+            log_text("a\n2026-01-01T00:00:00Z ERROR forged\r\u{1b}[31m"),
+            "a\n    2026-01-01T00:00:00Z ERROR forged\\r\\u{1b}[31m"
+        );
+        assert_eq!(
+            log_text("Error: x\n    at f (w.js:1:2)\n\tat g"),
+            "Error: x\n    at f (w.js:1:2)\n\tat g"
         );
     }
 }

@@ -26,6 +26,32 @@ pub type RequestId = u64;
 /// Console output kept per request; more is dropped, with one line saying so.
 pub const MAX_CONSOLE_BYTES: usize = 256 * 1024;
 
+/// Ended requests whose ids are remembered, so that what their timers write or throw later
+/// still names them.
+const REMEMBERED_ENDED: usize = 256;
+
+/// A request's live-tail event, made by the front end only while a tail of its worker
+/// listens: the isolate adds what only it knows. It is published once both sides are done
+/// with it (the front end's response head, the isolate's end of the request's work).
+pub trait RequestTail: Send + Sync {
+    /// The request's work in the isolate ended (response complete, `waitUntil` settled):
+    /// its CPU time over all of its turns and its subrequests.
+    fn finished(&self, cpu_ns: u64, subrequests: u32);
+    /// An uncaught exception of the request's own work (a timer, `waitUntil`, an unhandled
+    /// rejection): message and stack.
+    fn exception(&self, text: &str);
+}
+
+/// A shared [`RequestTail`], as a [`RequestContext`] carries it.
+#[derive(Clone)]
+pub struct TailHandle(pub Arc<dyn RequestTail>);
+
+impl std::fmt::Debug for TailHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TailHandle")
+    }
+}
+
 /// What the front end decided about a request before the isolate sees it.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -42,6 +68,8 @@ pub struct RequestContext {
     pub max_body_bytes: u64,
     /// The incoming `CDN-Loop` value, carried onto the request's subrequests.
     pub loop_chain: Option<HeaderValue>,
+    /// The request's live-tail event, while a tail listens.
+    pub tail: Option<TailHandle>,
 }
 
 /// The isolate's table of live request contexts, shared by the isolate, the ops and the
@@ -65,6 +93,8 @@ struct Live {
     waiting_until: u32,
     /// CPU time charged to it, in nanoseconds.
     cpu_ns: u64,
+    /// Its live-tail event, told the CPU time when the request ends.
+    tail: Option<TailHandle>,
 }
 
 impl Live {
@@ -82,6 +112,8 @@ pub struct ContextTable {
     unowned_subrequests: u32,
     /// Usage of the requests that ended, until the isolate takes it.
     finished: Vec<Usage>,
+    /// The last requests that ended, oldest first, with their ids as logs show them.
+    ended: std::collections::VecDeque<(RequestId, Arc<str>)>,
 }
 
 /// What one request used, over its whole life in the isolate.
@@ -91,8 +123,6 @@ pub struct Usage {
     pub cpu_ns: u64,
     /// Outbound fetches (redirect hops included).
     pub subrequests: u32,
-    /// The request's id (`x-request-id`), for live tails.
-    pub request_id: Arc<str>,
 }
 
 /// What a subrequest carries from its request.
@@ -157,6 +187,7 @@ impl ContextTable {
                 responded_this_turn: true,
                 waiting_until: 0,
                 cpu_ns: 0,
+                tail: context.tail.clone(),
             },
         );
     }
@@ -219,7 +250,8 @@ impl ContextTable {
     /// own work, never capped) against [`MAX_CONSOLE_BYTES`].
     pub fn console_line(&mut self, id: RequestId, bytes: usize) -> ConsoleAllowance {
         let Some(live) = self.live.get_mut(&id) else {
-            return ConsoleAllowance::Write(None);
+            // A timer of a request that ended: named, never capped.
+            return ConsoleAllowance::Write(self.ended_request_id(id));
         };
         let before = live.console_bytes;
         live.console_bytes = before.saturating_add(bytes);
@@ -235,6 +267,24 @@ impl ContextTable {
     /// The id logs use for request `id`, while it is live.
     pub fn request_id(&self, id: RequestId) -> Option<Arc<str>> {
         self.live.get(&id).map(|live| live.request_id.clone())
+    }
+
+    /// The id logs use for request `id` if it ended recently.
+    fn ended_request_id(&self, id: RequestId) -> Option<Arc<str>> {
+        if id == 0 {
+            return None;
+        }
+        self.ended
+            .iter()
+            .rev()
+            .find(|(ended, _)| *ended == id)
+            .map(|(_, request_id)| request_id.clone())
+    }
+
+    /// The live-tail event of request `id`, while the request is live and a tail listened
+    /// when it arrived.
+    pub fn tail_of(&self, id: RequestId) -> Option<TailHandle> {
+        self.live.get(&id).and_then(|live| live.tail.clone())
     }
 
     /// Takes the usage of the requests that ended since the last call.
@@ -273,13 +323,20 @@ impl ContextTable {
             live.responded_this_turn = live.responding;
         }
         let finished = &mut self.finished;
-        self.live.retain(|_, live| {
+        let ended = &mut self.ended;
+        self.live.retain(|&id, live| {
             if live.ended() {
+                if ended.len() >= REMEMBERED_ENDED {
+                    ended.pop_front();
+                }
+                ended.push_back((id, live.request_id.clone()));
                 finished.push(Usage {
                     cpu_ns: live.cpu_ns,
                     subrequests: live.subrequests,
-                    request_id: live.request_id.clone(),
                 });
+                if let Some(tail) = live.tail.take() {
+                    tail.0.finished(live.cpu_ns, live.subrequests);
+                }
             }
             !live.ended()
         });
@@ -316,6 +373,7 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(1),
             max_body_bytes: 1,
             loop_chain: None,
+            tail: None,
         }
     }
 
@@ -338,7 +396,6 @@ mod tests {
             vec![Usage {
                 cpu_ns: 5,
                 subrequests: 0,
-                request_id: Arc::from("0000000000000002"),
             }]
         );
     }
@@ -399,5 +456,19 @@ mod tests {
         assert_eq!(table.console_line(1, 1), ConsoleAllowance::Truncate(id));
         assert_eq!(table.console_line(1, 1), ConsoleAllowance::Drop);
         assert_eq!(table.console_line(2, 1), ConsoleAllowance::Write(None));
+    }
+
+    #[test]
+    fn a_request_that_ended_is_still_named_for_its_late_lines() {
+        let mut table = ContextTable::default();
+        table.open(&context(1));
+        table.responded(1);
+        table.charge_turn(1);
+        assert!(table.request_id(1).is_none());
+        assert_eq!(
+            table.console_line(1, MAX_CONSOLE_BYTES * 2),
+            ConsoleAllowance::Write(Some("0000000000000001".into()))
+        );
+        assert_eq!(table.console_line(0, 1), ConsoleAllowance::Write(None));
     }
 }

@@ -1,5 +1,6 @@
 //! Live tails (`GET /workers/NAME/tail` on the admin API): each connected tail gets one
-//! event per finished request of the worker and one per console line, as JSON. A tail's
+//! event per finished request of the worker (front end and isolate together:
+//! [`RequestEvent`]) and one per console line, as JSON. A tail's
 //! channel is bounded: when it is full the event is dropped for that tail and counted, and
 //! the count rides on its next event (`"dropped"`), so a slow or stuck tail never slows a
 //! request. Nothing is built for an event unless a tail of its worker is connected.
@@ -125,6 +126,12 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Arc<str>> {
         self.receiver.recv().await
     }
+
+    /// [`Self::next`] for a thread outside tokio (which may block writing what it gets
+    /// without holding up a runtime thread).
+    pub fn blocking_next(&mut self) -> Option<Arc<str>> {
+        self.receiver.blocking_recv()
+    }
 }
 
 impl Drop for Subscription {
@@ -142,6 +149,97 @@ pub fn redact(text: &str, secrets: &[String]) -> String {
         }
     }
     text
+}
+
+/// One request's `"type": "request"` event, built by both sides of the request: the front
+/// end (method, URL, headers; then outcome, status, wall time and the handler's exception as
+/// the head goes out) and the isolate (CPU time and subrequests once the request's work has
+/// ended, exceptions of its timers and `waitUntil` work). It is published when both have let
+/// go of it (dropped), so it carries everything, as Workers' tail events do; the front end
+/// publishes at once ([`RequestEvent::publish`]) when the isolate may go on for long after
+/// it (a timeout, a client that left). An exception after publication goes out as a
+/// follow-up `"type": "exception"` event naming the request.
+pub struct RequestEvent {
+    tails: Arc<TailSet>,
+    secrets: Arc<[String]>,
+    request_id: Arc<str>,
+    /// The event until it is published.
+    event: Mutex<Option<serde_json::Value>>,
+}
+
+impl RequestEvent {
+    /// A request's event, starting as `event`, for `tails`, with `secrets` redacted from what
+    /// the isolate adds.
+    pub fn new(
+        tails: Arc<TailSet>,
+        secrets: Arc<[String]>,
+        request_id: Arc<str>,
+        event: serde_json::Value,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            tails,
+            secrets,
+            request_id,
+            event: Mutex::new(Some(event)),
+        })
+    }
+
+    /// Sets `key` of the event to `value` (nothing once it is published).
+    pub fn set(&self, key: &str, value: serde_json::Value) {
+        let mut event = self.event.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(event) = event.as_mut() {
+            event[key] = value;
+        }
+    }
+
+    /// The worker's secret values, to redact from what is set.
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
+    }
+
+    /// Publishes the event now (once: later calls and the drop do nothing).
+    pub fn publish(&self) {
+        let event = self
+            .event
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(event) = event {
+            self.tails.publish(&event);
+        }
+    }
+}
+
+impl isola_bindings::context::RequestTail for RequestEvent {
+    fn finished(&self, cpu_ns: u64, subrequests: u32) {
+        self.set("cpu_ms", (cpu_ns as f64 / 1e6).into());
+        self.set("subrequests", subrequests.into());
+    }
+
+    fn exception(&self, text: &str) {
+        let text = redact(text, &self.secrets);
+        let mut event = self.event.lock().unwrap_or_else(PoisonError::into_inner);
+        match event.as_mut() {
+            Some(event) => match event["exceptions"].as_array_mut() {
+                Some(list) => list.push(text.into()),
+                None => event["exceptions"] = serde_json::json!([text]),
+            },
+            None => {
+                drop(event);
+                self.tails.publish(&serde_json::json!({
+                    "type": "exception",
+                    "request_id": &*self.request_id,
+                    "exception": text,
+                }));
+            }
+        }
+    }
+}
+
+impl Drop for RequestEvent {
+    fn drop(&mut self) {
+        self.publish();
+    }
 }
 
 /// An isolate's console lines for the tails of its worker, secrets redacted.
@@ -163,6 +261,14 @@ impl isola_bindings::console::ConsoleTap for ConsoleToTails {
             "request_id": request_id,
             "level": level,
             "message": redact(message, &self.secrets),
+        }));
+    }
+
+    fn exception(&self, request_id: Option<&str>, text: &str) {
+        self.tails.publish(&serde_json::json!({
+            "type": "exception",
+            "request_id": request_id,
+            "exception": redact(text, &self.secrets),
         }));
     }
 }

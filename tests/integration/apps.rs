@@ -201,7 +201,7 @@ async fn console_output_cannot_forge_log_lines() {
     assert_eq!(get(Proto::H1, &isola, "/log-forge").await.status, 200);
     let logs = isola.wait_for_log("forged line");
     assert!(
-        logs.contains("line one\\n2026-01-01T00:00:00Z ERROR isola: forged line"),
+        logs.contains("line one\n    2026-01-01T00:00:00Z ERROR isola: forged line"),
         "{logs}"
     );
     assert!(

@@ -12,6 +12,7 @@ mod connections;
 mod context;
 mod crash;
 mod deploy_cli;
+mod dev_output;
 mod errors;
 mod executors;
 mod framing;

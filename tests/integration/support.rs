@@ -52,6 +52,24 @@ fn status_mib(pid: u32, field: &str) -> f64 {
     kib / 1024.0
 }
 
+/// The CPU time of the process's threads in seconds (`/proc/PID/task/*/schedstat`, in ns).
+pub fn thread_cpu_seconds(pid: u32) -> f64 {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .flatten()
+    {
+        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e9
+}
+
 /// The thread model every node of this test run uses, if not the default: `scripts/test` runs
 /// the suite once more with `ISOLA_TEST_EXECUTOR_THREADS=2` (isolates on executor threads).
 pub fn executor_threads() -> Option<String> {
@@ -82,6 +100,21 @@ impl Isola {
             args.extend(["--executor-threads".to_owned(), threads]);
         }
         Self::start(&args)
+    }
+
+    /// [`Isola::dev`] with the command's own default log filter (no `ISOLA_LOG`).
+    pub fn dev_default_log(file: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "dev".to_owned(),
+            file.display().to_string(),
+            "--port".into(),
+            "0".into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        if let Some(threads) = executor_threads() {
+            args.extend(["--executor-threads".to_owned(), threads]);
+        }
+        Self::launch_with(&[], None, &args, None)
     }
 
     /// `isola serve --config <file>` with `toml` written to a temporary file; `{fixtures}` in
@@ -125,6 +158,15 @@ impl Isola {
     }
 
     fn launch(prefix: &[&str], dir: Option<&Path>, args: &[String]) -> Self {
+        Self::launch_with(prefix, dir, args, Some("info"))
+    }
+
+    fn launch_with(
+        prefix: &[&str],
+        dir: Option<&Path>,
+        args: &[String],
+        log: Option<&str>,
+    ) -> Self {
         let mut command = match prefix.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
@@ -136,9 +178,12 @@ impl Isola {
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
+        match log {
+            Some(filter) => command.env("ISOLA_LOG", filter),
+            None => command.env_remove("ISOLA_LOG").env_remove("RUST_LOG"),
+        };
         let mut child = command
             .args(args)
-            .env("ISOLA_LOG", "info")
             .env("ISOLA_ADMIN_TOKEN", ADMIN_TOKEN)
             .env(
                 "XDG_CACHE_HOME",

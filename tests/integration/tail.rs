@@ -165,16 +165,9 @@ async fn tail_streams_requests_kills_and_console_lines_with_secrets_redacted() {
         ["hello /seen [redacted]", "later [redacted]"],
         "{text}"
     );
-    let done = tail
-        .wait_for(&format!("\"type\":\"done\",\"request_id\":\"{id}\""))
-        .await;
-    let done: serde_json::Value = done
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
-        .find(|e| e["type"] == "done" && e["request_id"] == id)
-        .unwrap_or_else(|| panic!("no done event of /seen: {text}"));
-    assert!(done["cpu_ms"].as_f64().unwrap() > 0.0, "{done}");
+    // The request's own event carries its CPU time (its waitUntil work's included).
+    assert!(seen["cpu_ms"].as_f64().unwrap() > 0.0, "{seen}");
+    assert_eq!(seen["subrequests"], 0, "{seen}");
     let hog = events
         .iter()
         .find(|e| e["type"] == "request" && e["outcome"] == "exceeded_cpu")
@@ -308,8 +301,13 @@ async fn isola_tail_prints_filtered_requests_with_their_console_lines() {
     // Its waitUntil line, before the kill (which could cancel it on a shared isolate).
     let out = pretty.wait_for("later [redacted]").await;
     assert!(out.contains("  (log) later [redacted]"), "{out}");
-    let out = pretty.wait_for("(done) CPU").await;
-    assert!(out.contains("(done) CPU"), "{out}");
+    let out = pretty.wait_for(", CPU ").await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("200 GET http://tl.localhost/seen ok ")
+                && l.contains(" ms, CPU ")),
+        "{out}"
+    );
     assert_eq!(get_host(&isola, "tl.localhost", "/hog").await.status, 503);
 
     let out = pretty.wait_for("exceeded_cpu").await;
@@ -481,18 +479,154 @@ async fn a_thrown_exception_rides_on_its_request_event_with_its_stack() {
         "{out}"
     );
 
-    // An exception in a timer after the response: a log event at level error.
-    assert_eq!(get_host(&isola, "te.localhost", "/later").await.status, 200);
+    // An exception in a timer after the response: an exception event naming its request.
+    let later = get_host(&isola, "te.localhost", "/later").await;
+    assert_eq!(later.status, 200);
     let text = tail.wait_for("late [redacted]").await;
     let late = text
         .lines()
         .filter_map(|line| line.strip_prefix("data: "))
         .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
-        .find(|e| e["type"] == "log" && e["message"].as_str().is_some_and(|m| m.contains("late ")))
-        .unwrap_or_else(|| panic!("no log of the timer's exception: {text}"));
-    assert_eq!(late["level"], "error", "{late}");
+        .find(|e| e["exception"].as_str().is_some_and(|m| m.contains("late ")))
+        .unwrap_or_else(|| panic!("no event of the timer's exception: {text}"));
+    assert_eq!(late["type"], "exception", "{late}");
+    assert_eq!(
+        late["request_id"].as_str(),
+        later
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        "{late}"
+    );
     assert!(!text.contains(SECRET), "the secret leaked: {text}");
     let out = pretty.wait_for("").await;
     assert!(!out.contains("/later"), "filtered out: {out}");
     assert!(!out.contains(SECRET), "the secret leaked: {out}");
+}
+
+#[tokio::test]
+async fn a_request_event_carries_the_cpu_time_it_burned() {
+    let isola = node();
+    let code = r#"export default { fetch(request) {
+      const n = Number(new URL(request.url).searchParams.get('n'));
+      let x = 0;
+      for (let i = 0; i < n; i++) x = (x * 31 + i) % 1000003;
+      return new Response(String(x));
+    } }"#;
+    let upload =
+        serde_json::json!({ "code": code, "limits": { "cpu_ms": 10000, "wall_ms": 60000 } });
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/burn", &upload.to_string())
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    // A warm isolate, so no start-up is in what the process burns.
+    assert_eq!(
+        get_host(&isola, "burn.localhost", "/?n=1000").await.status,
+        200
+    );
+    let tail = Tail::open(&isola, "burn").await;
+    assert_eq!(tail.status, 200);
+    tail.wait_for(": tail of burn").await;
+    let before = crate::support::thread_cpu_seconds(isola.pid());
+    let reply = get_host(&isola, "burn.localhost", "/?n=100000000").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = tail.wait_for("\"cpu_ms\"").await;
+    let process = crate::support::thread_cpu_seconds(isola.pid()) - before;
+    let event = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
+        .find(|e| e["type"] == "request")
+        .unwrap_or_else(|| panic!("no request event: {text}"));
+    let cpu = event["cpu_ms"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no cpu_ms on the request's event: {event}"))
+        / 1000.0;
+    eprintln!("event CPU {cpu:.3} s, the process's {process:.3} s");
+    assert!(
+        process > 0.1,
+        "the loop must burn measurable CPU ({process:.3} s)"
+    );
+    assert!(
+        (cpu - process).abs() <= 0.3 * process,
+        "the event's CPU {cpu:.3} s vs the process's {process:.3} s: {event}"
+    );
+}
+
+#[tokio::test]
+async fn exceptions_of_timers_and_wait_until_work_name_their_request() {
+    let isola = node();
+    let code = std::fs::read_to_string(crate::support::fixture("dev-tail.js")).expect("fixture");
+    let upload = serde_json::json!({ "code": code });
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/late/secrets/TOKEN", SECRET)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = isola
+        .admin(ADMIN_TOKEN, "PUT", "/workers/late", &upload.to_string())
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let tail = Tail::open(&isola, "late").await;
+    assert_eq!(tail.status, 200);
+    tail.wait_for(": tail of late").await;
+    let pretty = TailCommand::start(&isola, &["late"]).await;
+    // Requests before and after, so the exceptions could be mistaken for theirs.
+    assert_eq!(get_host(&isola, "late.localhost", "/a").await.status, 200);
+    let later = get_host(&isola, "late.localhost", "/later").await;
+    assert_eq!(later.status, 200);
+    assert_eq!(get_host(&isola, "late.localhost", "/b").await.status, 200);
+    let id = later
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
+    let text = tail.wait_for("late from a timer").await;
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("event JSON"))
+        .collect();
+    // waitUntil work holds the request open: its rejection is on the request's own event.
+    let request = events
+        .iter()
+        .find(|e| e["type"] == "request" && e["request_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("no event of /later: {text}"));
+    let exceptions = request["exceptions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no exceptions on the event: {request}"));
+    assert_eq!(exceptions.len(), 1, "{request}");
+    let waited = exceptions[0].as_str().unwrap_or_default();
+    assert!(
+        waited.starts_with("Uncaught (in waitUntil) Error: late from waitUntil")
+            && waited.contains("\n    at "),
+        "with its stack: {waited}"
+    );
+    // The timer throws after the request ended: an event of its own, naming the request.
+    let timer = events
+        .iter()
+        .find(|e| e["type"] == "exception")
+        .unwrap_or_else(|| panic!("no exception event: {text}"));
+    assert_eq!(timer["request_id"], id.as_str(), "{timer}");
+    let thrown = timer["exception"].as_str().unwrap_or_default();
+    assert!(
+        thrown.starts_with("Error: late from a timer") && thrown.contains("\n    at "),
+        "{thrown}"
+    );
+    for other in events.iter().filter(|e| e["request_id"] != id.as_str()) {
+        assert!(other.get("exceptions").is_none(), "{other}");
+    }
+    // `isola tail` prints both under the request.
+    let out = pretty.wait_for("Error: late from a timer").await;
+    let lines: Vec<&str> = out.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("200 GET http://late.localhost/later ok "))
+        .unwrap_or_else(|| panic!("no line of /later: {out}"));
+    assert_eq!(
+        lines.get(at + 1).copied(),
+        Some("  Uncaught (in waitUntil) Error: late from waitUntil"),
+        "{out}"
+    );
+    assert!(out.contains("\n  Error: late from a timer\n"), "{out}");
 }

@@ -38,24 +38,6 @@ address = "127.0.0.1:0"
     ))
 }
 
-/// The CPU time of the process's threads in seconds (`/proc/PID/task/*/schedstat`, in ns).
-fn process_cpu_seconds(pid: u32) -> f64 {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("tasks")
-        .flatten()
-    {
-        if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
-            ns += stat
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    ns as f64 / 1e9
-}
-
 async fn usage(isola: &Isola, name: &str, query: &str) -> (u16, serde_json::Value) {
     let reply = isola
         .admin(
@@ -117,7 +99,7 @@ async fn usage_counts_invocations_cache_hits_cpu_and_survives_restarts() {
     spin(&isola, 1).await;
     let before = settled(&isola).await;
     assert_eq!(before["invocations"], 1, "{before}");
-    let cpu_before = process_cpu_seconds(isola.pid());
+    let cpu_before = crate::support::thread_cpu_seconds(isola.pid());
     let mut wall = Duration::ZERO;
     for _ in 0..5 {
         wall += spin(&isola, 30_000_000).await;
@@ -125,7 +107,7 @@ async fn usage_counts_invocations_cache_hits_cpu_and_survives_restarts() {
     // A request's CPU is added as its isolate's turn ends, which a loaded machine may delay
     // (a long slice runs at nice 19): wait until the count stands still.
     let after = settled(&isola).await;
-    let process_cpu = process_cpu_seconds(isola.pid()) - cpu_before;
+    let process_cpu = crate::support::thread_cpu_seconds(isola.pid()) - cpu_before;
     let metered_cpu =
         (after["cpu_ms"].as_f64().unwrap() - before["cpu_ms"].as_f64().unwrap()) / 1000.0;
     eprintln!("metered CPU {metered_cpu:.3} s, the process's {process_cpu:.3} s, wall {wall:?}");

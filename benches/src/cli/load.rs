@@ -145,6 +145,7 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
     let cache_before = cache_counts(&targets)?;
     let repeats = args.repeat;
     let mut measured: Vec<Vec<Measured>> = targets.iter().map(|_| Vec::new()).collect();
+    let mut scrapes = super::scrape::Scraped::default();
     for repeat in 0..repeats {
         for (target, runs) in targets.iter().zip(&mut measured) {
             let label = if repeats > 1 {
@@ -152,13 +153,25 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
             } else {
                 target.name.clone()
             };
+            let scraper = target
+                .scrape
+                .clone()
+                .map(super::scrape::Scraper::start)
+                .transpose()?;
             let run = measure::measure(
                 spec_for(target)?,
                 args.threads,
                 target.process.as_ref().map(|p| p.pid()),
                 slow_for(target)?,
                 label.clone(),
-            )?;
+            );
+            if let Some(scraper) = scraper {
+                let scraped = scraper.stop();
+                scrapes.ok += scraped.ok;
+                scrapes.failed += scraped.failed;
+                scrapes.page_bytes = scraped.page_bytes;
+            }
+            let run = run?;
             let s = &run.summary;
             eprintln!(
                 "{label:<16} {:>10.0} rps  p50 {:.3} ms  p99 {:.3} ms  errors {}",
@@ -212,6 +225,15 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
             .collect(),
     );
     report.notes = notes(&report, args.threads, args.rate);
+    if scenario.is_some_and(|s| s.observability) {
+        let tail = targets
+            .iter()
+            .find_map(|t| t.tail.as_ref())
+            .map(super::tail_client::TailClient::counts);
+        report
+            .notes
+            .extend(observability_note(&report, &scrapes, tail));
+    }
     for (target, before) in targets.iter().zip(cache_before) {
         if let (Some(before), Some(after)) = (before, cache_count(target)?) {
             report.notes.push(cache_note(&target.name, &before, &after));
@@ -362,6 +384,49 @@ fn cache_note(name: &str, before: &BTreeMap<String, f64>, after: &BTreeMap<Strin
     format!(
         "{name}: {hits:.0} of {total:.0} GET requests (warm-up included) were answered from the response cache ({pct:.2} %, isola_cache_requests_total)"
     )
+}
+
+/// The `observability` scenario's verdict: `isola-observed` against `isola` (medians of the
+/// repeats), as ratios of server CPU per request and of throughput.
+fn observability_note(
+    report: &Report,
+    scrapes: &super::scrape::Scraped,
+    tail: Option<(u64, u64)>,
+) -> Option<String> {
+    let median = |name: &str| {
+        report
+            .targets
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| &t.median)
+    };
+    let (off, on) = (median("isola")?, median("isola-observed")?);
+    let cpu = match (off.server_cpu_ms_per_request, on.server_cpu_ms_per_request) {
+        (Some(off), Some(on)) if off > 0.0 => format!(
+            "server CPU per request {:.1} µs vs {:.1} µs off = {:.3}× ({:+.1} %)",
+            on * 1000.0,
+            off * 1000.0,
+            on / off,
+            (on / off - 1.0) * 100.0
+        ),
+        _ => "server CPU per request not measured".to_owned(),
+    };
+    let rps = if off.rps > 0.0 {
+        format!(
+            "throughput {:.0} vs {:.0} rps = {:.3}× ({:+.1} %)",
+            on.rps,
+            off.rps,
+            on.rps / off.rps,
+            (on.rps / off.rps - 1.0) * 100.0
+        )
+    } else {
+        "no throughput".to_owned()
+    };
+    let (events, dropped) = tail.unwrap_or_default();
+    Some(format!(
+        "observability cost (metrics scraped every second: {} scrapes of {} bytes, {} failed; JSON logs at info to a file; one tail: {events} events read, {dropped} dropped by the node): {cpu}; {rps}; goal: at most 5 % more",
+        scrapes.ok, scrapes.page_bytes, scrapes.failed
+    ))
 }
 
 /// Warnings about the run that a reader of the numbers must know.

@@ -6,9 +6,11 @@ mod compare_files;
 mod load;
 mod measure;
 mod node;
+mod scrape;
 mod self_check;
 mod soak;
 mod startup;
+mod tail_client;
 mod targets;
 mod tenants;
 

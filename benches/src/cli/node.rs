@@ -56,6 +56,17 @@ pub(super) struct Node {
 /// A directory removed when dropped.
 struct TempDir(PathBuf);
 
+/// A node's generated config directory, kept while its process runs (see
+/// [`Node::into_parts`]).
+pub(super) struct NodeFiles(#[allow(dead_code, reason = "removed when dropped")] TempDir);
+
+impl Node {
+    /// Its process and its config directory, for a caller that keeps the process on its own.
+    pub fn into_parts(self) -> (ServerProcess, NodeFiles) {
+        (self.process, NodeFiles(self._dir))
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -113,6 +124,16 @@ pub(super) fn set_node_settings(settings: String) {
 /// Starts `isola serve` with `workers`. The isolate memory budget is lifted so that every
 /// deployment keeps its warm isolates.
 pub(super) fn start_node(isola: &Path, workers: &[NodeWorker]) -> anyhow::Result<Node> {
+    start_node_logging(isola, workers, None)
+}
+
+/// [`start_node`], with JSON logs at `info` appended to `json_log` when given (through `sh`,
+/// which `exec`s the node, so the process measured is the node itself).
+pub(super) fn start_node_logging(
+    isola: &Path,
+    workers: &[NodeWorker],
+    json_log: Option<&Path>,
+) -> anyhow::Result<Node> {
     let dir = std::env::temp_dir().join(format!(
         "isola-bench-node-{}-{}",
         std::process::id(),
@@ -129,9 +150,23 @@ pub(super) fn start_node(isola: &Path, workers: &[NodeWorker]) -> anyhow::Result
     let text = config(&node, metrics_port, admin_port, workers);
     let path = dir.0.join("edge.toml");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    let command: Vec<OsString> = vec![isola.into(), "serve".into(), "--config".into(), path.into()];
+    let mut command: Vec<OsString> =
+        vec![isola.into(), "serve".into(), "--config".into(), path.into()];
     let token = random_token();
-    let process = ServerProcess::start_with_env(&command, &[("ISOLA_ADMIN_TOKEN", &token)])?;
+    let mut env = vec![("ISOLA_ADMIN_TOKEN", token.clone())];
+    if let Some(log) = json_log {
+        let mut logged: Vec<OsString> = vec![
+            "sh".into(),
+            "-c".into(),
+            "exec \"$0\" \"$@\" 2>>\"$ISOLA_BENCH_LOG\"".into(),
+        ];
+        logged.append(&mut command);
+        logged.extend(["--log", "info", "--log-format", "json"].map(OsString::from));
+        command = logged;
+        env.push(("ISOLA_BENCH_LOG", log.to_string_lossy().into_owned()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let process = ServerProcess::start_with_env(&command, &env)?;
     Ok(Node {
         process,
         metrics: format!("127.0.0.1:{metrics_port}"),

@@ -21,6 +21,13 @@ pub(super) struct Target {
     pub process: Option<ServerProcess>,
     /// `host:port` of its Prometheus metrics, when the harness asked for them.
     pub metrics: Option<String>,
+    /// `host:port` of metrics to scrape every second while it is measured.
+    pub scrape: Option<String>,
+    /// A live tail connected to it for the whole run.
+    pub tail: Option<super::tail_client::TailClient>,
+    /// The generated config of a node the harness started (kept while it runs).
+    #[allow(dead_code, reason = "removed when dropped")]
+    pub files: Option<super::node::NodeFiles>,
 }
 
 /// `base` with `path` unless `base` has a path of its own.
@@ -72,6 +79,9 @@ pub(super) fn start(
             uri: with_path(&process.url, path)?,
             process: Some(process),
             metrics: None,
+            scrape: None,
+            tail: None,
+            files: None,
         });
     }
     match (&args.url, scenario) {
@@ -82,7 +92,13 @@ pub(super) fn start(
                 .with_context(|| format!("invalid --url {url}"))?,
             process: None,
             metrics: None,
+            scrape: None,
+            tail: None,
+            files: None,
         }),
+        (None, Some(scenario)) if scenario.observability => {
+            observed(args, scenario, env, &mut targets)?;
+        }
         (None, Some(scenario)) => {
             let worker = scenario
                 .worker
@@ -129,14 +145,22 @@ pub(super) fn start(
             } else {
                 None
             };
-            let process = ServerProcess::start(&command)?;
+            // Without printing each request (and the tail that takes): `isola dev --quiet`.
+            let process = ServerProcess::start_with_env(&command, &[("ISOLA_DEV_QUIET", "true")])?;
             targets.push(Target {
                 name: "isola".to_owned(),
                 uri: with_path(&process.url, path)?,
                 process: Some(process),
                 metrics,
+                scrape: None,
+                tail: None,
+                files: None,
             });
-            if !args.no_deno && !scenario.tls_handshake && deno_available() {
+            if !args.no_deno
+                && !scenario.tls_handshake
+                && !scenario.observability
+                && deno_available()
+            {
                 let command: Vec<OsString> = vec![
                     "deno".into(),
                     "serve".into(),
@@ -152,6 +176,9 @@ pub(super) fn start(
                         uri: with_path(&process.url, path)?,
                         process: Some(process),
                         metrics: None,
+                        scrape: None,
+                        tail: None,
+                        files: None,
                     }),
                     Err(error) => eprintln!("warning: not measuring deno: {error}"),
                 }
@@ -171,9 +198,64 @@ pub(super) fn start(
             uri: with_path(url, path)?,
             process: None,
             metrics: None,
+            scrape: None,
+            tail: None,
+            files: None,
         });
     }
     Ok(targets)
+}
+
+/// The `observability` scenario's two nodes (`isola serve` from a generated config with
+/// metrics and the admin API, the worker routed at `/hello`): `isola`, with all of it off
+/// (logs at `warn` as text, nothing scraped, no tail), and `isola-observed`, with JSON logs at
+/// `info` appended to a file, metrics scraped every second while it is measured and one live
+/// tail connected and read for the whole run.
+fn observed(
+    args: &RunArgs,
+    scenario: &Scenario,
+    env: &BenchEnv,
+    targets: &mut Vec<Target>,
+) -> anyhow::Result<()> {
+    let file = scenario
+        .worker
+        .map(|w| args.examples_dir.join(w))
+        .context("this scenario has no worker")?;
+    if !file.is_file() {
+        bail!(
+            "the {} scenario's worker {} does not exist (set --examples-dir)",
+            scenario.name,
+            file.display()
+        );
+    }
+    let isola = super::node::isola_binary(env)?;
+    let workers = [super::node::NodeWorker::new("hello", &file, "")];
+    let (process, files) = super::node::start_node(&isola, &workers)?.into_parts();
+    targets.push(Target {
+        name: "isola".to_owned(),
+        uri: with_path(&process.url, "/hello")?,
+        process: Some(process),
+        metrics: None,
+        scrape: None,
+        tail: None,
+        files: Some(files),
+    });
+    let log = std::env::temp_dir().join(format!("isola-bench-observed-{}.log", std::process::id()));
+    let node = super::node::start_node_logging(&isola, &workers, Some(&log))?;
+    eprintln!("isola-observed logs to {}", log.display());
+    let tail = super::tail_client::TailClient::connect(&node.admin, &node.token, "hello")?;
+    let scrape = node.metrics.clone();
+    let (process, files) = node.into_parts();
+    targets.push(Target {
+        name: "isola-observed".to_owned(),
+        uri: with_path(&process.url, "/hello")?,
+        process: Some(process),
+        metrics: None,
+        scrape: Some(scrape),
+        tail: Some(tail),
+        files: Some(files),
+    });
+    Ok(())
 }
 
 /// Whether `deno` can be run.

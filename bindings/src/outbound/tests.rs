@@ -172,6 +172,7 @@ fn subrequests_are_capped_per_request_and_hops_are_marked() {
         deadline: std::time::Instant::now(),
         max_body_bytes: 0,
         loop_chain: chain,
+        tail: None,
     };
     contexts.borrow_mut().open(&context(
         7,

@@ -4,7 +4,9 @@
 
 mod client;
 mod deploy;
+mod dev_tail;
 mod manage;
+mod pretty;
 mod terminal;
 
 use std::collections::BTreeMap;
@@ -47,9 +49,12 @@ mod tail;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `isola=debug`. RUST_LOG also works.
-    #[arg(long, global = true, default_value = "info", env = "ISOLA_LOG")]
-    log: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `isola=debug`. RUST_LOG also
+    /// works. [default: `info`; for `dev`, `info,isola::console=off,isola::exception=off`:
+    /// dev prints its requests with their console lines and exceptions on stdout, so its log
+    /// on stderr leaves them out unless asked for]
+    #[arg(long, global = true, env = "ISOLA_LOG")]
+    log: Option<String>,
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -65,6 +70,8 @@ enum LogFormat {
 enum Command {
     /// Serve a worker for local development: its file and the modules it imports relatively
     /// (JavaScript, TypeScript, JSON, text, WebAssembly); reloads when any of them changes.
+    /// Each finished request is printed on stdout as `isola tail` prints it (status, method,
+    /// URL, outcome, times, its exception and console lines); the log on stderr has the rest.
     Dev(DevArgs),
     /// Serve the listeners, routes and workers described by a config file. SIGHUP reloads
     /// it (workers, routes, TLS certificates; uploaded workers stay); a bad new config is
@@ -105,7 +112,7 @@ enum Command {
     /// Load-test Isola next to a raw hyper baseline (see `isola bench --help`).
     Bench(Box<isola_bench::cli::BenchCli>),
     /// Follow a worker's live tail on a node's admin API: each request (method, URL, status,
-    /// outcome, wall time) with its console lines, as they happen; `Authorization`, `Cookie`
+    /// outcome, wall and CPU time) with its exception and console lines, as they happen; `Authorization`, `Cookie`
     /// and secret values come redacted. The token comes from ISOLA_ADMIN_TOKEN.
     Tail(tail::TailArgs),
 }
@@ -143,6 +150,10 @@ struct DevArgs {
     /// Do not reload when the file changes.
     #[arg(long)]
     no_watch: bool,
+    /// Do not print each request on stdout (no tail of the worker is kept either; benchmarks
+    /// use it, through ISOLA_DEV_QUIET=true, so older binaries ignore it).
+    #[arg(long, env = "ISOLA_DEV_QUIET")]
+    quiet: bool,
     /// Allow `eval` and `new Function` (refused by default, as on Workers).
     #[arg(long)]
     allow_eval: bool,
@@ -251,7 +262,11 @@ fn main() -> ExitCode {
         Command::Secret(command) => return run_client(manage::secret(command)),
         command @ (Command::Dev(_) | Command::Serve(_) | Command::Tail(_)) => command,
     };
-    init_logging(&cli.log, cli.log_format);
+    let filter = cli.log.as_deref().unwrap_or(match &command {
+        Command::Dev(_) => DEV_LOG,
+        _ => "info",
+    });
+    init_logging(filter, cli.log_format);
     if !scrubbed.is_empty() {
         tracing::info!("ignoring {scrubbed:?}: outbound fetch does not go through proxies");
     }
@@ -358,6 +373,10 @@ fn init_logging(filter: &str, format: LogFormat) {
     }
 }
 
+/// `isola dev`'s log filter unless one is given: its worker's console lines and exceptions
+/// are printed under their requests on stdout (`dev_tail.rs`), not again in the log.
+const DEV_LOG: &str = "info,isola::console=off,isola::exception=off";
+
 /// The worker `isola dev` serves: FILE with the built-in defaults, or the project file's.
 fn dev_worker(args: &DevArgs) -> anyhow::Result<Worker> {
     if let Some(file) = &args.file {
@@ -457,6 +476,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     config.validate()?;
 
     let node = Node::start(&config).await?;
+    if !args.quiet {
+        dev_tail::print(&name)?;
+    }
     announce(&node)?;
     let _watcher = if args.no_watch {
         None

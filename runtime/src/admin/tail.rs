@@ -1,10 +1,13 @@
 //! `GET /workers/NAME/tail`: the worker's live tail as server-sent events (`text/event-stream`),
 //! each `data:` line one JSON event: `{"type": "request", "request_id", "worker", "method",
-//! "url", "headers", "outcome", "status", "wall_ms"}` as each response head goes out (or the
-//! client leaves) with `"exception"` (message and JavaScript stack) when the handler threw,
-//! `{"type": "log", "request_id", "level", "message"}` per console line,
-//! `{"type": "done", "request_id", "cpu_ms", "subrequests"}` once its work in the isolate
-//! (response and `waitUntil`) has ended (not for a request whose isolate was killed);
+//! "url", "headers", "outcome", "status", "wall_ms", "cpu_ms", "subrequests"}` once the request
+//! is over on both sides (its response head went out or the client left; its work in the
+//! isolate, `waitUntil` included, ended: `cpu_ms` and `subrequests` are missing only when the
+//! front end did not wait for them, on a timeout or a client that left), with `"exception"`
+//! (message and JavaScript stack) when the handler threw and `"exceptions"` for what its
+//! timers and `waitUntil` work threw while it was open; `{"type": "exception", "request_id",
+//! "exception"}` for what they threw after its event went out; `{"type": "log", "request_id",
+//! "level", "message"}` per console line, as it is written (before its request's event);
 //! `"dropped": N` on an event when N were dropped before it because this tail fell behind.
 //! `Authorization`, `Cookie` and the worker's secret values are redacted. A comment line
 //! every 15 s keeps idle connections open.

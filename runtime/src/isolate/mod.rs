@@ -345,15 +345,6 @@ impl Isolate {
         self.memory_used = self.enforcer.leave(&mut self.runtime, &mut contexts) as u64;
         for usage in contexts.take_finished() {
             self.meters.usage(usage.cpu_ns, usage.subrequests);
-            let tails = self.meters.tails();
-            if tails.active() {
-                tails.publish(&serde_json::json!({
-                    "type": "done",
-                    "request_id": &*usage.request_id,
-                    "cpu_ms": usage.cpu_ns as f64 / 1e6,
-                    "subrequests": usage.subrequests,
-                }));
-            }
         }
     }
 
@@ -389,7 +380,10 @@ impl Isolate {
             kill.measured,
             kill.budget,
             stack
-                .map(|s| format!("; JavaScript stack at the kill:{s}"))
+                .map(|s| format!(
+                    "; JavaScript stack at the kill:{}",
+                    isola_bindings::console::log_text(&s)
+                ))
                 .unwrap_or_default()
         );
     }

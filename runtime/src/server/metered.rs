@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::metrics::{Outcome, Served, WorkerMeters};
-use crate::tail::{REDACTED, redact};
+use crate::tail::{REDACTED, RequestEvent, redact};
 use crate::worker::WorkerSource;
 
 /// One request's metrics record, from its arrival.
@@ -15,10 +15,9 @@ pub(super) struct Metered {
     worker: Option<Arc<WorkerMeters>>,
     /// What answers the request (for GB-seconds and metering).
     served: Served,
-    /// The request's live-tail event so far, only while a tail of its worker listens.
-    tail: Option<Box<serde_json::Value>>,
-    /// The worker's secret values, redacted from the tail event (set with `tail`).
-    secrets: Option<Arc<[String]>>,
+    /// The request's live-tail event, only while a tail of its worker listens; shared with
+    /// the isolate, which adds the request's CPU time.
+    tail: Option<Arc<RequestEvent>>,
     done: bool,
 }
 
@@ -30,7 +29,6 @@ impl Metered {
             worker: None,
             served: Served::Nothing,
             tail: None,
-            secrets: None,
             done: false,
         }
     }
@@ -68,23 +66,34 @@ impl Metered {
                 (name.as_str().to_owned(), shown.into())
             })
             .collect();
-        self.tail = Some(Box::new(serde_json::json!({
+        let event = serde_json::json!({
             "type": "request",
             "request_id": request_id,
             "worker": &*worker.name,
             "method": parts.method.as_str(),
             "url": redact(url, &worker.secrets),
             "headers": headers,
-        })));
-        self.secrets = Some(Arc::clone(&worker.secrets));
+        });
+        self.tail = Some(RequestEvent::new(
+            worker.meters.tails().clone(),
+            Arc::clone(&worker.secrets),
+            request_id.into(),
+            event,
+        ));
+    }
+
+    /// The request's tail event for the isolate to complete, if a tail listens.
+    pub(super) fn tail_handle(&self) -> Option<isola_bindings::context::TailHandle> {
+        self.tail
+            .as_ref()
+            .map(|event| isola_bindings::context::TailHandle(event.clone()))
     }
 
     /// The handler failed with `exception` (message and JavaScript stack): it goes on the tail
     /// event as `exception`, secret values redacted.
     pub(super) fn exception(&mut self, exception: &str) {
-        if let Some(event) = &mut self.tail {
-            let secrets = self.secrets.as_deref().unwrap_or_default();
-            event["exception"] = redact(exception, secrets).into();
+        if let Some(event) = &self.tail {
+            event.set("exception", redact(exception, event.secrets()).into());
         }
     }
 
@@ -110,11 +119,18 @@ impl Metered {
         if let Some(worker) = &self.worker {
             let elapsed = self.arrival.elapsed();
             worker.request(status, outcome, elapsed, self.served);
-            if let Some(mut event) = self.tail.take() {
-                event["outcome"] = outcome.label().into();
-                event["status"] = status.into();
-                event["wall_ms"] = (elapsed.as_secs_f64() * 1000.0).into();
-                worker.tails().publish(&event);
+            if let Some(event) = self.tail.take() {
+                event.set("outcome", outcome.label().into());
+                event.set("status", status.into());
+                event.set("wall_ms", (elapsed.as_secs_f64() * 1000.0).into());
+                // The isolate adds the CPU time when the request's work ends (its own end or
+                // its isolate's); not worth waiting for when it may run on much longer.
+                if matches!(
+                    outcome,
+                    Outcome::ExceededWall | Outcome::Canceled | Outcome::Refused
+                ) {
+                    event.publish();
+                }
             }
         }
     }

@@ -302,7 +302,8 @@ async fn respond(
     };
     forwarding.add_validators(&mut parts.headers);
     metered.forwarded(&worker);
-    let context = request_context(identity, metered.arrival(), &worker, &parts.headers);
+    let mut context = request_context(identity, metered.arrival(), &worker, &parts.headers);
+    context.tail = metered.tail_handle();
     let (body, body_fault) = start_body(incoming, context.max_body_bytes);
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
@@ -337,6 +338,7 @@ fn request_context(
         deadline: arrival + worker.limits.wall(),
         max_body_bytes: worker.limits.max_body_bytes,
         loop_chain: headers.get(CDN_LOOP).cloned(),
+        tail: None,
     }
 }
 
@@ -540,7 +542,13 @@ async fn forward(
             Err(Refusal::MalformedBody)
         }
         Ok(Err(failure)) => {
-            tracing::error!(request_id = &*id, worker = %worker.name, "request {id} failed: {failure}");
+            tracing::error!(
+                target: "isola::exception",
+                request_id = &*id,
+                worker = %worker.name,
+                "request {id} failed: {}",
+                isola_bindings::console::log_text(&failure.to_string())
+            );
             Err(Refusal::HandlerFailed(failure.message))
         }
         Err(_) => Err(Refusal::Unavailable("the isolate exited".to_owned())),
