@@ -175,11 +175,16 @@ impl CacheBackend for WorkerCaches {
     fn delete(&self, cache: Option<&str>, url: &str) -> bool {
         let space = space(cache);
         let key = self.cache.key(&self.worker, &space, url);
-        self.cache
-            .inner
-            .entries
-            .remove(&key)
+        let entries = &self.cache.inner.entries;
+        // Only this deployment's entry goes, even should another's share the key's hash.
+        if !entries
+            .get(&key)
             .is_some_and(|v| v.is(&self.worker, &space, url))
+        {
+            return false;
+        }
+        entries.invalidate(&key);
+        true
     }
 
     fn open(&self, name: &str) {

@@ -98,3 +98,69 @@ impl Variants {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+    use super::{MAX_VARIANTS, Variants};
+    use crate::cache::entry::{Space, Stored};
+
+    fn variant(lang: &str, body: &'static str) -> Arc<Stored> {
+        let language = HeaderName::from_static("accept-language");
+        Arc::new(Stored {
+            worker: Arc::from("w"),
+            space: Space::Responses,
+            tags: Box::default(),
+            url: "http://a.test/".into(),
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::from_static(body.as_bytes()),
+            vary: Box::new([(
+                language,
+                Box::new([HeaderValue::from_str(lang).unwrap_or(HeaderValue::from_static("x"))]),
+            )]),
+            stored_at: Instant::now(),
+            initial_age: Duration::ZERO,
+            lifetime: Duration::from_secs(60),
+            directives: Default::default(),
+            retention: Duration::ZERO,
+            revalidating: AtomicBool::new(false),
+        })
+    }
+
+    fn asking(lang: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(lang) {
+            headers.insert("accept-language", value);
+        }
+        headers
+    }
+
+    #[test]
+    fn variants_replace_their_own_and_keep_at_most_sixteen() {
+        let now = Instant::now();
+        let mut variants = Variants::one(variant("en", "en 1"));
+        variants = Variants::with(Some(&variants), variant("fr", "fr 1"), now);
+        variants = Variants::with(Some(&variants), variant("en", "en 2"), now);
+        assert_eq!(variants.list.len(), 2);
+        let en = variants
+            .matching(&asking("en"), now)
+            .map(|s| s.body.clone());
+        assert_eq!(en.as_deref(), Some(&b"en 2"[..]));
+        assert!(variants.matching(&asking("de"), now).is_none());
+        for n in 0..20 {
+            variants = Variants::with(Some(&variants), variant(&format!("l{n}"), "x"), now);
+        }
+        assert_eq!(variants.list.len(), MAX_VARIANTS);
+        assert!(variants.matching(&asking("l19"), now).is_some());
+        assert!(
+            variants.matching(&asking("en"), now).is_none(),
+            "the oldest went"
+        );
+    }
+}
