@@ -4,6 +4,7 @@ import { core, internals, primordials } from "ext:core/mod.js";
 import { installErrorBuilders } from "ext:isola_bootstrap/01_errors.js";
 import { fetchEventInternals } from "ext:isola_http/10_fetch_event.js";
 import { consoleInternals } from "ext:isola_console/05_console.js";
+import { cacheInternals } from "ext:isola_cache/20_cache.js";
 import { installClock } from "ext:isola_clock/03_clock.js";
 
 const { ObjectDefineProperties, ObjectDefineProperty, ObjectSetPrototypeOf, SymbolFor } = primordials;
@@ -124,6 +125,10 @@ ObjectDefineProperties(globalThis, {
   Headers: nonEnumerable(headers.Headers),
   Request: nonEnumerable(request.Request),
   Response: nonEnumerable(response.Response),
+  // the Cache API (bindings/src/cache.rs)
+  Cache: nonEnumerable(cacheInternals.Cache),
+  CacheStorage: nonEnumerable(cacheInternals.CacheStorage),
+  caches: core.propGetterOnly(() => cacheInternals.caches),
   // The outbound guard's header naming the calling request (bindings/src/outbound/guard.rs).
   fetch: writable(fetchEventInternals.contextualFetch(fetch.fetch, request.Request, "isola-context")),
   // crypto (a getter: the cppgc-backed Crypto object cannot live in the snapshot)

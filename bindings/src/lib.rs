@@ -11,6 +11,7 @@
 pub mod blob;
 pub mod body;
 pub mod bootstrap;
+pub mod cache;
 pub mod clock;
 pub mod compression;
 pub mod console;

@@ -20,7 +20,10 @@
 //!   GB-seconds per minute and version (see `usage.rs`); 400 naming a bad parameter, 404
 //! - `GET /workers/NAME/tail`: server-sent events, one per finished request and console line
 //!   (see `tail.rs`); 404 for an unknown worker, 429 past 10 tails of one worker
-//! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything): 200
+//! - `POST /cache/purge` with `{"worker": NAME}` (or `{}` for everything), or with
+//!   `{"tags": [TAG, …]}` (the responses' `Cache-Tag`) and/or `{"prefixes": [PREFIX, …]}`
+//!   (`host/path` or `https://host/path`), optionally scoped by `"worker"`: 200
+//!   `{"purged", "urls"}`; the response cache and the Cache API alike, done when it answers
 
 mod tail;
 mod usage;
@@ -37,7 +40,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 
 use crate::body::Body;
-use crate::cache::ResponseCache;
+use crate::cache::{ResponseCache, Selector};
 use crate::deployments::Deployments;
 use crate::usage::Ledger;
 
@@ -183,30 +186,61 @@ impl Admin {
     }
 
     fn purge(&self, body: &[u8]) -> Response<Body> {
+        /// Most tags or prefixes one purge names.
+        const MAX_SELECTORS: usize = 1000;
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Purge {
             worker: Option<String>,
+            tags: Option<Vec<String>>,
+            prefixes: Option<Vec<String>>,
         }
+        let expected = "expected {\"worker\": NAME}, {} (everything), or {\"tags\": [TAG, …]} and/or {\"prefixes\": [PREFIX, …]} (optionally with \"worker\")";
         let purge: Purge = match serde_json::from_slice(body) {
             Ok(purge) => purge,
             Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("expected {{\"worker\": NAME}} or {{}}: {e}"),
-                );
+                return error(StatusCode::BAD_REQUEST, format!("{expected}: {e}"));
             }
         };
+        let lists = [("tags", &purge.tags), ("prefixes", &purge.prefixes)];
+        for (key, list) in lists {
+            if let Some(list) = list
+                && (list.is_empty()
+                    || list.len() > MAX_SELECTORS
+                    || list.iter().any(|item| item.trim().is_empty()))
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("{expected}: `{key}` must list 1 to {MAX_SELECTORS} non-empty strings"),
+                );
+            }
+        }
         let Some(cache) = &self.cache else {
             return error(StatusCode::CONFLICT, "the response cache is off".into());
         };
-        match &purge.worker {
-            Some(worker) => cache.purge_worker(worker),
-            None => cache.purge_all(),
+        let scope = purge.worker.as_deref().unwrap_or("*");
+        if purge.tags.is_none() && purge.prefixes.is_none() {
+            match &purge.worker {
+                Some(worker) => cache.purge_worker(worker),
+                None => cache.purge_all(),
+            }
+            return json(StatusCode::OK, &serde_json::json!({ "purged": scope }));
+        }
+        let mut urls = 0;
+        if let Some(tags) = &purge.tags {
+            urls += cache.purge_selected(purge.worker.as_deref(), Selector::Tags(tags));
+        }
+        if let Some(prefixes) = &purge.prefixes {
+            urls += cache.purge_selected(purge.worker.as_deref(), Selector::Prefixes(prefixes));
         }
         json(
             StatusCode::OK,
-            &serde_json::json!({ "purged": purge.worker.as_deref().unwrap_or("*") }),
+            &serde_json::json!({
+                "purged": scope,
+                "tags": purge.tags,
+                "prefixes": purge.prefixes,
+                "urls": urls,
+            }),
         )
     }
 }

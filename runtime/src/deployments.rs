@@ -280,6 +280,7 @@ impl Deployments {
                 .await;
         let mut source = loaded.map_err(|e| DeployError::Start(StartError::fault(e)))??;
         source.secrets = secrets.values().cloned().collect();
+        source.caches = self.caches_for(&source.name);
         let source = Arc::new(source);
         Ok((source, routes.unwrap_or_default(), written))
     }
@@ -360,6 +361,11 @@ impl Deployments {
             .await
             .map_err(StoreError::Task)??;
         Ok(())
+    }
+
+    /// The Cache API storage of deployment `name`, when the node has a cache.
+    fn caches_for(&self, name: &Arc<str>) -> Option<Arc<dyn isola_bindings::cache::CacheBackend>> {
+        self.cache.as_ref().map(|cache| cache.caches_for(name))
     }
 
     /// Swaps in the routing table of the changed `state` and drops the cached responses of

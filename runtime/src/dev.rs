@@ -118,7 +118,10 @@ async fn reload(
     cache: Option<&ResponseCache>,
 ) -> Option<Arc<WorkerSource>> {
     let source = match WorkerSource::load(config) {
-        Ok(source) => Arc::new(source),
+        Ok(mut source) => {
+            source.caches = cache.map(|cache| cache.caches_for(&source.name));
+            Arc::new(source)
+        }
         Err(error) => {
             tracing::error!(worker = %config.name, "reload failed, still serving the previous version: {error}");
             return None;

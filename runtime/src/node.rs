@@ -122,12 +122,14 @@ impl Node {
         let registry = Registry::start(config.node.isolate_memory_budget_mb);
         crate::executor::start(config.node.executor_threads)?;
         crate::isolate::spare::configure(config.node.spare_isolates, common_memory_mb(config));
+        let cache = ResponseCache::new(&config.cache);
         let mut deployments = BTreeMap::new();
         for (name, worker) in &config.workers {
-            let source = WorkerSource::load(worker).map_err(|error| NodeError::Load {
+            let mut source = WorkerSource::load(worker).map_err(|error| NodeError::Load {
                 name: name.clone(),
                 error,
             })?;
+            source.caches = cache.as_ref().map(|cache| cache.caches_for(&source.name));
             let deployment = Pool::start(Arc::new(source), registry.clone())
                 .await
                 .map_err(|error| NodeError::Start {
@@ -136,7 +138,6 @@ impl Node {
                 })?;
             deployments.insert(name.clone(), deployment);
         }
-        let cache = ResponseCache::new(&config.cache);
         let deploy_dir = match &config.admin.deploy_dir {
             Some(dir) => dir.clone(),
             None if config.admin.address.is_some() => {

@@ -45,6 +45,9 @@ pub struct WorkerSource {
     pub resolver: Arc<StaticResolver>,
     /// What the response cache learnt about this version's responses.
     pub cache_hints: CacheHints,
+    /// Its deployment's Cache API storage (`caches`), when the node has a cache; set by
+    /// whoever starts the version (see `ResponseCache::caches_for`).
+    pub caches: Option<Arc<dyn isola_bindings::cache::CacheBackend>>,
     /// The worker's metric series.
     pub meters: Arc<crate::metrics::WorkerMeters>,
     /// Whether this version runs long JavaScript turns (see [`WorkerSource::runs_long_turns`]).
@@ -58,7 +61,6 @@ pub struct WorkerSource {
 #[derive(Debug, Default)]
 pub struct CacheHints {
     cacheable: AtomicBool,
-    varies: AtomicBool,
 }
 
 impl CacheHints {
@@ -67,17 +69,9 @@ impl CacheHints {
         self.cacheable.load(Ordering::Relaxed)
     }
 
-    /// Whether a cacheable response of it carried `Vary` (request headers are then kept).
-    pub fn varies(&self) -> bool {
-        self.varies.load(Ordering::Relaxed)
-    }
-
-    /// Records that a cacheable response was sent, and whether it carried `Vary`.
-    pub(crate) fn note(&self, varies: bool) {
+    /// Records that a cacheable response was sent.
+    pub(crate) fn note(&self) {
         self.cacheable.store(true, Ordering::Relaxed);
-        if varies {
-            self.varies.store(true, Ordering::Relaxed);
-        }
     }
 }
 
@@ -152,6 +146,7 @@ impl WorkerSource {
             outbound: outbound.clone(),
             resolver: Arc::new(StaticResolver::new(&config.outbound.resolve, outbound)),
             cache_hints: CacheHints::default(),
+            caches: None,
             long_turns: AtomicBool::new(false),
             meters: Arc::new(crate::metrics::WorkerMeters::of(
                 config.name.as_str().into(),

@@ -1,6 +1,6 @@
 //! The response cache over real sockets: what a worker marks cacheable is served without
 //! running it again (HTTP/1.1 and HTTP/2), until stale; private, cookie-setting and
-//! `no-store` responses never are; `Vary`, conditional requests, revalidation with the
+//! `no-store` responses never are; `Vary` (up to 16 variants per URL), conditional requests, revalidation with the
 //! worker (304), `stale-while-revalidate`, `stale-if-error`, invalidation by POST, streamed
 //! bodies, `only-if-cached`, collapsed concurrent misses and turning the cache off.
 
@@ -165,25 +165,53 @@ async fn private_cookie_no_store_and_unmarked_responses_are_never_cached() {
 }
 
 #[tokio::test]
+async fn vary_variants_coexist_up_to_sixteen() {
+    let isola = node("");
+    let languages: Vec<String> = (0..17).map(|n| format!("l{n}")).collect();
+    for (n, lang) in languages.iter().take(16).enumerate() {
+        let first = get_with(&isola, "/vary", &[("accept-language", lang)]).await;
+        assert_eq!(first.text(), format!("{lang} run {}", n + 1));
+    }
+    for (n, lang) in languages.iter().take(16).enumerate() {
+        let again = get_with(&isola, "/vary", &[("accept-language", lang)]).await;
+        assert_eq!(
+            again.text(),
+            format!("{lang} run {}", n + 1),
+            "variant {lang} was not evicted by the others"
+        );
+        assert_hit(&again);
+    }
+    let seventeenth = get_with(&isola, "/vary", &[("accept-language", &languages[16])]).await;
+    assert_eq!(seventeenth.text(), "l16 run 17");
+    let oldest = get_with(&isola, "/vary", &[("accept-language", "l0")]).await;
+    assert_eq!(
+        oldest.text(),
+        "l0 run 18",
+        "past 16 variants the oldest one goes"
+    );
+    let newest = get_with(&isola, "/vary", &[("accept-language", "l16")]).await;
+    assert_eq!(newest.text(), "l16 run 17");
+}
+
+#[tokio::test]
 async fn vary_conditional_requests_and_only_if_cached() {
     let isola = node("");
-    // The first response with Vary teaches the cache to keep request headers for this
-    // worker; it is itself not stored.
+    // The worker's first response with Vary is stored too.
     let en = get_with(&isola, "/vary", &[("accept-language", "en")]).await;
     assert_eq!(en.text(), "en run 1");
+    assert_cache_status(&en, "fwd=uri-miss; stored");
     let en = get_with(&isola, "/vary", &[("accept-language", "en")]).await;
-    assert_eq!(en.text(), "en run 2");
-    let en = get_with(&isola, "/vary", &[("accept-language", "en")]).await;
-    assert_eq!(en.text(), "en run 2");
+    assert_eq!(en.text(), "en run 1");
+    assert_hit(&en);
     let fr = get_with(&isola, "/vary", &[("accept-language", "fr")]).await;
     assert_eq!(
         fr.text(),
-        "fr run 3",
+        "fr run 2",
         "another Accept-Language is another variant"
     );
     assert_cache_status(&fr, "fwd=vary-miss");
     let fr_again = get_with(&isola, "/vary", &[("accept-language", "fr")]).await;
-    assert_eq!(fr_again.text(), "fr run 3");
+    assert_eq!(fr_again.text(), "fr run 2");
 
     let etag = get(Proto::H1, &isola, "/etag").await;
     assert_eq!(etag.text(), "etag run 1");

@@ -6,6 +6,7 @@ mod admin;
 mod apps;
 mod bench;
 mod cache;
+mod cache_api;
 mod cache_safety;
 mod code;
 mod connections;

@@ -185,7 +185,8 @@ struct DevArgs {
     /// Off by default, as on Workers.
     #[arg(long)]
     cache: bool,
-    /// Memory for the response cache (with --cache).
+    /// Memory for the response cache (with --cache) and the worker's Cache API (`caches`,
+    /// on whether or not --cache is given; 0 turns both off).
     #[arg(long, default_value_t = edge_config::Cache::default().max_size_mb)]
     cache_mb: u64,
     /// Threads hosting the isolates and serving connections (`[node] executor_threads`); 0

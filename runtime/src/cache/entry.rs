@@ -10,11 +10,28 @@ use http::header::{AGE, DATE, ETAG, EXPIRES, LAST_MODIFIED};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use isola_wire::cache_control::Directives;
 
+/// Which of a deployment's caches an entry belongs to: the response cache in front of it, or
+/// one of the caches its code uses through the Cache API. Part of every key, so the spaces
+/// never see each other's entries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Space {
+    /// The response cache in front of the worker.
+    Responses,
+    /// `caches.default`.
+    Default,
+    /// `caches.open(name)`.
+    Named(Arc<str>),
+}
+
 /// One cached response: what a hit sends, and what decides whether it may.
 #[derive(Debug)]
 pub(crate) struct Stored {
     /// The deployment that produced it.
     pub(crate) worker: Arc<str>,
+    /// The cache it is in.
+    pub(crate) space: Space,
+    /// Its `Cache-Tag` values (for purges by tag), lower-case.
+    pub(crate) tags: Box<[Box<str>]>,
     /// The request URL it answers (the key's hash is only an index).
     pub(crate) url: Box<str>,
     /// The response status.
@@ -97,6 +114,18 @@ impl Stored {
             .all(|(name, values)| request.get_all(name).iter().eq(values.iter()))
     }
 
+    /// How much longer than now the cache keeps it ([`Stored::keep_for`] from when it was
+    /// stored); zero once it is of no more use.
+    pub(crate) fn remaining(&self, now: Instant) -> Duration {
+        self.keep_for()
+            .saturating_sub(now.saturating_duration_since(self.stored_at))
+    }
+
+    /// Whether it answers the same request header values as `other` (one replaces the other).
+    pub(crate) fn same_variant(&self, other: &Self) -> bool {
+        self.vary == other.vary
+    }
+
     /// How long the cache keeps it: its remaining freshness, then as long as it could still
     /// be used stale or revalidated.
     pub(crate) fn keep_for(&self) -> Duration {
@@ -123,6 +152,23 @@ impl Stored {
         !self.revalidating.swap(true, Ordering::AcqRel)
     }
 }
+
+/// The tags of a response's `Cache-Tag` fields (comma-separated, as Cloudflare reads them),
+/// trimmed and lower-case; empty ones skipped.
+pub(crate) fn tags(headers: &HeaderMap) -> Box<[Box<str>]> {
+    headers
+        .get_all(CACHE_TAG)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|tag| !tag.is_empty())
+        .map(|tag| tag.to_ascii_lowercase().into_boxed_str())
+        .collect()
+}
+
+/// The response header naming tags for purges by tag.
+pub(crate) const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
 /// Whole seconds of `d`.
 pub(crate) fn secs(d: Duration) -> i64 {

@@ -7,17 +7,24 @@
 //! with a conditional request (a worker's 304 refreshes them); `stale-while-revalidate` serves
 //! them while one background request revalidates; `stale-if-error` serves them when the worker
 //! fails. Successful unsafe requests (POST, PUT, DELETE, …) invalidate their URL. Clients'
-//! `If-None-Match`/`If-Modified-Since` get 304 from the cache. One variant is kept per URL:
-//! a response for other `Vary` header values replaces it.
+//! `If-None-Match`/`If-Modified-Since` get 304 from the cache. Up to 16 variants are kept per
+//! URL (`variants.rs`), one for each set of the request header values its `Vary` names.
+//!
+//! The same store holds what workers put through the Cache API (`api.rs`), in spaces of their
+//! own per deployment and cache name; purges (`purge.rs`: a deployment, a `Cache-Tag` tag, a
+//! URL prefix) reach both.
 
+mod api;
 mod collapse;
 mod conditional;
 mod entry;
+mod purge;
 mod record;
 mod request;
 mod store;
 #[cfg(test)]
 mod tests;
+mod variants;
 
 use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
@@ -32,10 +39,12 @@ use isola_wire::cache_control::Directives;
 use prometheus::{IntCounter, IntGauge};
 
 pub use collapse::{Flight, Waiter};
+pub use purge::Selector;
 pub use request::{Forwarding, Lookup, Revalidation};
 
 use self::collapse::{Flights, Join};
-use self::entry::Stored;
+use self::entry::{Space, Stored};
+use self::variants::Variants;
 use crate::body::Body;
 use crate::worker::WorkerSource;
 
@@ -60,7 +69,7 @@ pub struct ResponseCache {
 }
 
 struct Inner {
-    entries: moka::sync::Cache<u64, Arc<Stored>>,
+    entries: moka::sync::Cache<u64, Arc<Variants>>,
     flights: Flights,
     hasher: std::hash::RandomState,
     max_object_bytes: u64,
@@ -138,10 +147,11 @@ impl Pending {
         (!self.authorized || shared || directives.must_revalidate) && (!self.cookie || shared)
     }
 
-    /// Keeps the request's headers when the response will be stored and the worker's
-    /// responses vary on some of them (the varied values are recorded with it).
-    fn keep_request_headers(&mut self, worker: &WorkerSource, request: &HeaderMap) {
-        if self.store && worker.cache_hints.varies() {
+    /// Keeps the request's headers when the response may be stored: should it carry `Vary`,
+    /// the values it varies on are recorded with it (the first such response of a worker
+    /// included).
+    fn keep_request_headers(&mut self, request: &HeaderMap) {
+        if self.store {
             self.request_headers = Some(request.clone());
         }
     }
@@ -208,22 +218,27 @@ static COUNTERS: LazyLock<Counters> = LazyLock::new(|| {
     }
 });
 
-/// moka's per-entry lifetime: until the stored response can no longer be used.
+/// moka's per-entry lifetime: until no stored variant can be used any more.
 struct KeepFor;
 
-impl moka::Expiry<u64, Arc<Stored>> for KeepFor {
-    fn expire_after_create(&self, _: &u64, value: &Arc<Stored>, _: Instant) -> Option<Duration> {
-        Some(value.keep_for())
+impl moka::Expiry<u64, Arc<Variants>> for KeepFor {
+    fn expire_after_create(
+        &self,
+        _: &u64,
+        value: &Arc<Variants>,
+        now: Instant,
+    ) -> Option<Duration> {
+        Some(value.keep_for(now))
     }
 
     fn expire_after_update(
         &self,
         _: &u64,
-        value: &Arc<Stored>,
-        _: Instant,
+        value: &Arc<Variants>,
+        now: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.keep_for())
+        Some(value.keep_for(now))
     }
 }
 
@@ -235,12 +250,11 @@ impl ResponseCache {
         }
         let entries = moka::sync::Cache::builder()
             .max_capacity(config.max_size_mb.saturating_mul(1024 * 1024))
-            .weigher(|_, stored: &Arc<Stored>| stored.weight())
+            .weigher(|_, variants: &Arc<Variants>| variants.weight())
             .expire_after(KeepFor)
-            .eviction_listener(|_, stored: Arc<Stored>, _| {
-                COUNTERS.bytes.sub(i64::from(stored.weight()));
+            .eviction_listener(|_, variants: Arc<Variants>, _| {
+                COUNTERS.bytes.sub(i64::from(variants.weight()));
             })
-            .support_invalidation_closures()
             .build();
         Some(Self {
             inner: Arc::new(Inner {
@@ -253,8 +267,8 @@ impl ResponseCache {
         })
     }
 
-    fn key(&self, worker: &str, url: &str) -> u64 {
-        self.inner.hasher.hash_one((worker, url))
+    fn key(&self, worker: &str, space: &Space, url: &str) -> u64 {
+        self.inner.hasher.hash_one((worker, space, url))
     }
 
     /// What to do with a request for `url` served by `worker`: the first step of its way
@@ -272,7 +286,7 @@ impl ResponseCache {
             match self.look(worker, url, method, request, waits < MAX_WAITS) {
                 Ok(mut found) => {
                     if let Found::Forward(pending) | Found::Stale(_, Some(pending)) = &mut found {
-                        pending.keep_request_headers(worker, request);
+                        pending.keep_request_headers(request);
                     }
                     return Lookup::of(self, found);
                 }
@@ -293,7 +307,7 @@ impl ResponseCache {
         request: &HeaderMap,
         collapse: bool,
     ) -> Result<Found, Waiter> {
-        let key = self.key(&worker.name, url);
+        let key = self.key(&worker.name, &Space::Responses, url);
         if method != Method::GET && method != Method::HEAD {
             let safe = matches!(*method, Method::OPTIONS | Method::TRACE | Method::CONNECT);
             return Ok(Found::Pass((!safe).then_some(key)));
@@ -318,29 +332,29 @@ impl ResponseCache {
             pending.fwd = Fwd::Bypass;
             return Ok(Found::Forward(pending));
         }
-        let stored = self
+        let variants = self
             .inner
             .entries
             .get(&key)
-            .filter(|s| *s.worker == *worker.name && *s.url == *url);
+            .filter(|v| v.is(&worker.name, &Space::Responses, url));
         let collapse = collapse
             && pending.store
             && !pending.authorized
             && !pending.cookie
             && !asked.no_cache
             && worker.cache_hints.cacheable();
-        let Some(stored) = stored else {
+        let Some(variants) = variants else {
+            return self.miss(asked.only_if_cached, pending, collapse);
+        };
+        let now = Instant::now();
+        let Some(stored) = variants.matching(request, now).cloned() else {
+            pending.fwd = Fwd::VaryMiss;
             return self.miss(asked.only_if_cached, pending, collapse);
         };
         if !pending.may_use(&stored.directives) {
             pending.fwd = Fwd::Request;
             return Ok(Found::Forward(pending));
         }
-        if !stored.vary_matches(request) {
-            pending.fwd = Fwd::VaryMiss;
-            return self.miss(asked.only_if_cached, pending, collapse);
-        }
-        let now = Instant::now();
         let fresh = stored.is_fresh(now);
         let age_s = u64::try_from(entry::secs(stored.age(now))).unwrap_or(u64::MAX);
         let ttl_s = stored.ttl_s(now);
@@ -399,32 +413,18 @@ impl ResponseCache {
         Ok(Found::Forward(pending))
     }
 
-    /// Drops the stored response a successful unsafe request made outdated.
+    /// Drops the stored responses (every variant) a successful unsafe request made outdated.
     pub fn invalidate(&self, key: u64) {
         self.inner.entries.invalidate(&key);
     }
 
-    /// Drops every response of `worker` (a new version of it was deployed).
-    pub fn purge_worker(&self, worker: &str) {
-        let worker: Arc<str> = Arc::from(worker);
-        if let Err(error) = self
-            .inner
-            .entries
-            .invalidate_entries_if(move |_, stored| stored.worker == worker)
-        {
-            tracing::error!("cannot purge the cache: {error}");
-        }
-    }
-
-    /// Drops every stored response.
-    pub fn purge_all(&self) {
-        self.inner.entries.invalidate_all();
-    }
-
+    /// Stores `stored` under `key` beside the other variants of its URL.
     fn insert(&self, key: u64, stored: Stored) {
         self.inner.flights.unpass(key);
-        COUNTERS.bytes.add(i64::from(stored.weight()));
-        self.inner.entries.insert(key, Arc::new(stored));
+        let current = self.inner.entries.get(&key);
+        let variants = Variants::with(current.as_deref(), Arc::new(stored), Instant::now());
+        COUNTERS.bytes.add(i64::from(variants.weight()));
+        self.inner.entries.insert(key, Arc::new(variants));
     }
 }
 

@@ -140,7 +140,7 @@ impl ResponseCache {
         if lifetime.is_zero() && !has_validator {
             return None;
         }
-        worker.cache_hints.note(!vary.is_empty());
+        worker.cache_hints.note();
         let vary = if vary.is_empty() {
             Box::default()
         } else {
@@ -162,6 +162,8 @@ impl ResponseCache {
         }
         Some(Stored {
             worker: Arc::clone(&worker.name),
+            space: super::Space::Responses,
+            tags: entry::tags(headers),
             url: Box::default(),
             status,
             headers: stored_headers,
@@ -198,6 +200,8 @@ fn freshen(stale: &Stored, update: &HeaderMap) -> Stored {
     let lifetime = entry::lifetime(&directives, &headers, wall).unwrap_or_default();
     Stored {
         worker: Arc::clone(&stale.worker),
+        space: stale.space.clone(),
+        tags: entry::tags(&headers),
         url: stale.url.clone(),
         status: stale.status,
         initial_age: entry::initial_age(update, wall),
@@ -213,7 +217,7 @@ fn freshen(stale: &Stored, update: &HeaderMap) -> Stored {
 }
 
 /// `Date` for `at`.
-fn date_value(at: SystemTime) -> HeaderValue {
+pub(super) fn date_value(at: SystemTime) -> HeaderValue {
     HeaderValue::from_str(&httpdate::fmt_http_date(at))
         .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }

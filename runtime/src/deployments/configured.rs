@@ -44,13 +44,14 @@ impl Deployments {
             let loaded = tokio::task::spawn_blocking(move || WorkerSource::load(&config))
                 .await
                 .map_err(|e| refused(file, key.clone(), format!("cannot load the worker: {e}")))?;
-            let source = loaded.map_err(|e| {
+            let mut source = loaded.map_err(|e| {
                 refused(
                     file,
                     key.clone(),
                     format!("expected a worker that loads: {e}"),
                 )
             })?;
+            source.caches = self.caches_for(&source.name);
             let source = Arc::new(source);
             let pool = Pool::start(source.clone(), self.registry.clone())
                 .await

@@ -141,6 +141,9 @@ impl Isolate {
                 }),
             ));
             state.put(fetch_options(worker.resolver.clone()));
+            if let Some(caches) = &worker.caches {
+                state.put(isola_bindings::cache::CacheSlot(caches.clone()));
+            }
         }
         restrict_code_generation(&mut runtime, worker);
         guard::install(
