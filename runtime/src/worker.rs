@@ -54,6 +54,10 @@ pub struct WorkerSource {
     long_turns: AtomicBool,
     /// Its secrets' values, redacted from what live tails show.
     pub secrets: Arc<[String]>,
+    /// A hash of its config and of every module's content, as loaded: two loads with the
+    /// same fingerprint would run the same code the same way (a reload keeps such a worker's
+    /// isolates).
+    pub fingerprint: u64,
 }
 
 /// What the cache has learnt about one version of a worker, so that requests to it do only the
@@ -121,6 +125,7 @@ impl WorkerSource {
         version: &str,
     ) -> Result<Self, WorkerLoadError> {
         let graph = ModuleGraph::load(&config.file, root)?;
+        let fingerprint = fingerprint(config, root, &graph);
         let specifier = graph.main().clone();
         let (path, code) = match graph.get(specifier.as_str()) {
             Some(crate::code::Module {
@@ -153,6 +158,23 @@ impl WorkerSource {
                 version.into(),
             )),
             secrets: Arc::from([]),
+            fingerprint,
         })
     }
+}
+
+/// The fingerprint of a worker loaded from `config` with modules `graph` (see
+/// [`WorkerSource::fingerprint`]): both as their `Debug` forms show them, which hold every
+/// field in a fixed order (maps are `BTreeMap`s) and every module's code, source map and data.
+fn fingerprint(
+    config: &edge_config::Worker,
+    root: Option<&std::path::Path>,
+    graph: &ModuleGraph,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    format!("{config:?}").hash(&mut hasher);
+    root.hash(&mut hasher);
+    format!("{graph:?}").hash(&mut hasher);
+    hasher.finish()
 }

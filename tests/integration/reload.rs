@@ -1,7 +1,8 @@
 //! Config reload on SIGHUP over real sockets: a good config takes effect (a changed worker
 //! answers anew, a removed one is gone, a new one serves, a new certificate is served to new
 //! handshakes) while uploaded deployments and requests in flight go on; a bad config is
-//! refused with a log line naming file, key and expectation, and the old one keeps serving.
+//! refused with a log line naming file, key and expectation, and the old one keeps serving;
+//! unchanged workers keep running.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -195,6 +196,54 @@ async fn sighup_applies_a_good_config_and_refuses_a_bad_one() {
     assert_eq!(get_host(&isola, "a.test", "/").await.text(), "two");
     assert_eq!(get_host(&isola, "up.test", "/").await.text(), "uploaded");
     assert_eq!(get_host(&isola, "added.test", "/").await.text(), "added");
+}
+
+#[tokio::test]
+async fn sighup_keeps_unchanged_workers_running_and_restarts_changed_ones() {
+    let dir = scratch("unchanged");
+    let counting =
+        "let n = 0;\nexport default { fetch() { n += 1; return new Response(String(n)) } };\n";
+    let kept = dir.join("kept.js");
+    let changed = dir.join("changed.js");
+    std::fs::write(&kept, counting).unwrap();
+    std::fs::write(&changed, counting).unwrap();
+    let file = dir.join("edge.toml");
+    let workers = [
+        ("kept", kept.as_path(), "kept.test"),
+        ("changed", changed.as_path(), "changed.test"),
+    ];
+    std::fs::write(&file, config(&workers, "")).unwrap();
+    let isola = serve(&file);
+    for expected in ["1", "2"] {
+        assert_eq!(get_host(&isola, "kept.test", "/").await.text(), expected);
+        assert_eq!(get_host(&isola, "changed.test", "/").await.text(), expected);
+    }
+
+    // Same config; only the second worker's module changes (by a comment).
+    std::fs::write(&changed, format!("{counting}// changed\n")).unwrap();
+    let logs = reload(&isola, 1);
+    let line = logs
+        .lines()
+        .find(|l| l.contains("config reloaded from"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(line.contains("unchanged_kept_running=1"), "{line}");
+    assert_eq!(
+        get_host(&isola, "kept.test", "/").await.text(),
+        "3",
+        "an unchanged worker keeps its warm isolate (and its module state)"
+    );
+    assert_eq!(
+        get_host(&isola, "changed.test", "/").await.text(),
+        "1",
+        "a worker whose module changed starts anew"
+    );
+
+    // A changed var is a change too.
+    let with_var = format!("{}[workers.kept.vars]\nX = \"1\"\n", config(&workers, ""));
+    std::fs::write(&file, with_var).unwrap();
+    reload(&isola, 2);
+    assert_eq!(get_host(&isola, "kept.test", "/").await.text(), "1");
+    assert_eq!(get_host(&isola, "changed.test", "/").await.text(), "2");
 }
 
 fn write_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {

@@ -535,6 +535,7 @@ async fn reload_on_hangup(
             Ok(reloaded) => {
                 tracing::info!(
                     workers = reloaded.workers,
+                    unchanged_kept_running = reloaded.kept,
                     "config reloaded from {}",
                     file.display()
                 );

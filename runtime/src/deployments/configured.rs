@@ -1,8 +1,9 @@
 //! Replacing the config file's workers and routes on a reload (SIGHUP): the new workers are
 //! started first, then swapped in with the routes in one step; uploaded deployments stay as
-//! they are. Requests in flight finish on the pools they hold.
+//! they are. Requests in flight finish on the pools they hold. A worker whose config and
+//! modules did not change keeps its pool (warm isolates, cached responses).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,12 +13,26 @@ use super::{Deployments, route_owner};
 use crate::pool::Pool;
 use crate::worker::WorkerSource;
 
-/// The config's workers, started and not yet serving.
-pub struct StartedWorkers(BTreeMap<String, Arc<Pool>>);
+/// The config's workers, started and not yet serving, and which of them are kept as they
+/// ran (unchanged).
+pub struct StartedWorkers {
+    pools: BTreeMap<String, Arc<Pool>>,
+    kept: BTreeSet<String>,
+}
+
+impl StartedWorkers {
+    /// How many workers kept their running pool.
+    pub fn kept(&self) -> usize {
+        self.kept.len()
+    }
+}
 
 impl std::fmt::Debug for StartedWorkers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
+        f.debug_struct("StartedWorkers")
+            .field("workers", &self.pools.keys())
+            .field("kept", &self.kept)
+            .finish()
     }
 }
 
@@ -31,13 +46,15 @@ fn refused(file: &Path, key: String, message: String) -> ConfigError {
 
 impl Deployments {
     /// Loads and starts every worker of a new config (`file` names it in errors); nothing
-    /// serves them yet.
+    /// serves them yet. A config worker that loads as it runs now (same fingerprint: config
+    /// and every module's content) keeps its running pool instead.
     pub async fn start_configured(
         &self,
         workers: &BTreeMap<String, Worker>,
         file: &Path,
     ) -> Result<StartedWorkers, ConfigError> {
         let mut pools = BTreeMap::new();
+        let mut kept = BTreeSet::new();
         for (name, worker) in workers {
             let key = format!("workers.{name}");
             let config = worker.clone();
@@ -51,6 +68,11 @@ impl Deployments {
                     format!("expected a worker that loads: {e}"),
                 )
             })?;
+            if let Some(running) = self.running_configured(name, source.fingerprint).await {
+                kept.insert(name.clone());
+                pools.insert(name.clone(), running);
+                continue;
+            }
             source.caches = self.caches_for(&source.name);
             let source = Arc::new(source);
             let pool = Pool::start(source.clone(), self.registry.clone())
@@ -64,7 +86,20 @@ impl Deployments {
                 })?;
             pools.insert(name.clone(), pool);
         }
-        Ok(StartedWorkers(pools))
+        Ok(StartedWorkers { pools, kept })
+    }
+
+    /// The running pool of config worker `name`, if it runs code and config with `fingerprint`.
+    async fn running_configured(&self, name: &str, fingerprint: u64) -> Option<Arc<Pool>> {
+        let state = self.state.lock().await;
+        if !state.configured.contains(name) {
+            return None;
+        }
+        state
+            .pools
+            .get(name)
+            .filter(|pool| pool.worker().fingerprint == fingerprint)
+            .cloned()
     }
 
     /// Makes `started` and `routes` the config's workers and routes, in place of the old
@@ -76,7 +111,7 @@ impl Deployments {
         routes: Vec<Route>,
         file: &Path,
     ) -> Result<(), ConfigError> {
-        let StartedWorkers(pools) = started;
+        let StartedWorkers { pools, kept } = started;
         let mut state = self.state.lock().await;
         if let Some(name) = pools
             .keys()
@@ -120,6 +155,7 @@ impl Deployments {
         let changed: Vec<String> = old
             .into_iter()
             .chain(state.configured.iter().cloned())
+            .filter(|name| !kept.contains(name))
             .collect();
         self.publish(state, changed.iter().map(String::as_str));
         Ok(())

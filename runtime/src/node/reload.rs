@@ -32,6 +32,8 @@ impl std::fmt::Debug for Reloader {
 pub struct Reloaded {
     /// The config's workers now.
     pub workers: usize,
+    /// How many of them kept their running isolates (config and modules unchanged).
+    pub kept: usize,
     /// Sections whose changes wait for a restart (`node`, `http`, …).
     pub need_restart: Vec<&'static str>,
 }
@@ -104,6 +106,7 @@ impl Reloader {
             .deployments
             .start_configured(&config.workers, &self.file)
             .await?;
+        let kept = started.kept();
         self.deployments
             .replace_configured(started, config.routes.clone(), &self.file)
             .await?;
@@ -141,6 +144,7 @@ impl Reloader {
         *current = applied;
         Ok(Reloaded {
             workers,
+            kept,
             need_restart,
         })
     }
