@@ -8,7 +8,7 @@ use crate::blob::ChargedBlobStore;
 use crate::console::WorkerName;
 use crate::http::Exchanges;
 use crate::memory::MemoryAccount;
-use crate::{blob, bootstrap, clock, compression, console, http, outbound};
+use crate::{blob, bootstrap, clock, compression, console, html_rewriter, http, outbound};
 
 /// User agent of outbound `fetch()` requests (when the worker sets none).
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
@@ -40,6 +40,7 @@ pub fn for_snapshot() -> Vec<Extension> {
         clock::isola_clock::init(),
         console::isola_console::lazy_init(),
         http::isola_http::lazy_init(),
+        html_rewriter::isola_html_rewriter::init(),
         bootstrap::isola_bootstrap::init(),
     ]
 }
@@ -76,6 +77,7 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
         clock::isola_clock::init(),
         console::isola_console::init(options.worker),
         http::isola_http::init(options.exchanges),
+        html_rewriter::isola_html_rewriter::init(),
         bootstrap::isola_bootstrap::init(),
     ]
 }

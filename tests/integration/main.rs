@@ -15,6 +15,7 @@ mod deploy_cli;
 mod errors;
 mod executors;
 mod framing;
+mod html_rewriter;
 mod lifecycle;
 mod limits;
 mod metrics_token;
