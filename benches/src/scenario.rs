@@ -28,6 +28,8 @@ pub struct Scenario {
     pub counts_cache_hits: bool,
     /// The soak (`isola bench soak`): a mixed load for `--duration` with a leak verdict.
     pub soak: bool,
+    /// Uses a Workers API that `deno serve` lacks (HTMLRewriter): deno is not measured.
+    pub isola_only: bool,
 }
 
 impl Scenario {
@@ -50,6 +52,7 @@ impl Scenario {
             multi_tenant: false,
             counts_cache_hits: false,
             soak: false,
+            isola_only: false,
         }
     }
 
@@ -122,6 +125,16 @@ pub const SCENARIOS: &[Scenario] = &[
             "cache-hit",
             "GET / of examples/cached-page.js, a rendered page marked cacheable: served from Isola's response cache (hits counted by isola_cache_requests_total); deno runs the worker each time",
             "cached-page.js",
+            "GET",
+            "/",
+        )
+    },
+    Scenario {
+        isola_only: true,
+        ..Scenario::available(
+            "html-rewrite",
+            "GET / of examples/html-rewrite.js: a 1 MiB page streamed through HTMLRewriter, rel set on every link (rps = MiB/s, CPU per request = CPU per MiB); isola only",
+            "html-rewrite.js",
             "GET",
             "/",
         )

@@ -99,7 +99,10 @@ async fn a_unit_used_after_its_handler_is_refused() {
 #[tokio::test]
 async fn a_throwing_handler_errors_the_stream_and_the_isolate_serves_on() {
     let isola = dev();
-    for (path, message) in [("/throw", "Error: handler exploded"), ("/reject", "Error: handler rejected")] {
+    for (path, message) in [
+        ("/throw", "Error: handler exploded"),
+        ("/reject", "Error: handler rejected"),
+    ] {
         let reply = get(Proto::H1, &isola, path).await;
         assert_eq!(reply.text(), message, "{path}");
         let reply = get(Proto::H1, &isola, "/split").await;
@@ -166,9 +169,13 @@ async fn a_large_body_streams_in_constant_memory() {
             let keep = tail.len().saturating_sub(32);
             tail.drain(..keep);
             // The 32 bytes kept can hold at most one partial match, never a whole one.
-            links -= String::from_utf8_lossy(&tail).matches("rel=\"nofollow\"").count();
+            links -= String::from_utf8_lossy(&tail)
+                .matches("rel=\"nofollow\"")
+                .count();
         }
-        links += String::from_utf8_lossy(&tail).matches("rel=\"nofollow\"").count();
+        links += String::from_utf8_lossy(&tail)
+            .matches("rel=\"nofollow\"")
+            .count();
         (bytes, links)
     })
     .await
@@ -177,7 +184,10 @@ async fn a_large_body_streams_in_constant_memory() {
     eprintln!("rewrote {bytes} bytes, {links} links; RSS {before:.1} MiB before, peak {peak:.1}");
     assert!(bytes > 100 * 1024 * 1024, "{bytes}");
     let per_chunk = 65536 / "<li><a href=\"/page\">a link</a></li>\n".len();
-    assert_eq!(links, per_chunk * (100usize * 1024 * 1024).div_ceil(per_chunk * 36));
+    assert_eq!(
+        links,
+        per_chunk * (100usize * 1024 * 1024).div_ceil(per_chunk * 36)
+    );
     assert!(
         peak - before < 60.0,
         "resident memory grew by {:.1} MiB for a 100 MiB body",

@@ -136,7 +136,8 @@ pub(super) fn start(
                 process: Some(process),
                 metrics,
             });
-            if !args.no_deno && !scenario.tls_handshake && deno_available() {
+            if !args.no_deno && !scenario.tls_handshake && !scenario.isola_only && deno_available()
+            {
                 let command: Vec<OsString> = vec![
                     "deno".into(),
                     "serve".into(),

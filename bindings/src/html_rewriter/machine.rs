@@ -141,7 +141,10 @@ impl Bridge {
         self.unit.set(unit);
         // SAFETY: the yielder was set by the coroutine's body, which is running (this is
         // called from lol-html inside it), so the reference it points to is alive.
-        #[allow(unsafe_code, reason = "the yielder lives as long as the running coroutine")]
+        #[allow(
+            unsafe_code,
+            reason = "the yielder lives as long as the running coroutine"
+        )]
         let input = unsafe { &*yielder }.suspend(Call::Handler(code));
         self.unit.set(Unit::None);
         match input {
@@ -184,10 +187,11 @@ impl Machine {
         let bridge = Bridge::new();
         let inner = bridge.clone();
         let stack = DefaultStack::new(STACK_BYTES)?;
-        let coroutine = Coroutine::with_stack(stack, move |yielder: &Yielder<Input, Call>, first| {
-            inner.yielder.set(yielder);
-            run(&inner, plan, yielder, first)
-        });
+        let coroutine =
+            Coroutine::with_stack(stack, move |yielder: &Yielder<Input, Call>, first| {
+                inner.yielder.set(yielder);
+                run(&inner, plan, yielder, first)
+            });
         Ok(Self {
             coroutine: Some(coroutine),
             bridge,
@@ -230,8 +234,10 @@ fn run(bridge: &Rc<Bridge>, plan: Plan, yielder: &Yielder<Input, Call>, first: I
             MemorySettings::new().with_max_allowed_memory_usage(MAX_BUFFERED_BYTES),
         );
     for (index, (selector, flags)) in plan.elements.into_iter().enumerate() {
-        settings = settings
-            .append_element_content_handler((Cow::Owned(selector), element_set(bridge, index, flags)));
+        settings = settings.append_element_content_handler((
+            Cow::Owned(selector),
+            element_set(bridge, index, flags),
+        ));
     }
     for (index, flags) in plan.documents.into_iter().enumerate() {
         settings = settings.append_document_content_handler(document_set(bridge, index, flags));

@@ -35,7 +35,10 @@ fn with_unit<R>(
     // handler call `token` (the pointee lives in that suspended frame) and the machine is not
     // running (we hold a shared borrow of it, and `step` needs a mutable one); ops run one at a
     // time on the isolate's thread, so this is the only reference to the unit.
-    #[allow(unsafe_code, reason = "the unit lives in the suspended coroutine's frame")]
+    #[allow(
+        unsafe_code,
+        reason = "the unit lives in the suspended coroutine's frame"
+    )]
     let unit = unsafe {
         match machine.bridge.unit(token) {
             Unit::None => return Err(HtmlRewriterError::Stale(what)),
@@ -303,13 +306,16 @@ pub(super) fn op_html_rewriter_last_in_text_node(
     })
 }
 
+/// A doctype's name, public id and system id (each absent or a string).
+type DoctypeIds = (Option<String>, Option<String>, Option<String>);
+
 /// A doctype's name, public id and system id (each null when absent).
 #[op2]
 #[serde]
 pub(super) fn op_html_rewriter_doctype(
     #[cppgc] rewriter: &Rewriter,
     token: u32,
-) -> Result<(Option<String>, Option<String>, Option<String>), HtmlRewriterError> {
+) -> Result<DoctypeIds, HtmlRewriterError> {
     with_unit(rewriter, token, "Doctype", |unit| match unit {
         UnitMut::Doctype(d) => Ok((d.name(), d.public_id(), d.system_id())),
         _ => Err(wrong("Doctype")),
