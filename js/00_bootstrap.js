@@ -6,8 +6,18 @@ import { fetchEventInternals } from "ext:isola_http/10_fetch_event.js";
 import { consoleInternals } from "ext:isola_console/05_console.js";
 import { cacheInternals } from "ext:isola_cache/20_cache.js";
 import { installClock } from "ext:isola_clock/03_clock.js";
+import { HTMLRewriter } from "ext:isola_html_rewriter/40_html_rewriter.js";
 
-const { ObjectDefineProperties, ObjectDefineProperty, ObjectSetPrototypeOf, SymbolFor } = primordials;
+const {
+  ObjectDefineProperties,
+  ObjectDefineProperty,
+  ObjectPrototypeIsPrototypeOf,
+  ObjectSetPrototypeOf,
+  Promise,
+  PromiseReject,
+  SymbolFor,
+  TypeError,
+} = primordials;
 
 // deno_fetch asks for Deno's telemetry hooks when it loads; Isola has none.
 internals.__telemetry = {
@@ -49,7 +59,7 @@ const fetch = load("ext:deno_fetch/26_fetch.js");
 const crypto = load("ext:deno_crypto/00_crypto.js");
 
 installErrorBuilders(domException.DOMException);
-installClock(performance.Performance, performance.performance);
+installClock(performance.Performance);
 
 const nonEnumerable = (value) => core.propNonEnumerable(value);
 const writable = (value) => core.propWritable(value);
@@ -57,7 +67,7 @@ const writable = (value) => core.propWritable(value);
 /** The `navigator` global: what a worker can learn about the runtime it runs on. */
 class Navigator {
   get userAgent() {
-    return "Isola/0.1";
+    return "Isola";
   }
   get hardwareConcurrency() {
     return 1;
@@ -70,6 +80,38 @@ class Navigator {
   }
 }
 const navigator = new Navigator();
+
+/**
+ * The `scheduler` global (Workers' subset of the Prioritized Task Scheduling API):
+ * `wait(ms, { signal })` resolves after `ms` through `setTimeout`, so the request's clock
+ * rules and async context hold for it as for a timer.
+ */
+class Scheduler {
+  wait(delay, options = undefined) {
+    const signal = options?.signal;
+    if (signal !== undefined && signal !== null) {
+      if (!ObjectPrototypeIsPrototypeOf(abortSignal.AbortSignal.prototype, signal)) {
+        throw new TypeError("scheduler.wait: options.signal must be an AbortSignal");
+      }
+      if (signal.aborted) {
+        return PromiseReject(signal.reason);
+      }
+    }
+    return new Promise((resolve, reject) => {
+      const { clearTimeout, setTimeout } = timers;
+      const onAbort = () => {
+        clearTimeout(id);
+        reject(signal.reason);
+      };
+      const id = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, delay);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+const scheduler = new Scheduler();
 
 ObjectDefineProperties(globalThis, {
   // URL and patterns
@@ -141,6 +183,12 @@ ObjectDefineProperties(globalThis, {
   performance: writable(performance.performance),
   Navigator: nonEnumerable(Navigator),
   navigator: core.propGetterOnly(() => navigator),
+  Scheduler: nonEnumerable(Scheduler),
+  scheduler: writable(scheduler),
+  // A worker's scope has no origin of its own: opaque, serialized "null" (as workerd).
+  origin: core.propGetterOnly(() => "null"),
+  // Cloudflare's streaming HTML rewriter (bindings/src/html_rewriter).
+  HTMLRewriter: nonEnumerable(HTMLRewriter),
   self: core.propGetterOnly(() => globalThis),
 });
 

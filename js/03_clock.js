@@ -65,7 +65,7 @@ function coarsenDateTimeFormat() {
 }
 
 /** Installs the clock; `performance` comes from deno_web. */
-export function installClock(Performance, performance) {
+export function installClock(Performance) {
   coarsenDateTimeFormat();
   ObjectDefineProperty(globalThis, "Date", {
     value: Date,
@@ -73,9 +73,19 @@ export function installClock(Performance, performance) {
     configurable: true,
     enumerable: false,
   });
+  // As workerd: the time origin is 0, so `performance.now()` is `Date.now()` (the turn's
+  // time). A per-isolate origin would tell a worker when its isolate (or spare) was made, and
+  // would carry sub-millisecond digits that the turn clock hides.
+  ObjectDefineProperty(Performance.prototype, "timeOrigin", {
+    get() {
+      return 0;
+    },
+    configurable: true,
+    enumerable: true,
+  });
   ObjectDefineProperty(Performance.prototype, "now", {
     value: function now() {
-      return op_isola_now() - performance.timeOrigin;
+      return op_isola_now();
     },
     writable: true,
     configurable: true,

@@ -31,6 +31,8 @@ pub struct Scenario {
     /// Isola twice: with metrics scraped, JSON logs to a file and a connected tail
     /// (`isola-observed`), and with all of them off; their ratio is reported.
     pub observability: bool,
+    /// Uses a Workers API that `deno serve` lacks (HTMLRewriter): deno is not measured.
+    pub isola_only: bool,
 }
 
 impl Scenario {
@@ -54,6 +56,7 @@ impl Scenario {
             counts_cache_hits: false,
             soak: false,
             observability: false,
+            isola_only: false,
         }
     }
 
@@ -136,6 +139,16 @@ pub const SCENARIOS: &[Scenario] = &[
             "observability",
             "hello with metrics scraped every second, JSON logs (info) to a file and one connected tail (isola-observed) against all of them off (isola), in one run: the overhead as a ratio (goal <= 5 %)",
             "hello.js",
+            "GET",
+            "/",
+        )
+    },
+    Scenario {
+        isola_only: true,
+        ..Scenario::available(
+            "html-rewrite",
+            "GET / of examples/html-rewrite.js: a 1 MiB page streamed through HTMLRewriter, rel set on every link (rps = MiB/s, CPU per request = CPU per MiB); isola only",
+            "html-rewrite.js",
             "GET",
             "/",
         )

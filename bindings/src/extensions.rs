@@ -8,7 +8,9 @@ use crate::blob::ChargedBlobStore;
 use crate::console::WorkerName;
 use crate::http::Exchanges;
 use crate::memory::MemoryAccount;
-use crate::{blob, bootstrap, cache, clock, compression, console, http, outbound};
+use crate::{
+    blob, bootstrap, cache, clock, compression, console, html_rewriter, http, outbound,
+};
 
 /// User agent of outbound `fetch()` requests (when the worker sets none).
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
@@ -41,6 +43,7 @@ pub fn for_snapshot() -> Vec<Extension> {
         console::isola_console::lazy_init(),
         http::isola_http::lazy_init(),
         cache::isola_cache::init(),
+        html_rewriter::isola_html_rewriter::init(),
         bootstrap::isola_bootstrap::init(),
     ]
 }
@@ -78,6 +81,7 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
         console::isola_console::init(options.worker),
         http::isola_http::init(options.exchanges),
         cache::isola_cache::init(),
+        html_rewriter::isola_html_rewriter::init(),
         bootstrap::isola_bootstrap::init(),
     ]
 }

@@ -211,3 +211,25 @@ async fn console_output_cannot_forge_log_lines() {
         "{logs}"
     );
 }
+
+/// The last globals, as workerd has them: `scheduler.wait` (a timer: the turn clock moves
+/// across it; an AbortSignal rejects it), `origin` ("null"), `performance.timeOrigin` (0, so
+/// `performance.now()` is the turn's `Date.now()`), `navigator.userAgent`, and no
+/// `navigator.sendBeacon` (refused on purpose, see the README).
+#[tokio::test]
+async fn the_last_workers_globals() {
+    let isola = Isola::dev(&fixture("globals.js"), &[]);
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let waited = v["waited"].as_f64().unwrap();
+    assert!((30.0..5000.0).contains(&waited), "{v}");
+    assert_eq!(v["abortReason"], "stop", "{v}");
+    assert_eq!(v["preAborted"], "pre", "{v}");
+    assert_eq!(v["origin"], "null", "{v}");
+    assert_eq!(v["timeOrigin"], 0.0, "{v}");
+    assert_eq!(v["nowIsDateNow"], true, "{v}");
+    assert_eq!(v["userAgent"], "Isola", "{v}");
+    assert_eq!(v["sendBeacon"], "undefined", "{v}");
+    assert_eq!(v["htmlRewriter"], "function", "{v}");
+}

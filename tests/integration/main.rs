@@ -17,6 +17,7 @@ mod dev_output;
 mod errors;
 mod executors;
 mod framing;
+mod html_rewriter;
 mod lifecycle;
 mod limits;
 mod metrics_token;

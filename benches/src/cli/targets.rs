@@ -159,6 +159,7 @@ pub(super) fn start(
             if !args.no_deno
                 && !scenario.tls_handshake
                 && !scenario.observability
+                && !scenario.isola_only
                 && deno_available()
             {
                 let command: Vec<OsString> = vec![
