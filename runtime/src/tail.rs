@@ -4,10 +4,16 @@
 //! channel is bounded: when it is full the event is dropped for that tail and counted, and
 //! the count rides on its next event (`"dropped"`), so a slow or stuck tail never slows a
 //! request. Nothing is built for an event unless a tail of its worker is connected.
+//!
+//! Under load a worker's tails sample its requests, as Workers' tail does: at most
+//! [`SAMPLED_REQUESTS_PER_SECOND`] request events a second are built; the others are not
+//! built at all (so a tail costs a busy worker little) and count as dropped on each tail's
+//! next event.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -20,12 +26,19 @@ const QUEUE_EVENTS: usize = 256;
 /// Placeholder for redacted values.
 pub const REDACTED: &str = "[redacted]";
 
+/// Request events a worker's tails get per second at most; past that, requests are sampled.
+pub const SAMPLED_REQUESTS_PER_SECOND: u32 = 1_000;
+
 /// The tails of one worker (all of its versions).
 #[derive(Debug, Default)]
 pub struct TailSet {
     count: AtomicUsize,
     subscribers: Mutex<Vec<Subscriber>>,
     next_id: AtomicU64,
+    /// The current one-second sampling window: when it began and the events it took.
+    window: Mutex<Option<(Instant, u32)>>,
+    /// Request events sampled out since the set was made.
+    sampled_out: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -34,6 +47,8 @@ struct Subscriber {
     sender: mpsc::Sender<Arc<str>>,
     /// Events dropped since the last one delivered.
     dropped: AtomicU64,
+    /// `sampled_out` of the set as of the last event delivered.
+    sampled_seen: AtomicU64,
 }
 
 /// The worker has [`MAX_TAILS`] tails already.
@@ -56,6 +71,29 @@ impl TailSet {
         self.count.load(Ordering::Relaxed) > 0
     }
 
+    /// Whether the event of a request starting now is to be built: a tail listens and the
+    /// current second has not had [`SAMPLED_REQUESTS_PER_SECOND`] of them yet (else it counts
+    /// as dropped for every tail).
+    pub fn sample(&self) -> bool {
+        if !self.active() {
+            return false;
+        }
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let (started, taken) = window.get_or_insert((now, 0));
+        if now.duration_since(*started) >= Duration::from_secs(1) {
+            *started = now;
+            *taken = 0;
+        }
+        if *taken < SAMPLED_REQUESTS_PER_SECOND {
+            *taken += 1;
+            return true;
+        }
+        drop(window);
+        self.sampled_out.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
     /// A new tail, or [`TooManyTails`].
     pub fn subscribe(self: &Arc<Self>) -> Result<Subscription, TooManyTails> {
         let mut subscribers = self
@@ -71,6 +109,7 @@ impl TailSet {
             id,
             sender,
             dropped: AtomicU64::new(0),
+            sampled_seen: AtomicU64::new(self.sampled_out.load(Ordering::Relaxed)),
         });
         self.count.store(subscribers.len(), Ordering::Relaxed);
         Ok(Subscription {
@@ -87,15 +126,22 @@ impl TailSet {
             .subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let sampled_out = self.sampled_out.load(Ordering::Relaxed);
         for subscriber in subscribers.iter() {
             // The first event after a gap says how many were lost in it.
-            let missed = subscriber.dropped.load(Ordering::Relaxed);
+            let full = subscriber.dropped.load(Ordering::Relaxed);
+            let sampled =
+                sampled_out.saturating_sub(subscriber.sampled_seen.load(Ordering::Relaxed));
+            let missed = full + sampled;
             let event = match text.strip_prefix('{') {
                 Some(rest) if missed > 0 => format!("{{\"dropped\":{missed},{rest}").into(),
                 _ => Arc::clone(&text),
             };
             if subscriber.sender.try_send(event).is_ok() {
-                subscriber.dropped.fetch_sub(missed, Ordering::Relaxed);
+                subscriber.dropped.fetch_sub(full, Ordering::Relaxed);
+                subscriber
+                    .sampled_seen
+                    .store(sampled_out, Ordering::Relaxed);
             } else {
                 subscriber.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -277,7 +323,35 @@ impl isola_bindings::console::ConsoleTap for ConsoleToTails {
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
 
-    use super::{MAX_TAILS, QUEUE_EVENTS, TailSet, redact};
+    use super::{MAX_TAILS, QUEUE_EVENTS, SAMPLED_REQUESTS_PER_SECOND, TailSet, redact};
+
+    #[tokio::test]
+    async fn past_its_rate_a_busy_worker_is_sampled_and_the_gap_counted() {
+        let set = std::sync::Arc::new(TailSet::default());
+        assert!(!set.sample(), "nothing is sampled without a tail");
+        let mut tail = set.subscribe().expect("tail");
+        let taken = (0..SAMPLED_REQUESTS_PER_SECOND + 7)
+            .filter(|_| set.sample())
+            .count();
+        assert_eq!(taken, SAMPLED_REQUESTS_PER_SECOND as usize);
+        set.publish(&serde_json::json!({ "n": 1 }));
+        let event: serde_json::Value =
+            serde_json::from_str(&tail.next().await.expect("event")).expect("json");
+        assert_eq!(event, serde_json::json!({ "dropped": 7, "n": 1 }));
+        set.publish(&serde_json::json!({ "n": 2 }));
+        let event: serde_json::Value =
+            serde_json::from_str(&tail.next().await.expect("event")).expect("json");
+        assert_eq!(event, serde_json::json!({ "n": 2 }), "counted once");
+        let mut late = set.subscribe().expect("tail");
+        set.publish(&serde_json::json!({ "n": 3 }));
+        let event: serde_json::Value =
+            serde_json::from_str(&late.next().await.expect("event")).expect("json");
+        assert_eq!(
+            event,
+            serde_json::json!({ "n": 3 }),
+            "a new tail owes nothing"
+        );
+    }
 
     #[tokio::test]
     async fn a_full_tail_drops_and_counts_and_the_set_is_bounded() {

@@ -43,8 +43,8 @@ impl Metered {
         self.worker = Some(worker.meters.clone());
     }
 
-    /// Starts the request's event for the worker's live tails, if any listen: method, URL and
-    /// headers (`Authorization`, `Cookie` and the worker's secret values redacted).
+    /// Starts the request's event for the worker's live tails, if any listen and the request
+    /// is sampled (see `tail`): method, URL and headers (`Authorization`, `Cookie` and the worker's secret values redacted).
     pub(super) fn tail(
         &mut self,
         worker: &WorkerSource,
@@ -52,7 +52,7 @@ impl Metered {
         url: &str,
         request_id: &str,
     ) {
-        if !worker.meters.tails().active() {
+        if !worker.meters.tails().sample() {
             return;
         }
         let headers: serde_json::Map<String, serde_json::Value> = parts
