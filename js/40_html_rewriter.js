@@ -83,75 +83,95 @@ function insert(run, token, place, content, options) {
   op_html_rewriter_insert(run.rewriter, token, place, String(content), isHtml(options));
 }
 
-/** An element start tag matched by a selector. Valid only while its handler runs. */
-class Element {
+// The run and token of a unit, for the subclasses (private fields are per class).
+let runOf;
+let tokenOf;
+
+/** What every unit a handler gets has: its rewriter run, its token, `remove()`. */
+class Unit {
   #run;
   #token;
+  static {
+    runOf = (unit) => unit.#run;
+    tokenOf = (unit) => unit.#token;
+  }
   constructor(run, token) {
     this.#run = run;
     this.#token = token;
-  }
-  get tagName() {
-    return op_html_rewriter_name(this.#run.rewriter, this.#token);
-  }
-  set tagName(name) {
-    op_html_rewriter_set_name(this.#run.rewriter, this.#token, String(name));
-  }
-  get namespaceURI() {
-    return op_html_rewriter_namespace(this.#run.rewriter, this.#token);
-  }
-  get removed() {
-    return op_html_rewriter_removed(this.#run.rewriter, this.#token);
-  }
-  /** An iterator of `[name, value]` pairs. */
-  get attributes() {
-    const pairs = op_html_rewriter_attributes(this.#run.rewriter, this.#token);
-    return ArrayPrototypeSymbolIterator(pairs);
-  }
-  getAttribute(name) {
-    return op_html_rewriter_attribute(this.#run.rewriter, this.#token, String(name));
-  }
-  hasAttribute(name) {
-    return op_html_rewriter_has_attribute(this.#run.rewriter, this.#token, String(name));
-  }
-  setAttribute(name, value) {
-    op_html_rewriter_set_attribute(this.#run.rewriter, this.#token, String(name), String(value));
-    return this;
-  }
-  removeAttribute(name) {
-    op_html_rewriter_remove_attribute(this.#run.rewriter, this.#token, String(name));
-    return this;
-  }
-  before(content, options) {
-    insert(this.#run, this.#token, BEFORE, content, options);
-    return this;
-  }
-  after(content, options) {
-    insert(this.#run, this.#token, AFTER, content, options);
-    return this;
-  }
-  prepend(content, options) {
-    insert(this.#run, this.#token, PREPEND, content, options);
-    return this;
-  }
-  append(content, options) {
-    insert(this.#run, this.#token, APPEND, content, options);
-    return this;
-  }
-  replace(content, options) {
-    insert(this.#run, this.#token, REPLACE, content, options);
-    return this;
-  }
-  setInnerContent(content, options) {
-    insert(this.#run, this.#token, SET_INNER, content, options);
-    return this;
   }
   remove() {
     op_html_rewriter_remove(this.#run.rewriter, this.#token, false);
     return this;
   }
+}
+
+/** A unit content can go before and after. */
+class Inserting extends Unit {
+  before(content, options) {
+    insert(runOf(this), tokenOf(this), BEFORE, content, options);
+    return this;
+  }
+  after(content, options) {
+    insert(runOf(this), tokenOf(this), AFTER, content, options);
+    return this;
+  }
+}
+
+/** A unit of the document's content: it can also be replaced, and tells if it was removed. */
+class Content extends Inserting {
+  get removed() {
+    return op_html_rewriter_removed(runOf(this).rewriter, tokenOf(this));
+  }
+  replace(content, options) {
+    insert(runOf(this), tokenOf(this), REPLACE, content, options);
+    return this;
+  }
+}
+
+/** An element start tag matched by a selector. Valid only while its handler runs. */
+class Element extends Content {
+  get tagName() {
+    return op_html_rewriter_name(runOf(this).rewriter, tokenOf(this));
+  }
+  set tagName(name) {
+    op_html_rewriter_set_name(runOf(this).rewriter, tokenOf(this), String(name));
+  }
+  get namespaceURI() {
+    return op_html_rewriter_namespace(runOf(this).rewriter, tokenOf(this));
+  }
+  /** An iterator of `[name, value]` pairs. */
+  get attributes() {
+    const pairs = op_html_rewriter_attributes(runOf(this).rewriter, tokenOf(this));
+    return ArrayPrototypeSymbolIterator(pairs);
+  }
+  getAttribute(name) {
+    return op_html_rewriter_attribute(runOf(this).rewriter, tokenOf(this), String(name));
+  }
+  hasAttribute(name) {
+    return op_html_rewriter_has_attribute(runOf(this).rewriter, tokenOf(this), String(name));
+  }
+  setAttribute(name, value) {
+    op_html_rewriter_set_attribute(runOf(this).rewriter, tokenOf(this), String(name), String(value));
+    return this;
+  }
+  removeAttribute(name) {
+    op_html_rewriter_remove_attribute(runOf(this).rewriter, tokenOf(this), String(name));
+    return this;
+  }
+  prepend(content, options) {
+    insert(runOf(this), tokenOf(this), PREPEND, content, options);
+    return this;
+  }
+  append(content, options) {
+    insert(runOf(this), tokenOf(this), APPEND, content, options);
+    return this;
+  }
+  setInnerContent(content, options) {
+    insert(runOf(this), tokenOf(this), SET_INNER, content, options);
+    return this;
+  }
   removeAndKeepContent() {
-    op_html_rewriter_remove(this.#run.rewriter, this.#token, true);
+    op_html_rewriter_remove(runOf(this).rewriter, tokenOf(this), true);
     return this;
   }
   /** Runs `handler(endTag)` at this element's end tag (which may return a promise). */
@@ -159,121 +179,47 @@ class Element {
     if (typeof handler !== "function") {
       throw new TypeError("onEndTag expects a function");
     }
-    const id = this.#run.addEndTagHandler(handler);
-    op_html_rewriter_on_end_tag(this.#run.rewriter, this.#token, id);
+    const id = runOf(this).addEndTagHandler(handler);
+    op_html_rewriter_on_end_tag(runOf(this).rewriter, tokenOf(this), id);
   }
 }
 
 /** An element's end tag, given to an `onEndTag` handler. */
-class EndTag {
-  #run;
-  #token;
-  constructor(run, token) {
-    this.#run = run;
-    this.#token = token;
-  }
+class EndTag extends Inserting {
   get name() {
-    return op_html_rewriter_name(this.#run.rewriter, this.#token);
+    return op_html_rewriter_name(runOf(this).rewriter, tokenOf(this));
   }
   set name(name) {
-    op_html_rewriter_set_name(this.#run.rewriter, this.#token, String(name));
-  }
-  before(content, options) {
-    insert(this.#run, this.#token, BEFORE, content, options);
-    return this;
-  }
-  after(content, options) {
-    insert(this.#run, this.#token, AFTER, content, options);
-    return this;
-  }
-  remove() {
-    op_html_rewriter_remove(this.#run.rewriter, this.#token, false);
-    return this;
+    op_html_rewriter_set_name(runOf(this).rewriter, tokenOf(this), String(name));
   }
 }
 
 /** A chunk of a text node (a node may come in several chunks; see `lastInTextNode`). */
-class Text {
-  #run;
-  #token;
-  constructor(run, token) {
-    this.#run = run;
-    this.#token = token;
-  }
+class Text extends Content {
   get text() {
-    return op_html_rewriter_text(this.#run.rewriter, this.#token);
+    return op_html_rewriter_text(runOf(this).rewriter, tokenOf(this));
   }
   get lastInTextNode() {
-    return op_html_rewriter_last_in_text_node(this.#run.rewriter, this.#token);
-  }
-  get removed() {
-    return op_html_rewriter_removed(this.#run.rewriter, this.#token);
-  }
-  before(content, options) {
-    insert(this.#run, this.#token, BEFORE, content, options);
-    return this;
-  }
-  after(content, options) {
-    insert(this.#run, this.#token, AFTER, content, options);
-    return this;
-  }
-  replace(content, options) {
-    insert(this.#run, this.#token, REPLACE, content, options);
-    return this;
-  }
-  remove() {
-    op_html_rewriter_remove(this.#run.rewriter, this.#token, false);
-    return this;
+    return op_html_rewriter_last_in_text_node(runOf(this).rewriter, tokenOf(this));
   }
 }
 
 /** An HTML comment. */
-class Comment {
-  #run;
-  #token;
-  constructor(run, token) {
-    this.#run = run;
-    this.#token = token;
-  }
+class Comment extends Content {
   get text() {
-    return op_html_rewriter_text(this.#run.rewriter, this.#token);
+    return op_html_rewriter_text(runOf(this).rewriter, tokenOf(this));
   }
   set text(text) {
-    op_html_rewriter_set_text(this.#run.rewriter, this.#token, String(text));
-  }
-  get removed() {
-    return op_html_rewriter_removed(this.#run.rewriter, this.#token);
-  }
-  before(content, options) {
-    insert(this.#run, this.#token, BEFORE, content, options);
-    return this;
-  }
-  after(content, options) {
-    insert(this.#run, this.#token, AFTER, content, options);
-    return this;
-  }
-  replace(content, options) {
-    insert(this.#run, this.#token, REPLACE, content, options);
-    return this;
-  }
-  remove() {
-    op_html_rewriter_remove(this.#run.rewriter, this.#token, false);
-    return this;
+    op_html_rewriter_set_text(runOf(this).rewriter, tokenOf(this), String(text));
   }
 }
 
 /** The document's doctype. */
-class Doctype {
-  #run;
-  #token;
+class Doctype extends Unit {
   #ids;
-  constructor(run, token) {
-    this.#run = run;
-    this.#token = token;
-  }
   #read() {
     if (this.#ids === undefined) {
-      this.#ids = op_html_rewriter_doctype(this.#run.rewriter, this.#token);
+      this.#ids = op_html_rewriter_doctype(runOf(this).rewriter, tokenOf(this));
     }
     return this.#ids;
   }
@@ -287,11 +233,7 @@ class Doctype {
     return this.#read()[2];
   }
   get removed() {
-    return op_html_rewriter_removed(this.#run.rewriter, this.#token);
-  }
-  remove() {
-    op_html_rewriter_remove(this.#run.rewriter, this.#token, false);
-    return this;
+    return op_html_rewriter_removed(runOf(this).rewriter, tokenOf(this));
   }
 }
 
