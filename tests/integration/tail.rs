@@ -106,6 +106,27 @@ address = "127.0.0.1:0"
     )
 }
 
+/// Uploads `upload` as worker `name` (and checks it was created).
+async fn deploy(isola: &Isola, name: &str, upload: &serde_json::Value) {
+    let reply = isola
+        .admin(
+            ADMIN_TOKEN,
+            "PUT",
+            &format!("/workers/{name}"),
+            &upload.to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+}
+
+/// A tail of worker `name`, connected (its opening comment read).
+async fn tail_of(isola: &Isola, name: &str) -> Tail {
+    let tail = Tail::open(isola, name).await;
+    assert_eq!(tail.status, 200);
+    tail.wait_for(&format!(": tail of {name}")).await;
+    tail
+}
+
 #[tokio::test]
 async fn tail_streams_requests_kills_and_console_lines_with_secrets_redacted() {
     let isola = node();
@@ -114,18 +135,13 @@ async fn tail_streams_requests_kills_and_console_lines_with_secrets_redacted() {
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text());
     let upload = serde_json::json!({ "code": WORKER, "limits": { "cpu_ms": 50 } });
-    let reply = isola
-        .admin(ADMIN_TOKEN, "PUT", "/workers/tl", &upload.to_string())
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    deploy(&isola, "tl", &upload).await;
     assert_eq!(
         get_host(&isola, "tl.localhost", "/before").await.status,
         200
     );
 
-    let tail = Tail::open(&isola, "tl").await;
-    assert_eq!(tail.status, 200);
-    tail.wait_for(": tail of tl").await;
+    let tail = tail_of(&isola, "tl").await;
     let request = Request::get(format!("/seen?key={SECRET}"))
         .header("host", "tl.localhost")
         .header("cookie", "session=cookie-value")
@@ -186,10 +202,7 @@ async fn tail_streams_requests_kills_and_console_lines_with_secrets_redacted() {
 async fn tails_are_bounded_per_worker_and_unknown_workers_are_404() {
     let isola = node();
     let upload = serde_json::json!({ "code": WORKER });
-    let reply = isola
-        .admin(ADMIN_TOKEN, "PUT", "/workers/busy", &upload.to_string())
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    deploy(&isola, "busy", &upload).await;
     let mut tails = Vec::new();
     for _ in 0..10 {
         let tail = Tail::open(&isola, "busy").await;
@@ -289,10 +302,7 @@ async fn isola_tail_prints_filtered_requests_with_their_console_lines() {
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text());
     let upload = serde_json::json!({ "code": WORKER, "limits": { "cpu_ms": 50 } });
-    let reply = isola
-        .admin(ADMIN_TOKEN, "PUT", "/workers/tl", &upload.to_string())
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    deploy(&isola, "tl", &upload).await;
     let pretty = TailCommand::start(&isola, &["tl"]).await;
     let errors = TailCommand::start(&isola, &["tl", "--status", "5xx"]).await;
     let json = TailCommand::start(&isola, &["tl", "--format", "json", "--search", "seen"]).await;
@@ -362,10 +372,7 @@ async fn a_stuck_tail_never_slows_requests() {
       return new Response('ok');
     } }"#;
     let upload = serde_json::json!({ "code": code, "limits": { "cpu_ms": 2000 } });
-    let reply = isola
-        .admin(ADMIN_TOKEN, "PUT", "/workers/loud", &upload.to_string())
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    deploy(&isola, "loud", &upload).await;
     // A tail that never reads a byte of its stream.
     let authority = isola
         .printed_url("admin on ")
@@ -422,13 +429,8 @@ async fn a_thrown_exception_rides_on_its_request_event_with_its_stack() {
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text());
     let upload = serde_json::json!({ "code": THROWING });
-    let reply = isola
-        .admin(ADMIN_TOKEN, "PUT", "/workers/te", &upload.to_string())
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    let tail = Tail::open(&isola, "te").await;
-    assert_eq!(tail.status, 200);
-    tail.wait_for(": tail of te").await;
+    deploy(&isola, "te", &upload).await;
+    let tail = tail_of(&isola, "te").await;
     let pretty = TailCommand::start(&isola, &["te", "--search", "explode"]).await;
 
     let failed = get_host(&isola, "te.localhost", "/boom").await;
@@ -515,18 +517,13 @@ async fn a_request_event_carries_the_cpu_time_it_burned() {
     } }"#;
     let upload =
         serde_json::json!({ "code": code, "limits": { "cpu_ms": 10000, "wall_ms": 60000 } });
-    let reply = isola
-        .admin(ADMIN_TOKEN, "PUT", "/workers/burn", &upload.to_string())
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
+    deploy(&isola, "burn", &upload).await;
     // A warm isolate, so no start-up is in what the process burns.
     assert_eq!(
         get_host(&isola, "burn.localhost", "/?n=1000").await.status,
         200
     );
-    let tail = Tail::open(&isola, "burn").await;
-    assert_eq!(tail.status, 200);
-    tail.wait_for(": tail of burn").await;
+    let tail = tail_of(&isola, "burn").await;
     let before = crate::support::thread_cpu_seconds(isola.pid());
     let reply = get_host(&isola, "burn.localhost", "/?n=100000000").await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -562,13 +559,8 @@ async fn exceptions_of_timers_and_wait_until_work_name_their_request() {
         .admin(ADMIN_TOKEN, "PUT", "/workers/late/secrets/TOKEN", SECRET)
         .await;
     assert_eq!(reply.status, 201, "{}", reply.text());
-    let reply = isola
-        .admin(ADMIN_TOKEN, "PUT", "/workers/late", &upload.to_string())
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.text());
-    let tail = Tail::open(&isola, "late").await;
-    assert_eq!(tail.status, 200);
-    tail.wait_for(": tail of late").await;
+    deploy(&isola, "late", &upload).await;
+    let tail = tail_of(&isola, "late").await;
     let pretty = TailCommand::start(&isola, &["late"]).await;
     // Requests before and after, so the exceptions could be mistaken for theirs.
     assert_eq!(get_host(&isola, "late.localhost", "/a").await.status, 200);
