@@ -13,10 +13,11 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::fast_h1::{self, FastH1};
+pub use super::link::Failure;
+use super::link::Io;
 use super::{H1Client, LoadSpec, SpecError};
 use crate::stats::ErrorKind;
 
@@ -25,25 +26,6 @@ pub(crate) type Body = Full<Bytes>;
 
 /// What an exchange yields: status, response body bytes, whether the connection is reusable.
 pub(crate) type Exchange = (u16, u64, bool);
-
-/// A failed connection or exchange: its kind (for counting) and what happened (for people).
-#[derive(Debug, thiserror::Error)]
-#[error("{}: {detail}", kind.as_str())]
-pub struct Failure {
-    /// The error kind it is counted as.
-    pub kind: ErrorKind,
-    /// What went wrong.
-    pub detail: String,
-}
-
-impl Failure {
-    fn new(kind: ErrorKind, error: impl std::fmt::Display) -> Self {
-        Self {
-            kind,
-            detail: error.to_string(),
-        }
-    }
-}
 
 /// Where and what to send, prepared once per run.
 pub(crate) struct Target {
@@ -199,10 +181,6 @@ where
         _ => handshake(Box::new(tcp)).await,
     }
 }
-
-/// A byte stream hyper can run over (TCP or TLS).
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// hyper's HTTP/1.1 connection future over TCP or TLS.
 type HyperDriver = http1::Connection<TokioIo<Box<dyn Io>>, Body>;

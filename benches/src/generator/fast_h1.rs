@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use tokio::io::{AsyncRead, AsyncWriteExt as _, ReadBuf};
 
-use super::connection::{Failure, Io};
+use super::link::{Failure, Io};
 use crate::stats::ErrorKind;
 
 /// Most bytes a response head may take.

@@ -12,6 +12,7 @@
 
 mod connection;
 mod fast_h1;
+mod link;
 mod live;
 mod schedule;
 mod worker;
