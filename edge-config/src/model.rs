@@ -269,6 +269,24 @@ pub struct Worker {
     pub limits: Limits,
 }
 
+impl Worker {
+    /// Worker `name` running `file` with every setting at its default (no vars, no `eval`,
+    /// no cache, the default outbound policy and limits): what a bare script is.
+    pub fn with_defaults(name: impl Into<String>, file: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            file: file.into(),
+            root: None,
+            vars: BTreeMap::new(),
+            allow_eval: false,
+            allow_wasm_compile: false,
+            cache: false,
+            outbound: Outbound::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 /// What outbound `fetch()` may reach beyond the public internet (`[workers.x.outbound]`).
 /// Loopback, private, link-local, unique-local, multicast and other special-purpose
 /// addresses are refused after DNS resolution unless opened here.

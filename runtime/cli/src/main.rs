@@ -9,7 +9,6 @@ mod manage;
 mod pretty;
 mod terminal;
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -345,17 +344,7 @@ fn startup_probe(
     file: &std::path::Path,
     iterations: usize,
 ) -> anyhow::Result<Vec<std::time::Duration>> {
-    let config = Worker {
-        name: "startup".to_owned(),
-        file: file.to_owned(),
-        root: None,
-        vars: BTreeMap::new(),
-        allow_eval: false,
-        allow_wasm_compile: false,
-        cache: false,
-        outbound: Outbound::default(),
-        limits: Limits::default(),
-    };
+    let config = Worker::with_defaults("startup", file);
     let worker = isola_runtime::worker::WorkerSource::load(&config)?;
     Ok(isola_runtime::startup_times(&worker, iterations)?)
 }
@@ -384,17 +373,7 @@ fn dev_worker(args: &DevArgs) -> anyhow::Result<Worker> {
         let name = file
             .file_stem()
             .map_or_else(|| "worker".to_owned(), |s| s.to_string_lossy().into_owned());
-        return Ok(Worker {
-            name,
-            file: file.clone(),
-            root: None,
-            vars: BTreeMap::new(),
-            allow_eval: false,
-            allow_wasm_compile: false,
-            cache: false,
-            outbound: Outbound::default(),
-            limits: Limits::default(),
-        });
+        return Ok(Worker::with_defaults(name, file.clone()));
     }
     match edge_config::load_project(&args.config) {
         Ok(project) => Ok(project.worker),
