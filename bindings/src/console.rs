@@ -26,6 +26,11 @@ pub struct ConsoleTapSlot(pub std::sync::Arc<dyn ConsoleTap>);
 #[derive(Clone, Debug)]
 pub struct WorkerName(pub std::sync::Arc<str>);
 
+/// Which version of its worker an isolate runs (a content hash, or `config`); put in its
+/// OpState by whoever loads the worker, so log lines name it (`?` before that).
+#[derive(Clone, Debug)]
+pub struct WorkerVersion(pub std::sync::Arc<str>);
+
 deno_core::extension!(
     isola_console,
     deps = [deno_web],
@@ -54,6 +59,7 @@ fn op_isola_log(
             contexts.borrow_mut().console_line(request, message.len())
         });
     let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
+    let version = state.try_borrow::<WorkerVersion>().map_or("?", |v| &v.0);
     let (request_id, message) = match &allowance {
         ConsoleAllowance::Write(id) => (
             id.as_deref(),
@@ -63,6 +69,7 @@ fn op_isola_log(
             tracing::warn!(
                 target: "isola::console",
                 worker,
+                version,
                 request_id = &**id,
                 "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
             );
@@ -82,10 +89,10 @@ fn op_isola_log(
         tap.0.line(request_id, name, &message);
     }
     match level {
-        0 => tracing::debug!(target: "isola::console", worker, request_id, "{message}"),
-        1 => tracing::info!(target: "isola::console", worker, request_id, "{message}"),
-        2 => tracing::warn!(target: "isola::console", worker, request_id, "{message}"),
-        _ => tracing::error!(target: "isola::console", worker, request_id, "{message}"),
+        0 => tracing::debug!(target: "isola::console", worker, version, request_id, "{message}"),
+        1 => tracing::info!(target: "isola::console", worker, version, request_id, "{message}"),
+        2 => tracing::warn!(target: "isola::console", worker, version, request_id, "{message}"),
+        _ => tracing::error!(target: "isola::console", worker, version, request_id, "{message}"),
     }
 }
 
@@ -108,12 +115,14 @@ fn op_isola_exception(state: &mut OpState, #[string] text: &str, #[number] reque
         None => (ConsoleAllowance::Write(None), None),
     };
     let worker = state.try_borrow::<WorkerName>().map_or("?", |w| &w.0);
+    let version = state.try_borrow::<WorkerVersion>().map_or("?", |v| &v.0);
     let request_id = match &allowance {
         ConsoleAllowance::Write(id) => id.as_deref(),
         ConsoleAllowance::Truncate(id) => {
             tracing::warn!(
                 target: "isola::console",
                 worker,
+                version,
                 request_id = &**id,
                 "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
             );
@@ -132,7 +141,7 @@ fn op_isola_exception(state: &mut OpState, #[string] text: &str, #[number] reque
             }
         }
     }
-    tracing::error!(target: "isola::exception", worker, request_id, "{}", log_text(text));
+    tracing::error!(target: "isola::exception", worker, version, request_id, "{}", log_text(text));
 }
 
 /// `message` as the text of one log record, readable and unforgeable: a multi-line message

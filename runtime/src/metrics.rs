@@ -268,6 +268,7 @@ const STATUS_CLASSES: [&str; 6] = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
 #[derive(Debug)]
 pub struct WorkerMeters {
     worker: std::sync::Arc<str>,
+    version: std::sync::Arc<str>,
     requests: [[OnceLock<IntCounter>; Outcome::ALL.len()]; STATUS_CLASSES.len()],
     duration: Histogram,
     cpu_seconds: Counter,
@@ -299,7 +300,8 @@ impl WorkerMeters {
         let m = metrics();
         let name = [&*worker];
         Self {
-            usage: crate::usage::UsageMeter::register(worker.clone(), version),
+            usage: crate::usage::UsageMeter::register(worker.clone(), version.clone()),
+            version,
             tails: crate::tail::of(&worker),
             duration: m.request_duration.with_label_values(&name),
             cpu_seconds: m.cpu_seconds.with_label_values(&name),
@@ -344,6 +346,11 @@ impl WorkerMeters {
                 self.usage.invocation(memory_mb, micros);
             }
         }
+    }
+
+    /// The version these series meter usage for (a content hash, or `config`).
+    pub fn version(&self) -> &std::sync::Arc<str> {
+        &self.version
     }
 
     /// The worker's live tails.

@@ -161,6 +161,14 @@ async fn interleaved_requests_keep_their_subrequest_count_loop_chain_and_log_id(
         request_id_of(&logs, "b-start"),
     );
     assert_eq!(a_start.len(), 16, "{a_start}");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("a-start"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("worker=") && line.contains("version=") && line.contains("config"),
+        "a console line names its deployment and version: {line}"
+    );
     assert_eq!(a_start, a_after, "A's log lines name A, also after B began");
     assert_ne!(a_start, b_start);
 }

@@ -134,6 +134,9 @@ impl Isolate {
             let state = runtime.op_state();
             let mut state = state.borrow_mut();
             state.put(WorkerName(worker.name.clone()));
+            state.put(isola_bindings::console::WorkerVersion(
+                worker.meters.version().clone(),
+            ));
             state.put(isola_bindings::console::ConsoleTapSlot(
                 std::sync::Arc::new(crate::tail::ConsoleToTails {
                     tails: worker.meters.tails().clone(),
