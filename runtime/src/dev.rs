@@ -1,6 +1,7 @@
 //! `isola dev`'s reload: watches the worker's modules (the entry file and what it imports
-//! relatively, with their source maps) and swaps in the new code once it starts; a broken
-//! edit is reported (with file:line:column) and the last good version keeps serving.
+//! relatively, with their source maps) and its project file, if it has one, and swaps in the
+//! new code or settings once they start; a broken edit is reported (with file:line:column,
+//! or the project file's key) and the last good version keeps serving.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,22 @@ pub struct WatchError {
     error: notify::Error,
 }
 
+/// How to read the worker's settings again when its project file (`isola.toml`) changes.
+pub struct Reconfigure {
+    /// The project file.
+    pub file: PathBuf,
+    /// Reads it (with whatever the command line sets over it); the error is shown as is.
+    pub load: Box<dyn Fn() -> Result<edge_config::Worker, String> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Reconfigure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconfigure")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The running watch; dropping it stops reloading.
 pub struct DevWatch {
     _watcher: Arc<Mutex<notify::RecommendedWatcher>>,
@@ -38,20 +55,31 @@ impl std::fmt::Debug for DevWatch {
 }
 
 /// Reloads `deployment` from `config` whenever one of its modules (or a source map beside
-/// one) changes, dropping its cached responses. The directories of the modules it imports are
-/// watched as imports are added.
+/// one) changes, dropping its cached responses; with `project`, also when the project file
+/// changes, with the settings read from it again. The directories of the modules it imports
+/// are watched as imports are added.
 pub fn watch(
-    config: edge_config::Worker,
+    mut config: edge_config::Worker,
     deployment: Arc<Pool>,
     cache: Option<ResponseCache>,
+    project: Option<Reconfigure>,
 ) -> Result<DevWatch, WatchError> {
+    let project_file = project
+        .as_ref()
+        .map(|project| std::path::absolute(&project.file).unwrap_or_else(|_| project.file.clone()));
     let (changed_tx, mut changed) = mpsc::unbounded_channel();
+    let settings_file = project_file.clone();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && event.kind.is_modify() | event.kind.is_create() | event.kind.is_remove()
-            && event.paths.iter().any(|p| is_module_file(p))
         {
-            let _ = changed_tx.send(());
+            let settings = event
+                .paths
+                .iter()
+                .any(|p| settings_file.as_deref() == Some(p.as_path()));
+            if settings || event.paths.iter().any(|p| is_module_file(p)) {
+                let _ = changed_tx.send(settings);
+            }
         }
     })
     .map_err(|error| WatchError {
@@ -61,11 +89,22 @@ pub fn watch(
     let watcher = Arc::new(Mutex::new(watcher));
     let mut watched = BTreeSet::new();
     watch_dirs(&watcher, &mut watched, &deployment.worker(), &config.file)?;
+    if let Some(dir) = project_file.as_deref().and_then(Path::parent) {
+        watch_dir(&watcher, &mut watched, dir)?;
+    }
     let task_watcher = Arc::clone(&watcher);
     tokio::spawn(async move {
-        while changed.recv().await.is_some() {
+        while let Some(mut settings) = changed.recv().await {
             tokio::time::sleep(DEBOUNCE).await;
-            while changed.try_recv().is_ok() {}
+            while let Ok(more) = changed.try_recv() {
+                settings |= more;
+            }
+            if settings
+                && let Some(project) = &project
+                && !reconfigure(&mut config, project)
+            {
+                continue;
+            }
             if let Some(worker) = reload(&config, &deployment, cache.as_ref()).await
                 && let Err(error) = watch_dirs(&task_watcher, &mut watched, &worker, &config.file)
             {
@@ -74,6 +113,30 @@ pub fn watch(
         }
     });
     Ok(DevWatch { _watcher: watcher })
+}
+
+/// Reads the project file again into `config`; false (logged, nothing changes) when it is
+/// broken or renames the worker, which only a restart can do.
+fn reconfigure(config: &mut edge_config::Worker, project: &Reconfigure) -> bool {
+    match (project.load)() {
+        Ok(new) if new.name != config.name => {
+            tracing::error!(
+                worker = %config.name,
+                "{}: `name` changed to `{}`; restart isola dev to serve the new name (still serving the previous settings)",
+                project.file.display(),
+                new.name
+            );
+            false
+        }
+        Ok(new) => {
+            *config = new;
+            true
+        }
+        Err(error) => {
+            tracing::error!(worker = %config.name, "reload failed, still serving the previous version: {error}");
+            false
+        }
+    }
 }
 
 /// Whether a change to `path` may change a worker: a module's extension, or a source map.
@@ -96,19 +159,30 @@ fn watch_dirs(
         .chain([entry.as_path()])
         .filter_map(|file| file.parent().map(Path::to_path_buf))
         .collect();
-    let mut watcher = watcher.lock().unwrap_or_else(PoisonError::into_inner);
     for dir in dirs {
-        if watched.contains(&dir) {
-            continue;
-        }
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|error| WatchError {
-                path: dir.clone(),
-                error,
-            })?;
-        watched.insert(dir);
+        watch_dir(watcher, watched, &dir)?;
     }
+    Ok(())
+}
+
+/// Watches `dir` unless it is watched already.
+fn watch_dir(
+    watcher: &Mutex<notify::RecommendedWatcher>,
+    watched: &mut BTreeSet<PathBuf>,
+    dir: &Path,
+) -> Result<(), WatchError> {
+    if watched.contains(dir) {
+        return Ok(());
+    }
+    watcher
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|error| WatchError {
+            path: dir.to_owned(),
+            error,
+        })?;
+    watched.insert(dir.to_owned());
     Ok(())
 }
 

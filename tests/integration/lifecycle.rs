@@ -114,3 +114,47 @@ async fn serve_routes_by_path_prefix_across_workers() {
         "/apix is not under /api: the router app answers its 404"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_reloads_when_its_project_file_changes() {
+    let dir = std::env::temp_dir().join(format!("isola-dev-project-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let settings = |greeting: &str| {
+        format!(
+            "name = \"proj\"\nmain = \"src/index.js\"\nvars = {{ GREETING = \"{greeting}\" }}\n"
+        )
+    };
+    std::fs::write(dir.join("isola.toml"), settings("hello")).unwrap();
+    std::fs::write(
+        dir.join("src/index.js"),
+        "export default { fetch: (request, env) => new Response(env.GREETING) };",
+    )
+    .unwrap();
+    let isola = Isola::start_in(&dir, &["dev".to_owned(), "--port".into(), "0".into()]);
+    assert_eq!(get(Proto::H1, &isola, "/").await.text(), "hello");
+
+    std::fs::write(dir.join("isola.toml"), settings("bonjour")).unwrap();
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(Proto::H1, &isola, "/").await.text();
+        if text == "bonjour" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        text, "bonjour",
+        "a changed var in isola.toml reaches the worker"
+    );
+
+    // A broken project file is reported and the last good settings keep serving.
+    std::fs::write(
+        dir.join("isola.toml"),
+        "name = \"proj\"\nmain = \"src/index.js\"\nvars = 3\n",
+    )
+    .unwrap();
+    let logs = isola.wait_for_log("reload failed");
+    assert!(logs.contains("isola.toml"), "{logs}");
+    assert_eq!(get(Proto::H1, &isola, "/").await.text(), "bonjour");
+}

@@ -116,7 +116,7 @@ enum Command {
     Tail(tail::TailArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct DevArgs {
     /// The worker: an ES module (`.js`, or `.ts` whose types are stripped) with `export
     /// default { fetch }`, or a service-worker script. It may import modules of its directory
@@ -384,11 +384,45 @@ fn dev_worker(args: &DevArgs) -> anyhow::Result<Worker> {
     }
 }
 
+/// The worker `isola dev` runs: its file or project (`isola.toml`), with the command line's
+/// vars, limits and flags over it, and loopback open to its fetch.
+fn dev_worker_config(args: &DevArgs) -> anyhow::Result<Worker> {
+    let base = dev_worker(args)?;
+    let mut vars = base.vars;
+    vars.extend(
+        args.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+    );
+    let limits = Limits {
+        cpu_ms: args.cpu_ms.unwrap_or(base.limits.cpu_ms),
+        wall_ms: args.wall_ms.unwrap_or(base.limits.wall_ms),
+        startup_wall_ms: args.startup_wall_ms.unwrap_or(base.limits.startup_wall_ms),
+        memory_mb: args.memory_mb.unwrap_or(base.limits.memory_mb),
+        max_isolates: args.max_isolates.unwrap_or(base.limits.max_isolates),
+        ..base.limits
+    };
+    Ok(Worker {
+        name: base.name,
+        file: base.file,
+        root: base.root,
+        vars,
+        allow_eval: args.allow_eval || base.allow_eval,
+        allow_wasm_compile: args.allow_eval || base.allow_wasm_compile,
+        cache: args.cache || base.cache,
+        outbound: Outbound {
+            allow_loopback: true,
+            ..base.outbound
+        },
+        limits,
+    })
+}
+
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    let base = dev_worker(&args)?;
-    let name = base.name.clone();
+    let worker = dev_worker_config(&args)?;
+    let name = worker.name.clone();
     let tls = if args.tls {
-        let (cert, key) = match (args.cert, args.key) {
+        let (cert, key) = match (args.cert.clone(), args.key.clone()) {
             (Some(cert), Some(key)) => (cert, key),
             _ => {
                 let dir = dev_tls_dir();
@@ -407,34 +441,6 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         })
     } else {
         None
-    };
-    let mut vars = base.vars;
-    vars.extend(
-        args.vars
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v))),
-    );
-    let limits = Limits {
-        cpu_ms: args.cpu_ms.unwrap_or(base.limits.cpu_ms),
-        wall_ms: args.wall_ms.unwrap_or(base.limits.wall_ms),
-        startup_wall_ms: args.startup_wall_ms.unwrap_or(base.limits.startup_wall_ms),
-        memory_mb: args.memory_mb.unwrap_or(base.limits.memory_mb),
-        max_isolates: args.max_isolates.unwrap_or(base.limits.max_isolates),
-        ..base.limits
-    };
-    let worker = Worker {
-        name: name.clone(),
-        file: base.file,
-        root: base.root,
-        vars,
-        allow_eval: args.allow_eval || base.allow_eval,
-        allow_wasm_compile: args.allow_eval || base.allow_wasm_compile,
-        cache: args.cache || base.cache,
-        outbound: Outbound {
-            allow_loopback: true,
-            ..base.outbound
-        },
-        limits,
     };
     let mut config = Config::default();
     config.cache.max_size_mb = args.cache_mb;
@@ -467,7 +473,20 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .deployment(&name)
             .await
             .context("the dev worker is missing")?;
-        Some(isola_runtime::dev::watch(worker, deployment, node.cache())?)
+        // With a project file, an edit of it (vars, limits, main...) reloads the worker too.
+        let project = args.file.is_none().then(|| {
+            let args = args.clone();
+            isola_runtime::dev::Reconfigure {
+                file: args.config.clone(),
+                load: Box::new(move || dev_worker_config(&args).map_err(|e| format!("{e:#}"))),
+            }
+        });
+        Some(isola_runtime::dev::watch(
+            worker,
+            deployment,
+            node.cache(),
+            project,
+        )?)
     };
     node.run(shutdown_signal()).await;
     Ok(())
