@@ -146,7 +146,7 @@ struct DevArgs {
     /// PEM private key for --tls.
     #[arg(long, requires = "cert")]
     key: Option<PathBuf>,
-    /// Do not reload when the file changes.
+    /// Do not reload when the worker's modules or its project file (isola.toml) change.
     #[arg(long)]
     no_watch: bool,
     /// Do not print each request on stdout (no tail of the worker is kept either; benchmarks
