@@ -66,13 +66,7 @@ fn op_isola_log(
             log_text(message.strip_suffix('\n').unwrap_or(message)),
         ),
         ConsoleAllowance::Truncate(id) => {
-            tracing::warn!(
-                target: "isola::console",
-                worker,
-                version,
-                request_id = &**id,
-                "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
-            );
+            log_truncated(worker, version, id);
             return;
         }
         ConsoleAllowance::Drop => return,
@@ -94,6 +88,17 @@ fn op_isola_log(
         2 => tracing::warn!(target: "isola::console", worker, version, request_id, "{message}"),
         _ => tracing::error!(target: "isola::console", worker, version, request_id, "{message}"),
     }
+}
+
+/// Logs, once per request, that its console output reached [`MAX_CONSOLE_BYTES`].
+fn log_truncated(worker: &str, version: &str, request_id: &str) {
+    tracing::warn!(
+        target: "isola::console",
+        worker,
+        version,
+        request_id,
+        "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
+    );
 }
 
 /// Records an uncaught exception (`text`: message and stack) of request `request`'s work: a
@@ -119,13 +124,7 @@ fn op_isola_exception(state: &mut OpState, #[string] text: &str, #[number] reque
     let request_id = match &allowance {
         ConsoleAllowance::Write(id) => id.as_deref(),
         ConsoleAllowance::Truncate(id) => {
-            tracing::warn!(
-                target: "isola::console",
-                worker,
-                version,
-                request_id = &**id,
-                "console output truncated: the request wrote more than {MAX_CONSOLE_BYTES} bytes"
-            );
+            log_truncated(worker, version, id);
             return;
         }
         ConsoleAllowance::Drop => return,

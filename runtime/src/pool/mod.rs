@@ -305,10 +305,9 @@ impl Pool {
         self: Arc<Self>,
         request: IncomingRequest,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
-        match self.dispatch(request).await {
-            Ok(dispatched) => Ok(dispatched.isolate),
-            Err(error) => Err(error),
-        }
+        self.dispatch(request)
+            .await
+            .map(|dispatched| dispatched.isolate)
     }
 
     /// Where `request` goes now: a warm isolate, a new one, or the queue (or nowhere: full).
