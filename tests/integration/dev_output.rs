@@ -25,7 +25,8 @@ async fn dev_prints_each_request_with_its_console_lines_and_exception() {
     assert_eq!(get(Proto::H1, &isola, "/hi").await.status, 200);
     let failed = get(Proto::H1, &isola, "/boom").await;
     assert_eq!(failed.status, 500);
-    let out = wait_for_stdout(&isola, "at explode (").await;
+    // The stack and the console line come as separate lines of stdout: wait for the last.
+    let out = wait_for_stdout(&isola, "(log) hello /boom").await;
     let lines: Vec<&str> = out.lines().collect();
     let hi = lines
         .iter()
