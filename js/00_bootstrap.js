@@ -16,6 +16,7 @@ const {
   Promise,
   PromiseReject,
   SymbolFor,
+  SymbolToStringTag,
   TypeError,
 } = primordials;
 
@@ -48,6 +49,7 @@ const base64 = load("ext:deno_web/05_base64.js");
 const streams = load("ext:deno_web/06_streams.js");
 const encoding = load("ext:deno_web/08_text_encoding.js");
 const file = load("ext:deno_web/09_file.js");
+const fileReader = load("ext:deno_web/10_filereader.js");
 const messagePort = load("ext:deno_web/13_message_port.js");
 const compression = load("ext:deno_web/14_compression.js");
 const performance = load("ext:deno_web/15_performance.js");
@@ -162,6 +164,8 @@ ObjectDefineProperties(globalThis, {
   // files and forms
   Blob: nonEnumerable(file.Blob),
   File: nonEnumerable(file.File),
+  FileReader: nonEnumerable(fileReader.FileReader),
+  ProgressEvent: nonEnumerable(event.ProgressEvent),
   FormData: nonEnumerable(formData.FormData),
   // fetch
   Headers: nonEnumerable(headers.Headers),
@@ -192,9 +196,20 @@ ObjectDefineProperties(globalThis, {
   self: core.propGetterOnly(() => globalThis),
 });
 
-// The global scope is a WorkerGlobalScope, hence an EventTarget: `addEventListener("fetch", …)`
-// and `unhandledrejection` work on it, with or without `this`, as on Workers.
-ObjectSetPrototypeOf(globalThis, globalInterfaces.WorkerGlobalScope.prototype);
+// The global scope is a ServiceWorkerGlobalScope (as workerd's), hence a WorkerGlobalScope and
+// an EventTarget: `addEventListener("fetch", …)` and `unhandledrejection` work on it, with or
+// without `this`, as on Workers; Web IDL's exposure sets (`[Exposed=ServiceWorker]`) and
+// test harnesses recognise it by its class.
+class ServiceWorkerGlobalScope extends globalInterfaces.WorkerGlobalScope {
+  constructor() {
+    throw new TypeError("Illegal constructor");
+  }
+
+  get [SymbolToStringTag]() {
+    return "ServiceWorkerGlobalScope";
+  }
+}
+ObjectSetPrototypeOf(globalThis, ServiceWorkerGlobalScope.prototype);
 ObjectDefineProperty(globalThis, webidl.brand, {
   value: webidl.brand,
   enumerable: false,
@@ -202,6 +217,7 @@ ObjectDefineProperty(globalThis, webidl.brand, {
   writable: true,
 });
 ObjectDefineProperty(globalThis, "WorkerGlobalScope", nonEnumerable(globalInterfaces.WorkerGlobalScope));
+ObjectDefineProperty(globalThis, "ServiceWorkerGlobalScope", nonEnumerable(ServiceWorkerGlobalScope));
 event.setEventTargetData(globalThis);
 event.saveGlobalThisReference(globalThis);
 core.setWasmStreamingCallback(fetch.handleWasmStreaming);

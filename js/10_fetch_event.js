@@ -21,6 +21,7 @@ const {
   ObjectKeys,
   ObjectPrototypeIsPrototypeOf,
   PromisePrototypeThen,
+  PromiseReject,
   PromiseResolve,
   ReflectApply,
   SafeMap,
@@ -270,11 +271,17 @@ function finish(id, aborted) {
 /**
  * `fetch()` as workers see it: deno_fetch's, with the calling request named in a header that
  * the outbound guard removes, so each subrequest (every redirect hop too) counts against, and
- * carries the loop chain of, the request it was made for.
+ * carries the loop chain of, the request it was made for. Like the standard's, it never throws:
+ * a bad URL or init rejects the promise it returns (a `TypeError`).
  */
 function contextualFetch(innerFetch, Request, contextHeader) {
   return function fetch(input, init = undefined) {
-    const request = new Request(input, init);
+    let request;
+    try {
+      request = new Request(input, init);
+    } catch (error) {
+      return PromiseReject(error);
+    }
     request.headers.set(contextHeader, NumberPrototypeToString(currentRequest()));
     return innerFetch(request);
   };
