@@ -1,6 +1,6 @@
 //! Web-platform conformance: test data nobody here wrote (WPT's URL data from the `url` crate,
 //! data: URLs, forgiving base64 and MIME types from `data-url`, URLPattern's from
-//! `urlpattern`, all pinned dev-dependencies; the Web IDL of eight specs from npm
+//! `urlpattern`, all pinned dev-dependencies; the Web IDL of nine specs from npm
 //! `@webref/idl` through testharness.js/idlharness.js from npm `wpt-runner`, pinned and cached)
 //! run inside an Isola isolate, the real binary over real HTTP, and compared with one
 //! expectation file per area (`expectations.rs`).
@@ -275,4 +275,9 @@ async fn idl_compression() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn idl_urlpattern() {
+    check("idl-urlpattern", Cases::Idl { spec: "urlpattern" }).await;
 }

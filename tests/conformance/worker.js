@@ -360,6 +360,10 @@ const IDL = {
     deps: ["html", "dom"],
     objects: { Crypto: ["crypto"], SubtleCrypto: ["crypto.subtle"] },
   },
+  urlpattern: {
+    deps: [],
+    objects: { URLPattern: ["new URLPattern()"] },
+  },
   compression: {
     deps: ["streams"],
     objects: {
