@@ -100,48 +100,62 @@ pub fn npm_package(package: &NpmPackage) -> PathBuf {
         .join(format!(".{name}.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).expect("create the npm cache directory");
+    if let Err(problem) = npm_pack(package, &work) {
+        let _ = std::fs::remove_dir_all(&work);
+        panic!("conformance: {problem}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&work, &dir).expect("move the package into the cache");
+    dir.join("package")
+}
+
+/// `npm pack` of `package` into `work`, its integrity checked, unpacked there and marked
+/// complete; the error says what to install or reach.
+fn npm_pack(package: &NpmPackage, work: &Path) -> Result<(), String> {
     let output = Command::new("npm")
         .args(["pack", package.spec, "--json", "--pack-destination"])
-        .arg(&work)
-        .current_dir(&work)
+        .arg(work)
+        .current_dir(work)
         .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "conformance: cannot run npm to fetch {} ({e}); install node and npm (apt-get install nodejs npm)",
+        .map_err(|e| {
+            format!(
+                "cannot run npm to fetch {} ({e}); install node and npm (apt-get install nodejs npm)",
                 package.spec
             )
-        });
-    assert!(
-        output.status.success(),
-        "conformance: `npm pack {}` failed (is the npm registry reachable?): {}",
-        package.spec,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let packed: Value = serde_json::from_slice(&output.stdout).expect("npm pack --json output");
+        })?;
+    if !output.status.success() {
+        return Err(format!(
+            "`npm pack {}` failed (is the npm registry reachable?): {}",
+            package.spec,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let packed: Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("npm pack --json printed no JSON: {e}"))?;
     let integrity = packed[0]["integrity"].as_str().unwrap_or_default();
-    assert_eq!(
-        integrity, package.integrity,
-        "conformance: {} does not have the pinned integrity",
-        package.spec
-    );
-    let tarball = work.join(packed[0]["filename"].as_str().expect("npm pack filename"));
+    if integrity != package.integrity {
+        return Err(format!(
+            "{} has integrity {integrity:?}, not the pinned {:?}",
+            package.spec, package.integrity
+        ));
+    }
+    let filename = packed[0]["filename"]
+        .as_str()
+        .ok_or("npm pack --json named no file")?;
+    let tarball = work.join(filename);
     let status = Command::new("tar")
         .arg("xzf")
         .arg(&tarball)
         .arg("-C")
-        .arg(&work)
+        .arg(work)
         .status()
-        .expect("run tar");
-    assert!(
-        status.success(),
-        "conformance: unpacking {} failed",
-        tarball.display()
-    );
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !status.success() {
+        return Err(format!("unpacking {} failed", tarball.display()));
+    }
     let _ = std::fs::remove_file(&tarball);
-    std::fs::write(work.join(".integrity"), package.integrity).expect("mark the package complete");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&work, &dir).expect("move the package into the cache");
-    dir.join("package")
+    std::fs::write(work.join(".integrity"), package.integrity)
+        .map_err(|e| format!("cannot mark {} complete: {e}", work.display()))
 }
 
 /// Reads a file of a fetched npm package.

@@ -120,7 +120,7 @@ impl Runtime {
             .header("content-type", "application/json")
             .body(Full::new(body))
             .expect("request");
-        let text = tokio::time::timeout(BATCH_TIMEOUT, async {
+        let (status, body) = tokio::time::timeout(BATCH_TIMEOUT, async {
             let stream = TcpStream::connect(&authority).await.expect("connect");
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
                 .await
@@ -138,7 +138,6 @@ impl Runtime {
         })
         .await
         .expect("the batch timed out");
-        let (status, body) = text;
         serde_json::from_slice(&body).unwrap_or_else(|_| {
             panic!(
                 "the worker answered {status}: {}",
