@@ -39,6 +39,10 @@ pub struct Metrics {
     pub isolate_kills: IntCounterVec,
     /// Requests that waited for a new isolate to start, by worker.
     pub cold_starts: IntCounterVec,
+    /// JavaScript modules loaded into isolates, by worker and what V8's code cache did
+    /// (`compiled`: no cache yet; `offered`: compiled from the version's cache; `rejected`:
+    /// an offered cache that V8 refused and replaced).
+    pub module_loads: IntCounterVec,
     /// Requests refused by the pool (`queue_full`, `queue_timeout`, `memory_budget`).
     pub requests_refused: IntCounterVec,
     /// Isolates dropped by the pool (`idle`, `memory_budget`).
@@ -184,6 +188,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "isola_cold_starts_total",
             "Requests that waited for a new isolate to start.",
             &["worker"],
+        ),
+        module_loads: counter(
+            &registry,
+            "isola_module_loads_total",
+            "JavaScript modules loaded into isolates, by what the version's code cache did.",
+            &["worker", "code_cache"],
         ),
         requests_refused: counter(
             &registry,
@@ -442,6 +452,9 @@ pub fn forget_worker(worker: &str) {
     }
     let _ = m.subrequests.remove_label_values(&[worker]);
     let _ = m.cold_starts.remove_label_values(&[worker]);
+    for outcome in ["compiled", "offered", "rejected"] {
+        let _ = m.module_loads.remove_label_values(&[worker, outcome]);
+    }
     let _ = m.request_duration.remove_label_values(&[worker]);
     for class in STATUS_CLASSES {
         for outcome in Outcome::ALL {

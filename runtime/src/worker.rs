@@ -58,6 +58,8 @@ pub struct WorkerSource {
     /// same fingerprint would run the same code the same way (a reload keeps such a worker's
     /// isolates).
     pub fingerprint: u64,
+    /// V8's compiled code of its modules, left by its first isolates for the next ones.
+    pub code_cache: Arc<crate::isolate::code_cache::CodeCache>,
 }
 
 /// What the cache has learnt about one version of a worker, so that requests to it do only the
@@ -159,6 +161,9 @@ impl WorkerSource {
             )),
             secrets: Arc::from([]),
             fingerprint,
+            code_cache: Arc::new(crate::isolate::code_cache::CodeCache::new(
+                config.name.as_str().into(),
+            )),
         })
     }
 }

@@ -9,6 +9,7 @@ mod cache;
 mod cache_api;
 mod cache_safety;
 mod code;
+mod code_cache;
 mod connections;
 mod context;
 mod crash;

@@ -95,7 +95,8 @@ async fn secrets_reach_env_and_never_leak() {
             "an answer carries a secret: {answer}"
         );
     }
-    logs.push_str(&isola.logs());
+    // The log line can reach the reader after the answer: wait for it (bounded).
+    logs.push_str(&isola.wait_for_log("secret deleted"));
     assert!(
         logs.contains("secret set") && logs.contains("secret deleted"),
         "{logs}"

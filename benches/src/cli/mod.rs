@@ -26,7 +26,16 @@ pub use args::RunArgs;
 
 /// Measures the isolate start-up of a worker `iterations` times (only the `isola` binary,
 /// which contains the runtime, can provide this).
-pub type StartupProbe = fn(worker: &Path, iterations: usize) -> anyhow::Result<Vec<Duration>>;
+pub type StartupProbe = fn(worker: &Path, iterations: usize) -> anyhow::Result<StartupSamples>;
+
+/// Isolate start-up times measured by the probe, alternating in one run.
+#[derive(Debug, Default)]
+pub struct StartupSamples {
+    /// Starts that compiled the worker's modules from source.
+    pub compiled: Vec<Duration>,
+    /// Starts from the version's code cache.
+    pub cached: Vec<Duration>,
+}
 
 /// How the CLI reaches the programs it starts.
 pub struct BenchEnv {

@@ -343,10 +343,14 @@ fn run_bench(cli: isola_bench::cli::BenchCli) -> ExitCode {
 fn startup_probe(
     file: &std::path::Path,
     iterations: usize,
-) -> anyhow::Result<Vec<std::time::Duration>> {
+) -> anyhow::Result<isola_bench::cli::StartupSamples> {
     let config = Worker::with_defaults("startup", file);
     let worker = isola_runtime::worker::WorkerSource::load(&config)?;
-    Ok(isola_runtime::startup_times(&worker, iterations)?)
+    let times = isola_runtime::startup_times(worker, iterations)?;
+    Ok(isola_bench::cli::StartupSamples {
+        compiled: times.compiled,
+        cached: times.cached,
+    })
 }
 
 fn init_logging(filter: &str, format: LogFormat) {

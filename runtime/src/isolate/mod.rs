@@ -1,6 +1,7 @@
 //! One V8 isolate running one worker: started from the snapshot, the worker module evaluated,
 //! requests dispatched into JavaScript, the event loop polled by the isolate's own thread.
 
+pub mod code_cache;
 mod error;
 pub(crate) mod handle;
 mod host;
@@ -129,7 +130,7 @@ impl Isolate {
             contexts,
             ..
         } = blank;
-        loader.set_worker(worker.graph.clone());
+        loader.set_worker(worker.graph.clone(), worker.code_cache.clone());
         {
             let state = runtime.op_state();
             let mut state = state.borrow_mut();
@@ -191,9 +192,7 @@ impl Isolate {
         // The worker's own WebAssembly modules are compiled as the graph loads (no worker code
         // runs then), also where compiling WebAssembly from bytes is refused.
         LOADING_MODULES.set(true);
-        let loaded = runtime
-            .load_main_es_module_from_code(&worker.specifier, worker.code.clone())
-            .await;
+        let loaded = runtime.load_main_es_module(&worker.specifier).await;
         LOADING_MODULES.set(false);
         let module_id = loaded.map_err(|e| StartError::from_core(e, worker))?;
         let namespace = runtime
@@ -454,24 +453,47 @@ impl Isolate {
     }
 }
 
-/// Starts `worker` in a fresh isolate `iterations` times on this thread (one at a time) and
-/// returns how long each start took: creation from the snapshot plus module evaluation.
-/// This is the cold-start cost a request pays when no warm isolate exists.
+/// Cold-start times of one worker, measured alternately in one run.
+#[derive(Debug, Default)]
+pub struct StartupTimes {
+    /// Starts that compiled the worker's modules from source (no code cache).
+    pub compiled: Vec<std::time::Duration>,
+    /// Starts that had the version's code cache, left by an earlier isolate.
+    pub cached: Vec<std::time::Duration>,
+}
+
+/// Starts `worker` in a fresh isolate `iterations` times each way on this thread (one at a
+/// time, alternating): with its modules compiled from source, and from the code cache an
+/// earlier isolate left. Each time covers creation from the snapshot plus module evaluation:
+/// the cold-start cost a request pays when no warm isolate exists.
 pub fn startup_times(
-    worker: &WorkerSource,
+    mut worker: WorkerSource,
     iterations: usize,
-) -> Result<Vec<std::time::Duration>, StartError> {
+) -> Result<StartupTimes, StartError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(StartError::fault)?;
+    let cache = std::sync::Arc::clone(&worker.code_cache);
     runtime.block_on(async {
-        let mut times = Vec::with_capacity(iterations);
+        // Fills the cache.
+        drop(Isolate::start(&worker).await?);
+        let mut times = StartupTimes::default();
         for _ in 0..iterations {
-            let started = std::time::Instant::now();
-            let isolate = Isolate::start(worker).await?;
-            times.push(started.elapsed());
-            drop(isolate);
+            for cached in [false, true] {
+                worker.code_cache = match cached {
+                    true => std::sync::Arc::clone(&cache),
+                    false => std::sync::Arc::new(code_cache::CodeCache::new(worker.name.clone())),
+                };
+                let started = std::time::Instant::now();
+                let isolate = Isolate::start(&worker).await?;
+                let took = started.elapsed();
+                drop(isolate);
+                match cached {
+                    true => times.cached.push(took),
+                    false => times.compiled.push(took),
+                }
+            }
         }
         Ok(times)
     })

@@ -14,6 +14,7 @@ use deno_core::{
 };
 use deno_error::JsErrorBox;
 
+use super::code_cache::CodeCache;
 use crate::code::{Content, ModuleGraph};
 
 /// The query that marks the compiled-module half of a WebAssembly import (see [`load`]).
@@ -24,17 +25,21 @@ const WASM_SOURCE: &str = "isola-wasm-source";
 /// is loaded.
 #[derive(Default)]
 pub(crate) struct WorkerModuleLoader {
-    graph: OnceCell<Arc<ModuleGraph>>,
+    graph: OnceCell<(Arc<ModuleGraph>, Arc<CodeCache>)>,
 }
 
 impl WorkerModuleLoader {
-    /// The worker's modules; the first call wins.
-    pub(crate) fn set_worker(&self, graph: Arc<ModuleGraph>) {
-        let _ = self.graph.set(graph);
+    /// The worker's modules and their code caches; the first call wins.
+    pub(crate) fn set_worker(&self, graph: Arc<ModuleGraph>, code_cache: Arc<CodeCache>) {
+        let _ = self.graph.set((graph, code_cache));
+    }
+
+    fn graph(&self) -> Option<&ModuleGraph> {
+        self.graph.get().map(|(graph, _)| &**graph)
     }
 
     fn source_map(&self, url: &str) -> Option<&[u8]> {
-        match &self.graph.get()?.get(url)?.content {
+        match &self.graph()?.get(url)?.content {
             Content::Code { source_map, .. } => source_map.as_deref(),
             _ => None,
         }
@@ -50,7 +55,7 @@ impl WorkerModuleLoader {
                 "cannot import {specifier}: not one of the worker's modules (a worker imports only its own modules by relative paths; bundle packages with esbuild --bundle --format=esm)"
             ))
         };
-        let graph = self.graph.get().ok_or_else(not_found)?;
+        let (graph, code_cache) = self.graph.get().ok_or_else(not_found)?;
         if specifier.query() == Some(WASM_SOURCE) {
             let mut module = specifier.clone();
             module.set_query(None);
@@ -85,9 +90,12 @@ impl WorkerModuleLoader {
         };
         let literal = |text: &str| serde_json::to_string(text).unwrap_or_default();
         Ok(match (&module.content, requested) {
-            (Content::Code { code, .. }, RequestedModuleType::None) => {
-                text(ModuleType::JavaScript, code)
-            }
+            (Content::Code { code, .. }, RequestedModuleType::None) => ModuleSource::new(
+                ModuleType::JavaScript,
+                ModuleSourceCode::String(code.clone().into()),
+                specifier,
+                Some(code_cache.info(specifier.as_str(), code)),
+            ),
             (Content::Json(json), RequestedModuleType::Json) => text(ModuleType::Json, json),
             (Content::Json(json), RequestedModuleType::None) => {
                 javascript(format!("export default JSON.parse({});", literal(json)))
@@ -132,6 +140,18 @@ impl ModuleLoader for WorkerModuleLoader {
         options: ModuleLoadOptions,
     ) -> ModuleLoadResponse {
         ModuleLoadResponse::Sync(self.module(specifier, &options.requested_module_type))
+    }
+
+    fn code_cache_ready(
+        &self,
+        specifier: ModuleSpecifier,
+        hash: u64,
+        code_cache: &[u8],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
+        if let Some((_, cache)) = self.graph.get() {
+            cache.store(specifier.as_str(), hash, code_cache);
+        }
+        Box::pin(std::future::ready(()))
     }
 
     fn get_source_map(&self, file_name: &str) -> Option<Cow<'_, [u8]>> {
