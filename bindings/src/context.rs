@@ -93,6 +93,9 @@ struct Live {
     waiting_until: u32,
     /// CPU time charged to it, in nanoseconds.
     cpu_ns: u64,
+    /// `cpu_ns` when its current budget began: at dispatch, or at the latest message of the
+    /// WebSocket its response carried (`cpu_ms` is per event there).
+    budget_from_ns: u64,
     /// Its live-tail event, told the CPU time when the request ends.
     tail: Option<TailHandle>,
 }
@@ -152,7 +155,8 @@ pub enum ConsoleAllowance {
 pub struct Charged {
     /// Which request.
     pub id: RequestId,
-    /// Its CPU time over all of its turns so far, in nanoseconds.
+    /// Its CPU time over all of its turns so far (since its WebSocket's latest message, for
+    /// a request whose response opened one), in nanoseconds.
     pub cpu_ns: u64,
 }
 
@@ -187,6 +191,7 @@ impl ContextTable {
                 responded_this_turn: true,
                 waiting_until: 0,
                 cpu_ns: 0,
+                budget_from_ns: 0,
                 tail: context.tail.clone(),
             },
         );
@@ -207,6 +212,15 @@ impl ContextTable {
             } else {
                 live.waiting_until.saturating_sub(1)
             };
+        }
+    }
+
+    /// A message arrived on the WebSocket that request `id`'s response opened: its handler
+    /// runs on a `cpu_ms` budget of its own, charged as the request's foreground work.
+    pub fn socket_event(&mut self, id: RequestId) {
+        if let Some(live) = self.live.get_mut(&id) {
+            live.budget_from_ns = live.cpu_ns;
+            live.responded_this_turn = true;
         }
     }
 
@@ -313,10 +327,11 @@ impl ContextTable {
         for (&id, live) in &mut self.live {
             if foreground == 0 || live.responded_this_turn {
                 live.cpu_ns = live.cpu_ns.saturating_add(share);
-                if most.is_none_or(|m| live.cpu_ns > m.cpu_ns) {
+                let budget_ns = live.cpu_ns - live.budget_from_ns;
+                if most.is_none_or(|m| budget_ns > m.cpu_ns) {
                     most = Some(Charged {
                         id,
-                        cpu_ns: live.cpu_ns,
+                        cpu_ns: budget_ns,
                     });
                 }
             }
@@ -353,7 +368,11 @@ impl ContextTable {
             foreground
         };
         TurnShare {
-            base_ns: charged.iter().map(|l| l.cpu_ns).max().unwrap_or(0),
+            base_ns: charged
+                .iter()
+                .map(|l| l.cpu_ns - l.budget_from_ns)
+                .max()
+                .unwrap_or(0),
             divisor: charged.len().max(1) as u64,
         }
     }

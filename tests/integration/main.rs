@@ -36,3 +36,4 @@ mod support;
 mod tail;
 mod usage;
 mod versions;
+mod websocket;

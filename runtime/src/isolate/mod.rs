@@ -147,6 +147,13 @@ impl Isolate {
             if let Some(caches) = &worker.caches {
                 state.put(isola_bindings::cache::CacheSlot(caches.clone()));
             }
+            state.put(isola_bindings::websocket::SocketLimits {
+                message_max_bytes: usize::try_from(worker.limits.websocket_message_max_bytes)
+                    .unwrap_or(usize::MAX),
+                send_buffer_bytes: usize::try_from(worker.limits.websocket_send_buffer_bytes)
+                    .unwrap_or(usize::MAX),
+                max_per_isolate: worker.limits.websocket_max_per_isolate as usize,
+            });
         }
         restrict_code_generation(&mut runtime, worker);
         guard::install(
