@@ -117,6 +117,9 @@ pub struct ContextTable {
     finished: Vec<Usage>,
     /// The last requests that ended, oldest first, with their ids as logs show them.
     ended: std::collections::VecDeque<(RequestId, Arc<str>)>,
+    /// The CPU watchdog's base for the running turn, lowered when a WebSocket message starts
+    /// a new budget during it.
+    turn_base: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What one request used, over its whole life in the isolate.
@@ -215,12 +218,24 @@ impl ContextTable {
         }
     }
 
+    /// Shares the CPU watchdog's base for the running turn (see [`Self::socket_event`]).
+    pub fn share_turn_base(&mut self, base: Arc<std::sync::atomic::AtomicU64>) {
+        self.turn_base = Some(base);
+    }
+
     /// A message arrived on the WebSocket that request `id`'s response opened: its handler
-    /// runs on a `cpu_ms` budget of its own, charged as the request's foreground work.
+    /// runs on a `cpu_ms` budget of its own (the turn it arrives in counts as a whole),
+    /// charged as the request's foreground work.
     pub fn socket_event(&mut self, id: RequestId) {
         if let Some(live) = self.live.get_mut(&id) {
             live.budget_from_ns = live.cpu_ns;
             live.responded_this_turn = true;
+        }
+        if let Some(base) = &self.turn_base {
+            base.store(
+                self.next_turn_share().base_ns,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 
@@ -416,6 +431,32 @@ mod tests {
                 cpu_ns: 5,
                 subrequests: 0,
             }]
+        );
+    }
+
+    #[test]
+    fn each_websocket_message_starts_a_new_cpu_budget_for_its_request() {
+        let mut table = ContextTable::default();
+        let base = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        table.share_turn_base(base.clone());
+        table.open(&context(1));
+        // The socket holds the request's context open after its 101 response.
+        table.wait_until(1, 1);
+        table.responded(1);
+        assert_eq!(table.charge_turn(40), Some(Charged { id: 1, cpu_ns: 40 }));
+        assert_eq!(table.charge_turn(30), Some(Charged { id: 1, cpu_ns: 70 }));
+        table.socket_event(1);
+        assert_eq!(base.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(table.charge_turn(20), Some(Charged { id: 1, cpu_ns: 20 }));
+        table.wait_until(1, -1);
+        table.charge_turn(0);
+        assert_eq!(
+            table.take_finished().collect::<Vec<_>>(),
+            vec![Usage {
+                cpu_ns: 90,
+                subrequests: 0,
+            }],
+            "the request's usage still counts all of it"
         );
     }
 

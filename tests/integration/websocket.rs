@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::support::{Isola, Proto, fixture, get, rss_mib};
+use crate::support::{Isola, Proto, get, rss_mib};
 
 type Socket = WebSocketStream<TcpStream>;
 
@@ -228,11 +228,11 @@ async fn a_client_that_does_not_read_gets_closed_and_memory_stays_bounded() {
 async fn each_message_has_its_own_cpu_budget_and_a_spinning_handler_closes_with_1011() {
     let isola = node("cpu_ms = 100", "");
     let mut socket = connect(&isola, "/").await;
-    // Ten messages of ~20 ms of CPU each: 200 ms in all, each well under cpu_ms.
-    for _ in 0..10 {
+    // Ten messages of ~20 ms of CPU each: ~200 ms in all, each well under cpu_ms.
+    for i in 0..10 {
         socket.send(Message::text("work 4000000")).await.unwrap();
         let reply = next(&mut socket).await;
-        assert!(reply.to_text().unwrap().starts_with("worked"), "{reply:?}");
+        assert!(reply.to_text().unwrap().starts_with("worked"), "{i} {reply:?}");
     }
     socket.send(Message::text("spin")).await.unwrap();
     let (code, _) = close_of(&mut socket, Duration::from_secs(10)).await;

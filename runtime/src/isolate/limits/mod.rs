@@ -152,6 +152,11 @@ impl Enforcer {
         }
     }
 
+    /// What the CPU watchdog counts the running turn from (see `ContextTable::socket_event`).
+    pub(crate) fn turn_base(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.cpu.turn_base()
+    }
+
     /// JavaScript starts running, counted against `limit`. Only turns are charged: what the
     /// thread does between them (moving response streams to the connection) is the runtime's
     /// work, not the worker's.
