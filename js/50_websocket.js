@@ -7,6 +7,7 @@ import { core, primordials } from "ext:core/mod.js";
 import {
   op_isola_ws_close,
   op_isola_ws_create,
+  op_isola_ws_event,
   op_isola_ws_recv,
   op_isola_ws_send_binary,
   op_isola_ws_send_text,
@@ -216,8 +217,10 @@ function readMessages(ws, rid) {
     op_isola_ws_recv(rid),
     (received) => {
       if (received.kind === KIND_TEXT) {
+        op_isola_ws_event(rid);
         ws.dispatchEvent(new event.MessageEvent("message", { data: received.text }));
       } else if (received.kind === KIND_BINARY) {
+        op_isola_ws_event(rid);
         ws.dispatchEvent(new event.MessageEvent("message", { data: toArrayBuffer(received.data) }));
       } else {
         WebSocket.closed(ws, received.code, received.reason, received.clean);

@@ -182,6 +182,7 @@ deno_core::extension!(
         op_isola_ws_send_binary,
         op_isola_ws_close,
         op_isola_ws_recv,
+        op_isola_ws_event,
     ],
     esm = [dir "../js", "50_websocket.js"],
     state = |state| {
@@ -329,8 +330,7 @@ impl Received {
     }
 }
 
-/// Waits for the next message or the close; each message starts a new `cpu_ms` budget for
-/// the request that opened the socket.
+/// Waits for the next message or the close.
 #[op2]
 #[serde]
 async fn op_isola_ws_recv(
@@ -380,10 +380,29 @@ async fn op_isola_ws_recv(
             return Ok(Received::close(ABNORMAL_CLOSURE, String::new(), false));
         }
     };
-    if let Some((contexts, id)) = socket.hold.borrow().as_ref() {
-        contexts.borrow_mut().socket_event(*id);
-    }
     Ok(received)
+}
+
+/// Ends the isolate's running turn and starts the next, charging what ran so far to the
+/// requests it ran for (put in OpState by the runtime's limits enforcer).
+#[derive(Clone)]
+pub struct TurnSplit(pub Rc<dyn Fn(&mut crate::context::ContextTable)>);
+
+/// A message is about to be dispatched to the worker's listeners: what ran before it is
+/// charged as a turn of its own, and its handlers run on a new `cpu_ms` budget of the request
+/// that opened the socket (deno_core may run a quick conversation in one event-loop poll).
+#[op2(fast)]
+fn op_isola_ws_event(state: &mut OpState, #[smi] rid: ResourceId) {
+    let split = state.try_borrow::<TurnSplit>().cloned();
+    if let Ok(socket) = state.resource_table.get::<SocketResource>(rid)
+        && let Some((contexts, id)) = socket.hold.borrow().as_ref()
+    {
+        let mut table = contexts.borrow_mut();
+        if let Some(split) = split {
+            (split.0)(&mut table);
+        }
+        table.socket_event(*id);
+    }
 }
 
 /// Takes the front end's ends of socket `rid` for the response of request `id`, whose

@@ -128,6 +128,22 @@ async fn text_and_binary_messages_echo_over_http1() {
 }
 
 #[tokio::test]
+async fn an_open_socket_keeps_its_isolate_but_not_its_request_slot() {
+    // One isolate at most, evicted after 200 ms idle (were it not holding a socket).
+    let isola = node("idle_timeout_ms = 200", "");
+    let mut socket = connect(&isola, "/").await;
+    for i in 0..3 {
+        socket.send(Message::text(format!("m{i}"))).await.unwrap();
+        assert_eq!(next(&mut socket).await, Message::text(format!("m{i}")));
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The same isolate answers a plain request while the socket is open.
+    assert_eq!(text_of(&isola, "/messages").await, "3");
+    socket.send(Message::text("still")).await.unwrap();
+    assert_eq!(next(&mut socket).await, Message::text("still"));
+}
+
+#[tokio::test]
 async fn close_codes_and_reasons_travel_both_ways() {
     let isola = node("", "");
     // The worker closes: the client sees its code and reason.
@@ -226,13 +242,17 @@ async fn a_client_that_does_not_read_gets_closed_and_memory_stays_bounded() {
 
 #[tokio::test]
 async fn each_message_has_its_own_cpu_budget_and_a_spinning_handler_closes_with_1011() {
-    let isola = node("cpu_ms = 100", "");
+    let isola = node("cpu_ms = 200", "");
     let mut socket = connect(&isola, "/").await;
-    // Ten messages of ~20 ms of CPU each: ~200 ms in all, each well under cpu_ms.
-    for i in 0..10 {
-        socket.send(Message::text("work 4000000")).await.unwrap();
+    // Sixty messages of ~5 ms of CPU each: ~300 ms in all, each far under cpu_ms.
+    for i in 0..60 {
+        socket.send(Message::text("work 1000000")).await.unwrap();
         let reply = next(&mut socket).await;
-        assert!(reply.to_text().unwrap().starts_with("worked"), "{i} {reply:?}");
+        assert!(
+            reply.to_text().unwrap().starts_with("worked"),
+            "{i} {reply:?} {}",
+            isola.logs()
+        );
     }
     socket.send(Message::text("spin")).await.unwrap();
     let (code, _) = close_of(&mut socket, Duration::from_secs(10)).await;

@@ -166,6 +166,7 @@ impl Isolate {
         runtime.v8_isolate().set_allow_atomics_wait(false);
         let enforcer = Enforcer::install(&mut runtime, &worker.limits, memory);
         contexts.borrow_mut().share_turn_base(enforcer.turn_base());
+        runtime.op_state().borrow_mut().put(enforcer.turn_split());
         enforcer.enter(Limit::StartupCpu);
         let loaded = Self::load_worker(&mut runtime, worker).await;
         let memory_used = enforcer.leave(&mut runtime, &mut contexts.borrow_mut()) as u64;

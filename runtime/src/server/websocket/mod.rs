@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::body::Body;
+use crate::lease::Lease;
 
 /// The node's open WebSockets, as far as shutdown needs them: each session watches `closing`
 /// and closes with 1001 when it turns true; the node waits (within its grace) until all have.
@@ -116,6 +117,13 @@ pub(super) fn accept(
     sockets: &Sockets,
 ) -> Response<Body> {
     let Upgrade { on_upgrade, accept } = upgrade;
+    let mut peer = peer;
+    // The request's slot is free for other requests from now on; its isolate stays while the
+    // socket is open.
+    peer.guard = peer.guard.take().map(|guard| match guard.downcast::<Lease>() {
+        Ok(lease) => Box::new(lease.into_socket_hold()) as isola_bindings::http::Guard,
+        Err(other) => other,
+    });
     let mut response = Response::new(Body::Empty);
     *response.headers_mut() = headers;
     match accept {
