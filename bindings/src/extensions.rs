@@ -8,7 +8,9 @@ use crate::blob::ChargedBlobStore;
 use crate::console::WorkerName;
 use crate::http::Exchanges;
 use crate::memory::MemoryAccount;
-use crate::{blob, bootstrap, cache, clock, compression, console, html_rewriter, http, outbound, websocket};
+use crate::{
+    blob, bootstrap, cache, clock, compression, console, html_rewriter, http, outbound, websocket,
+};
 
 /// User agent of outbound `fetch()` requests (when the worker sets none).
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));

@@ -416,9 +416,11 @@ pub(crate) fn take_peer(
         .resource_table
         .get::<SocketResource>(rid)
         .map_err(|_| type_error("the WebSocket is closed"))?;
-    let peer = socket.peer.borrow_mut().take().ok_or_else(|| {
-        type_error("this WebSocket was already returned in a response")
-    })?;
+    let peer = socket
+        .peer
+        .borrow_mut()
+        .take()
+        .ok_or_else(|| type_error("this WebSocket was already returned in a response"))?;
     let contexts = state.borrow::<SharedContexts>().clone();
     contexts.borrow_mut().wait_until(id, 1);
     *socket.hold.borrow_mut() = Some((contexts, id));

@@ -212,7 +212,10 @@ fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
             "websocket_message_max_bytes",
             limits.websocket_message_max_bytes,
         ),
-        ("websocket_idle_timeout_ms", limits.websocket_idle_timeout_ms),
+        (
+            "websocket_idle_timeout_ms",
+            limits.websocket_idle_timeout_ms,
+        ),
         (
             "websocket_send_buffer_bytes",
             limits.websocket_send_buffer_bytes,

@@ -39,7 +39,9 @@ max_isolates = 1
 
 /// Opens a WebSocket to `path`; panics unless the handshake succeeds.
 async fn connect(isola: &Isola, path: &str) -> Socket {
-    let tcp = TcpStream::connect(isola.authority()).await.expect("connect");
+    let tcp = TcpStream::connect(isola.authority())
+        .await
+        .expect("connect");
     let url = format!("ws://{}{path}", isola.authority());
     let (socket, response) = tokio::time::timeout(
         Duration::from_secs(10),
@@ -196,7 +198,10 @@ async fn a_message_over_the_limit_closes_with_1009_and_the_worker_serves_on() {
         .unwrap();
     let (code, _) = close_of(&mut socket, Duration::from_secs(10)).await;
     assert_eq!(code, 1009);
-    assert_eq!(last_close(&isola, "1009").await, "1009 message too big true");
+    assert_eq!(
+        last_close(&isola, "1009").await,
+        "1009 message too big true"
+    );
     let mut socket = connect(&isola, "/").await;
     socket.send(Message::text("again")).await.unwrap();
     assert_eq!(next(&mut socket).await, Message::text("again"));
@@ -225,7 +230,10 @@ async fn a_client_that_does_not_read_gets_closed_and_memory_stays_bounded() {
     assert_eq!(next(&mut socket).await, Message::text("ping"));
     let before = rss_mib(isola.pid());
     // 2,000 messages of 64 KiB (125 MiB) for a client that reads nothing.
-    socket.send(Message::text("burst 2000 65536")).await.unwrap();
+    socket
+        .send(Message::text("burst 2000 65536"))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let during = rss_mib(isola.pid());
     assert!(
@@ -258,7 +266,11 @@ async fn each_message_has_its_own_cpu_budget_and_a_spinning_handler_closes_with_
     let (code, _) = close_of(&mut socket, Duration::from_secs(10)).await;
     assert_eq!(code, 1011, "the isolate was killed mid-conversation");
     isola.wait_for_log("cpu_ms");
-    assert_eq!(text_of(&isola, "/plain").await, "plain", "the node still serves");
+    assert_eq!(
+        text_of(&isola, "/plain").await,
+        "plain",
+        "the node still serves"
+    );
     let mut socket = connect(&isola, "/").await;
     socket.send(Message::text("after")).await.unwrap();
     assert_eq!(next(&mut socket).await, Message::text("after"));
@@ -323,6 +335,67 @@ async fn a_websocket_for_a_request_that_is_no_handshake_is_a_clear_error() {
     let isola = node("", "");
     let reply = get(Proto::H1, &isola, "/not-a-handshake").await;
     assert_eq!(reply.status, 426);
-    assert!(reply.text().contains("not a WebSocket handshake"), "{}", reply.text());
+    assert!(
+        reply.text().contains("not a WebSocket handshake"),
+        "{}",
+        reply.text()
+    );
     assert_eq!(text_of(&isola, "/plain").await, "plain");
+}
+
+#[tokio::test]
+async fn echo_over_http2_extended_connect() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let isola = node("", "");
+    let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // A plain request first, so the server's SETTINGS (extended CONNECT enabled) have come.
+    let plain = http::Request::get(format!("http://{}/plain", isola.authority()))
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(sender.send_request(plain).await.unwrap().status(), 200);
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}/chat", isola.authority()))
+        .header("sec-websocket-version", "13")
+        .body(Empty::new())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("x-socket").map(|v| v.as_bytes()),
+        Some(&b"yes"[..])
+    );
+    let upgraded = hyper::upgrade::on(response).await.unwrap();
+    let mut socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+    socket.send(Message::text("over h2")).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, Message::text("over h2"));
+    socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply, Message::binary(vec![1u8, 2, 3]));
+    // The connection still carries other requests while the socket is open.
+    let plain = http::Request::get(format!("http://{}/plain", isola.authority()))
+        .body(Empty::new())
+        .unwrap();
+    assert_eq!(sender.send_request(plain).await.unwrap().status(), 200);
 }

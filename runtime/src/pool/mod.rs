@@ -189,11 +189,10 @@ impl State {
     /// Drops isolates that died or belong to an older generation once nothing runs in them.
     fn prune(&mut self) {
         let generation = self.generation;
-        self.slots
-            .retain(|s| {
-                s.in_flight > 0
-                    || (s.isolate.is_alive() && (s.sockets > 0 || s.generation == generation))
-            });
+        self.slots.retain(|s| {
+            s.in_flight > 0
+                || (s.isolate.is_alive() && (s.sockets > 0 || s.generation == generation))
+        });
     }
 
     /// Whether the queue has room for one more request. Requests whose clients gave up are

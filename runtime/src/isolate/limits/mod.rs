@@ -195,8 +195,7 @@ impl Enforcer {
     /// Whether the last turn ran long: past the CPU after which a slice runs at background
     /// priority.
     pub(crate) fn last_turn_was_long(&self) -> bool {
-        self.turns.last_turn_ns.get()
-            > u64::try_from(cpu::BACKGROUND_AFTER.as_nanos()).unwrap_or(0)
+        self.turns.last_turn_ns.get() > u64::try_from(cpu::BACKGROUND_AFTER.as_nanos()).unwrap_or(0)
     }
 
     /// Whether the isolate's thread is stuck at background priority after a long slice; such

@@ -9,7 +9,9 @@ mod session;
 use std::time::Duration;
 
 use edge_config::Limits;
-use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -85,7 +87,10 @@ pub(super) fn take_upgrade<B>(request: &mut http::Request<B>) -> Option<Upgrade>
         && request.version() == Version::HTTP_11
         && has_token(headers, CONNECTION, "upgrade")
         && has_token(headers, UPGRADE, "websocket")
-        && headers.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) == Some(b"13");
+        && headers
+            .get(SEC_WEBSOCKET_VERSION)
+            .map(HeaderValue::as_bytes)
+            == Some(b"13");
     if !handshake {
         return None;
     }
@@ -120,10 +125,13 @@ pub(super) fn accept(
     let mut peer = peer;
     // The request's slot is free for other requests from now on; its isolate stays while the
     // socket is open.
-    peer.guard = peer.guard.take().map(|guard| match guard.downcast::<Lease>() {
-        Ok(lease) => Box::new(lease.into_socket_hold()) as isola_bindings::http::Guard,
-        Err(other) => other,
-    });
+    peer.guard = peer
+        .guard
+        .take()
+        .map(|guard| match guard.downcast::<Lease>() {
+            Ok(lease) => Box::new(lease.into_socket_hold()) as isola_bindings::http::Guard,
+            Err(other) => other,
+        });
     let mut response = Response::new(Body::Empty);
     *response.headers_mut() = headers;
     match accept {
