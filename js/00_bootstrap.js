@@ -7,6 +7,7 @@ import { consoleInternals } from "ext:isola_console/05_console.js";
 import { cacheInternals } from "ext:isola_cache/20_cache.js";
 import { installClock } from "ext:isola_clock/03_clock.js";
 import { HTMLRewriter } from "ext:isola_html_rewriter/40_html_rewriter.js";
+import { websocketInternals } from "ext:isola_websocket/50_websocket.js";
 
 const {
   ObjectDefineProperties,
@@ -170,7 +171,11 @@ ObjectDefineProperties(globalThis, {
   // fetch
   Headers: nonEnumerable(headers.Headers),
   Request: nonEnumerable(request.Request),
-  Response: nonEnumerable(response.Response),
+  Response: nonEnumerable(websocketInternals.Response),
+  // WebSockets a worker accepts (bindings/src/websocket.rs)
+  WebSocket: nonEnumerable(websocketInternals.WebSocket),
+  WebSocketPair: nonEnumerable(websocketInternals.WebSocketPair),
+  CloseEvent: nonEnumerable(websocketInternals.CloseEvent),
   // the Cache API (bindings/src/cache.rs)
   Cache: nonEnumerable(cacheInternals.Cache),
   CacheStorage: nonEnumerable(cacheInternals.CacheStorage),

@@ -9,10 +9,12 @@ import {
   op_isola_respond_error,
   op_isola_respond_stream,
   op_isola_respond_text,
+  op_isola_respond_websocket,
   op_isola_wait_until_expired,
   op_isola_wait_until_pending,
 } from "ext:core/ops";
 import { consoleInternals } from "ext:isola_console/05_console.js";
+import { websocketInternals } from "ext:isola_websocket/50_websocket.js";
 
 const {
   ArrayPrototypePush,
@@ -208,6 +210,10 @@ function respond(id, response) {
     fail(id, `the handler returned ${describeValue(response)}, which is not a Response`);
     return;
   }
+  if (response.status === 101) {
+    respondWithSocket(id, response);
+    return;
+  }
   // Fast path: a Response built from a string or bytes whose headers were never touched.
   const fastStatus = response[responseExt.serveFastStatusKey];
   if (fastStatus !== 0 && response[responseExt.serveFastConsumedKey] === false) {
@@ -251,6 +257,22 @@ function respond(id, response) {
   }
   const rid = streams.resourceForReadableStream(inner.body.stream, inner.body.length);
   op_isola_respond_stream(id, status, headerList, rid);
+}
+
+/** A 101 response carrying the client end of a WebSocketPair: the front end takes it over. */
+function respondWithSocket(id, response) {
+  try {
+    const rid = websocketInternals.socketOf(response);
+    if (rid === undefined) {
+      fail(id, "the handler returned a 101 Response without a webSocket");
+      return;
+    }
+    const { status, headerList } = responseExt.toInnerResponse(response);
+    op_isola_respond_websocket(id, status, headerList, rid);
+    inFlight.delete(id);
+  } catch (error) {
+    fail(id, describeThrown(error));
+  }
 }
 
 function fail(id, message) {

@@ -33,6 +33,9 @@ pub struct Scenario {
     pub observability: bool,
     /// Uses a Workers API that `deno serve` lacks (HTMLRewriter): deno is not measured.
     pub isola_only: bool,
+    /// WebSocket echo messages per second against a raw tokio-tungstenite echo server
+    /// (`cli/websocket_echo.rs`), not HTTP requests.
+    pub websocket: bool,
 }
 
 impl Scenario {
@@ -57,6 +60,7 @@ impl Scenario {
             soak: false,
             observability: false,
             isola_only: false,
+            websocket: false,
         }
     }
 
@@ -151,6 +155,17 @@ pub const SCENARIOS: &[Scenario] = &[
             "html-rewrite.js",
             "GET",
             "/",
+        )
+    },
+    Scenario {
+        isola_only: true,
+        websocket: true,
+        ..Scenario::available(
+            "websocket-echo",
+            "WebSocket messages per second through examples/websocket-echo.js (64-byte text, one in flight per connection) against a raw tokio-tungstenite echo server in the same run: the ratio; isola only",
+            "websocket-echo.js",
+            "GET",
+            "/ws",
         )
     },
     Scenario::multi_tenant(

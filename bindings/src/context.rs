@@ -93,6 +93,9 @@ struct Live {
     waiting_until: u32,
     /// CPU time charged to it, in nanoseconds.
     cpu_ns: u64,
+    /// `cpu_ns` when its current budget began: at dispatch, or at the latest message of the
+    /// WebSocket its response carried (`cpu_ms` is per event there).
+    budget_from_ns: u64,
     /// Its live-tail event, told the CPU time when the request ends.
     tail: Option<TailHandle>,
 }
@@ -114,6 +117,9 @@ pub struct ContextTable {
     finished: Vec<Usage>,
     /// The last requests that ended, oldest first, with their ids as logs show them.
     ended: std::collections::VecDeque<(RequestId, Arc<str>)>,
+    /// The CPU watchdog's base for the running turn, lowered when a WebSocket message starts
+    /// a new budget during it.
+    turn_base: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What one request used, over its whole life in the isolate.
@@ -152,7 +158,8 @@ pub enum ConsoleAllowance {
 pub struct Charged {
     /// Which request.
     pub id: RequestId,
-    /// Its CPU time over all of its turns so far, in nanoseconds.
+    /// Its CPU time over all of its turns so far (since its WebSocket's latest message, for
+    /// a request whose response opened one), in nanoseconds.
     pub cpu_ns: u64,
 }
 
@@ -187,6 +194,7 @@ impl ContextTable {
                 responded_this_turn: true,
                 waiting_until: 0,
                 cpu_ns: 0,
+                budget_from_ns: 0,
                 tail: context.tail.clone(),
             },
         );
@@ -207,6 +215,27 @@ impl ContextTable {
             } else {
                 live.waiting_until.saturating_sub(1)
             };
+        }
+    }
+
+    /// Shares the CPU watchdog's base for the running turn (see [`Self::socket_event`]).
+    pub fn share_turn_base(&mut self, base: Arc<std::sync::atomic::AtomicU64>) {
+        self.turn_base = Some(base);
+    }
+
+    /// A message arrived on the WebSocket that request `id`'s response opened: its handler
+    /// runs on a `cpu_ms` budget of its own (the turn it arrives in counts as a whole),
+    /// charged as the request's foreground work.
+    pub fn socket_event(&mut self, id: RequestId) {
+        if let Some(live) = self.live.get_mut(&id) {
+            live.budget_from_ns = live.cpu_ns;
+            live.responded_this_turn = true;
+        }
+        if let Some(base) = &self.turn_base {
+            base.store(
+                self.next_turn_share().base_ns,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 
@@ -313,10 +342,11 @@ impl ContextTable {
         for (&id, live) in &mut self.live {
             if foreground == 0 || live.responded_this_turn {
                 live.cpu_ns = live.cpu_ns.saturating_add(share);
-                if most.is_none_or(|m| live.cpu_ns > m.cpu_ns) {
+                let budget_ns = live.cpu_ns - live.budget_from_ns;
+                if most.is_none_or(|m| budget_ns > m.cpu_ns) {
                     most = Some(Charged {
                         id,
-                        cpu_ns: live.cpu_ns,
+                        cpu_ns: budget_ns,
                     });
                 }
             }
@@ -353,7 +383,11 @@ impl ContextTable {
             foreground
         };
         TurnShare {
-            base_ns: charged.iter().map(|l| l.cpu_ns).max().unwrap_or(0),
+            base_ns: charged
+                .iter()
+                .map(|l| l.cpu_ns - l.budget_from_ns)
+                .max()
+                .unwrap_or(0),
             divisor: charged.len().max(1) as u64,
         }
     }
@@ -397,6 +431,32 @@ mod tests {
                 cpu_ns: 5,
                 subrequests: 0,
             }]
+        );
+    }
+
+    #[test]
+    fn each_websocket_message_starts_a_new_cpu_budget_for_its_request() {
+        let mut table = ContextTable::default();
+        let base = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        table.share_turn_base(base.clone());
+        table.open(&context(1));
+        // The socket holds the request's context open after its 101 response.
+        table.wait_until(1, 1);
+        table.responded(1);
+        assert_eq!(table.charge_turn(40), Some(Charged { id: 1, cpu_ns: 40 }));
+        assert_eq!(table.charge_turn(30), Some(Charged { id: 1, cpu_ns: 70 }));
+        table.socket_event(1);
+        assert_eq!(base.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(table.charge_turn(20), Some(Charged { id: 1, cpu_ns: 20 }));
+        table.wait_until(1, -1);
+        table.charge_turn(0);
+        assert_eq!(
+            table.take_finished().collect::<Vec<_>>(),
+            vec![Usage {
+                cpu_ns: 90,
+                subrequests: 0,
+            }],
+            "the request's usage still counts all of it"
         );
     }
 

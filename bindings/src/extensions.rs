@@ -8,7 +8,9 @@ use crate::blob::ChargedBlobStore;
 use crate::console::WorkerName;
 use crate::http::Exchanges;
 use crate::memory::MemoryAccount;
-use crate::{blob, bootstrap, cache, clock, compression, console, html_rewriter, http, outbound};
+use crate::{
+    blob, bootstrap, cache, clock, compression, console, html_rewriter, http, outbound, websocket,
+};
 
 /// User agent of outbound `fetch()` requests (when the worker sets none).
 pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
@@ -39,6 +41,7 @@ pub fn for_snapshot() -> Vec<Extension> {
         outbound::isola_outbound::lazy_init(),
         clock::isola_clock::init(),
         console::isola_console::lazy_init(),
+        websocket::isola_websocket::init(),
         http::isola_http::lazy_init(),
         cache::isola_cache::init(),
         html_rewriter::isola_html_rewriter::init(),
@@ -77,6 +80,7 @@ pub fn for_isolate(options: IsolateExtensionOptions) -> Vec<Extension> {
         outbound::isola_outbound::init(options.permissions),
         clock::isola_clock::init(),
         console::isola_console::init(options.worker),
+        websocket::isola_websocket::init(),
         http::isola_http::init(options.exchanges),
         cache::isola_cache::init(),
         html_rewriter::isola_html_rewriter::init(),

@@ -61,6 +61,9 @@ pub enum ResponseBody {
     Full(Bytes),
     /// A body the handler streams; an `Err` item aborts the response.
     Stream(mpsc::Receiver<Result<Bytes, StreamError>>),
+    /// No body: a 101 response handing the connection to a WebSocket the worker accepted
+    /// (`new Response(null, { status: 101, webSocket })`); the peer holds the request's lease.
+    WebSocket(Box<crate::websocket::SocketPeer>),
 }
 
 /// A response stream that failed after its head was sent.
@@ -215,13 +218,14 @@ impl Exchanges {
 
 deno_core::extension!(
     isola_http,
-    deps = [deno_web, deno_fetch, isola_console],
+    deps = [deno_web, deno_fetch, isola_console, isola_websocket],
     ops = [
         op_isola_respond_text,
         op_isola_respond_bytes,
         op_isola_respond_empty,
         op_isola_respond_stream,
         op_isola_respond_error,
+        op_isola_respond_websocket,
         op_isola_wait_until_expired,
         op_isola_wait_until_pending,
     ],
@@ -431,6 +435,30 @@ fn op_isola_respond_stream(
     exchanges.pumps.retain(|pump| !pump.is_finished());
     exchanges.pumps.push(pump);
     respond(state, id, status, &headers, ResponseBody::Stream(receiver));
+    Ok(())
+}
+
+/// Responds with status 101 and the WebSocket `rid` (the client end of a `WebSocketPair`): the
+/// front end upgrades the connection and joins it to the socket, which keeps the request's
+/// lease (so its isolate) until it closes.
+#[op2]
+fn op_isola_respond_websocket(
+    state: &mut OpState,
+    #[number] id: u64,
+    #[smi] status: u32,
+    #[serde] headers: HeaderList,
+    #[smi] rid: ResourceId,
+) -> Result<(), JsErrorBox> {
+    let mut peer = crate::websocket::take_peer(state, rid, id)?;
+    let (guard, _) = state.borrow_mut::<Exchanges>().take_for_stream(id);
+    peer.guard = guard;
+    respond(
+        state,
+        id,
+        status,
+        &headers,
+        ResponseBody::WebSocket(Box::new(peer)),
+    );
     Ok(())
 }
 

@@ -22,3 +22,4 @@ pub mod http;
 pub mod memory;
 pub mod outbound;
 pub mod snapshot;
+pub mod websocket;

@@ -363,6 +363,17 @@ limits! {
     max_queue: u32 = 256,
     /// Longest wait for an isolate before 503. Default 5000.
     queue_timeout_ms: u64 = 5000,
+    /// Largest WebSocket message either way (a bigger one from the client closes the socket
+    /// with 1009; the worker's `send` throws). Default 1048576 (1 MiB).
+    websocket_message_max_bytes: u64 = 1024 * 1024,
+    /// A WebSocket with no message either way for this long is closed (1001). Default 300000.
+    websocket_idle_timeout_ms: u64 = 300_000,
+    /// Bytes a worker may queue for a WebSocket client that does not read before the socket
+    /// is closed (1008). Default 4194304 (4 MiB).
+    websocket_send_buffer_bytes: u64 = 4 * 1024 * 1024,
+    /// WebSockets open at once in one isolate (`new WebSocketPair()` throws past it).
+    /// Default 100.
+    websocket_max_per_isolate: u32 = 100,
 }
 
 impl Limits {
@@ -393,6 +404,10 @@ impl Limits {
     /// `queue_timeout_ms` as a duration.
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_millis(self.queue_timeout_ms)
+    }
+    /// `websocket_idle_timeout_ms` as a duration.
+    pub fn websocket_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.websocket_idle_timeout_ms)
     }
     /// `memory_mb` in bytes.
     pub fn memory_bytes(&self) -> usize {

@@ -208,6 +208,18 @@ fn validate_limits(limits: &Limits) -> Result<(), (&'static str, String)> {
             "max_requests_per_isolate",
             u64::from(limits.max_requests_per_isolate),
         ),
+        (
+            "websocket_message_max_bytes",
+            limits.websocket_message_max_bytes,
+        ),
+        (
+            "websocket_idle_timeout_ms",
+            limits.websocket_idle_timeout_ms,
+        ),
+        (
+            "websocket_send_buffer_bytes",
+            limits.websocket_send_buffer_bytes,
+        ),
     ];
     for (name, value) in positive {
         if value == 0 {

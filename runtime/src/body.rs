@@ -46,6 +46,9 @@ impl From<ResponseBody> for Body {
             ResponseBody::Empty => Self::Empty,
             ResponseBody::Full(bytes) => Self::Full(Some(bytes)),
             ResponseBody::Stream(chunks) => Self::Stream(chunks, None),
+            // The socket was not taken over (the front end answers such a response itself):
+            // dropping its ends closes the worker's side.
+            ResponseBody::WebSocket(_) => Self::Empty,
         }
     }
 }

@@ -8,6 +8,10 @@ use std::sync::Arc;
 pub trait Lender: std::fmt::Debug + Send + Sync {
     /// The lease on `slot` ended: the slot is free again.
     fn give_back(self: Arc<Self>, slot: u64);
+
+    /// The isolate of `slot` holds one more (`open`) or one fewer WebSocket; it is not
+    /// evicted or recycled while it holds any.
+    fn hold_socket(&self, slot: u64, open: bool);
 }
 
 /// One request slot on an isolate. It travels with the request into the isolate, which drops
@@ -34,6 +38,35 @@ impl Lease {
     /// its lock, say).
     pub(crate) fn disarm(mut self) {
         self.slot = DISARMED;
+    }
+}
+
+impl Lease {
+    /// Turns the request's slot into a hold on its isolate for the WebSocket its response
+    /// opened: the slot is free for other requests, the isolate stays while the socket does.
+    pub fn into_socket_hold(self) -> SocketHold {
+        self.lender.hold_socket(self.slot, true);
+        let hold = SocketHold {
+            lender: Arc::clone(&self.lender),
+            slot: self.slot,
+        };
+        drop(self);
+        hold
+    }
+}
+
+/// An open WebSocket's hold on its isolate; dropping it lets go.
+#[derive(Debug)]
+pub struct SocketHold {
+    lender: Arc<dyn Lender>,
+    slot: u64,
+}
+
+impl Drop for SocketHold {
+    fn drop(&mut self) {
+        if self.slot != DISARMED {
+            self.lender.hold_socket(self.slot, false);
+        }
     }
 }
 

@@ -228,6 +228,7 @@ impl Node {
                 trusted_proxies: config.node.trusted_proxies.clone(),
                 cache,
                 connections: crate::server::ConnectionBudget::from_process_limit(),
+                sockets: crate::server::websocket::Sockets::default(),
             }),
             deployments,
             ledger,

@@ -154,3 +154,33 @@ fn multi_tenant_scenarios_run_on_a_generated_node() {
             > 0.0
     );
 }
+
+#[test]
+fn bench_websocket_echo_reports_both_rates_and_their_ratio() {
+    let json = std::env::temp_dir().join(format!("isola-bench-ws-{}.json", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args([
+            "bench",
+            "--scenario",
+            "websocket-echo",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--connections",
+            "4",
+        ])
+        .arg("--examples-dir")
+        .arg(repo().join("examples"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run isola bench");
+    let report = report_of(&output, &json);
+    assert_eq!(report["scenario"], "websocket-echo");
+    let isola = report["isola_messages_per_second"].as_f64().unwrap();
+    let raw = report["raw_messages_per_second"].as_f64().unwrap();
+    assert!(isola > 0.0 && raw > 0.0, "{report}");
+    let ratio = report["ratio"].as_f64().unwrap();
+    assert!((ratio - isola / raw).abs() < 1e-9, "{report}");
+}

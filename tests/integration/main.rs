@@ -37,3 +37,4 @@ mod support;
 mod tail;
 mod usage;
 mod versions;
+mod websocket;

@@ -53,6 +53,9 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
         (Some(_), _) => None,
         (None, name) => Some(scenario::find(name.as_deref().unwrap_or("hello"))?),
     };
+    if scenario.is_some_and(|s| s.websocket) {
+        return super::websocket_echo::run(&args, env);
+    }
     if scenario.is_some_and(|s| s.soak) {
         return super::soak::run(
             env,

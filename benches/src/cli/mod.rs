@@ -13,6 +13,7 @@ mod startup;
 mod tail_client;
 mod targets;
 mod tenants;
+mod websocket_echo;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -71,11 +71,14 @@ enum Command {
     /// (JavaScript, TypeScript, JSON, text, WebAssembly); reloads when any of them changes.
     /// Each finished request is printed on stdout as `isola tail` prints it (status, method,
     /// URL, outcome, times, its exception and console lines); the log on stderr has the rest.
+    /// WebSockets a worker accepts (`WebSocketPair`) work here as under `serve`.
     Dev(DevArgs),
     /// Serve the listeners, routes and workers described by a config file. SIGHUP reloads
     /// it (workers, routes, TLS certificates; uploaded workers stay); a bad new config is
     /// refused with a log line naming file, key and expectation, and the old one keeps
-    /// serving.
+    /// serving. Workers may accept WebSockets (`WebSocketPair`, over HTTP/1.1 upgrade and
+    /// HTTP/2 extended CONNECT) under the `websocket_*` limits; on SIGTERM open sockets are
+    /// closed with 1001.
     Serve(ServeArgs),
     /// Upload the project (`isola.toml`: its main module and the modules it imports
     /// relatively) to a node's admin API as a new version, active at once. The token comes

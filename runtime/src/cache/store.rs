@@ -84,6 +84,7 @@ impl ResponseCache {
                 self.insert(pending.key, template);
                 Body::Full(Some(bytes))
             }
+            (Some(_), ResponseBody::WebSocket(_)) => Body::Empty,
             (Some(mut template), ResponseBody::Empty) => {
                 template.url = url().into_boxed_str();
                 self.insert(pending.key, template);

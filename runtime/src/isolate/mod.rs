@@ -148,6 +148,13 @@ impl Isolate {
             if let Some(caches) = &worker.caches {
                 state.put(isola_bindings::cache::CacheSlot(caches.clone()));
             }
+            state.put(isola_bindings::websocket::SocketLimits {
+                message_max_bytes: usize::try_from(worker.limits.websocket_message_max_bytes)
+                    .unwrap_or(usize::MAX),
+                send_buffer_bytes: usize::try_from(worker.limits.websocket_send_buffer_bytes)
+                    .unwrap_or(usize::MAX),
+                max_per_isolate: worker.limits.websocket_max_per_isolate as usize,
+            });
         }
         restrict_code_generation(&mut runtime, worker);
         guard::install(
@@ -159,6 +166,8 @@ impl Isolate {
         // Atomics.wait would block the isolate's thread without spending CPU.
         runtime.v8_isolate().set_allow_atomics_wait(false);
         let enforcer = Enforcer::install(&mut runtime, &worker.limits, memory);
+        contexts.borrow_mut().share_turn_base(enforcer.turn_base());
+        runtime.op_state().borrow_mut().put(enforcer.turn_split());
         enforcer.enter(Limit::StartupCpu);
         let loaded = Self::load_worker(&mut runtime, worker).await;
         let memory_used = enforcer.leave(&mut runtime, &mut contexts.borrow_mut()) as u64;

@@ -103,6 +103,8 @@ struct Slot {
     isolate: Arc<IsolateThread>,
     generation: u64,
     in_flight: u32,
+    /// WebSockets open in the isolate: it is not evicted while it has any.
+    sockets: u32,
     last_used: Instant,
 }
 
@@ -187,8 +189,10 @@ impl State {
     /// Drops isolates that died or belong to an older generation once nothing runs in them.
     fn prune(&mut self) {
         let generation = self.generation;
-        self.slots
-            .retain(|s| s.in_flight > 0 || (s.generation == generation && s.isolate.is_alive()));
+        self.slots.retain(|s| {
+            s.in_flight > 0
+                || (s.isolate.is_alive() && (s.sockets > 0 || s.generation == generation))
+        });
     }
 
     /// Whether the queue has room for one more request. Requests whose clients gave up are
@@ -231,6 +235,7 @@ impl Pool {
                     isolate: Arc::new(first),
                     generation: 0,
                     in_flight: 0,
+                    sockets: 0,
                     last_used: Instant::now(),
                 }],
                 starting: 0,
@@ -260,6 +265,7 @@ impl Pool {
             isolate: Arc::new(isolate),
             generation,
             in_flight: 0,
+            sockets: 0,
             last_used: Instant::now(),
         });
         state.prune();
@@ -498,6 +504,7 @@ impl Pool {
                     isolate: isolate.clone(),
                     generation,
                     in_flight: 1,
+                    sockets: 0,
                     last_used: Instant::now(),
                 });
                 if started.send(Ok(isolate.clone())).is_err() {
@@ -520,7 +527,9 @@ impl Pool {
         let mut evicted = 0;
         while state.slots.len() > min {
             let Some(index) = state.slots.iter().position(|s| {
-                s.in_flight == 0 && now.saturating_duration_since(s.last_used) >= idle_timeout
+                s.in_flight == 0
+                    && s.sockets == 0
+                    && now.saturating_duration_since(s.last_used) >= idle_timeout
             }) else {
                 break;
             };
@@ -562,6 +571,7 @@ impl Pool {
                     isolate: Arc::new(isolate),
                     generation,
                     in_flight: 0,
+                    sockets: 0,
                     last_used: Instant::now(),
                 });
                 self.serve_waiters(&mut state);
@@ -582,7 +592,7 @@ impl Pool {
         state
             .slots
             .iter()
-            .filter(|s| s.in_flight == 0)
+            .filter(|s| s.in_flight == 0 && s.sockets == 0)
             .map(|s| (s.last_used, s.isolate.clone()))
             .collect()
     }
@@ -593,14 +603,18 @@ impl Pool {
         let before = state.slots.len();
         state
             .slots
-            .retain(|s| !(s.in_flight == 0 && Arc::ptr_eq(&s.isolate, isolate)));
+            .retain(|s| !(s.in_flight == 0 && s.sockets == 0 && Arc::ptr_eq(&s.isolate, isolate)));
         state.slots.len() < before
     }
 
     /// How many isolates the deployment has in each state, and its queue.
     fn census(&self) -> crate::metrics::Census {
         let state = self.lock();
-        let busy = state.slots.iter().filter(|s| s.in_flight > 0).count();
+        let busy = state
+            .slots
+            .iter()
+            .filter(|s| s.in_flight > 0 || s.sockets > 0)
+            .count();
         crate::metrics::Census {
             worker: state.worker.name.clone(),
             idle: state.slots.len() - busy,
@@ -640,6 +654,22 @@ impl Lender for Pool {
         state.untake(slot);
         state.prune();
         self.serve_waiters(&mut state);
+    }
+
+    /// The isolate `slot` has one more (`open`) or one fewer WebSocket open.
+    fn hold_socket(&self, slot: u64, open: bool) {
+        let mut state = self.lock();
+        if let Some(slot) = state.slots.iter_mut().find(|s| s.isolate.id() == slot) {
+            slot.sockets = if open {
+                slot.sockets.saturating_add(1)
+            } else {
+                slot.sockets.saturating_sub(1)
+            };
+            slot.last_used = Instant::now();
+        }
+        if !open {
+            state.prune();
+        }
     }
 }
 

@@ -72,7 +72,9 @@ pub fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_millis(shared.http.h2_keep_alive_interval_ms))
         .keep_alive_timeout(Duration::from_millis(shared.http.h2_keep_alive_timeout_ms))
-        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(head_bytes).unwrap_or(u32::MAX))
+        // WebSockets over HTTP/2 (RFC 8441).
+        .enable_connect_protocol();
     builder
 }
 
@@ -213,7 +215,7 @@ impl Connection {
             async move { response.await.map(|response| in_flight.hold(response)) }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         let connection = watcher.watch(connection);
         tokio::spawn(admitted.watch(async move {

@@ -9,6 +9,7 @@ mod metrics_endpoint;
 mod request_body;
 mod service;
 pub mod tls;
+pub mod websocket;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub async fn run(
     for accept in loops {
         let _ = accept.await;
     }
+    // Upgraded connections left hyper (and the graceful watch): they close themselves (1001).
+    shared.sockets.close_all(grace).await;
     let Ok(graceful) = Arc::try_unwrap(graceful) else {
         tracing::warn!("connections are still being accepted; not waiting for them");
         return;

@@ -14,7 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use isola_bindings::body::BodyReceiver;
 use isola_bindings::context::RequestContext;
-use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId};
+use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId, ResponseBody};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use isola_wire::authority::{Target, TargetError, request_target};
 use isola_wire::request_id;
@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use super::client_ip::set_client_ip;
 use super::metered::Metered;
 use super::request_body::{BodyFault, pump_request_body};
+use super::websocket::{self, Upgrade};
 use crate::body::Body;
 use crate::cache::{Forwarding, Lookup, ResponseCache, Revalidation};
 use crate::exchange::IncomingRequest;
@@ -45,6 +46,8 @@ pub struct Shared {
     pub cache: Option<ResponseCache>,
     /// The node's budget of data-plane connections (under its file-descriptor limit).
     pub connections: Arc<super::ConnectionBudget>,
+    /// The WebSockets workers accepted, closed (1001) at shutdown.
+    pub sockets: super::websocket::Sockets,
 }
 
 /// Request ids: a per-process random start plus a counter, unique across restarts in logs.
@@ -164,6 +167,8 @@ enum Refusal {
     HandlerFailed(String),
     Timeout,
     NotCached,
+    /// The worker answered a request that is not a WebSocket handshake with a WebSocket.
+    NotUpgrade,
 }
 
 impl Refusal {
@@ -185,7 +190,9 @@ impl Refusal {
         match self {
             Self::LimitExceeded("cpu_ms") => Outcome::ExceededCpu,
             Self::LimitExceeded("memory_mb") => Outcome::ExceededMemory,
-            Self::LimitExceeded(_) | Self::HandlerFailed(_) => Outcome::Exception,
+            Self::LimitExceeded(_) | Self::HandlerFailed(_) | Self::NotUpgrade => {
+                Outcome::Exception
+            }
             Self::Timeout => Outcome::ExceededWall,
             _ => Outcome::Refused,
         }
@@ -239,6 +246,13 @@ impl Refusal {
                 StatusCode::GATEWAY_TIMEOUT,
                 "only-if-cached: no usable response is cached".to_owned(),
             ),
+            Self::NotUpgrade => (
+                StatusCode::UPGRADE_REQUIRED,
+                "the worker answered with a WebSocket, but this request is not a WebSocket \
+                 handshake (an HTTP/1.1 GET with Upgrade: websocket, or an HTTP/2 extended \
+                 CONNECT)"
+                    .to_owned(),
+            ),
         };
         match &self {
             Self::Unavailable(reason) => {
@@ -271,8 +285,9 @@ async fn respond(
     peer: SocketAddr,
     identity: &Identity,
     metered: &mut Metered,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
+    let upgrade = websocket::take_upgrade(&mut request);
     let (mut parts, incoming) = request.into_parts();
     let Admitted {
         deployment,
@@ -283,7 +298,13 @@ async fn respond(
     metered.routed(&worker);
     metered.tail(&worker, &parts, &url, &identity.id);
     identity.tag(&mut parts.headers);
-    let mut forwarding = match look_up(shared, &worker, &url, &parts).await {
+    let lookup = if upgrade.is_some() {
+        // A handshake is never answered from the cache.
+        Lookup::Forward(Forwarding::around())
+    } else {
+        look_up(shared, &worker, &url, &parts).await
+    };
+    let mut forwarding = match lookup {
         Lookup::Hit(response, revalidation) => {
             metered.cache_hit();
             if let Some(revalidation) = revalidation {
@@ -304,7 +325,11 @@ async fn respond(
     metered.forwarded(&worker);
     let mut context = request_context(identity, metered.arrival(), &worker, &parts.headers);
     context.tail = metered.tail_handle();
-    let (body, body_fault) = start_body(incoming, context.max_body_bytes);
+    let (body, body_fault) = if upgrade.is_some() {
+        (None, BodyFault::default())
+    } else {
+        start_body(incoming, context.max_body_bytes)
+    };
     let (responder, outcome) = oneshot::channel();
     let request = IncomingRequest {
         context,
@@ -318,8 +343,38 @@ async fn respond(
     };
     let result = forward(&deployment, &worker, request, outcome, &body_fault).await;
     match result {
+        Ok(js) if matches!(js.body, ResponseBody::WebSocket(_)) => {
+            socket_response(shared, &worker, upgrade, js)
+        }
         Ok(js) => Ok(forwarding.finish(&worker, || request_url(scheme, &target), js)),
         Err(refusal) => forwarding.fail(refusal.worker_failure()).ok_or(refusal),
+    }
+}
+
+/// The handshake's answer for a worker's 101 with a WebSocket; a clear error when the request
+/// was no handshake (dropping the socket's ends closes the worker's side).
+fn socket_response(
+    shared: &Shared,
+    worker: &WorkerSource,
+    upgrade: Option<Upgrade>,
+    js: JsResponse,
+) -> Result<Response<Body>, Refusal> {
+    match (upgrade, js.body) {
+        (Some(upgrade), ResponseBody::WebSocket(peer)) => Ok(websocket::accept(
+            upgrade,
+            js.headers,
+            *peer,
+            &worker.limits,
+            Duration::from_millis(shared.http.write_timeout_ms),
+            &shared.sockets,
+        )),
+        _ => {
+            tracing::warn!(
+                worker = %worker.name,
+                "the worker returned a WebSocket for a request that is not a WebSocket handshake"
+            );
+            Err(Refusal::NotUpgrade)
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod stack;
 mod trim;
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -115,9 +116,16 @@ impl Shared {
 /// Enforces one isolate's limits; lives on (and is used from) the isolate's thread. Must be
 /// dropped before its isolate (it holds the isolate's context for post-mortem stacks).
 pub(crate) struct Enforcer {
+    turns: Rc<Turns>,
+    memory: MemoryGuard,
+}
+
+/// The CPU side of the enforcer: the running turn's clock and its charge. Shared with the
+/// isolate's OpState (`TurnSplit`), which ends a turn and starts the next one where a
+/// WebSocket message is dispatched, so each message is charged on its own.
+struct Turns {
     shared: Arc<Shared>,
     cpu: Arc<cpu::Watched>,
-    memory: MemoryGuard,
     /// The thread's CPU clock at its last reading (at most [`MARK_FRESH_FOR`] before the
     /// running turn began, or when a long turn ended).
     cpu_mark_ns: Cell<u64>,
@@ -142,20 +150,80 @@ impl Enforcer {
         stack::remember_context(runtime.main_context());
         let cpu = cpu::watch(&shared, limits);
         Self {
-            shared,
-            cpu,
+            turns: Rc::new(Turns {
+                shared,
+                cpu,
+                cpu_mark_ns: Cell::new(cpu::current_thread_cpu_ns()),
+                cpu_mark_at: Cell::new(Instant::now()),
+                turn_start: Cell::new(Instant::now()),
+                last_turn_ns: Cell::new(0),
+            }),
             memory,
-            cpu_mark_ns: Cell::new(cpu::current_thread_cpu_ns()),
-            cpu_mark_at: Cell::new(Instant::now()),
-            turn_start: Cell::new(Instant::now()),
-            last_turn_ns: Cell::new(0),
         }
+    }
+
+    /// What the CPU watchdog counts the running turn from (see `ContextTable::socket_event`).
+    pub(crate) fn turn_base(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.turns.cpu.turn_base()
+    }
+
+    /// Ends the running turn and starts the next, charging what ran so far (for OpState: a
+    /// WebSocket message's handlers are charged on their own).
+    pub(crate) fn turn_split(&self) -> isola_bindings::websocket::TurnSplit {
+        let turns = self.turns.clone();
+        isola_bindings::websocket::TurnSplit(Rc::new(move |contexts| {
+            turns.end(contexts);
+            turns.start(Limit::Cpu);
+        }))
     }
 
     /// JavaScript starts running, counted against `limit`. Only turns are charged: what the
     /// thread does between them (moving response streams to the connection) is the runtime's
     /// work, not the worker's.
     pub(crate) fn enter(&self, limit: Limit) {
+        self.turns.start(limit);
+    }
+
+    /// JavaScript stopped running (the event loop is waiting): charges the turn's CPU time to
+    /// the requests in `contexts` (killing the isolate if one is over `cpu_ms`), checks the
+    /// memory the turn left behind and returns it (heap + external bytes).
+    pub(crate) fn leave(&self, runtime: &mut JsRuntime, contexts: &mut ContextTable) -> usize {
+        self.turns.end(contexts);
+        self.memory.check(runtime, &self.turns.shared)
+    }
+
+    /// Whether the last turn ran long: past the CPU after which a slice runs at background
+    /// priority.
+    pub(crate) fn last_turn_was_long(&self) -> bool {
+        self.turns.last_turn_ns.get() > u64::try_from(cpu::BACKGROUND_AFTER.as_nanos()).unwrap_or(0)
+    }
+
+    /// Whether the isolate's thread is stuck at background priority after a long slice; such
+    /// an isolate is retired once its requests are done.
+    pub(crate) fn stuck_in_background(&self) -> bool {
+        self.turns.cpu.stuck_in_background()
+    }
+
+    /// The limit that terminated the isolate, if one did.
+    pub(crate) fn killed(&self) -> Option<Limit> {
+        self.turns.shared.killed()
+    }
+
+    /// The kill with its measurement and the JavaScript stack captured at that moment.
+    pub(crate) fn kill_report(&self) -> Option<(Kill, Option<String>)> {
+        let shared = &self.turns.shared;
+        let limit = shared.killed()?;
+        let kill = Kill {
+            limit,
+            measured: f64::from_bits(shared.measured.load(Ordering::Acquire)),
+            budget: f64::from_bits(shared.budget.load(Ordering::Acquire)),
+        };
+        Some((kill, stack::take()))
+    }
+}
+
+impl Turns {
+    fn start(&self, limit: Limit) {
         let now = Instant::now();
         self.turn_start.set(now);
         if now.duration_since(self.cpu_mark_at.get()) >= MARK_FRESH_FOR {
@@ -164,10 +232,7 @@ impl Enforcer {
         self.cpu.enter(limit);
     }
 
-    /// JavaScript stopped running (the event loop is waiting): charges the turn's CPU time to
-    /// the requests in `contexts` (killing the isolate if one is over `cpu_ms`), checks the
-    /// memory the turn left behind and returns it (heap + external bytes).
-    pub(crate) fn leave(&self, runtime: &mut JsRuntime, contexts: &mut ContextTable) -> usize {
+    fn end(&self, contexts: &mut ContextTable) {
         self.cpu.leave();
         let turn_ns = self.turn_cpu_ns();
         self.last_turn_ns.set(turn_ns);
@@ -180,7 +245,6 @@ impl Enforcer {
         }
         let share = contexts.next_turn_share();
         self.cpu.set_turn_share(share.base_ns, share.divisor);
-        self.memory.check(runtime, &self.shared)
     }
 
     /// The CPU time of the turn that just ended, without a system call on most turns (reading
@@ -206,34 +270,6 @@ impl Enforcer {
     fn mark_cpu(&self, now: Instant) {
         self.cpu_mark_ns.set(cpu::current_thread_cpu_ns());
         self.cpu_mark_at.set(now);
-    }
-
-    /// Whether the last turn ran long: past the CPU after which a slice runs at background
-    /// priority.
-    pub(crate) fn last_turn_was_long(&self) -> bool {
-        self.last_turn_ns.get() > u64::try_from(cpu::BACKGROUND_AFTER.as_nanos()).unwrap_or(0)
-    }
-
-    /// Whether the isolate's thread is stuck at background priority after a long slice; such
-    /// an isolate is retired once its requests are done.
-    pub(crate) fn stuck_in_background(&self) -> bool {
-        self.cpu.stuck_in_background()
-    }
-
-    /// The limit that terminated the isolate, if one did.
-    pub(crate) fn killed(&self) -> Option<Limit> {
-        self.shared.killed()
-    }
-
-    /// The kill with its measurement and the JavaScript stack captured at that moment.
-    pub(crate) fn kill_report(&self) -> Option<(Kill, Option<String>)> {
-        let limit = self.shared.killed()?;
-        let kill = Kill {
-            limit,
-            measured: f64::from_bits(self.shared.measured.load(Ordering::Acquire)),
-            budget: f64::from_bits(self.shared.budget.load(Ordering::Acquire)),
-        };
-        Some((kill, stack::take()))
     }
 }
 
