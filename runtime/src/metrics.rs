@@ -40,7 +40,7 @@ pub struct Metrics {
     /// Requests that waited for a new isolate to start, by worker.
     pub cold_starts: IntCounterVec,
     /// JavaScript modules loaded into isolates, by worker and what V8's code cache did
-    /// (`compiled`: no cache yet; `offered`: compiled from the version's cache; `rejected`:
+    /// (`compiled`: no cache yet; `offered`: compiled from the worker's cache; `rejected`:
     /// an offered cache that V8 refused and replaced).
     pub module_loads: IntCounterVec,
     /// Requests refused by the pool (`queue_full`, `queue_timeout`, `memory_budget`).
@@ -192,7 +192,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         module_loads: counter(
             &registry,
             "isola_module_loads_total",
-            "JavaScript modules loaded into isolates, by what the version's code cache did.",
+            "JavaScript modules loaded into isolates, by what the code cache did.",
             &["worker", "code_cache"],
         ),
         requests_refused: counter(

@@ -50,3 +50,45 @@ max_isolates = 2
     assert!(module_loads(&metrics, "a", "offered") >= 1, "{metrics}");
     assert_eq!(module_loads(&metrics, "a", "rejected"), 0, "{metrics}");
 }
+
+#[tokio::test]
+async fn a_new_version_whose_module_did_not_change_starts_from_its_code_cache() {
+    let isola = Isola::serve(
+        r#"
+[node]
+metrics_address = "127.0.0.1:0"
+
+[admin]
+address = "127.0.0.1:0"
+
+[[listeners]]
+address = "127.0.0.1:0"
+"#,
+    );
+    let code = "export default { fetch(request, env) { return new Response(`v:${env.V}`); } };";
+    for (value, host) in [("1", "one.test"), ("2", "one.test")] {
+        let upload = serde_json::json!({
+            "code": code,
+            "vars": { "V": value },
+            "routes": [{ "host": host }],
+        })
+        .to_string();
+        let reply = isola
+            .admin(crate::support::ADMIN_TOKEN, "PUT", "/workers/one", &upload)
+            .await;
+        assert!(
+            reply.status == 200 || reply.status == 201,
+            "{}",
+            reply.text()
+        );
+        let served = get_host(&isola, host, "/").await;
+        assert_eq!(served.text(), format!("v:{value}"));
+    }
+    let metrics = isola.metrics().await;
+    assert_eq!(
+        module_loads(&metrics, "one", "compiled"),
+        1,
+        "only the first version compiled the module: {metrics}"
+    );
+    assert!(module_loads(&metrics, "one", "offered") >= 1, "{metrics}");
+}

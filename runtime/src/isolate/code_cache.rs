@@ -1,38 +1,64 @@
-//! V8's code cache for a worker version's JavaScript modules: the first isolate that compiles
-//! a module leaves V8's compiled code here, and the version's later isolates start from it
-//! instead of parsing and compiling the source again (a cold start of a large bundle is
-//! mostly that). V8 checks each cache against the source's hash and its own flags, and
-//! compiles afresh (leaving a new cache) when one does not fit. Kept in memory with the
-//! version, shared by its isolates on every thread.
+//! V8's code cache for workers' JavaScript modules: the first isolate that compiles a module
+//! leaves V8's compiled code here, and later isolates start from it instead of parsing and
+//! compiling the source again (a cold start of a large bundle is mostly that). V8 checks
+//! each cache against the source's hash and its own flags, and compiles afresh (leaving a new
+//! cache) when one does not fit.
+//!
+//! One bounded node-wide store, keyed by worker and source hash (not by module URL: an
+//! upload's modules live in a directory per version): a new version whose module did not
+//! change (a redeploy that changes vars or secrets, a SIGHUP reload,
+//! `isola dev` reloading after another file changed) finds its code already compiled, while
+//! tenants never share compiled code, even of identical sources.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use deno_core::SourceCodeCacheInfo;
 
-/// The code caches of one version's modules, by module URL.
-#[derive(Debug)]
-pub struct CodeCache {
-    /// The worker, for `isola_module_loads_total`.
-    worker: Arc<str>,
-    modules: Mutex<HashMap<String, Entry>>,
+/// The most bytes of compiled code the node keeps; the least recently used go first.
+pub const CODE_CACHE_MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+/// (worker, source hash).
+type Key = (Arc<str>, u64);
+
+fn compiled() -> &'static moka::sync::Cache<Key, Arc<[u8]>> {
+    static STORE: OnceLock<moka::sync::Cache<Key, Arc<[u8]>>> = OnceLock::new();
+    STORE.get_or_init(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(CODE_CACHE_MAX_BYTES)
+            .weigher(|_, data: &Arc<[u8]>| u32::try_from(data.len()).unwrap_or(u32::MAX))
+            .build()
+    })
 }
 
+/// A version's view of the code cache: its worker, and its modules' source hashes (computed
+/// once per version).
 #[derive(Debug)]
-struct Entry {
-    /// The hash of the module's source, which V8 checks a cache against.
-    hash: u64,
-    data: Option<Arc<[u8]>>,
+pub struct CodeCache {
+    /// The worker: its caches are its own, and `isola_module_loads_total` names it.
+    worker: Arc<str>,
+    /// Off: every start compiles from source (what `isola bench startup` compares against).
+    enabled: bool,
+    hashes: Mutex<HashMap<String, u64>>,
 }
 
 impl CodeCache {
-    /// No caches yet, for a version of `worker`.
+    /// The code cache of a version of `worker`.
     pub fn new(worker: Arc<str>) -> Self {
         Self {
             worker,
-            modules: Mutex::default(),
+            enabled: true,
+            hashes: Mutex::default(),
+        }
+    }
+
+    /// No code cache: modules are compiled from source every time.
+    pub fn off(worker: Arc<str>) -> Self {
+        Self {
+            enabled: false,
+            ..Self::new(worker)
         }
     }
 
@@ -43,48 +69,41 @@ impl CodeCache {
             .inc();
     }
 
-    /// What V8 gets with module `url` (source `code`): the source's hash, and its cache if
-    /// an isolate made one.
-    pub(crate) fn info(&self, url: &str, code: &str) -> SourceCodeCacheInfo {
-        let mut modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = modules.entry(url.to_owned()).or_insert_with(|| Entry {
-            hash: source_hash(code),
-            data: None,
-        });
-        let data = entry.data.as_deref().map(|data| Cow::Owned(data.to_vec()));
-        let hash = entry.hash;
-        drop(modules);
+    fn hash(&self, url: &str, code: &str) -> u64 {
+        let mut hashes = self.hashes.lock().unwrap_or_else(PoisonError::into_inner);
+        *hashes
+            .entry(url.to_owned())
+            .or_insert_with(|| source_hash(code))
+    }
+
+    /// What V8 gets with module `url` (source `code`): the source's hash, and its compiled
+    /// code if an isolate of this worker left it.
+    pub(crate) fn info(&self, url: &str, code: &str) -> Option<SourceCodeCacheInfo> {
+        if !self.enabled {
+            self.count("compiled");
+            return None;
+        }
+        let hash = self.hash(url, code);
+        let data = compiled()
+            .get(&(self.worker.clone(), hash))
+            .map(|data| Cow::Owned(data.to_vec()));
         self.count(if data.is_some() {
             "offered"
         } else {
             "compiled"
         });
-        SourceCodeCacheInfo { hash, data }
+        Some(SourceCodeCacheInfo { hash, data })
     }
 
-    /// Keeps `data`, V8's cache of module `url` whose source hashes to `hash`.
-    pub(crate) fn store(&self, url: &str, hash: u64, data: &[u8]) {
-        let mut modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
-        let replaced = modules.insert(
-            url.to_owned(),
-            Entry {
-                hash,
-                data: Some(Arc::from(data)),
-            },
-        );
-        drop(modules);
-        if replaced.is_some_and(|entry| entry.data.is_some()) {
+    /// Keeps `data`, V8's compiled code of a module whose source hashes to `hash`.
+    pub(crate) fn store(&self, hash: u64, data: &[u8]) {
+        let key = (self.worker.clone(), hash);
+        if compiled().contains_key(&key) {
+            // V8 made a new cache: it refused the one it was offered (or two isolates
+            // compiled the module at once).
             self.count("rejected");
         }
-    }
-
-    /// Bytes of code cache held (for the tests and the log).
-    pub fn bytes(&self) -> usize {
-        let modules = self.modules.lock().unwrap_or_else(PoisonError::into_inner);
-        modules
-            .values()
-            .filter_map(|entry| entry.data.as_ref().map(|data| data.len()))
-            .sum()
+        compiled().insert(key, Arc::from(data));
     }
 }
 

@@ -492,7 +492,7 @@ pub fn startup_times(
             for cached in [false, true] {
                 worker.code_cache = match cached {
                     true => std::sync::Arc::clone(&cache),
-                    false => std::sync::Arc::new(code_cache::CodeCache::new(worker.name.clone())),
+                    false => std::sync::Arc::new(code_cache::CodeCache::off(worker.name.clone())),
                 };
                 let started = std::time::Instant::now();
                 let isolate = Isolate::start(&worker).await?;

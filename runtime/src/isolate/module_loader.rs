@@ -94,7 +94,7 @@ impl WorkerModuleLoader {
                 ModuleType::JavaScript,
                 ModuleSourceCode::String(code.clone().into()),
                 specifier,
-                Some(code_cache.info(specifier.as_str(), code)),
+                code_cache.info(specifier.as_str(), code),
             ),
             (Content::Json(json), RequestedModuleType::Json) => text(ModuleType::Json, json),
             (Content::Json(json), RequestedModuleType::None) => {
@@ -144,12 +144,12 @@ impl ModuleLoader for WorkerModuleLoader {
 
     fn code_cache_ready(
         &self,
-        specifier: ModuleSpecifier,
+        _specifier: ModuleSpecifier,
         hash: u64,
         code_cache: &[u8],
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> {
         if let Some((_, cache)) = self.graph.get() {
-            cache.store(specifier.as_str(), hash, code_cache);
+            cache.store(hash, code_cache);
         }
         Box::pin(std::future::ready(()))
     }
