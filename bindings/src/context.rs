@@ -23,6 +23,12 @@ use isola_wire::trace::TraceParent;
 /// Identifies one HTTP exchange across the front end, the isolate and the logs.
 pub type RequestId = u64;
 
+/// Something the front end attached to an exchange that must live until the worker is done
+/// with it (its lease on the isolate): dropped as a body known in full is handed over, when a
+/// streamed body's producer has finished (what is left is at most the channel's window) or
+/// stalled, or when the WebSocket the response carried closes.
+pub type Guard = Box<dyn std::any::Any + Send>;
+
 /// Console output kept per request; more is dropped, with one line saying so.
 pub const MAX_CONSOLE_BYTES: usize = 256 * 1024;
 
@@ -117,9 +123,6 @@ pub struct ContextTable {
     finished: Vec<Usage>,
     /// The last requests that ended, oldest first, with their ids as logs show them.
     ended: std::collections::VecDeque<(RequestId, Arc<str>)>,
-    /// The CPU watchdog's base for the running turn, lowered when a WebSocket message starts
-    /// a new budget during it.
-    turn_base: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What one request used, over its whole life in the isolate.
@@ -218,24 +221,13 @@ impl ContextTable {
         }
     }
 
-    /// Shares the CPU watchdog's base for the running turn (see [`Self::socket_event`]).
-    pub fn share_turn_base(&mut self, base: Arc<std::sync::atomic::AtomicU64>) {
-        self.turn_base = Some(base);
-    }
-
     /// A message arrived on the WebSocket that request `id`'s response opened: its handler
-    /// runs on a `cpu_ms` budget of its own (the turn it arrives in counts as a whole),
-    /// charged as the request's foreground work.
+    /// runs on a `cpu_ms` budget of its own, charged as the request's foreground work (the
+    /// enforcer ends the turn before and counts the next one from [`Self::next_turn_share`]).
     pub fn socket_event(&mut self, id: RequestId) {
         if let Some(live) = self.live.get_mut(&id) {
             live.budget_from_ns = live.cpu_ns;
             live.responded_this_turn = true;
-        }
-        if let Some(base) = &self.turn_base {
-            base.store(
-                self.next_turn_share().base_ns,
-                std::sync::atomic::Ordering::Relaxed,
-            );
         }
     }
 
@@ -437,8 +429,6 @@ mod tests {
     #[test]
     fn each_websocket_message_starts_a_new_cpu_budget_for_its_request() {
         let mut table = ContextTable::default();
-        let base = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        table.share_turn_base(base.clone());
         table.open(&context(1));
         // The socket holds the request's context open after its 101 response.
         table.wait_until(1, 1);
@@ -446,7 +436,11 @@ mod tests {
         assert_eq!(table.charge_turn(40), Some(Charged { id: 1, cpu_ns: 40 }));
         assert_eq!(table.charge_turn(30), Some(Charged { id: 1, cpu_ns: 70 }));
         table.socket_event(1);
-        assert_eq!(base.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            table.next_turn_share().base_ns,
+            0,
+            "the watchdog counts from 0 again"
+        );
         assert_eq!(table.charge_turn(20), Some(Charged { id: 1, cpu_ns: 20 }));
         table.wait_until(1, -1);
         table.charge_turn(0);

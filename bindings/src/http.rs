@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::context::{RequestContext, SharedContexts};
 
-pub use crate::context::RequestId;
+pub use crate::context::{Guard, RequestId};
 
 /// A stream's write timeout when its exchange is no longer known.
 const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,12 +38,6 @@ pub struct JsResponse {
     /// The body.
     pub body: ResponseBody,
 }
-
-/// Something the front end attached to an exchange that must live until the worker is done
-/// with it (its lease on the isolate): dropped as a body known in full is handed over, or
-/// when a streamed body's producer has finished (what is left is at most the channel's
-/// window) or stalled.
-pub type Guard = Box<dyn std::any::Any + Send>;
 
 /// How an exchange is answered, and what lives as long as the worker works on it.
 struct PendingExchange {

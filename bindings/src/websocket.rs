@@ -15,8 +15,7 @@ use deno_core::{AsyncRefCell, JsBuffer, OpState, RcRef, Resource, ResourceId, To
 use deno_error::JsErrorBox;
 use tokio::sync::mpsc;
 
-use crate::context::{RequestId, SharedContexts};
-use crate::http::Guard;
+use crate::context::{Guard, RequestId, SharedContexts};
 
 /// Messages from the client that may wait for the worker before the front end stops reading
 /// the connection (so a fast sender slows to the worker's pace, TCP pushing back).
@@ -383,10 +382,15 @@ async fn op_isola_ws_recv(
     Ok(received)
 }
 
-/// Ends the isolate's running turn and starts the next, charging what ran so far to the
-/// requests it ran for (put in OpState by the runtime's limits enforcer).
+/// Ends the isolate's running turn, charging what ran so far to the requests it ran for,
+/// starts request `id`'s new `cpu_ms` budget (`ContextTable::socket_event`) and starts the next
+/// turn counted from it (put in OpState by the runtime's limits enforcer).
 #[derive(Clone)]
-pub struct TurnSplit(pub Rc<dyn Fn(&mut crate::context::ContextTable)>);
+pub struct TurnSplit(pub Rc<SplitTurn>);
+
+/// What [`TurnSplit`] runs: given the isolate's contexts and the request whose socket got a
+/// message.
+pub type SplitTurn = dyn Fn(&mut crate::context::ContextTable, RequestId);
 
 /// A message is about to be dispatched to the worker's listeners: what ran before it is
 /// charged as a turn of its own, and its handlers run on a new `cpu_ms` budget of the request
@@ -398,10 +402,10 @@ fn op_isola_ws_event(state: &mut OpState, #[smi] rid: ResourceId) {
         && let Some((contexts, id)) = socket.hold.borrow().as_ref()
     {
         let mut table = contexts.borrow_mut();
-        if let Some(split) = split {
-            (split.0)(&mut table);
+        match split {
+            Some(split) => (split.0)(&mut table, *id),
+            None => table.socket_event(*id),
         }
-        table.socket_event(*id);
     }
 }
 

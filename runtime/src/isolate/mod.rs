@@ -166,7 +166,6 @@ impl Isolate {
         // Atomics.wait would block the isolate's thread without spending CPU.
         runtime.v8_isolate().set_allow_atomics_wait(false);
         let enforcer = Enforcer::install(&mut runtime, &worker.limits, memory);
-        contexts.borrow_mut().share_turn_base(enforcer.turn_base());
         runtime.op_state().borrow_mut().put(enforcer.turn_split());
         enforcer.enter(Limit::StartupCpu);
         let loaded = Self::load_worker(&mut runtime, worker).await;

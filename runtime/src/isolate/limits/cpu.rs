@@ -68,10 +68,8 @@ pub(super) struct Watched {
     slice_start_ns: AtomicU64,
     /// Watchdog-only: the thread's CPU time when it asked for the kill interrupt.
     kill_cpu_ns: AtomicU64,
-    /// CPU already charged to the request the running turn puts closest to `cpu_ms`; shared
-    /// with the isolate's `ContextTable`, which lowers it when a WebSocket message starts a
-    /// new budget in the middle of a turn.
-    turn_base_ns: Arc<AtomicU64>,
+    /// CPU already charged to the request the running turn puts closest to `cpu_ms`.
+    turn_base_ns: AtomicU64,
     /// Requests the running turn's CPU is split between.
     turn_divisor: AtomicU64,
     budgets_ns: [u64; 2],
@@ -104,7 +102,7 @@ pub(super) fn watch(shared: &Arc<Shared>, limits: &Limits) -> Arc<Watched> {
         seen_slice: AtomicU64::new(0),
         slice_start_ns: AtomicU64::new(0),
         kill_cpu_ns: AtomicU64::new(0),
-        turn_base_ns: Arc::new(AtomicU64::new(0)),
+        turn_base_ns: AtomicU64::new(0),
         turn_divisor: AtomicU64::new(1),
         budgets_ns: [nanos(limits.cpu()), nanos(limits.startup_cpu())],
     });
@@ -126,11 +124,6 @@ impl Watched {
     pub(super) fn set_turn_share(&self, base_ns: u64, divisor: u64) {
         self.turn_base_ns.store(base_ns, Ordering::Relaxed);
         self.turn_divisor.store(divisor.max(1), Ordering::Relaxed);
-    }
-
-    /// The running turn's base, for the isolate's `ContextTable`.
-    pub(super) fn turn_base(&self) -> Arc<AtomicU64> {
-        self.turn_base_ns.clone()
     }
 
     /// `cpu_ms` in nanoseconds.

@@ -162,17 +162,16 @@ impl Enforcer {
         }
     }
 
-    /// What the CPU watchdog counts the running turn from (see `ContextTable::socket_event`).
-    pub(crate) fn turn_base(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.turns.cpu.turn_base()
-    }
-
-    /// Ends the running turn and starts the next, charging what ran so far (for OpState: a
-    /// WebSocket message's handlers are charged on their own).
+    /// Ends the running turn, charging what ran so far, starts the new budget of the request
+    /// whose WebSocket got a message, and starts the next turn counted from it (for OpState:
+    /// a message's handlers are charged on their own).
     pub(crate) fn turn_split(&self) -> isola_bindings::websocket::TurnSplit {
         let turns = self.turns.clone();
-        isola_bindings::websocket::TurnSplit(Rc::new(move |contexts| {
+        isola_bindings::websocket::TurnSplit(Rc::new(move |contexts, id| {
             turns.end(contexts);
+            contexts.socket_event(id);
+            let share = contexts.next_turn_share();
+            turns.cpu.set_turn_share(share.base_ns, share.divisor);
             turns.start(Limit::Cpu);
         }))
     }
