@@ -10,7 +10,7 @@ use deno_core::ModuleSpecifier;
 use edge_config::Limits;
 use isola_bindings::outbound::{OutboundPolicy, StaticResolver};
 
-use crate::code::{CodeError, Content, ModuleGraph};
+use crate::code::{CodeError, ModuleGraph};
 
 /// The version a worker from the config file (or `isola dev`) is metered as: it has no
 /// uploaded version id.
@@ -25,8 +25,6 @@ pub struct WorkerSource {
     pub path: PathBuf,
     /// The main module's specifier (`file:///…`): what stack traces show.
     pub specifier: ModuleSpecifier,
-    /// The main module's JavaScript (TypeScript already stripped).
-    pub code: Arc<str>,
     /// Every module of the worker, the main one included, with their source maps.
     pub graph: Arc<ModuleGraph>,
     /// The vars as a JSON object: `env` for modules, globals for service workers.
@@ -129,12 +127,9 @@ impl WorkerSource {
         let graph = ModuleGraph::load(&config.file, root)?;
         let fingerprint = fingerprint(config, root, &graph);
         let specifier = graph.main().clone();
-        let (path, code) = match graph.get(specifier.as_str()) {
-            Some(crate::code::Module {
-                path,
-                content: Content::Code { code, .. },
-            }) => (path.clone(), code.clone()),
-            _ => (config.file.clone(), Arc::from("")),
+        let path = match graph.get(specifier.as_str()) {
+            Some(module) => module.path.clone(),
+            None => config.file.clone(),
         };
         let outbound = Arc::new(OutboundPolicy::new(&config.outbound));
         let vars_json = serde_json::to_string(&config.vars)
@@ -143,7 +138,6 @@ impl WorkerSource {
             name: config.name.as_str().into(),
             path,
             specifier,
-            code,
             graph: Arc::new(graph),
             vars_json: vars_json.into(),
             allow_eval: config.allow_eval,
