@@ -132,6 +132,61 @@ class FetchEvent extends event.Event {
   }
 }
 
+/**
+ * The fetch spec's inner request of an incoming request: the shape deno_fetch's
+ * `newInnerRequest` returns, with its accessors on a prototype. `newInnerRequest` returns an
+ * object literal with getters and setters, which V8 builds in dictionary mode, property by
+ * property, and that cost each request about 2 µs (profiled: `DefineAccessorPropertyUnchecked`
+ * was half of `dispatch`). The header list is made on first use from the flat name/value list.
+ */
+class IncomingInnerRequest {
+  constructor(method, url, flatHeaders, body) {
+    this.methodInner = method;
+    this.headerListInner = null;
+    this.flatHeaders = flatHeaders;
+    this.body = body;
+    this.redirectMode = "follow";
+    this.redirectCount = 0;
+    this.urlList = [() => url];
+    this.urlListProcessed = [url];
+    this.clientRid = null;
+    this.blobUrlEntry = null;
+  }
+
+  get method() {
+    return this.methodInner;
+  }
+
+  set method(value) {
+    this.methodInner = value;
+  }
+
+  get headerList() {
+    if (this.headerListInner === null) {
+      this.headerListInner = headerPairs(this.flatHeaders);
+      this.flatHeaders = null;
+    }
+    return this.headerListInner;
+  }
+
+  set headerList(value) {
+    this.headerListInner = value;
+    this.flatHeaders = null;
+  }
+
+  url() {
+    return this.urlListProcessed[0];
+  }
+
+  currentUrl() {
+    const last = this.urlList.length - 1;
+    if (this.urlListProcessed[last] === undefined) {
+      this.urlListProcessed[last] = this.urlList[last]();
+    }
+    return this.urlListProcessed[last];
+  }
+}
+
 function headerPairs(flat) {
   const list = [];
   for (let i = 0; i < flat.length; i += 2) {
@@ -157,7 +212,7 @@ function dispatch(id, method, url, flatHeaders, bodyRid) {
 
 function run(id, method, url, flatHeaders, bodyRid) {
   const innerBody = bodyRid === null ? null : new body.InnerBody(streams.readableStreamForRid(bodyRid));
-  const inner = requestExt.newInnerRequest(method, url, () => headerPairs(flatHeaders), innerBody, false);
+  const inner = new IncomingInnerRequest(method, url, flatHeaders, innerBody);
   const request = requestExt.fromInnerRequest(inner, "immutable");
   inFlight.set(id, request);
   const ctx = new ExecutionContext(id);

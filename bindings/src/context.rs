@@ -123,6 +123,8 @@ pub struct ContextTable {
     finished: Vec<Usage>,
     /// The last requests that ended, oldest first, with their ids as logs show them.
     ended: std::collections::VecDeque<(RequestId, Arc<str>)>,
+    /// CPU time each request was charged for the last turn (0 when it ran for none).
+    last_share_ns: u64,
 }
 
 /// What one request used, over its whole life in the isolate.
@@ -330,6 +332,7 @@ impl ContextTable {
             self.live.len()
         };
         let share = cpu_ns / charged_count.max(1) as u64;
+        self.last_share_ns = if charged_count > 0 { share } else { 0 };
         let mut most: Option<Charged> = None;
         for (&id, live) in &mut self.live {
             if foreground == 0 || live.responded_this_turn {
@@ -365,22 +368,26 @@ impl ContextTable {
         most
     }
 
+    /// CPU time each request was charged for the last turn: a turn that served 64 short
+    /// requests is long, but none of its requests is.
+    pub fn last_share_ns(&self) -> u64 {
+        self.last_share_ns
+    }
+
     /// How the next turn will be charged, as the CPU watchdog needs it to stop a turn that
     /// takes a request over its limit while it runs.
     pub fn next_turn_share(&self) -> TurnShare {
-        let foreground: Vec<&Live> = self.live.values().filter(|l| l.responding).collect();
-        let charged: Vec<&Live> = if foreground.is_empty() {
-            self.live.values().collect()
-        } else {
-            foreground
-        };
+        let any_responding = self.live.values().any(|l| l.responding);
+        let (mut base_ns, mut divisor) = (0, 0u64);
+        for live in self.live.values() {
+            if live.responding || !any_responding {
+                base_ns = base_ns.max(live.cpu_ns - live.budget_from_ns);
+                divisor += 1;
+            }
+        }
         TurnShare {
-            base_ns: charged
-                .iter()
-                .map(|l| l.cpu_ns - l.budget_from_ns)
-                .max()
-                .unwrap_or(0),
-            divisor: charged.len().max(1) as u64,
+            base_ns,
+            divisor: divisor.max(1),
         }
     }
 }

@@ -99,11 +99,12 @@ impl WorkerSource {
         self.long_turns.load(Ordering::Relaxed)
     }
 
-    /// Records that one of its turns ran long.
-    pub(crate) fn note_long_turn(&self) {
+    /// Records that one of its turns ran long: `cpu_ms` for each request it ran for.
+    pub(crate) fn note_long_turn(&self, cpu_ms: f64) {
         if !self.long_turns.swap(true, Ordering::Relaxed) {
             tracing::info!(
                 worker = %self.name,
+                cpu_ms,
                 "a JavaScript turn ran long: new isolates of this version get threads of their own"
             );
         }

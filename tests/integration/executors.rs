@@ -110,3 +110,47 @@ async fn a_version_whose_turn_runs_long_gets_threads_of_its_own_and_others_keep_
         slow.len()
     );
 }
+
+#[tokio::test]
+async fn a_turn_that_serves_many_short_requests_does_not_move_its_version_off_the_executors() {
+    let isola = Isola::serve(
+        r#"[node]
+executor_threads = 2
+[[listeners]]
+address = "127.0.0.1:0"
+[[routes]]
+host = "burst.test"
+worker = "burst"
+[workers.burst]
+file = "{fixtures}/pool.js"
+[workers.burst.limits]
+max_isolates = 1
+"#,
+    );
+    // 64 requests at once to one isolate: each one queued is sent into the isolate as the one
+    // before it answers, so one turn serves a run of them, together far longer than the 5 ms a
+    // single request may take before its version counts as running long turns; each alone
+    // takes well under a millisecond.
+    for _ in 0..4 {
+        let mut burst = Vec::new();
+        for _ in 0..64 {
+            let authority = isola.authority();
+            burst.push(tokio::spawn(async move {
+                let request = http::Request::get("/work?n=200000")
+                    .header("host", "burst.test")
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                send(Proto::H1, &authority, request).await.status
+            }));
+        }
+        for request in burst {
+            assert_eq!(request.await.unwrap(), 200);
+        }
+    }
+    let logs = isola.logs();
+    assert!(
+        !logs.contains("get threads of their own"),
+        "short requests served in one turn moved the version off the executors: {logs}"
+    );
+    assert_eq!(count(&thread_names(isola.pid()), "isolate-burst"), 0);
+}

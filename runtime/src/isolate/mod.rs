@@ -361,8 +361,9 @@ impl Isolate {
         }
     }
 
-    /// Whether the last turn ran long (see `WorkerSource::runs_long_turns`).
-    pub(crate) fn last_turn_was_long(&self) -> bool {
+    /// The CPU time (ms) per request of the last turn if it ran long (see
+    /// `WorkerSource::runs_long_turns`).
+    pub(crate) fn last_turn_was_long(&self) -> Option<f64> {
         self.enforcer.last_turn_was_long()
     }
 

@@ -115,8 +115,8 @@ async fn request_loop(
         isolate.enter();
         let polled = serve_turn(isolate, receiver, &mut open, cx);
         isolate.leave();
-        if isolate.last_turn_was_long() {
-            worker.note_long_turn();
+        if let Some(cpu_ms) = isolate.last_turn_was_long() {
+            worker.note_long_turn(cpu_ms);
         }
         memory.store(isolate.memory_in_use(), Ordering::Relaxed);
         if isolate.killed().is_some() {

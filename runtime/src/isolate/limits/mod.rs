@@ -35,6 +35,13 @@ const SHORT_TURN: Duration = Duration::from_micros(50);
 /// How stale the CPU clock mark may get before a turn's start reads the clock again.
 const MARK_FRESH_FOR: Duration = Duration::from_millis(1);
 
+/// CPU per request past which a turn counts as long for placement
+/// (`WorkerSource::runs_long_turns`). Well above a garbage collection or a first compile in a
+/// one-request turn (measured up to 2 ms in hello on a busy machine, the mark's
+/// [`MARK_FRESH_FOR`] of the thread's other work included): only real work moves a version
+/// off the shared threads.
+const LONG_TURN: Duration = Duration::from_millis(5);
+
 /// A limit that can kill an isolate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Limit {
@@ -133,8 +140,8 @@ struct Turns {
     cpu_mark_at: Cell<Instant>,
     /// The monotonic clock when the running turn began.
     turn_start: Cell<Instant>,
-    /// CPU time of the last turn that ended.
-    last_turn_ns: Cell<u64>,
+    /// CPU time the last turn charged to each request it ran for.
+    last_share_ns: Cell<u64>,
 }
 
 impl Enforcer {
@@ -156,7 +163,7 @@ impl Enforcer {
                 cpu_mark_ns: Cell::new(cpu::current_thread_cpu_ns()),
                 cpu_mark_at: Cell::new(Instant::now()),
                 turn_start: Cell::new(Instant::now()),
-                last_turn_ns: Cell::new(0),
+                last_share_ns: Cell::new(0),
             }),
             memory,
         }
@@ -191,10 +198,12 @@ impl Enforcer {
         self.memory.check(runtime, &self.turns.shared)
     }
 
-    /// Whether the last turn ran long: past the CPU after which a slice runs at background
-    /// priority.
-    pub(crate) fn last_turn_was_long(&self) -> bool {
-        self.turns.last_turn_ns.get() > u64::try_from(cpu::BACKGROUND_AFTER.as_nanos()).unwrap_or(0)
+    /// The CPU time (ms) the last turn charged each request it ran for, if that was past
+    /// [`LONG_TURN`]. (Startup turns and a turn that served many short requests at once are
+    /// not long.)
+    pub(crate) fn last_turn_was_long(&self) -> Option<f64> {
+        let share_ns = self.turns.last_share_ns.get();
+        (share_ns > nanos(LONG_TURN)).then(|| share_ns as f64 / 1e6)
     }
 
     /// Whether the isolate's thread is stuck at background priority after a long slice; such
@@ -234,7 +243,6 @@ impl Turns {
     fn end(&self, contexts: &mut ContextTable) {
         self.cpu.leave();
         let turn_ns = self.turn_cpu_ns();
-        self.last_turn_ns.set(turn_ns);
         let budget_ns = self.cpu.request_budget_ns();
         if let Some(most) = contexts.charge_turn(turn_ns)
             && most.cpu_ns > budget_ns
@@ -242,6 +250,7 @@ impl Turns {
             self.shared
                 .kill(Limit::Cpu, most.cpu_ns as f64 / 1e6, budget_ns as f64 / 1e6);
         }
+        self.last_share_ns.set(contexts.last_share_ns());
         let share = contexts.next_turn_share();
         self.cpu.set_turn_share(share.base_ns, share.divisor);
     }
