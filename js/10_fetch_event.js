@@ -53,8 +53,43 @@ let starting = true;
 let waitUntilMs = 30000;
 let startupError = undefined;
 
-/** Requests whose client may still disconnect while the worker works on them, by exchange id. */
-const inFlight = new SafeMap();
+/**
+ * Requests whose client may still disconnect while the worker works on them, by exchange id:
+ * a slot per id modulo the ring's size, and a map for an id whose slot is taken. A map alone
+ * rehashed or shrank its table every few requests as entries came and went.
+ */
+class InFlight {
+  static SIZE = 256;
+  #ids = new Array(InFlight.SIZE).fill(-1);
+  #requests = new Array(InFlight.SIZE).fill(null);
+  #overflow = new SafeMap();
+
+  set(id, request) {
+    const slot = id % InFlight.SIZE;
+    if (this.#ids[slot] === -1) {
+      this.#ids[slot] = id;
+      this.#requests[slot] = request;
+    } else {
+      this.#overflow.set(id, request);
+    }
+  }
+
+  get(id) {
+    const slot = id % InFlight.SIZE;
+    return this.#ids[slot] === id ? this.#requests[slot] : this.#overflow.get(id);
+  }
+
+  delete(id) {
+    const slot = id % InFlight.SIZE;
+    if (this.#ids[slot] === id) {
+      this.#ids[slot] = -1;
+      this.#requests[slot] = null;
+    } else if (this.#overflow.size !== 0) {
+      this.#overflow.delete(id);
+    }
+  }
+}
+const inFlight = new InFlight();
 
 const TEXT_PLAIN = [["content-type", "text/plain;charset=UTF-8"]];
 const NO_HEADERS = [];

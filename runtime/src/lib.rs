@@ -29,4 +29,4 @@ pub mod tail;
 pub mod usage;
 pub mod worker;
 
-pub use isolate::{StartError, StartupTimes, startup_times};
+pub use isolate::{StartError, StartupTimes, set_allocator_release, startup_times};

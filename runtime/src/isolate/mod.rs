@@ -6,6 +6,7 @@ mod error;
 pub(crate) mod handle;
 mod host;
 mod limits;
+pub use limits::set_allocator_release;
 mod module_loader;
 pub(crate) mod spare;
 mod thread;

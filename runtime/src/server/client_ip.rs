@@ -45,9 +45,24 @@ pub fn set_client_ip(headers: &mut HeaderMap, peer: IpAddr, trusted_proxies: &[I
     }
 }
 
+/// `peer` as a header value. The last one rendered on this thread is kept: a connection's
+/// requests come from one address, so most requests reuse it (a clone is a reference count)
+/// rather than format and allocate it again.
 fn peer_header(peer: IpAddr) -> HeaderValue {
-    // An IP address always renders as a valid header value.
-    HeaderValue::from_str(&peer.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((ip, value)) if *ip == peer => value.clone(),
+        _ => {
+            // An IP address always renders as a valid header value.
+            let value = HeaderValue::from_maybe_shared(bytes::Bytes::from(peer.to_string()))
+                .unwrap_or(HeaderValue::from_static("unknown"));
+            *last = Some((peer, value.clone()));
+            value
+        }
+    })
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use isola_bindings::context::ContextTable;
 pub(crate) use memory::MemoryGuard;
 pub(crate) use stack::{Held as HeldStack, swap as swap_stack};
 pub(crate) use trim::release_free_memory;
+pub use trim::set_allocator_release;
 
 /// Turns shorter than this (wall time) are charged their wall time (see `Enforcer::turn_cpu_ns`).
 const SHORT_TURN: Duration = Duration::from_micros(50);
