@@ -52,8 +52,9 @@ pub struct Node {
     pub spare_isolates: usize,
     /// Threads that host isolates, each running many of them (as workerd does) and the
     /// connections whose requests they serve, so a request to an isolate on its connection's
-    /// thread crosses no thread (one per core is the usual choice). Default 0: every isolate
-    /// gets an OS thread of its own, and connections a shared pool of threads.
+    /// thread crosses no thread. Default: one per core. 0: every isolate gets an OS thread of
+    /// its own, and connections a shared pool of threads (more CPU per request and more
+    /// memory per idle tenant; see ARCHITECTURE.md).
     pub executor_threads: usize,
     /// Where uploaded deployments, their versions, secrets and per-minute usage are kept (a redb file,
     /// `isola.redb`), so a restart serves what was active. Default none: they live in
@@ -74,7 +75,7 @@ impl Default for Node {
             metrics_address: None,
             metrics_token_env: None,
             spare_isolates: 2,
-            executor_threads: 0,
+            executor_threads: std::thread::available_parallelism().map_or(1, usize::from),
             data_dir: None,
             domain: "localhost".to_owned(),
         }

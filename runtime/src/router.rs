@@ -4,6 +4,7 @@
 //! versions' pools by weight: chosen at random per request, or by the hash of the request's
 //! `isola-version-key` so one client keeps one version.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::pool::Pool;
@@ -39,10 +40,10 @@ impl HostMatch {
 }
 
 #[derive(Debug)]
-struct Route {
+struct Route<T> {
     host: HostMatch,
     path_prefix: String,
-    backend: Backend,
+    target: T,
 }
 
 /// Pools by weight (percent), for a gradual rollout.
@@ -88,7 +89,7 @@ impl Backend {
 /// The routing table.
 #[derive(Debug, Default)]
 pub struct Router {
-    routes: Vec<Route>,
+    table: Table<Backend>,
 }
 
 impl Router {
@@ -99,23 +100,94 @@ impl Router {
 
     /// Adds a route to `backend`. Of equally specific routes the last added wins.
     pub fn add_backend(&mut self, host: Option<&str>, path_prefix: &str, backend: Backend) {
-        self.routes.push(Route {
-            host: HostMatch::parse(host),
-            path_prefix: path_prefix.to_owned(),
-            backend,
-        });
+        self.table.add(host, path_prefix, backend);
     }
 
     /// The deployment for `host` (lower-case, without port) and `path`; `key` is the
     /// request's `isola-version-key`, which keeps a client on one version of a rollout.
     pub fn route(&self, host: &str, path: &str, key: Option<&[u8]>) -> Option<&Arc<Pool>> {
-        self.routes
-            .iter()
-            .filter(|route| path_matches(&route.path_prefix, path))
-            .filter_map(|route| Some(((route.host.rank(host)?, route.path_prefix.len()), route)))
-            .max_by_key(|(rank, _)| *rank)
-            .and_then(|(_, route)| route.backend.pick(key))
+        self.table.find(host, path)?.pick(key)
     }
+}
+
+/// Routes to `T`s, indexed so a lookup checks only the routes that can match: those for the
+/// request's exact host, and those for any or a wildcard host whose prefix starts with the
+/// path's first segment or is `/`. (A scan of every route cost each request microseconds on
+/// a node with 1,000 workers, each routed by prefix and by `NAME.{domain}`.)
+#[derive(Debug)]
+struct Table<T> {
+    routes: Vec<Route<T>>,
+    /// Routes for an exact host, by host.
+    exact: HashMap<String, Vec<usize>>,
+    /// Routes for any or a wildcard host, by their prefix's first segment.
+    segment: HashMap<String, Vec<usize>>,
+    /// Routes for any or a wildcard host whose prefix is `/` (every path).
+    root: Vec<usize>,
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            exact: HashMap::new(),
+            segment: HashMap::new(),
+            root: Vec::new(),
+        }
+    }
+}
+
+impl<T> Table<T> {
+    fn add(&mut self, host: Option<&str>, path_prefix: &str, target: T) {
+        let index = self.routes.len();
+        let host = HostMatch::parse(host);
+        match (&host, first_segment(path_prefix)) {
+            (HostMatch::Exact(name), _) => self.exact.entry(name.clone()).or_default().push(index),
+            (_, Some(segment)) if !segment.is_empty() => {
+                self.segment
+                    .entry(segment.to_owned())
+                    .or_default()
+                    .push(index);
+            }
+            _ => self.root.push(index),
+        }
+        self.routes.push(Route {
+            host,
+            path_prefix: path_prefix.to_owned(),
+            target,
+        });
+    }
+
+    /// The most specific route for `host` and `path`: the best host match, then the longest
+    /// prefix, then the last added.
+    fn find(&self, host: &str, path: &str) -> Option<&T> {
+        let exact = self.exact.get(host).map_or(&[][..], Vec::as_slice);
+        let segment = first_segment(path)
+            .and_then(|segment| self.segment.get(segment))
+            .map_or(&[][..], Vec::as_slice);
+        exact
+            .iter()
+            .chain(segment)
+            .chain(&self.root)
+            .filter_map(|&index| {
+                let route = &self.routes[index];
+                if !path_matches(&route.path_prefix, path) {
+                    return None;
+                }
+                Some((
+                    (route.host.rank(host)?, route.path_prefix.len(), index),
+                    route,
+                ))
+            })
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, route)| &route.target)
+    }
+}
+
+/// The first segment of an absolute path (`api` for `/api/users`, empty for `/`); none for a
+/// path that does not start with `/`.
+fn first_segment(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    Some(rest.split('/').next().unwrap_or(rest))
 }
 
 /// `/api` matches `/api`, `/api/` and `/api/x`, not `/apix`.
@@ -158,5 +230,46 @@ mod tests {
             HostMatch::parse(Some("b.example.com")).rank("a.example.com"),
             None
         );
+    }
+
+    #[test]
+    fn the_most_specific_route_wins_whatever_the_index_looks_at() {
+        let mut table = Table::default();
+        table.add(None, "/", "any host, any path");
+        table.add(None, "/api", "any host, /api");
+        table.add(Some("*.example.com"), "/api/v1", "wildcard, /api/v1");
+        table.add(Some("a.example.com"), "/", "exact, any path");
+        table.add(Some("a.example.com"), "/static", "exact, /static");
+        table.add(None, "/apix", "any host, /apix");
+        table.add(None, "/api", "any host, /api, added last");
+        let find = |host, path| table.find(host, path).copied();
+        assert_eq!(find("b.test", "/"), Some("any host, any path"));
+        assert_eq!(
+            find("b.test", "/api/users"),
+            Some("any host, /api, added last")
+        );
+        assert_eq!(find("b.test", "/apix/1"), Some("any host, /apix"));
+        assert_eq!(find("b.test", "/apiary"), Some("any host, any path"));
+        assert_eq!(
+            find("b.example.com", "/api/v1/x"),
+            Some("wildcard, /api/v1")
+        );
+        assert_eq!(find("a.example.com", "/api/v1/x"), Some("exact, any path"));
+        assert_eq!(
+            find("a.example.com", "/static/app.js"),
+            Some("exact, /static")
+        );
+        let mut rooted = Table::default();
+        rooted.add(Some("only.test"), "/x", "exact, /x");
+        assert_eq!(rooted.find("other.test", "/x"), None);
+        assert_eq!(rooted.find("only.test", "/y"), None);
+    }
+
+    #[test]
+    fn first_segments() {
+        assert_eq!(first_segment("/api/users"), Some("api"));
+        assert_eq!(first_segment("/api"), Some("api"));
+        assert_eq!(first_segment("/"), Some(""));
+        assert_eq!(first_segment("api"), None);
     }
 }

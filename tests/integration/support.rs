@@ -70,8 +70,9 @@ pub fn thread_cpu_seconds(pid: u32) -> f64 {
     ns as f64 / 1e9
 }
 
-/// The thread model every node of this test run uses, if not the default: `scripts/test` runs
-/// the suite once more with `ISOLA_TEST_EXECUTOR_THREADS=2` (isolates on executor threads).
+/// The thread model every node of this test run uses, if not the default (executor threads,
+/// one per core): `scripts/test` runs the suite once more with `ISOLA_TEST_EXECUTOR_THREADS=0`
+/// (a thread per isolate).
 pub fn executor_threads() -> Option<String> {
     std::env::var("ISOLA_TEST_EXECUTOR_THREADS").ok()
 }
