@@ -208,7 +208,7 @@ cache = true
         // a thread per isolate the head always goes out first.
         let response = match response {
             Ok(response) => response,
-            Err(error) if crate::support::executor_threads().is_some() => {
+            Err(error) if crate::support::on_executors() => {
                 headless.push(format!("{proto:?}: {error}"));
                 continue;
             }

@@ -77,6 +77,11 @@ pub fn executor_threads() -> Option<String> {
     std::env::var("ISOLA_TEST_EXECUTOR_THREADS").ok()
 }
 
+/// Whether this test run's nodes host their isolates on executor threads (the default).
+pub fn on_executors() -> bool {
+    executor_threads().is_none_or(|threads| threads.trim() != "0")
+}
+
 /// A running `isola` process; killed when dropped.
 pub struct Isola {
     child: Child,
