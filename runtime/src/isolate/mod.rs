@@ -154,7 +154,11 @@ impl Isolate {
                 send_buffer_bytes: usize::try_from(worker.limits.websocket_send_buffer_bytes)
                     .unwrap_or(usize::MAX),
                 max_per_isolate: worker.limits.websocket_max_per_isolate as usize,
+                idle_timeout: worker.limits.websocket_idle_timeout(),
             });
+            state.put(isola_bindings::websocket::SocketResolver(
+                worker.resolver.clone(),
+            ));
         }
         restrict_code_generation(&mut runtime, worker);
         guard::install(

@@ -4,8 +4,6 @@
 //! handshake and runs the socket ([`session`]) over the upgraded connection with
 //! tokio-tungstenite framing, on the worker's limits.
 
-mod session;
-
 use std::time::Duration;
 
 use edge_config::Limits;
@@ -15,7 +13,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use isola_bindings::websocket::SocketPeer;
+use isola_bindings::websocket::{SocketPeer, session};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -152,7 +150,14 @@ pub(super) fn accept(
         idle_timeout: limits.websocket_idle_timeout(),
         write_timeout,
     };
-    let closing = sockets.closing.subscribe();
+    let mut closing = sockets.closing.subscribe();
+    let shutdown = async move {
+        while !*closing.borrow_and_update() {
+            if closing.changed().await.is_err() {
+                break;
+            }
+        }
+    };
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -166,7 +171,7 @@ pub(super) fn accept(
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        session::run(socket, peer, settings, closing).await;
+        session::run(socket, peer, settings, shutdown).await;
     });
     response
 }

@@ -4,11 +4,21 @@
 //! are bounded: the front end stops reading the client while [`INBOUND_WINDOW`] messages wait
 //! for the worker, and a worker that queues more than `websocket_send_buffer_bytes` for a
 //! client that does not read gets the socket closed (1008).
+//!
+//! A worker's own outbound sockets (`new WebSocket(url)`, [`outbound`]) are the same resource;
+//! their other ends go to a [`session`] this isolate's thread runs over the connection it
+//! opened through the deployment's outbound policy.
+
+mod outbound;
+pub mod session;
+
+pub use outbound::{CONNECT_TIMEOUT, SocketResolver, WRITE_TIMEOUT};
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use deno_core::{AsyncRefCell, JsBuffer, OpState, RcRef, Resource, ResourceId, ToJsBuffer, op2};
@@ -67,8 +77,12 @@ pub struct SocketLimits {
     /// Bytes the worker may queue for a client that does not read
     /// (`websocket_send_buffer_bytes`) before the socket is closed with 1008.
     pub send_buffer_bytes: usize,
-    /// Sockets open at once in one isolate (`websocket_max_per_isolate`).
+    /// Sockets open at once in one isolate (`websocket_max_per_isolate`), accepted and
+    /// outbound together.
     pub max_per_isolate: usize,
+    /// How long an outbound socket may go without a message either way
+    /// (`websocket_idle_timeout_ms`; the front end applies it to accepted ones).
+    pub idle_timeout: Duration,
 }
 
 impl Default for SocketLimits {
@@ -77,6 +91,7 @@ impl Default for SocketLimits {
             message_max_bytes: 1024 * 1024,
             send_buffer_bytes: 4 * 1024 * 1024,
             max_per_isolate: 100,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -139,9 +154,11 @@ struct SocketResource {
     shared: Arc<SocketShared>,
     /// The front end's ends until the worker's response takes them.
     peer: RefCell<Option<SocketPeer>>,
-    /// The request whose response carried the socket: its context stays open (each message
-    /// starting a new `cpu_ms` budget) until the socket ends.
+    /// The request whose response carried the socket (or that opened it): its context stays
+    /// open (each message starting a new `cpu_ms` budget) until the socket ends.
     hold: RefCell<Option<(SharedContexts, RequestId)>>,
+    /// An outbound socket's opening handshake, until the worker's `op_isola_ws_opened` takes it.
+    handshake: RefCell<Option<outbound::Handshake>>,
     open: OpenSockets,
     limits: SocketLimits,
 }
@@ -174,7 +191,7 @@ impl Drop for SocketResource {
 
 deno_core::extension!(
     isola_websocket,
-    deps = [deno_web, deno_fetch],
+    deps = [deno_web, deno_fetch, isola_console],
     ops = [
         op_isola_ws_create,
         op_isola_ws_send_text,
@@ -182,6 +199,9 @@ deno_core::extension!(
         op_isola_ws_close,
         op_isola_ws_recv,
         op_isola_ws_event,
+        op_isola_ws_buffered,
+        outbound::op_isola_ws_connect,
+        outbound::op_isola_ws_opened,
     ],
     esm = [dir "../js", "50_websocket.js"],
     state = |state| {
@@ -200,6 +220,13 @@ fn type_error(message: impl Into<String>) -> JsErrorBox {
 #[op2(fast)]
 #[smi]
 fn op_isola_ws_create(state: &mut OpState) -> Result<ResourceId, JsErrorBox> {
+    let resource = new_socket(state)?;
+    Ok(state.resource_table.add(resource))
+}
+
+/// A socket's resource, its other ends in `peer`, counted against
+/// `websocket_max_per_isolate` (a `RangeError` past it).
+fn new_socket(state: &mut OpState) -> Result<SocketResource, JsErrorBox> {
     let limits = *state.borrow::<SocketLimits>();
     let open = state.borrow::<OpenSockets>().clone();
     if open.0.get() >= limits.max_per_isolate {
@@ -223,10 +250,23 @@ fn op_isola_ws_create(state: &mut OpState) -> Result<ResourceId, JsErrorBox> {
             guard: None,
         })),
         hold: RefCell::new(None),
+        handshake: RefCell::new(None),
         open,
         limits,
     };
-    Ok(state.resource_table.add(resource))
+    Ok(resource)
+}
+
+/// `ws.bufferedAmount`: bytes the worker queued that have not been written yet.
+#[op2(fast)]
+#[number]
+fn op_isola_ws_buffered(state: &mut OpState, #[smi] rid: ResourceId) -> u64 {
+    state
+        .resource_table
+        .get::<SocketResource>(rid)
+        .map_or(0, |socket| {
+            socket.shared.buffered.load(Ordering::Acquire) as u64
+        })
 }
 
 /// Queues `frame` for the client. Past the send buffer the worker's end is dropped, so the
