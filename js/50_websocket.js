@@ -358,7 +358,7 @@ function makeSocket(rid, server) {
 /** Cloudflare's pair: `[client, server]`, as `Object.values(new WebSocketPair())`. */
 class WebSocketPair {
   constructor() {
-    const rid = op_isola_ws_create();
+    const rid = op_isola_ws_create(consoleInternals.currentRequest());
     this[0] = makeSocket(rid, false);
     this[1] = makeSocket(rid, true);
   }

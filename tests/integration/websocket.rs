@@ -399,3 +399,49 @@ async fn echo_over_http2_extended_connect() {
         .unwrap();
     assert_eq!(sender.send_request(plain).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn past_websocket_max_per_isolate_a_handshake_gets_503_with_retry_after() {
+    use tokio_tungstenite::tungstenite::Error;
+
+    let isola = node("websocket_max_per_isolate = 1", "");
+    let mut first = connect(&isola, "/chat").await;
+    let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+    let url = format!("ws://{}/chat", isola.authority());
+    match tokio_tungstenite::client_async(url.clone(), tcp).await {
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(
+                response.headers().get("retry-after").map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("websocket_max_per_isolate"), "{body}");
+        }
+        other => panic!("expected a 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // Once the first socket has closed, there is room again.
+    first
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+        match tokio_tungstenite::client_async(url.clone(), tcp).await {
+            Ok((_, response)) => {
+                assert_eq!(response.status(), 101);
+                break;
+            }
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("no room after the first socket closed: {error}"),
+        }
+    }
+}

@@ -333,3 +333,21 @@ websocket_message_max_bytes = 1024"#,
         Seen::Closed(1009, "message too big".into())
     );
 }
+
+#[tokio::test]
+async fn outbound_sockets_count_toward_websocket_max_per_isolate() {
+    let server = server(None).await;
+    let isola = serve(
+        r#"[workers.w.outbound]
+allow = ["127.0.0.1"]
+[workers.w.limits]
+websocket_max_per_isolate = 1"#,
+    );
+    let url = format!("ws://{}/", server.address);
+    let (status, body) = text(&isola, &format!("/two?url={url}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("RangeError: this isolate has 1 WebSockets open already"),
+        "{body}"
+    );
+}

@@ -147,6 +147,34 @@ impl std::fmt::Debug for SocketPeer {
 #[derive(Debug, Clone, Default)]
 struct OpenSockets(Rc<Cell<usize>>);
 
+/// The config key a request refused a socket past [`SocketLimits::max_per_isolate`] fails
+/// with: the front end answers it 503 + `Retry-After`, not 500.
+pub const SOCKETS_FULL: &str = "websocket_max_per_isolate";
+
+/// Requests (the last [`REMEMBERED_REFUSALS`]) that were refused a socket because the isolate
+/// had `websocket_max_per_isolate` open: if their handler then fails, that is why.
+#[derive(Debug, Default)]
+struct RefusedSockets(std::collections::VecDeque<RequestId>);
+
+/// How many refused requests [`RefusedSockets`] remembers (a handler that catches the
+/// refusal and answers on its own leaves its id behind).
+const REMEMBERED_REFUSALS: usize = 64;
+
+/// Whether request `id` was refused a socket past `websocket_max_per_isolate` (forgotten
+/// once asked), so that its failure can be answered 503 rather than 500.
+pub fn take_refused(state: &mut OpState, id: RequestId) -> bool {
+    let Some(refused) = state.try_borrow_mut::<RefusedSockets>() else {
+        return false;
+    };
+    match refused.0.iter().position(|&r| r == id) {
+        Some(at) => {
+            refused.0.remove(at);
+            true
+        }
+        None => false,
+    }
+}
+
 /// The isolate's end of one pair.
 struct SocketResource {
     incoming: AsyncRefCell<mpsc::Receiver<Frame>>,
@@ -207,6 +235,7 @@ deno_core::extension!(
     state = |state| {
         state.put(OpenSockets::default());
         state.put(SocketLimits::default());
+        state.put(RefusedSockets::default());
     },
 );
 
@@ -215,21 +244,30 @@ fn type_error(message: impl Into<String>) -> JsErrorBox {
     JsErrorBox::type_error(message.into())
 }
 
-/// Makes a pair: the resource holding the isolate's ends; refused past
+/// Makes a pair for request `context`: the resource holding the isolate's ends; refused past
 /// `websocket_max_per_isolate`.
 #[op2(fast)]
 #[smi]
-fn op_isola_ws_create(state: &mut OpState) -> Result<ResourceId, JsErrorBox> {
-    let resource = new_socket(state)?;
+fn op_isola_ws_create(
+    state: &mut OpState,
+    #[number] context: u64,
+) -> Result<ResourceId, JsErrorBox> {
+    let resource = new_socket(state, context)?;
     Ok(state.resource_table.add(resource))
 }
 
-/// A socket's resource, its other ends in `peer`, counted against
-/// `websocket_max_per_isolate` (a `RangeError` past it).
-fn new_socket(state: &mut OpState) -> Result<SocketResource, JsErrorBox> {
+/// A socket's resource for request `context`, its other ends in `peer`, counted against
+/// `websocket_max_per_isolate` (a `RangeError` past it, remembered for the request).
+fn new_socket(state: &mut OpState, context: RequestId) -> Result<SocketResource, JsErrorBox> {
     let limits = *state.borrow::<SocketLimits>();
     let open = state.borrow::<OpenSockets>().clone();
     if open.0.get() >= limits.max_per_isolate {
+        if let Some(refused) = state.try_borrow_mut::<RefusedSockets>() {
+            if refused.0.len() >= REMEMBERED_REFUSALS {
+                refused.0.pop_front();
+            }
+            refused.0.push_back(context);
+        }
         return Err(JsErrorBox::range_error(format!(
             "this isolate has {} WebSockets open already (websocket_max_per_isolate)",
             limits.max_per_isolate

@@ -107,7 +107,7 @@ pub(super) fn op_isola_ws_connect(
     #[serde] protocols: Vec<String>,
     #[number] context: u64,
 ) -> Result<ResourceId, JsErrorBox> {
-    let resource = new_socket(state)?;
+    let resource = new_socket(state, context)?;
     let peer = resource.peer.borrow_mut().take();
     let (tell, handshake) = oneshot::channel();
     *resource.handshake.borrow_mut() = Some(handshake);
