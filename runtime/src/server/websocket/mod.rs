@@ -19,6 +19,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::connection::ConnectionSlot;
 use crate::body::Body;
 use crate::lease::Lease;
 
@@ -56,6 +57,8 @@ pub(super) struct Upgrade {
     on_upgrade: OnUpgrade,
     /// `Sec-WebSocket-Accept` for an HTTP/1.1 handshake; none for HTTP/2 (RFC 8441).
     accept: Option<HeaderValue>,
+    /// The connection's place in its listener's table, held while the socket is open.
+    slot: Option<ConnectionSlot>,
 }
 
 /// Takes the upgrade out of a WebSocket handshake request: an HTTP/1.1 GET with `Upgrade:
@@ -75,6 +78,7 @@ pub(super) fn take_upgrade<B>(request: &mut http::Request<B>) -> Option<Upgrade>
             .headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
         return Some(Upgrade {
+            slot: request.extensions_mut().remove::<ConnectionSlot>(),
             on_upgrade: hyper::upgrade::on(request),
             accept: None,
         });
@@ -94,6 +98,7 @@ pub(super) fn take_upgrade<B>(request: &mut http::Request<B>) -> Option<Upgrade>
     }
     let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
     Some(Upgrade {
+        slot: request.extensions_mut().remove::<ConnectionSlot>(),
         on_upgrade: hyper::upgrade::on(request),
         accept: Some(accept),
     })
@@ -119,7 +124,18 @@ pub(super) fn accept(
     write_timeout: Duration,
     sockets: &Sockets,
 ) -> Response<Body> {
-    let Upgrade { on_upgrade, accept } = upgrade;
+    let Upgrade {
+        on_upgrade,
+        accept,
+        slot,
+    } = upgrade;
+    // The connection stays in its listener's table, busy, until the socket closes.
+    let version = if accept.is_some() {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_2
+    };
+    let hold = slot.map(|slot| slot.hold(version));
     let mut peer = peer;
     // The request's slot is free for other requests from now on; its isolate stays while the
     // socket is open.
@@ -172,6 +188,7 @@ pub(super) fn accept(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
         session::run(socket, peer, settings, shutdown).await;
+        drop(hold);
     });
     response
 }
