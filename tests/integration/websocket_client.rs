@@ -51,6 +51,7 @@ async fn server(first: Option<String>) -> Server {
             tokio::spawn(async move {
                 let offered = Arc::new(std::sync::Mutex::new(String::new()));
                 let keep = offered.clone();
+                #[allow(clippy::result_large_err, reason = "tungstenite's callback signature")]
                 let callback = move |request: &Request, mut response: Response| {
                     let protocols = request
                         .headers()
