@@ -352,3 +352,65 @@ websocket_max_per_isolate = 1"#,
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn wss_verifies_the_server_certificate_with_fetchs_roots() {
+    use std::sync::Mutex;
+
+    // A TLS server with a self-signed certificate, which fetch's (webpki) roots do not trust.
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = generated.cert.der().clone();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hello = Arc::new(Mutex::new(None::<(Option<String>, Vec<Vec<u8>>)>));
+    let seen = hello.clone();
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let completed = handshakes.clone();
+    tokio::spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+        let Ok(start) = acceptor.await else {
+            return;
+        };
+        let client_hello = start.client_hello();
+        *seen.lock().unwrap() = Some((
+            client_hello.server_name().map(str::to_owned),
+            client_hello
+                .alpn()
+                .map(|protocols| protocols.map(<[u8]>::to_vec).collect())
+                .unwrap_or_default(),
+        ));
+        if start.into_stream(config).await.is_ok() {
+            completed.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let isola = Isola::dev(&fixture("websocket_client.js"), &[]);
+    let (status, body) = text(&isola, &format!("/refused?url=wss://localhost:{port}/")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("error: WebSocket connection to wss://localhost:")
+            && body.contains("certificate")
+            && body.ends_with("close 1006  false state 3"),
+        "{body}"
+    );
+    assert_eq!(
+        hello.lock().unwrap().clone(),
+        Some((Some("localhost".to_owned()), vec![b"http/1.1".to_vec()])),
+        "SNI names the host; ALPN offers HTTP/1.1 only"
+    );
+    assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+}
