@@ -177,6 +177,11 @@ impl Exchanges {
         }
     }
 
+    /// What the front end attached to exchange `id` (its lease), while it awaits its response.
+    pub fn guard_of(&self, id: RequestId) -> Option<&Guard> {
+        self.pending.get(&id)?.guard.as_ref()
+    }
+
     /// Number of exchanges awaiting a response.
     pub fn len(&self) -> usize {
         self.pending.len()

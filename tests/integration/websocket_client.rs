@@ -23,17 +23,20 @@ enum Seen {
     Closed(u16, String),
     /// The connection ended without a close frame.
     Dropped,
+    /// A text starting with `got ` (what the `/held` worker answers).
+    Reply(String),
 }
 
 /// A loopback WebSocket server: echoes every message, picks the subprotocol `chat` when
-/// offered, sends `first` (if any) when a socket opens, and reports accepts and what it saw.
+/// offered, sends `first` (if any) that many milliseconds after a socket opens, and reports
+/// accepts and what it saw.
 struct Server {
     address: SocketAddr,
     accepted: Arc<AtomicUsize>,
     seen: mpsc::UnboundedReceiver<Seen>,
 }
 
-async fn server(first: Option<String>) -> Server {
+async fn server(first: Option<(String, u64)>) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -72,9 +75,8 @@ async fn server(first: Option<String>) -> Server {
                     return;
                 };
                 let _ = tell.send(Seen::Offered(offered.lock().unwrap().clone()));
-                if let Some(first) = first {
-                    // After the worker's handler has answered.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Some((first, after_ms)) = first {
+                    tokio::time::sleep(Duration::from_millis(after_ms)).await;
                     let _ = socket.send(Message::text(first)).await;
                 }
                 while let Some(message) = socket.next().await {
@@ -87,6 +89,9 @@ async fn server(first: Option<String>) -> Server {
                             // tungstenite queued the reply (the same code): send it.
                             let _ = socket.flush().await;
                             return;
+                        }
+                        Ok(Message::Text(text)) if text.starts_with("got ") => {
+                            let _ = tell.send(Seen::Reply(text.as_str().to_owned()));
                         }
                         Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
                             if socket.send(message).await.is_err() {
@@ -289,7 +294,7 @@ async fn other_schemes_and_fragments_are_a_syntax_error() {
 
 #[tokio::test]
 async fn a_spinning_message_handler_is_stopped_and_its_socket_closed() {
-    let mut server = server(Some("spin".to_owned())).await;
+    let mut server = server(Some(("spin".to_owned(), 300))).await;
     let isola = serve(
         r#"[workers.w.outbound]
 allow = ["127.0.0.1"]
@@ -315,7 +320,7 @@ max_isolates = 1"#,
 
 #[tokio::test]
 async fn a_message_over_the_limit_closes_with_1009() {
-    let mut server = server(Some("x".repeat(2000))).await;
+    let mut server = server(Some(("x".repeat(2000), 300))).await;
     let isola = serve(
         r#"[workers.w.outbound]
 allow = ["127.0.0.1"]
@@ -413,4 +418,24 @@ async fn wss_verifies_the_server_certificate_with_fetchs_roots() {
         "SNI names the host; ALPN offers HTTP/1.1 only"
     );
     assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_open_outbound_socket_keeps_its_isolate_past_idle_timeout_ms() {
+    let mut server = server(Some(("hello".to_owned(), 1500))).await;
+    let isola = serve(
+        r#"[workers.w.outbound]
+allow = ["127.0.0.1"]
+[workers.w.limits]
+idle_timeout_ms = 300
+max_isolates = 1"#,
+    );
+    let url = format!("ws://{}/", server.address);
+    let (status, body) = text(&isola, &format!("/held?url={url}")).await;
+    assert_eq!((status, body.as_str()), (200, "open"));
+    assert_eq!(server.next().await, Seen::Offered(String::new()));
+    // Well past idle_timeout_ms (the sweeper looks every 100 ms) the isolate is still there.
+    assert_eq!(server.next().await, Seen::Reply("got hello".into()));
+    // And still in its pool: it serves the next request (a new isolate would count from 1).
+    assert_eq!(text(&isola, "/count").await, (200, "requests 2".into()));
 }

@@ -147,6 +147,16 @@ impl std::fmt::Debug for SocketPeer {
 #[derive(Debug, Clone, Default)]
 struct OpenSockets(Rc<Cell<usize>>);
 
+/// Pins the isolate for an outbound socket that request `id` opens: a hold (made from the
+/// request's lease, while it has one) that keeps the isolate from being evicted or recycled
+/// until dropped, as an accepted socket's does. Put in OpState by the runtime, which knows
+/// what a lease is.
+#[derive(Clone)]
+pub struct SocketPin(pub Rc<PinSocket>);
+
+/// What [`SocketPin`] runs: given the isolate's OpState and the request opening the socket.
+pub type PinSocket = dyn Fn(&OpState, RequestId) -> Option<Guard>;
+
 /// The config key a request refused a socket past [`SocketLimits::max_per_isolate`] fails
 /// with: the front end answers it 503 + `Retry-After`, not 500.
 pub const SOCKETS_FULL: &str = "websocket_max_per_isolate";
@@ -187,6 +197,8 @@ struct SocketResource {
     hold: RefCell<Option<(SharedContexts, RequestId)>>,
     /// An outbound socket's opening handshake, until the worker's `op_isola_ws_opened` takes it.
     handshake: RefCell<Option<outbound::Handshake>>,
+    /// An outbound socket's hold on its isolate ([`SocketPin`]), let go when it ends.
+    pin: RefCell<Option<Guard>>,
     open: OpenSockets,
     limits: SocketLimits,
 }
@@ -196,6 +208,7 @@ impl SocketResource {
         if let Some((contexts, id)) = self.hold.borrow_mut().take() {
             contexts.borrow_mut().wait_until(id, -1);
         }
+        self.pin.borrow_mut().take();
     }
 }
 
@@ -289,6 +302,7 @@ fn new_socket(state: &mut OpState, context: RequestId) -> Result<SocketResource,
         })),
         hold: RefCell::new(None),
         handshake: RefCell::new(None),
+        pin: RefCell::new(None),
         open,
         limits,
     };

@@ -28,7 +28,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::{SocketLimits, SocketPeer, SocketResource, new_socket, session, type_error};
+use super::{SocketLimits, SocketPeer, SocketPin, SocketResource, new_socket, session, type_error};
 use crate::context::{RequestId, SharedContexts};
 use crate::outbound::StaticResolver;
 use crate::outbound::guard::{self, CONTEXT_HEADER};
@@ -115,6 +115,9 @@ pub(super) fn op_isola_ws_connect(
     if contexts.borrow().request_id(context).is_some() {
         contexts.borrow_mut().wait_until(context, 1);
         *resource.hold.borrow_mut() = Some((contexts, context));
+    }
+    if let Some(pin) = state.try_borrow::<SocketPin>().cloned() {
+        *resource.pin.borrow_mut() = (pin.0)(state, context);
     }
     let limits = resource.limits;
     match (prepare(state, &url, &protocols, context), peer) {

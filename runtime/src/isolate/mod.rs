@@ -159,6 +159,7 @@ impl Isolate {
             state.put(isola_bindings::websocket::SocketResolver(
                 worker.resolver.clone(),
             ));
+            state.put(isola_bindings::websocket::SocketPin(Rc::new(pin_socket)));
         }
         restrict_code_generation(&mut runtime, worker);
         guard::install(
@@ -638,4 +639,15 @@ fn has_exports(runtime: &mut JsRuntime, namespace: &v8::Global<v8::Object>) -> b
         return false;
     };
     namespace.has(scope, key.into()).unwrap_or(false)
+}
+
+/// A hold on the isolate for an outbound WebSocket of request `id`, from its lease (while it
+/// awaits its response): the pool neither evicts nor recycles the isolate while it is held.
+fn pin_socket(
+    state: &deno_core::OpState,
+    id: isola_bindings::context::RequestId,
+) -> Option<isola_bindings::http::Guard> {
+    let guard = state.try_borrow::<Exchanges>()?.guard_of(id)?;
+    let hold = guard.downcast_ref::<crate::lease::Lease>()?.socket_hold()?;
+    Some(Box::new(hold))
 }
