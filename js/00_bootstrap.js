@@ -172,7 +172,7 @@ ObjectDefineProperties(globalThis, {
   Headers: nonEnumerable(headers.Headers),
   Request: nonEnumerable(request.Request),
   Response: nonEnumerable(websocketInternals.Response),
-  // WebSockets a worker accepts (bindings/src/websocket.rs)
+  // WebSockets a worker accepts or opens (bindings/src/websocket/)
   WebSocket: nonEnumerable(websocketInternals.WebSocket),
   WebSocketPair: nonEnumerable(websocketInternals.WebSocketPair),
   CloseEvent: nonEnumerable(websocketInternals.CloseEvent),

@@ -71,7 +71,9 @@ pub struct StreamError(pub String);
 pub struct HandlerError {
     /// What happened, with the JavaScript stack when there is one.
     pub message: String,
-    /// The limit (its config key) that killed the isolate, when that is why.
+    /// The limit (its config key) that ended the request, when that is why: one that killed
+    /// the isolate, or [`websocket::SOCKETS_FULL`](crate::websocket::SOCKETS_FULL) (the
+    /// handler failed after a socket was refused; the isolate serves on).
     pub limit: Option<&'static str>,
 }
 
@@ -173,6 +175,11 @@ impl Exchanges {
             self.contexts.borrow_mut().responded(id);
             let _ = exchange.responder.send(Err(error.clone()));
         }
+    }
+
+    /// What the front end attached to exchange `id` (its lease), while it awaits its response.
+    pub fn guard_of(&self, id: RequestId) -> Option<&Guard> {
+        self.pending.get(&id)?.guard.as_ref()
     }
 
     /// Number of exchanges awaiting a response.
@@ -459,9 +466,13 @@ fn op_isola_respond_websocket(
 /// Fails the exchange: the handler threw, rejected or returned something unusable.
 #[op2(fast)]
 fn op_isola_respond_error(state: &mut OpState, #[number] id: u64, #[string] message: String) {
+    let mut error = HandlerError::handler(message);
+    if crate::websocket::take_refused(state, id) {
+        error.limit = Some(crate::websocket::SOCKETS_FULL);
+    }
     state
         .borrow_mut::<Exchanges>()
-        .complete(id, Err(HandlerError::handler(message)), false);
+        .complete(id, Err(error), false);
 }
 
 /// Moves a streamed response body from its `ReadableStream` into the channel to the

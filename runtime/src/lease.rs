@@ -55,6 +55,21 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// A hold on the lease's isolate for a WebSocket the request opened itself (outbound):
+    /// the isolate stays while the socket does; the lease goes on as before.
+    pub fn socket_hold(&self) -> Option<SocketHold> {
+        if self.slot == DISARMED {
+            return None;
+        }
+        self.lender.hold_socket(self.slot, true);
+        Some(SocketHold {
+            lender: Arc::clone(&self.lender),
+            slot: self.slot,
+        })
+    }
+}
+
 /// An open WebSocket's hold on its isolate; dropping it lets go.
 #[derive(Debug)]
 pub struct SocketHold {

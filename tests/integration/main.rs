@@ -38,3 +38,4 @@ mod tail;
 mod usage;
 mod versions;
 mod websocket;
+mod websocket_client;

@@ -399,3 +399,100 @@ async fn echo_over_http2_extended_connect() {
         .unwrap();
     assert_eq!(sender.send_request(plain).await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn past_websocket_max_per_isolate_a_handshake_gets_503_with_retry_after() {
+    use tokio_tungstenite::tungstenite::Error;
+
+    let isola = node("websocket_max_per_isolate = 1", "");
+    let mut first = connect(&isola, "/chat").await;
+    let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+    let url = format!("ws://{}/chat", isola.authority());
+    match tokio_tungstenite::client_async(url.clone(), tcp).await {
+        Err(Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert_eq!(
+                response.headers().get("retry-after").map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("websocket_max_per_isolate"), "{body}");
+        }
+        other => panic!("expected a 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // Once the first socket has closed, there is room again.
+    first
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let tcp = TcpStream::connect(isola.authority()).await.unwrap();
+        match tokio_tungstenite::client_async(url.clone(), tcp).await {
+            Ok((_, response)) => {
+                assert_eq!(response.status(), 101);
+                break;
+            }
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("no room after the first socket closed: {error}"),
+        }
+    }
+}
+
+/// Sends a plain GET on a new connection: its status line, or `None` when the node closed
+/// the connection without answering (within 2 s).
+async fn plain_get_on_new_connection(isola: &Isola) -> Option<String> {
+    let mut tcp = TcpStream::connect(isola.authority()).await.ok()?;
+    let _ = tcp
+        .write_all(b"GET /plain HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await;
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut received)).await;
+    let text = String::from_utf8_lossy(&received).into_owned();
+    text.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn open_sockets_stay_counted_in_max_connections() {
+    let isola = Isola::serve(
+        r#"
+[[listeners]]
+address = "127.0.0.1:0"
+max_connections = 2
+
+[[routes]]
+worker = "ws"
+
+[workers.ws]
+file = "{fixtures}/websocket.js"
+"#,
+    );
+    let mut first = connect(&isola, "/chat").await;
+    let mut second = connect(&isola, "/chat").await;
+    second.send(Message::text("still here")).await.unwrap();
+    assert_eq!(next(&mut second).await, Message::text("still here"));
+    // Both places are taken by open sockets, busy as connections with a request in flight:
+    // a new connection is refused, as the listener does when no connection is idle.
+    assert_eq!(plain_get_on_new_connection(&isola).await, None);
+    first.send(Message::text("also here")).await.unwrap();
+    assert_eq!(next(&mut first).await, Message::text("also here"));
+    // Once a socket closes, its place is free again.
+    first.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match plain_get_on_new_connection(&isola).await {
+            Some(status) if status.starts_with("HTTP/1.1 200") => break,
+            other if tokio::time::Instant::now() > deadline => {
+                panic!("no room after a socket closed: {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}

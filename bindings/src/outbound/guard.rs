@@ -71,6 +71,13 @@ pub fn install(
 /// deno_fetch's request hook: refuses what the policy forbids, counts the subrequest against
 /// its request and marks the hop with that request's loop chain.
 pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox> {
+    admit(request, "fetch")
+}
+
+/// [`request_hook`] for any outbound request (`what` names it in a refusal: `fetch`,
+/// `WebSocket`), e.g. a WebSocket's opening handshake: one subrequest of the request named by
+/// [`CONTEXT_HEADER`], its IP literal checked, the hop marked.
+pub fn admit<B>(request: &mut http::Request<B>, what: &str) -> Result<(), JsErrorBox> {
     let context = request
         .headers_mut()
         .remove(CONTEXT_HEADER)
@@ -95,7 +102,7 @@ pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox>
         if let Some(ip) = literal_ip(request.uri())
             && !guard.policy.allows(ip)
         {
-            return Err(refused(ip));
+            return Err(refused(ip, what));
         }
         let value = match &subrequest.loop_chain {
             Some(chain) => format!("{}, {}", chain.to_str().unwrap_or_default(), guard.hop),
@@ -114,10 +121,10 @@ pub fn request_hook<B>(request: &mut http::Request<B>) -> Result<(), JsErrorBox>
 }
 
 /// The error a refused address gives the worker.
-pub(super) fn refused(ip: IpAddr) -> JsErrorBox {
+pub(super) fn refused(ip: IpAddr, what: &str) -> JsErrorBox {
     JsErrorBox::new(
         "TypeError",
-        format!("fetch refused: {ip} is a private, loopback or otherwise special-purpose address"),
+        format!("{what} refused: {ip} is a private, loopback or otherwise special-purpose address"),
     )
 }
 

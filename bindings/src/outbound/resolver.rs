@@ -33,17 +33,19 @@ impl StaticResolver {
     }
 }
 
-/// `found` if the policy allows every address in it, else the refusal.
+/// `found` if the policy allows every address in it, else the refusal, which names `what`
+/// was refused (`fetch`, `WebSocket`).
 pub(super) fn police(
     policy: &OutboundPolicy,
     host: &str,
     found: Vec<SocketAddr>,
+    what: &str,
 ) -> io::Result<Vec<SocketAddr>> {
     match found.iter().find(|a| !policy.allows(a.ip())) {
         Some(denied) => Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "fetch refused: {host} resolves to {}, a private, loopback or otherwise special-purpose address",
+                "{what} refused: {host} resolves to {}, a private, loopback or otherwise special-purpose address",
                 denied.ip()
             ),
         )),
@@ -51,17 +53,29 @@ pub(super) fn police(
     }
 }
 
+impl StaticResolver {
+    /// The addresses `host` resolves to, with `port`, if the policy allows every one of them;
+    /// a refusal names `what` asked (`fetch`, `WebSocket`).
+    pub async fn lookup(&self, host: &str, port: u16, what: &str) -> io::Result<Vec<SocketAddr>> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let found: Vec<SocketAddr> = match self.answers.get(&host) {
+            Some(ip) => vec![SocketAddr::new(*ip, port)],
+            None => tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect(),
+        };
+        police(&self.policy, &host, found, what)
+    }
+}
+
 impl Resolve for StaticResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        let answer = self.answers.get(&host).copied();
-        let policy = self.policy.clone();
+        let resolver = self.clone();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = match answer {
-                Some(ip) => vec![SocketAddr::new(ip, 0)],
-                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
-            };
-            police(&policy, &host, found).map(Vec::into_iter)
+            resolver
+                .lookup(name.as_str(), 0, "fetch")
+                .await
+                .map(Vec::into_iter)
         })
     }
 }

@@ -80,7 +80,13 @@ fn hook_allows(policy: &OutboundPolicy, address: IpAddr) -> bool {
 
 /// What deno_fetch will do with a name: take the policed resolver's answers.
 fn resolver_allows(policy: &OutboundPolicy, address: IpAddr) -> bool {
-    police(policy, "name.test", vec![SocketAddr::new(address, 0)]).is_ok()
+    police(
+        policy,
+        "name.test",
+        vec![SocketAddr::new(address, 0)],
+        "fetch",
+    )
+    .is_ok()
 }
 
 fn deno_allows(policy: &OutboundPolicy, address: IpAddr) -> bool {
@@ -156,7 +162,7 @@ fn a_name_with_any_refused_answer_is_refused() {
         SocketAddr::new(ip("93.184.216.34"), 0),
         SocketAddr::new(ip("127.0.0.1"), 0),
     ];
-    let error = police(&policy, "rebind.test", answers).expect_err("refused");
+    let error = police(&policy, "rebind.test", answers, "fetch").expect_err("refused");
     assert!(error.to_string().contains("127.0.0.1"), "{error}");
 }
 

@@ -155,7 +155,12 @@ impl Isolate {
                 send_buffer_bytes: usize::try_from(worker.limits.websocket_send_buffer_bytes)
                     .unwrap_or(usize::MAX),
                 max_per_isolate: worker.limits.websocket_max_per_isolate as usize,
+                idle_timeout: worker.limits.websocket_idle_timeout(),
             });
+            state.put(isola_bindings::websocket::SocketResolver(
+                worker.resolver.clone(),
+            ));
+            state.put(isola_bindings::websocket::SocketPin(Rc::new(pin_socket)));
         }
         restrict_code_generation(&mut runtime, worker);
         guard::install(
@@ -636,4 +641,15 @@ fn has_exports(runtime: &mut JsRuntime, namespace: &v8::Global<v8::Object>) -> b
         return false;
     };
     namespace.has(scope, key.into()).unwrap_or(false)
+}
+
+/// A hold on the isolate for an outbound WebSocket of request `id`, from its lease (while it
+/// awaits its response): the pool neither evicts nor recycles the isolate while it is held.
+fn pin_socket(
+    state: &deno_core::OpState,
+    id: isola_bindings::context::RequestId,
+) -> Option<isola_bindings::http::Guard> {
+    let guard = state.try_borrow::<Exchanges>()?.guard_of(id)?;
+    let hold = guard.downcast_ref::<crate::lease::Lease>()?.socket_hold()?;
+    Some(Box::new(hold))
 }

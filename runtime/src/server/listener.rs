@@ -150,6 +150,14 @@ fn tls_handshake(result: &str) {
         .inc();
 }
 
+/// Whether `request` may become a WebSocket (an HTTP/1.1 `Upgrade` or an HTTP/2 CONNECT):
+/// only those carry their connection's [`ConnectionSlot`](super::connection::ConnectionSlot),
+/// a cheap test on every request.
+fn may_upgrade<B>(request: &http::Request<B>) -> bool {
+    request.method() == http::Method::CONNECT
+        || request.headers().contains_key(http::header::UPGRADE)
+}
+
 struct Connection {
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -206,10 +214,14 @@ impl Connection {
             admitted,
         } = self;
         let state = admitted.state.clone();
+        let slot = admitted.slot();
         let open = Arc::new(crate::metrics::OpenConnection::default());
         let counted = open.clone();
-        let service = service_fn(move |request: http::Request<Incoming>| {
+        let service = service_fn(move |mut request: http::Request<Incoming>| {
             counted.carries(request.version());
+            if may_upgrade(&request) {
+                request.extensions_mut().insert(slot.clone());
+            }
             let in_flight = InFlight::begin(&state, request.version());
             let response = handle(shared.clone(), scheme, peer, request);
             async move { response.await.map(|response| in_flight.hold(response)) }

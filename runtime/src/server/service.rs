@@ -161,6 +161,9 @@ enum Refusal {
     MalformedBody,
     Unavailable(String),
     Overloaded(AcquireError),
+    /// The handler failed after its isolate refused it a WebSocket past
+    /// `websocket_max_per_isolate`: a capacity problem, answered 503 + `Retry-After`.
+    SocketsFull,
     LimitExceeded(&'static str),
     /// The handler threw, rejected or returned no usable response: the exception text (message
     /// and JavaScript stack), for the live tail only, never the client.
@@ -176,9 +179,10 @@ impl Refusal {
     /// `stale-if-error`.
     fn worker_failure(&self) -> Option<StatusCode> {
         match self {
-            Self::Unavailable(_) | Self::Overloaded(_) | Self::LimitExceeded(_) => {
-                Some(StatusCode::SERVICE_UNAVAILABLE)
-            }
+            Self::Unavailable(_)
+            | Self::Overloaded(_)
+            | Self::SocketsFull
+            | Self::LimitExceeded(_) => Some(StatusCode::SERVICE_UNAVAILABLE),
             Self::HandlerFailed(_) => Some(StatusCode::INTERNAL_SERVER_ERROR),
             Self::Timeout => Some(StatusCode::GATEWAY_TIMEOUT),
             _ => None,
@@ -230,6 +234,12 @@ impl Refusal {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the worker is at capacity; retry later".to_owned(),
             ),
+            Self::SocketsFull => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the worker has as many WebSockets open as it may (websocket_max_per_isolate); \
+                 retry later"
+                    .to_owned(),
+            ),
             Self::LimitExceeded(limit) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("the worker exceeded its {limit} limit"),
@@ -269,7 +279,10 @@ impl Refusal {
             CONTENT_TYPE,
             HeaderValue::from_static("text/plain;charset=UTF-8"),
         );
-        if matches!(self, Self::Unavailable(_) | Self::Overloaded(_)) {
+        if matches!(
+            self,
+            Self::Unavailable(_) | Self::Overloaded(_) | Self::SocketsFull
+        ) {
             response
                 .headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -581,6 +594,13 @@ async fn forward(
     };
     match outcome {
         Ok(Ok(js)) => Ok(js),
+        Ok(Err(HandlerError {
+            message,
+            limit: Some(isola_bindings::websocket::SOCKETS_FULL),
+        })) => {
+            tracing::warn!(request_id = &*id, worker = %worker.name, "request {id} refused a WebSocket: {message}");
+            Err(Refusal::SocketsFull)
+        }
         Ok(Err(HandlerError {
             message,
             limit: Some(limit),

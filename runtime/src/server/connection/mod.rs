@@ -4,7 +4,8 @@
 //! watches each with a watchdog that closes it when a request head takes longer than
 //! `header_read_timeout_ms` (the first one counted from the accept, so a silent socket, a
 //! partial HTTP/2 preface or a TLS session that never sends a request are all closed) or when
-//! it has had nothing in flight for `connection_idle_timeout_ms`.
+//! it has had nothing in flight for `connection_idle_timeout_ms`. A connection upgraded to a
+//! WebSocket keeps its place, busy, until the socket closes ([`ConnectionHold`]).
 
 mod io;
 mod state;
@@ -114,8 +115,10 @@ impl ConnectionTable {
             budget.open.fetch_add(1, Ordering::AcqRel);
         }
         Some(Admitted {
-            table: self.clone(),
-            id,
+            place: Arc::new(Place {
+                table: self.clone(),
+                id,
+            }),
             state,
         })
     }
@@ -137,20 +140,68 @@ impl ConnectionTable {
     }
 }
 
-/// A connection's place in its table; leaving it (drop) frees the place.
+/// A connection's place in its table; the last of its holders to leave (drop) frees it.
 #[derive(Debug)]
-pub(crate) struct Admitted {
+struct Place {
     table: Arc<ConnectionTable>,
     id: u64,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut open = self.table.lock();
+        self.table.remove(&mut open, self.id);
+    }
+}
+
+/// An admitted connection: its place in its table and what it is doing.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    place: Arc<Place>,
     /// What the connection is doing.
     pub(crate) state: Arc<ConnectionState>,
 }
 
+/// What an upgrade request may take to keep its connection counted ([`ConnectionHold`]).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionSlot {
+    place: Arc<Place>,
+    state: Arc<ConnectionState>,
+}
+
+impl ConnectionSlot {
+    /// Holds the connection in its table, busy (never shed as idle), while the WebSocket it
+    /// was upgraded to is open.
+    pub(crate) fn hold(self, version: http::Version) -> ConnectionHold {
+        ConnectionHold {
+            _in_flight: InFlight::begin(&self.state, version),
+            _place: self.place,
+        }
+    }
+}
+
+/// Keeps an upgraded connection in its listener's table, under `max_connections` and the fd
+/// budget, as a connection with a request in flight, until dropped (the socket closed).
+#[derive(Debug)]
+pub(crate) struct ConnectionHold {
+    _in_flight: InFlight,
+    _place: Arc<Place>,
+}
+
 impl Admitted {
+    /// What a request on this connection that may be upgraded carries, to keep the
+    /// connection counted after hyper has let go of it.
+    pub(crate) fn slot(&self) -> ConnectionSlot {
+        ConnectionSlot {
+            place: self.place.clone(),
+            state: self.state.clone(),
+        }
+    }
+
     /// Runs `connection` (hyper serving the socket wrapped in a [`GuardedIo`] of this
     /// state) until it ends, closing it when its table's timeouts pass.
     pub(crate) async fn watch<F: Future>(self, connection: F) {
-        let timeouts = self.table.timeouts;
+        let timeouts = self.place.table.timeouts;
         tokio::pin!(connection);
         let mut told = false;
         loop {
@@ -178,13 +229,6 @@ impl Admitted {
                 }
             }
         }
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        let mut open = self.table.lock();
-        self.table.remove(&mut open, self.id);
     }
 }
 

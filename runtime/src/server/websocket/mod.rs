@@ -4,8 +4,6 @@
 //! handshake and runs the socket ([`session`]) over the upgraded connection with
 //! tokio-tungstenite framing, on the worker's limits.
 
-mod session;
-
 use std::time::Duration;
 
 use edge_config::Limits;
@@ -15,12 +13,13 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use isola_bindings::websocket::SocketPeer;
+use isola_bindings::websocket::{SocketPeer, session};
 use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::connection::ConnectionSlot;
 use crate::body::Body;
 use crate::lease::Lease;
 
@@ -58,6 +57,8 @@ pub(super) struct Upgrade {
     on_upgrade: OnUpgrade,
     /// `Sec-WebSocket-Accept` for an HTTP/1.1 handshake; none for HTTP/2 (RFC 8441).
     accept: Option<HeaderValue>,
+    /// The connection's place in its listener's table, held while the socket is open.
+    slot: Option<ConnectionSlot>,
 }
 
 /// Takes the upgrade out of a WebSocket handshake request: an HTTP/1.1 GET with `Upgrade:
@@ -77,6 +78,7 @@ pub(super) fn take_upgrade<B>(request: &mut http::Request<B>) -> Option<Upgrade>
             .headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
         return Some(Upgrade {
+            slot: request.extensions_mut().remove::<ConnectionSlot>(),
             on_upgrade: hyper::upgrade::on(request),
             accept: None,
         });
@@ -96,6 +98,7 @@ pub(super) fn take_upgrade<B>(request: &mut http::Request<B>) -> Option<Upgrade>
     }
     let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
     Some(Upgrade {
+        slot: request.extensions_mut().remove::<ConnectionSlot>(),
         on_upgrade: hyper::upgrade::on(request),
         accept: Some(accept),
     })
@@ -121,7 +124,18 @@ pub(super) fn accept(
     write_timeout: Duration,
     sockets: &Sockets,
 ) -> Response<Body> {
-    let Upgrade { on_upgrade, accept } = upgrade;
+    let Upgrade {
+        on_upgrade,
+        accept,
+        slot,
+    } = upgrade;
+    // The connection stays in its listener's table, busy, until the socket closes.
+    let version = if accept.is_some() {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_2
+    };
+    let hold = slot.map(|slot| slot.hold(version));
     let mut peer = peer;
     // The request's slot is free for other requests from now on; its isolate stays while the
     // socket is open.
@@ -152,7 +166,14 @@ pub(super) fn accept(
         idle_timeout: limits.websocket_idle_timeout(),
         write_timeout,
     };
-    let closing = sockets.closing.subscribe();
+    let mut closing = sockets.closing.subscribe();
+    let shutdown = async move {
+        while !*closing.borrow_and_update() {
+            if closing.changed().await.is_err() {
+                break;
+            }
+        }
+    };
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -166,7 +187,8 @@ pub(super) fn accept(
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        session::run(socket, peer, settings, closing).await;
+        session::run(socket, peer, settings, shutdown).await;
+        drop(hold);
     });
     response
 }

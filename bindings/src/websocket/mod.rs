@@ -4,11 +4,21 @@
 //! are bounded: the front end stops reading the client while [`INBOUND_WINDOW`] messages wait
 //! for the worker, and a worker that queues more than `websocket_send_buffer_bytes` for a
 //! client that does not read gets the socket closed (1008).
+//!
+//! A worker's own outbound sockets (`new WebSocket(url)`, [`outbound`]) are the same resource;
+//! their other ends go to a [`session`] this isolate's thread runs over the connection it
+//! opened through the deployment's outbound policy.
+
+mod outbound;
+pub mod session;
+
+pub use outbound::{CONNECT_TIMEOUT, SocketResolver, WRITE_TIMEOUT};
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use deno_core::{AsyncRefCell, JsBuffer, OpState, RcRef, Resource, ResourceId, ToJsBuffer, op2};
@@ -67,8 +77,12 @@ pub struct SocketLimits {
     /// Bytes the worker may queue for a client that does not read
     /// (`websocket_send_buffer_bytes`) before the socket is closed with 1008.
     pub send_buffer_bytes: usize,
-    /// Sockets open at once in one isolate (`websocket_max_per_isolate`).
+    /// Sockets open at once in one isolate (`websocket_max_per_isolate`), accepted and
+    /// outbound together.
     pub max_per_isolate: usize,
+    /// How long an outbound socket may go without a message either way
+    /// (`websocket_idle_timeout_ms`; the front end applies it to accepted ones).
+    pub idle_timeout: Duration,
 }
 
 impl Default for SocketLimits {
@@ -77,6 +91,7 @@ impl Default for SocketLimits {
             message_max_bytes: 1024 * 1024,
             send_buffer_bytes: 4 * 1024 * 1024,
             max_per_isolate: 100,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -132,6 +147,44 @@ impl std::fmt::Debug for SocketPeer {
 #[derive(Debug, Clone, Default)]
 struct OpenSockets(Rc<Cell<usize>>);
 
+/// Pins the isolate for an outbound socket that request `id` opens: a hold (made from the
+/// request's lease, while it has one) that keeps the isolate from being evicted or recycled
+/// until dropped, as an accepted socket's does. Put in OpState by the runtime, which knows
+/// what a lease is.
+#[derive(Clone)]
+pub struct SocketPin(pub Rc<PinSocket>);
+
+/// What [`SocketPin`] runs: given the isolate's OpState and the request opening the socket.
+pub type PinSocket = dyn Fn(&OpState, RequestId) -> Option<Guard>;
+
+/// The config key a request refused a socket past [`SocketLimits::max_per_isolate`] fails
+/// with: the front end answers it 503 + `Retry-After`, not 500.
+pub const SOCKETS_FULL: &str = "websocket_max_per_isolate";
+
+/// Requests (the last [`REMEMBERED_REFUSALS`]) that were refused a socket because the isolate
+/// had `websocket_max_per_isolate` open: if their handler then fails, that is why.
+#[derive(Debug, Default)]
+struct RefusedSockets(std::collections::VecDeque<RequestId>);
+
+/// How many refused requests [`RefusedSockets`] remembers (a handler that catches the
+/// refusal and answers on its own leaves its id behind).
+const REMEMBERED_REFUSALS: usize = 64;
+
+/// Whether request `id` was refused a socket past `websocket_max_per_isolate` (forgotten
+/// once asked), so that its failure can be answered 503 rather than 500.
+pub fn take_refused(state: &mut OpState, id: RequestId) -> bool {
+    let Some(refused) = state.try_borrow_mut::<RefusedSockets>() else {
+        return false;
+    };
+    match refused.0.iter().position(|&r| r == id) {
+        Some(at) => {
+            refused.0.remove(at);
+            true
+        }
+        None => false,
+    }
+}
+
 /// The isolate's end of one pair.
 struct SocketResource {
     incoming: AsyncRefCell<mpsc::Receiver<Frame>>,
@@ -139,9 +192,13 @@ struct SocketResource {
     shared: Arc<SocketShared>,
     /// The front end's ends until the worker's response takes them.
     peer: RefCell<Option<SocketPeer>>,
-    /// The request whose response carried the socket: its context stays open (each message
-    /// starting a new `cpu_ms` budget) until the socket ends.
+    /// The request whose response carried the socket (or that opened it): its context stays
+    /// open (each message starting a new `cpu_ms` budget) until the socket ends.
     hold: RefCell<Option<(SharedContexts, RequestId)>>,
+    /// An outbound socket's opening handshake, until the worker's `op_isola_ws_opened` takes it.
+    handshake: RefCell<Option<outbound::Handshake>>,
+    /// An outbound socket's hold on its isolate ([`SocketPin`]), let go when it ends.
+    pin: RefCell<Option<Guard>>,
     open: OpenSockets,
     limits: SocketLimits,
 }
@@ -151,6 +208,7 @@ impl SocketResource {
         if let Some((contexts, id)) = self.hold.borrow_mut().take() {
             contexts.borrow_mut().wait_until(id, -1);
         }
+        self.pin.borrow_mut().take();
     }
 }
 
@@ -174,7 +232,7 @@ impl Drop for SocketResource {
 
 deno_core::extension!(
     isola_websocket,
-    deps = [deno_web, deno_fetch],
+    deps = [deno_web, deno_fetch, isola_console],
     ops = [
         op_isola_ws_create,
         op_isola_ws_send_text,
@@ -182,11 +240,15 @@ deno_core::extension!(
         op_isola_ws_close,
         op_isola_ws_recv,
         op_isola_ws_event,
+        op_isola_ws_buffered,
+        outbound::op_isola_ws_connect,
+        outbound::op_isola_ws_opened,
     ],
     esm = [dir "../js", "50_websocket.js"],
     state = |state| {
         state.put(OpenSockets::default());
         state.put(SocketLimits::default());
+        state.put(RefusedSockets::default());
     },
 );
 
@@ -195,14 +257,30 @@ fn type_error(message: impl Into<String>) -> JsErrorBox {
     JsErrorBox::type_error(message.into())
 }
 
-/// Makes a pair: the resource holding the isolate's ends; refused past
+/// Makes a pair for request `context`: the resource holding the isolate's ends; refused past
 /// `websocket_max_per_isolate`.
 #[op2(fast)]
 #[smi]
-fn op_isola_ws_create(state: &mut OpState) -> Result<ResourceId, JsErrorBox> {
+fn op_isola_ws_create(
+    state: &mut OpState,
+    #[number] context: u64,
+) -> Result<ResourceId, JsErrorBox> {
+    let resource = new_socket(state, context)?;
+    Ok(state.resource_table.add(resource))
+}
+
+/// A socket's resource for request `context`, its other ends in `peer`, counted against
+/// `websocket_max_per_isolate` (a `RangeError` past it, remembered for the request).
+fn new_socket(state: &mut OpState, context: RequestId) -> Result<SocketResource, JsErrorBox> {
     let limits = *state.borrow::<SocketLimits>();
     let open = state.borrow::<OpenSockets>().clone();
     if open.0.get() >= limits.max_per_isolate {
+        if let Some(refused) = state.try_borrow_mut::<RefusedSockets>() {
+            if refused.0.len() >= REMEMBERED_REFUSALS {
+                refused.0.pop_front();
+            }
+            refused.0.push_back(context);
+        }
         return Err(JsErrorBox::range_error(format!(
             "this isolate has {} WebSockets open already (websocket_max_per_isolate)",
             limits.max_per_isolate
@@ -223,10 +301,24 @@ fn op_isola_ws_create(state: &mut OpState) -> Result<ResourceId, JsErrorBox> {
             guard: None,
         })),
         hold: RefCell::new(None),
+        handshake: RefCell::new(None),
+        pin: RefCell::new(None),
         open,
         limits,
     };
-    Ok(state.resource_table.add(resource))
+    Ok(resource)
+}
+
+/// `ws.bufferedAmount`: bytes the worker queued that have not been written yet.
+#[op2(fast)]
+#[number]
+fn op_isola_ws_buffered(state: &mut OpState, #[smi] rid: ResourceId) -> u64 {
+    state
+        .resource_table
+        .get::<SocketResource>(rid)
+        .map_or(0, |socket| {
+            socket.shared.buffered.load(Ordering::Acquire) as u64
+        })
 }
 
 /// Queues `frame` for the client. Past the send buffer the worker's end is dropped, so the

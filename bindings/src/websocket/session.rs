@@ -1,28 +1,40 @@
-//! One accepted WebSocket: frames between the client's connection (tokio-tungstenite) and the
-//! worker's socket (the channels of `isola_bindings::websocket`), until either side closes,
-//! the socket sits idle, the node shuts down or the worker's isolate goes away.
+//! One open WebSocket: frames between the connection (tokio-tungstenite) and the worker's
+//! socket (the channels of [`super`]), until either side closes, the socket sits idle, the
+//! node shuts down or the worker's isolate goes away. The front end runs it for a socket a
+//! worker accepted (the "client" is the browser), [`super::outbound`] for one a worker opened
+//! (the "client" is the server it connected to); framing is the same but for masking.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use isola_bindings::websocket::{Frame, SocketPeer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error, Message};
 
+use super::{Frame, SocketPeer};
+
 /// Longest wait for a close frame to be written, and then for the client's reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a socket may go without a message either way.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Settings {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
     /// `websocket_idle_timeout_ms`.
-    pub(super) idle_timeout: Duration,
+    pub idle_timeout: Duration,
     /// `[http] write_timeout_ms`: longest wait for the client to take one message.
-    pub(super) write_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Why the node ends a socket, with the close code the client (and the worker) are told.
@@ -49,14 +61,16 @@ impl Ending {
     }
 }
 
-/// Runs the socket until it closes; `closing` turns true when the node shuts down.
-pub(super) async fn run<S>(
+/// Runs the socket until it closes; `shutdown` completes when the node shuts down (the socket
+/// then closes with 1001).
+pub async fn run<S, F>(
     socket: WebSocketStream<S>,
     peer: SocketPeer,
     settings: Settings,
-    mut closing: watch::Receiver<bool>,
+    shutdown: F,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = ()>,
 {
     let SocketPeer {
         mut from_worker,
@@ -67,13 +81,10 @@ pub(super) async fn run<S>(
     let (mut sink, mut stream) = socket.split();
     let idle = tokio::time::sleep(settings.idle_timeout);
     tokio::pin!(idle);
+    tokio::pin!(shutdown);
     let ending = loop {
         tokio::select! {
-            changed = closing.changed() => {
-                if changed.is_err() || *closing.borrow() {
-                    break Some(Ending::Shutdown);
-                }
-            }
+            () = &mut shutdown => break Some(Ending::Shutdown),
             () = &mut idle => break Some(Ending::Idle),
             out = from_worker.recv() => match out {
                 Some(Frame::Close { code, reason }) => {
