@@ -481,7 +481,9 @@ async fn a_thrown_exception_rides_on_its_request_event_with_its_stack() {
         "{out}"
     );
 
-    // An exception in a timer after the response: an exception event naming its request.
+    // An exception in a timer after the response names its request: an exception event of its
+    // own, or, when the timer ran in the turn that ended the request's work (which depends on
+    // how soon the isolate's thread ran again), the request's own event.
     let later = get_host(&isola, "te.localhost", "/later").await;
     assert_eq!(later.status, 200);
     let text = tail.wait_for("late [redacted]").await;
@@ -491,7 +493,10 @@ async fn a_thrown_exception_rides_on_its_request_event_with_its_stack() {
         .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
         .find(|e| e["exception"].as_str().is_some_and(|m| m.contains("late ")))
         .unwrap_or_else(|| panic!("no event of the timer's exception: {text}"));
-    assert_eq!(late["type"], "exception", "{late}");
+    assert!(
+        late["type"] == "exception" || late["type"] == "request",
+        "{late}"
+    );
     assert_eq!(
         late["request_id"].as_str(),
         later
