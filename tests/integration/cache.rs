@@ -2,7 +2,8 @@
 //! running it again (HTTP/1.1 and HTTP/2), until stale; private, cookie-setting and
 //! `no-store` responses never are; `Vary` (up to 16 variants per URL), conditional requests, revalidation with the
 //! worker (304), `stale-while-revalidate`, `stale-if-error`, invalidation by POST, streamed
-//! bodies, `only-if-cached`, collapsed concurrent misses and turning the cache off.
+//! bodies, `only-if-cached`, collapsed concurrent misses, `Range` on hits and turning the
+//! cache off.
 
 use std::time::Duration;
 
@@ -355,5 +356,87 @@ async fn concurrent_misses_for_one_url_reach_the_worker_once() {
         started.elapsed() < Duration::from_millis(800),
         "4 concurrent requests of 300 ms took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn range_requests_are_answered_from_a_stored_body() {
+    let isola = node("");
+    let first = get(Proto::H1, &isola, "/ranged").await;
+    assert_eq!(first.text(), "0123456789 run 1");
+    assert_cache_status(&first, "stored");
+    let content_range = |reply: &Reply| {
+        reply
+            .headers
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+
+    let whole = get(Proto::H1, &isola, "/ranged").await;
+    assert_hit(&whole);
+    assert_eq!(
+        whole.headers.get("accept-ranges").map(|v| v.as_bytes()),
+        Some(&b"bytes"[..])
+    );
+    let part = get_with(&isola, "/ranged", &[("range", "bytes=2-5")]).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.text(), "2345");
+    assert_eq!(content_range(&part), "bytes 2-5/16");
+    assert_eq!(
+        part.headers.get("content-length").map(|v| v.as_bytes()),
+        Some(&b"4"[..])
+    );
+    assert_hit(&part);
+    let suffix = get_with(&isola, "/ranged", &[("range", "bytes=-5")]).await;
+    assert_eq!((suffix.status, suffix.text()), (206, "run 1".to_owned()));
+    let open_ended = get_with(&isola, "/ranged", &[("range", "bytes=10-")]).await;
+    assert_eq!(open_ended.text(), " run 1");
+    let past_the_end = get_with(&isola, "/ranged", &[("range", "bytes=100-")]).await;
+    assert_eq!(past_the_end.status, 416);
+    assert_eq!(content_range(&past_the_end), "bytes */16");
+    assert_eq!(past_the_end.text(), "");
+    // Several ranges or another unit: the whole body, as RFC 9110 allows.
+    let several = get_with(&isola, "/ranged", &[("range", "bytes=0-1,4-5")]).await;
+    assert_eq!(
+        (several.status, several.text()),
+        (200, "0123456789 run 1".to_owned())
+    );
+
+    // If-Range: the part only while the stored response is the one the client has.
+    for (if_range, status) in [
+        ("\"r1\"", 206),
+        ("Tue, 01 Dec 2026 00:00:00 GMT", 206),
+        ("\"r0\"", 200),
+        ("W/\"r1\"", 200),
+        ("Mon, 30 Nov 2026 00:00:00 GMT", 200),
+    ] {
+        let reply = get_with(
+            &isola,
+            "/ranged",
+            &[("range", "bytes=0-3"), ("if-range", if_range)],
+        )
+        .await;
+        assert_eq!(reply.status, status, "If-Range: {if_range}");
+        assert_hit(&reply);
+    }
+
+    let head = request(&isola, "HEAD", "/ranged", &[("range", "bytes=2-5")]).await;
+    assert_eq!(head.status, 200, "Range is for GET");
+    let mut h2 = Request::get(format!("http://{}/ranged", isola.authority()))
+        .header("range", "bytes=0-0")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    h2.headers_mut().insert(
+        "host",
+        isola.authority().parse().expect("authority as a header"),
+    );
+    let h2 = send(Proto::H2c, &isola.authority(), h2).await;
+    assert_eq!((h2.status, h2.text()), (206, "0".to_owned()));
+    assert_eq!(
+        runs(&isola, "/ranged").await,
+        "1",
+        "every answer came from the cache"
     );
 }

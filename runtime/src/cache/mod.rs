@@ -18,6 +18,7 @@ mod api;
 mod collapse;
 mod conditional;
 mod entry;
+mod partial;
 mod purge;
 mod record;
 mod request;
@@ -32,7 +33,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use http::header::{
-    AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY,
+    ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_RANGE, DATE, ETAG, EXPIRES,
+    LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use isola_wire::cache_control::Directives;
@@ -347,6 +349,7 @@ impl ResponseCache {
             return self.miss(asked.only_if_cached, pending, collapse);
         };
         let now = Instant::now();
+        let get = method == Method::GET;
         let Some(stored) = variants.matching(request, now).cloned() else {
             pending.fwd = Fwd::VaryMiss;
             return self.miss(asked.only_if_cached, pending, collapse);
@@ -366,11 +369,11 @@ impl ResponseCache {
             |window| !fresh && stored.may_serve_stale() && stored.stale_within(now, window);
         if acceptable && ((fresh && fresh_enough) || stale_within(asked.max_stale)) {
             COUNTERS.hit.inc();
-            return Ok(Found::Hit(hit(&stored, request, now, ttl_s)));
+            return Ok(Found::Hit(hit(&stored, request, get, now, ttl_s)));
         }
         if acceptable && stale_within(stored.directives.stale_while_revalidate) {
             COUNTERS.stale.inc();
-            let response = hit(&stored, request, now, ttl_s);
+            let response = hit(&stored, request, get, now, ttl_s);
             let revalidate = stored.claim_revalidation().then(|| {
                 // The revalidation is a GET, even for a HEAD served stale.
                 pending.store = true;
@@ -429,12 +432,32 @@ impl ResponseCache {
 }
 
 /// The stored response for a hit, or 304 if the client's preconditions say it has it.
-fn hit(stored: &Stored, request: &HeaderMap, now: Instant, ttl_s: i64) -> Response<Body> {
+fn hit(
+    stored: &Stored,
+    request: &HeaderMap,
+    get: bool,
+    now: Instant,
+    ttl_s: i64,
+) -> Response<Body> {
     let status = HeaderValue::from_str(&format!("isola; hit; ttl={ttl_s}")).ok();
     if conditional::not_modified(request, stored) {
         return not_modified(stored, now, status);
     }
-    respond(stored, now, status)
+    let part = partial::part_of(stored, request, get);
+    let mut response = respond(stored, now, status);
+    if part == isola_wire::range::ByteRange::Whole {
+        if get && stored.status == StatusCode::OK {
+            response
+                .headers_mut()
+                .insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        return response;
+    }
+    let (code, range, body) = partial::answer(stored, part);
+    *response.status_mut() = code;
+    response.headers_mut().insert(CONTENT_RANGE, range);
+    *response.body_mut() = Body::Full(Some(body));
+    response
 }
 
 /// The stored response with its current `Age` and a `Cache-Status`.
