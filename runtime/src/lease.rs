@@ -2,7 +2,7 @@
 //! something to give back once the response is complete. Who lent it (the pool) is behind
 //! [`Lender`], so the exchange and the isolate do not depend on the pool.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Whoever lent a request slot, and takes it back when the lease ends.
 pub trait Lender: std::fmt::Debug + Send + Sync {
@@ -65,6 +65,37 @@ impl Lease {
         self.lender.hold_socket(self.slot, true);
         Some(SocketHold {
             lender: Arc::clone(&self.lender),
+            slot: self.slot,
+        })
+    }
+}
+
+impl Lease {
+    /// How the lease's isolate can be held later, when no lease is at hand (a WebSocket a
+    /// worker opens from `waitUntil` work, after its response went out). Weak: an isolate
+    /// that keeps it must not keep its pool alive.
+    pub fn holder(&self) -> Option<Holder> {
+        (self.slot != DISARMED).then(|| Holder {
+            lender: Arc::downgrade(&self.lender),
+            slot: self.slot,
+        })
+    }
+}
+
+/// Makes [`SocketHold`]s on one isolate while its pool lives (see [`Lease::holder`]).
+#[derive(Debug, Clone)]
+pub struct Holder {
+    lender: Weak<dyn Lender>,
+    slot: u64,
+}
+
+impl Holder {
+    /// A hold on the isolate for a WebSocket it opened, if its pool is still there.
+    pub fn hold(&self) -> Option<SocketHold> {
+        let lender = self.lender.upgrade()?;
+        lender.hold_socket(self.slot, true);
+        Some(SocketHold {
+            lender,
             slot: self.slot,
         })
     }

@@ -439,3 +439,23 @@ max_isolates = 1"#,
     // And still in its pool: it serves the next request (a new isolate would count from 1).
     assert_eq!(text(&isola, "/count").await, (200, "requests 2".into()));
 }
+
+#[tokio::test]
+async fn a_socket_opened_after_the_response_also_keeps_its_isolate() {
+    let mut server = server(Some(("hello".to_owned(), 1500))).await;
+    let isola = serve(
+        r#"[workers.w.outbound]
+allow = ["127.0.0.1"]
+[workers.w.limits]
+idle_timeout_ms = 300
+max_isolates = 1"#,
+    );
+    let url = format!("ws://{}/", server.address);
+    let (status, body) = text(&isola, &format!("/held-later?url={url}")).await;
+    assert_eq!((status, body.as_str()), (200, "later"));
+    assert_eq!(server.next().await, Seen::Offered(String::new()));
+    assert_eq!(server.next().await, Seen::Reply("got hello".into()));
+    // Past idle_timeout_ms the isolate is still its pool's: it serves the next request (an
+    // evicted one would have been replaced by a new isolate, counting from 1).
+    assert_eq!(text(&isola, "/count").await, (200, "requests 2".into()));
+}

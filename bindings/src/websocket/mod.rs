@@ -148,7 +148,8 @@ impl std::fmt::Debug for SocketPeer {
 struct OpenSockets(Rc<Cell<usize>>);
 
 /// Pins the isolate for an outbound socket that request `id` opens: a hold (made from the
-/// request's lease, while it has one) that keeps the isolate from being evicted or recycled
+/// request's lease while it has one, else from the isolate's own weak handle on its pool)
+/// that keeps the isolate from being evicted or recycled
 /// until dropped, as an accepted socket's does. Put in OpState by the runtime, which knows
 /// what a lease is.
 #[derive(Clone)]

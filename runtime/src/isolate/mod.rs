@@ -52,7 +52,13 @@ pub(crate) struct Isolate {
     meters: std::sync::Arc<crate::metrics::WorkerMeters>,
     /// Heap + external bytes after the last turn.
     memory_used: u64,
+    /// Whether OpState has the [`IsolateHolder`] yet (from the first request's lease).
+    holder_known: bool,
 }
+
+/// How this isolate is held for a WebSocket a worker opens when no request's lease is at hand
+/// (from `waitUntil` work after the response): taken from the first lease it was lent.
+struct IsolateHolder(crate::lease::Holder);
 
 /// An isolate created from the snapshot with no worker loaded yet: the expensive part of a
 /// start (V8 deserialising the snapshot), which spares do ahead of time. Its heap limit is
@@ -192,6 +198,7 @@ impl Isolate {
             contexts,
             meters: worker.meters.clone(),
             memory_used,
+            holder_known: false,
         })
     }
 
@@ -277,6 +284,12 @@ impl Isolate {
         let op_state = self.runtime.op_state();
         let body_rid = {
             let mut state = op_state.borrow_mut();
+            if !self.holder_known
+                && let Some(holder) = lease.as_ref().and_then(crate::lease::Lease::holder)
+            {
+                state.put(IsolateHolder(holder));
+                self.holder_known = true;
+            }
             let guard = lease.map(|lease| Box::new(lease) as isola_bindings::http::Guard);
             state
                 .borrow_mut::<Exchanges>()
@@ -649,7 +662,14 @@ fn pin_socket(
     state: &deno_core::OpState,
     id: isola_bindings::context::RequestId,
 ) -> Option<isola_bindings::http::Guard> {
-    let guard = state.try_borrow::<Exchanges>()?.guard_of(id)?;
-    let hold = guard.downcast_ref::<crate::lease::Lease>()?.socket_hold()?;
+    let lease = state
+        .try_borrow::<Exchanges>()
+        .and_then(|exchanges| exchanges.guard_of(id))
+        .and_then(|guard| guard.downcast_ref::<crate::lease::Lease>());
+    let hold = match lease {
+        Some(lease) => lease.socket_hold(),
+        // The request's response went out (its lease with it): hold the isolate directly.
+        None => state.try_borrow::<IsolateHolder>()?.0.hold(),
+    }?;
     Some(Box::new(hold))
 }
