@@ -491,7 +491,14 @@ async fn a_thrown_exception_rides_on_its_request_event_with_its_stack() {
         .lines()
         .filter_map(|line| line.strip_prefix("data: "))
         .map(|data| serde_json::from_str::<serde_json::Value>(data).expect("event JSON"))
-        .find(|e| e["exception"].as_str().is_some_and(|m| m.contains("late ")))
+        .find(|e| {
+            let names_late =
+                |m: &serde_json::Value| m.as_str().is_some_and(|m| m.contains("late "));
+            names_late(&e["exception"])
+                || e["exceptions"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(names_late))
+        })
         .unwrap_or_else(|| panic!("no event of the timer's exception: {text}"));
     assert!(
         late["type"] == "exception" || late["type"] == "request",
