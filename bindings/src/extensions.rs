@@ -12,9 +12,6 @@ use crate::{
     blob, bootstrap, cache, clock, compression, console, html_rewriter, http, outbound, websocket,
 };
 
-/// User agent of outbound `fetch()` requests (when the worker sets none).
-pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
-
 /// Per-isolate state handed to the extensions.
 pub struct IsolateExtensionOptions {
     /// The worker the isolate runs (for logs).
@@ -56,7 +53,7 @@ pub fn fetch_options(
     resolver: std::sync::Arc<crate::outbound::StaticResolver>,
 ) -> deno_fetch::Options {
     deno_fetch::Options {
-        user_agent: USER_AGENT.to_owned(),
+        user_agent: outbound::USER_AGENT.to_owned(),
         resolver: deno_fetch::dns::Resolver::custom(resolver),
         request_builder_hook: Some(crate::outbound::guard::request_hook::<deno_fetch::ReqBody>),
         ..Default::default()

@@ -19,6 +19,10 @@ use edge_config::{IpCidr, Outbound};
 
 pub use resolver::StaticResolver;
 
+/// User agent of outbound `fetch()` requests and WebSocket handshakes (when the worker sets
+/// none).
+pub const USER_AGENT: &str = concat!("Isola/", env!("CARGO_PKG_VERSION"));
+
 deno_core::extension!(
     isola_outbound,
     options = { permissions: PermissionsContainer },

@@ -195,7 +195,7 @@ fn prepare(
     }
     headers.insert(
         USER_AGENT,
-        HeaderValue::from_static(crate::extensions::USER_AGENT),
+        HeaderValue::from_static(crate::outbound::USER_AGENT),
     );
     headers.insert(CONTEXT_HEADER, HeaderValue::from(context));
     guard::admit(&mut request, "WebSocket").map_err(|e| DialError::Refused(e.to_string()))?;
