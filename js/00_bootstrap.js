@@ -227,14 +227,17 @@ event.setEventTargetData(globalThis);
 event.saveGlobalThisReference(globalThis);
 core.setWasmStreamingCallback(fetch.handleWasmStreaming);
 
+// The console is made here, into the snapshot: each isolate restores its own copy, and none
+// builds a `Console` (and compiles its constructor) as it starts.
+consoleInternals.install();
+
 /**
  * Per-isolate start: what cannot be frozen into the snapshot (clocks, cppgc objects, vars).
  * Rust takes this object once, before any user code runs, and the global is deleted.
  */
 const isolaInternal = {
-  init(workerName) {
+  init() {
     performance.setTimeOrigin();
-    consoleInternals.install(workerName);
     // User code gets the Web platform, not the runtime's internals. (deno_core binds the ops
     // onto `Deno.core` when an isolate is restored, so this happens per isolate.)
     delete globalThis.Deno;

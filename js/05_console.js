@@ -28,7 +28,7 @@ function reportException(text) {
   op_isola_exception(text, currentRequest());
 }
 
-/** Installs the worker's console (per isolate: the console keeps per-isolate state). */
+/** Installs the workers' console (once, into the snapshot: each isolate gets its own copy). */
 function install() {
   const console = new consoleExt.Console((message, level) => log(level, message));
   ObjectDefineProperty(globalThis, "console", {

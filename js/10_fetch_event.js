@@ -230,12 +230,17 @@ function headerPairs(flat) {
   return list;
 }
 
+// The functions every isolate runs on its start and first request but that need a request
+// (or a worker) to run are parenthesized function expressions: V8 compiles those with the
+// module ("likely called"), so their bytecode is in the snapshot and an isolate does not parse
+// and compile them on its first request. `warmUp` below covers the rest of the request path.
+
 /**
  * Entry point for each HTTP request (called from Rust). The request's id becomes the async
  * context of everything the handler starts, so its fetches, logs and `waitUntil` work find the
  * request's context in Rust however requests interleave.
  */
-function dispatch(id, method, url, flatHeaders, bodyRid) {
+const dispatch = (function dispatch(id, method, url, flatHeaders, bodyRid) {
   const previous = getAsyncContext();
   setAsyncContext(id);
   try {
@@ -243,9 +248,9 @@ function dispatch(id, method, url, flatHeaders, bodyRid) {
   } finally {
     setAsyncContext(previous);
   }
-}
+});
 
-function run(id, method, url, flatHeaders, bodyRid) {
+const run = (function run(id, method, url, flatHeaders, bodyRid) {
   const innerBody = bodyRid === null ? null : new body.InnerBody(streams.readableStreamForRid(bodyRid));
   const inner = new IncomingInnerRequest(method, url, flatHeaders, innerBody);
   const request = requestExt.fromInnerRequest(inner, "immutable");
@@ -277,13 +282,13 @@ function run(id, method, url, flatHeaders, bodyRid) {
   } else {
     respond(id, result);
   }
-}
+});
 
 function isBytes(value) {
   return TypedArrayPrototypeGetSymbolToStringTag(value) === "Uint8Array";
 }
 
-function sendStatic(id, status, headerList, staticBody) {
+const sendStatic = (function sendStatic(id, status, headerList, staticBody) {
   if (typeof staticBody === "string") {
     op_isola_respond_text(id, status, headerList, staticBody);
   } else if (isBytes(staticBody)) {
@@ -293,9 +298,9 @@ function sendStatic(id, status, headerList, staticBody) {
   }
   inFlight.delete(id);
   return true;
-}
+});
 
-function respond(id, response) {
+const respond = (function respond(id, response) {
   if (!ObjectPrototypeIsPrototypeOf(responseExt.ResponsePrototype, response)) {
     fail(id, `the handler returned ${describeValue(response)}, which is not a Response`);
     return;
@@ -347,7 +352,7 @@ function respond(id, response) {
   }
   const rid = streams.resourceForReadableStream(inner.body.stream, inner.body.length);
   op_isola_respond_stream(id, status, headerList, rid);
-}
+});
 
 /** A 101 response carrying the client end of a WebSocketPair: the front end takes it over. */
 function respondWithSocket(id, response) {
@@ -439,7 +444,7 @@ function installGlobals(varsJson) {
  * Picks the worker's entry: the module's default export with a `fetch` method, else a
  * `fetch` event listener. Returns an error message, or undefined when the worker is usable.
  */
-function setHandler(namespace, varsJson, waitUntilLimitMs) {
+const setHandler = (function setHandler(namespace, varsJson, waitUntilLimitMs) {
   waitUntilMs = Number(waitUntilLimitMs);
   const exported = namespace.default;
   if (exported !== null && exported !== undefined && typeof exported.fetch === "function") {
@@ -456,7 +461,7 @@ function setHandler(namespace, varsJson, waitUntilLimitMs) {
     return "the default export has no fetch(request, env, ctx) method, and no fetch event listener was added";
   }
   return "the worker has no default export with a fetch(request, env, ctx) method and added no fetch event listener";
-}
+});
 
 /** Dispatches `ev` on the global scope; true unless a listener called preventDefault(). */
 function dispatchGlobal(ev) {
@@ -498,10 +503,10 @@ function onReportedException(error) {
 }
 
 /** After evaluation: what the module threw at its top level, if anything. */
-function takeStartupError() {
+const takeStartupError = (function takeStartupError() {
   starting = false;
   return startupError === undefined ? undefined : describeThrown(startupError);
-}
+});
 
 /**
  * Runs the request path's JavaScript (no ops that need a request) a few times while the
@@ -511,21 +516,20 @@ function takeStartupError() {
  */
 function warmUp() {
   const flat = ["host", "example.com", "accept", "*/*", "user-agent", "isola-warm-up"];
+  const { Response } = websocketInternals;
   for (let i = 0; i < 3; i++) {
-    const inner = requestExt.newInnerRequest(
-      "GET",
-      "http://example.com/warm-up?x=1",
-      () => headerPairs(flat),
-      null,
-      false,
-    );
+    const inner = new IncomingInnerRequest("GET", "http://example.com/warm-up?x=1", flat, null);
     const request = requestExt.fromInnerRequest(inner, "immutable");
+    // Taken and given back: the ring is left as it was.
+    inFlight.set(0, request);
+    inFlight.get(0);
+    inFlight.delete(0);
+    new ExecutionContext(0);
     const url = new URL(request.url);
     if (url.pathname !== "/warm-up" || url.searchParams.get("x") !== "1") break;
     request.headers.get("accept");
-    const { Response } = responseExt;
     const text = new Response("warm");
-    if (text[responseExt.serveFastStatusKey] === 0) break;
+    if (text.status !== 200 || text[responseExt.serveFastStatusKey] === 0) break;
     responseExt.toInnerResponse(Response.json({ warm: request.method }));
     responseExt.toInnerResponse(
       new Response("warm", { status: 201, headers: { "content-type": "text/html", "x-warm": "1" } }),

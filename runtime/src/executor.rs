@@ -13,6 +13,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// The node's executor threads, if it has any.
 static EXECUTORS: OnceLock<Executors> = OnceLock::new();
@@ -125,6 +126,17 @@ impl Executors {
             .map_or(0, |(index, _)| index)
     }
 
+    /// The executor hosting the fewest isolates among those not in `avoid`, trying fewer of
+    /// them (from the back of `avoid`) when that leaves none.
+    pub fn least_loaded_avoiding(&self, avoid: &[Option<usize>]) -> usize {
+        let loads: Vec<usize> = self
+            .threads
+            .iter()
+            .map(|executor| executor.isolates.load(Ordering::Relaxed))
+            .collect();
+        least_loaded_of(&loads, avoid)
+    }
+
     /// The executor for a new connection (round robin).
     pub fn next_for_connection(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len().max(1)
@@ -158,6 +170,51 @@ impl Executors {
     }
 }
 
+/// The index of the smallest of `loads` not in `avoid`, dropping entries from the back of
+/// `avoid` while that leaves none (0 when `loads` is empty).
+fn least_loaded_of(loads: &[usize], avoid: &[Option<usize>]) -> usize {
+    (0..=avoid.len())
+        .rev()
+        .find_map(|keep| {
+            loads
+                .iter()
+                .enumerate()
+                .filter(|(index, _)| !avoid[..keep].contains(&Some(*index)))
+                .min_by_key(|(_, load)| **load)
+                .map(|(index, _)| index)
+        })
+        .unwrap_or(0)
+}
+
+/// How long an executor must have been all but idle before work that blocks it for
+/// milliseconds (V8 deserialising a spare isolate's snapshot, ~3 ms) starts there.
+const QUIET_WINDOW: Duration = Duration::from_millis(5);
+
+/// Such work waits at most this long for a quiet moment, then runs anyway.
+const QUIET_WAIT_MAX: Duration = Duration::from_millis(100);
+
+/// Waits, on the calling current-thread runtime, until it was busy for under a tenth of the
+/// last [`QUIET_WINDOW`] (its requests served, its connections idle), or [`QUIET_WAIT_MAX`]
+/// passed. A spare made at once would hold up the request that just took the last one, and
+/// those right behind it.
+pub async fn quiet_moment() {
+    quiet_moment_within(QUIET_WINDOW, QUIET_WAIT_MAX).await;
+}
+
+async fn quiet_moment_within(window: Duration, max_wait: Duration) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let started = Instant::now();
+    let mut busy = metrics.worker_total_busy_duration(0);
+    loop {
+        tokio::time::sleep(window).await;
+        let now_busy = metrics.worker_total_busy_duration(0);
+        if now_busy.saturating_sub(busy) < window / 10 || started.elapsed() >= max_wait {
+            return;
+        }
+        busy = now_busy;
+    }
+}
+
 /// Counts an isolate as hosted on its executor while it lives.
 struct Hosted {
     index: usize,
@@ -170,5 +227,73 @@ impl Drop for Hosted {
                 .isolates
                 .fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_spares_go_to_the_least_loaded_executor_not_avoided() {
+        assert_eq!(least_loaded_of(&[3, 1, 2], &[]), 1);
+        assert_eq!(least_loaded_of(&[3, 1, 2], &[Some(1)]), 2);
+        assert_eq!(least_loaded_of(&[3, 1, 2], &[Some(1), Some(2)]), 0);
+        // Both of two avoided: the first one in `avoid` still is.
+        assert_eq!(least_loaded_of(&[0, 5], &[Some(0), Some(1)]), 1);
+        assert_eq!(least_loaded_of(&[0, 5], &[Some(1), Some(0)]), 0);
+        assert_eq!(least_loaded_of(&[4], &[Some(0), None]), 0);
+        assert_eq!(least_loaded_of(&[], &[Some(0)]), 0);
+    }
+
+    /// Spins for `busy`, then sleeps for `rest`, until `until`.
+    async fn busy_until(until: Instant, busy: Duration, rest: Duration) {
+        while Instant::now() < until {
+            let spun = Instant::now();
+            while spun.elapsed() < busy {
+                std::hint::spin_loop();
+            }
+            tokio::time::sleep(rest).await;
+        }
+    }
+
+    #[test]
+    fn a_quiet_moment_waits_for_the_thread_to_go_idle_or_for_its_limit() -> std::io::Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let window = Duration::from_millis(5);
+            // Busy 3 ms in every 4 for 60 ms: no quiet moment until that stops.
+            let busy_for = Duration::from_millis(60);
+            let started = Instant::now();
+            tokio::spawn(busy_until(
+                started + busy_for,
+                Duration::from_millis(3),
+                Duration::from_millis(1),
+            ));
+            quiet_moment_within(window, Duration::from_secs(5)).await;
+            let waited = started.elapsed();
+            assert!(
+                waited >= busy_for,
+                "quiet after {waited:?}, still busy then"
+            );
+            assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+
+            // Busy for good: it gives up after its limit.
+            let started = Instant::now();
+            tokio::spawn(busy_until(
+                started + Duration::from_secs(2),
+                Duration::from_millis(3),
+                Duration::from_millis(1),
+            ));
+            quiet_moment_within(window, Duration::from_millis(50)).await;
+            let waited = started.elapsed();
+            assert!(
+                waited >= Duration::from_millis(50) && waited < Duration::from_secs(1),
+                "gave up after {waited:?}"
+            );
+        });
+        Ok(())
     }
 }

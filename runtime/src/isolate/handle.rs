@@ -56,7 +56,7 @@ impl IsolateThread {
             Some((spare, executor)) => (spare.send(order).err(), executor),
             None => (Some(order), None),
         };
-        spare::refill();
+        spare::refill_avoiding(executor);
         match (order, executors) {
             (None, _) => {}
             (Some(order), Some(executors)) => {

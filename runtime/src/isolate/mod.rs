@@ -208,7 +208,7 @@ impl Isolate {
         worker: &WorkerSource,
     ) -> Result<Entrypoints, StartError> {
         let internal = take_internal(runtime)?;
-        call_internal(runtime, &internal, "init", &[JsArg::Str(&worker.name)])?;
+        call_internal(runtime, &internal, "init", &[])?;
 
         // The worker's own WebAssembly modules are compiled as the graph loads (no worker code
         // runs then), also where compiling WebAssembly from bytes is refused.

@@ -1,7 +1,10 @@
-//! Spare isolates: created from the snapshot ahead of need (`node.spare_isolates`), each on its
-//! own thread (or as a task on an executor thread), so a request that needs a new isolate pays only for loading its worker, not for
-//! V8 deserialising the snapshot (as Cloudflare starts isolates during the TLS handshake).
-//! A spare is used by whichever deployment needs an isolate next; it then belongs to it alone.
+//! Spare isolates: created from the snapshot ahead of need (`node.spare_isolates`), so a
+//! request that needs a new isolate pays only for loading its worker, not for V8 deserialising
+//! the snapshot (~3 ms; as Cloudflare starts isolates during the TLS handshake). Each is made on
+//! a thread of its own at background priority, or, on executors, as a task on an executor
+//! other than the one where a spare was just taken, once that executor is quiet: deserialising
+//! blocks the executor's other isolates and connections while it runs. A spare is used by
+//! whichever deployment needs an isolate next; it then belongs to it alone.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -62,6 +65,14 @@ pub(super) fn take(memory_mb: u64) -> Option<(oneshot::Sender<Order>, Option<usi
 
 /// Starts spare threads until `target` are ready or starting.
 pub(super) fn refill() {
+    refill_avoiding(None);
+}
+
+/// [`refill`], making the new spares elsewhere than executor `busy` (where a spare was just
+/// taken and now loads its worker: V8 deserialising a snapshot there would hold that start up
+/// for milliseconds) and, when there is a choice, than the calling executor (whose
+/// connections are waiting for responses).
+pub(super) fn refill_avoiding(busy: Option<usize>) {
     let (missing, memory_mb) = {
         let mut spares = lock();
         let have = spares.ready.len() + spares.starting;
@@ -70,9 +81,13 @@ pub(super) fn refill() {
         (missing, spares.memory_mb)
     };
     if let Some(executors) = crate::executor::executors() {
+        let avoid = [busy, crate::executor::current()];
         for _ in 0..missing {
-            executors.spawn_isolate(executors.least_loaded(), move || {
-                Host::new(wait_for_worker(memory_mb))
+            executors.spawn_isolate(executors.least_loaded_avoiding(&avoid), move || {
+                Host::new(async move {
+                    crate::executor::quiet_moment().await;
+                    wait_for_worker(memory_mb).await;
+                })
             });
         }
         return;
