@@ -119,11 +119,7 @@ impl Executors {
 
     /// The executor hosting the fewest isolates.
     pub fn least_loaded(&self) -> usize {
-        self.threads
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, executor)| executor.isolates.load(Ordering::Relaxed))
-            .map_or(0, |(index, _)| index)
+        self.least_loaded_avoiding(&[])
     }
 
     /// The executor hosting the fewest isolates among those not in `avoid`, trying fewer of

@@ -33,8 +33,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use http::header::{
-    ACCEPT_RANGES, AGE, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_RANGE, DATE, ETAG, EXPIRES,
-    LAST_MODIFIED, VARY,
+    AGE, CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use isola_wire::cache_control::Directives;
@@ -443,21 +442,7 @@ fn hit(
     if conditional::not_modified(request, stored) {
         return not_modified(stored, now, status);
     }
-    let part = partial::part_of(stored, request, get);
-    let mut response = respond(stored, now, status);
-    if part == isola_wire::range::ByteRange::Whole {
-        if get && stored.status == StatusCode::OK {
-            response
-                .headers_mut()
-                .insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        }
-        return response;
-    }
-    let (code, range, body) = partial::answer(stored, part);
-    *response.status_mut() = code;
-    response.headers_mut().insert(CONTENT_RANGE, range);
-    *response.body_mut() = Body::Full(Some(body));
-    response
+    partial::narrow(respond(stored, now, status), stored, request, get)
 }
 
 /// The stored response with its current `Age` and a `Cache-Status`.

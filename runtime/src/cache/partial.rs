@@ -3,24 +3,35 @@
 //! GET, a stored status other than 200, several ranges, or an `If-Range` the stored response
 //! does not match (§13.1.5), as RFC 9110 lets a cache ignore those.
 
-use http::header::{ETAG, IF_RANGE, LAST_MODIFIED};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::header::{ACCEPT_RANGES, CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use isola_wire::range::{ByteRange, byte_range};
 
 use super::entry::Stored;
+use crate::body::Body;
 
-/// Which bytes of `stored` the GET (`get`) with headers `request` gets.
-pub(super) fn part_of(stored: &Stored, request: &HeaderMap, get: bool) -> ByteRange {
+/// `response`, the whole of `stored`, narrowed to what the request (a GET when `get`) asked
+/// for: the part (206) or 416; else whole, saying that ranges are served where they are.
+pub(super) fn narrow(
+    mut response: Response<Body>,
+    stored: &Stored,
+    request: &HeaderMap,
+    get: bool,
+) -> Response<Body> {
+    let ranged = get && stored.status == StatusCode::OK;
+    let len = stored.body.len() as u64;
     let asked = request
         .get(http::header::RANGE)
-        .filter(|_| get && stored.status == StatusCode::OK && if_range_holds(request, stored));
-    byte_range(asked, stored.body.len() as u64)
-}
-
-/// The status, `Content-Range` and body of a part that is not the whole body.
-pub(super) fn answer(stored: &Stored, part: ByteRange) -> (StatusCode, HeaderValue, bytes::Bytes) {
-    let len = stored.body.len() as u64;
-    match part {
+        .filter(|_| ranged && if_range_holds(request, stored));
+    let (status, range, body) = match byte_range(asked, len) {
+        ByteRange::Whole => {
+            if ranged {
+                response
+                    .headers_mut()
+                    .insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            }
+            return response;
+        }
         ByteRange::Part { start, end } => (
             StatusCode::PARTIAL_CONTENT,
             content_range(&format!("bytes {start}-{end}/{len}")),
@@ -29,12 +40,16 @@ pub(super) fn answer(stored: &Stored, part: ByteRange) -> (StatusCode, HeaderVal
                     ..=usize::try_from(end).unwrap_or(usize::MAX),
             ),
         ),
-        ByteRange::Unsatisfiable | ByteRange::Whole => (
+        ByteRange::Unsatisfiable => (
             StatusCode::RANGE_NOT_SATISFIABLE,
             content_range(&format!("bytes */{len}")),
             bytes::Bytes::new(),
         ),
-    }
+    };
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_RANGE, range);
+    *response.body_mut() = Body::Full(Some(body));
+    response
 }
 
 fn content_range(value: &str) -> HeaderValue {
