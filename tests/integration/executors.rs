@@ -154,3 +154,42 @@ max_isolates = 1
     );
     assert_eq!(count(&thread_names(isola.pid()), "isolate-burst"), 0);
 }
+
+#[tokio::test]
+async fn a_slow_first_request_does_not_move_its_version_but_a_slow_later_one_does() {
+    let isola = Isola::serve(
+        r#"[node]
+executor_threads = 2
+[[listeners]]
+address = "127.0.0.1:0"
+[[routes]]
+host = "lazy.test"
+worker = "lazy"
+[workers.lazy]
+file = "{fixtures}/pool.js"
+[workers.lazy.limits]
+max_isolates = 1
+cpu_ms = 5000
+"#,
+    );
+    // An isolate's first request pays for compiling the handler and whatever the worker sets
+    // up lazily (and, in a fresh process, for warming up V8 itself): well past the 5 ms that
+    // counts as a long turn later on, here 20 million loop iterations.
+    let heavy = "/work?n=20000000";
+    let first = get_host(&isola, "lazy.test", heavy).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let next = get_host(&isola, "lazy.test", "/count").await;
+    assert_eq!(next.text(), "2", "the same isolate served both");
+    assert!(
+        !isola.logs().contains("get threads of their own"),
+        "a slow first request moved the version: {}",
+        isola.logs()
+    );
+    // The same work in a later request of the isolate is the worker's own long turn.
+    assert_eq!(get_host(&isola, "lazy.test", heavy).await.status, 200);
+    let logs = isola.wait_for_log("new isolates of this version get threads of their own");
+    assert!(
+        logs.contains("get threads of their own"),
+        "a slow later request did not move the version: {logs}"
+    );
+}

@@ -12,6 +12,7 @@
 //! A killed isolate is never reused: the thread stops taking requests and is replaced.
 
 mod cpu;
+mod gc;
 mod memory;
 mod stack;
 mod trim;
@@ -36,11 +37,12 @@ const SHORT_TURN: Duration = Duration::from_micros(50);
 /// How stale the CPU clock mark may get before a turn's start reads the clock again.
 const MARK_FRESH_FOR: Duration = Duration::from_millis(1);
 
-/// CPU per request past which a turn counts as long for placement
-/// (`WorkerSource::runs_long_turns`). Well above a garbage collection or a first compile in a
-/// one-request turn (measured up to 2 ms in hello on a busy machine, the mark's
-/// [`MARK_FRESH_FOR`] of the thread's other work included): only real work moves a version
-/// off the shared threads.
+/// CPU per request, garbage collection left out, past which a turn counts as long for
+/// placement (`WorkerSource::runs_long_turns`). Well above a first compile in a one-request
+/// turn (measured up to 2 ms in hello on a busy machine, the mark's [`MARK_FRESH_FOR`] of the
+/// thread's other work included): only the worker's own work moves a version off the shared
+/// threads. GC pauses are left out because an isolate's first scavenge can take 6 ms (measured
+/// in hello under load, `--trace-gc`) and lands in whichever request's turn it happens in.
 const LONG_TURN: Duration = Duration::from_millis(5);
 
 /// A limit that can kill an isolate.
@@ -143,6 +145,15 @@ struct Turns {
     turn_start: Cell<Instant>,
     /// CPU time the last turn charged to each request it ran for.
     last_share_ns: Cell<u64>,
+    /// This thread's GC clock ([`gc::total_ns`]) when the running turn began.
+    gc_mark_ns: Cell<u64>,
+    /// The last turn's CPU time and the part of it spent in GC pauses.
+    last_turn_ns: Cell<u64>,
+    last_gc_ns: Cell<u64>,
+    /// Whether a turn has charged a request before the last one.
+    charged_before: Cell<bool>,
+    /// Whether the last turn was the first to charge a request.
+    last_was_first: Cell<bool>,
 }
 
 impl Enforcer {
@@ -155,6 +166,7 @@ impl Enforcer {
             budget: AtomicU64::new(0),
         });
         memory.install(runtime, &shared);
+        gc::watch(runtime.v8_isolate());
         stack::remember_context(runtime.main_context());
         let cpu = cpu::watch(&shared, limits);
         Self {
@@ -165,6 +177,11 @@ impl Enforcer {
                 cpu_mark_at: Cell::new(Instant::now()),
                 turn_start: Cell::new(Instant::now()),
                 last_share_ns: Cell::new(0),
+                gc_mark_ns: Cell::new(0),
+                last_turn_ns: Cell::new(0),
+                last_gc_ns: Cell::new(0),
+                charged_before: Cell::new(false),
+                last_was_first: Cell::new(false),
             }),
             memory,
         }
@@ -199,11 +216,24 @@ impl Enforcer {
         self.memory.check(runtime, &self.turns.shared)
     }
 
-    /// The CPU time (ms) the last turn charged each request it ran for, if that was past
-    /// [`LONG_TURN`]. (Startup turns and a turn that served many short requests at once are
-    /// not long.)
+    /// The CPU time (ms) the last turn charged each request it ran for, GC pauses left out, if
+    /// that was past [`LONG_TURN`]. Not long: startup turns, a turn that served many short
+    /// requests at once, and the isolate's first turn with a request unless it ended in a kill.
+    /// That turn compiles the worker's handler, runs whatever the worker initialises lazily
+    /// and, in a fresh process, pages in and warms up V8's own code: 5–8 ms of CPU for hello's
+    /// first request (its next ones take ~0.3 ms alone, 16 µs under load), which moved every
+    /// fresh node's hello off the executors. A worker that is slow on every request is moved
+    /// at its second.
     pub(crate) fn last_turn_was_long(&self) -> Option<f64> {
-        let share_ns = self.turns.last_share_ns.get();
+        let turns = &self.turns;
+        if turns.last_was_first.get() && self.killed().is_none() {
+            return None;
+        }
+        let share_ns = without_gc(
+            turns.last_share_ns.get(),
+            turns.last_turn_ns.get(),
+            turns.last_gc_ns.get(),
+        );
         (share_ns > nanos(LONG_TURN)).then(|| share_ns as f64 / 1e6)
     }
 
@@ -235,6 +265,7 @@ impl Turns {
     fn start(&self, limit: Limit) {
         let now = Instant::now();
         self.turn_start.set(now);
+        self.gc_mark_ns.set(gc::total_ns());
         if now.duration_since(self.cpu_mark_at.get()) >= MARK_FRESH_FOR {
             self.mark_cpu(now);
         }
@@ -244,6 +275,9 @@ impl Turns {
     fn end(&self, contexts: &mut ContextTable) {
         self.cpu.leave();
         let turn_ns = self.turn_cpu_ns();
+        self.last_turn_ns.set(turn_ns);
+        self.last_gc_ns
+            .set(gc::total_ns().saturating_sub(self.gc_mark_ns.get()));
         let budget_ns = self.cpu.request_budget_ns();
         if let Some(most) = contexts.charge_turn(turn_ns)
             && most.cpu_ns > budget_ns
@@ -251,7 +285,13 @@ impl Turns {
             self.shared
                 .kill(Limit::Cpu, most.cpu_ns as f64 / 1e6, budget_ns as f64 / 1e6);
         }
-        self.last_share_ns.set(contexts.last_share_ns());
+        let share_ns = contexts.last_share_ns();
+        self.last_share_ns.set(share_ns);
+        let charged = share_ns > 0;
+        self.last_was_first
+            .set(charged && !self.charged_before.get());
+        self.charged_before
+            .set(self.charged_before.get() || charged);
         let share = contexts.next_turn_share();
         self.cpu.set_turn_share(share.base_ns, share.divisor);
     }
@@ -288,6 +328,32 @@ impl Drop for Enforcer {
     }
 }
 
+/// A request's `share_ns` of a turn of `turn_ns`, less its part of the `gc_ns` the turn spent
+/// in GC pauses.
+fn without_gc(share_ns: u64, turn_ns: u64, gc_ns: u64) -> u64 {
+    if turn_ns == 0 {
+        return share_ns;
+    }
+    let own_ns = u128::from(turn_ns.saturating_sub(gc_ns));
+    u64::try_from(u128::from(share_ns) * own_ns / u128::from(turn_ns)).unwrap_or(share_ns)
+}
+
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_gc;
+
+    #[test]
+    fn gc_time_is_taken_out_of_a_share_in_proportion() {
+        // One request, a 7 ms turn of which 6 ms were a scavenge: 1 ms of its own.
+        assert_eq!(without_gc(7_000_000, 7_000_000, 6_000_000), 1_000_000);
+        // Four requests shared an 8 ms turn with 4 ms of GC: 1 ms each of their own.
+        assert_eq!(without_gc(2_000_000, 8_000_000, 4_000_000), 1_000_000);
+        // The GC clock and the turn's charge are read apart: nothing is left.
+        assert_eq!(without_gc(3_000_000, 3_000_000, 5_000_000), 0);
+        assert_eq!(without_gc(0, 0, 0), 0);
+    }
 }
