@@ -575,23 +575,28 @@ async fn forward(
         );
         Refusal::Timeout
     };
-    let isolate = tokio::time::timeout_at(deadline, deployment.dispatch(request))
+    // One timer for both waits (for an isolate, then for its answer): a timer costs each
+    // request its registration in the thread's timer wheel.
+    let exchange = async {
+        let isolate = deployment
+            .dispatch(request)
+            .await
+            .map_err(|error| match error {
+                AcquireError::Start(error) => Refusal::Unavailable(error.to_string()),
+                overloaded => Refusal::Overloaded(overloaded),
+            })?;
+        // Dropped at the deadline (or with the connection) before the answer: the isolate
+        // hears that the client is gone.
+        let guard = AbortOnDrop {
+            isolate: Some(isolate),
+        };
+        let outcome = outcome.await;
+        guard.disarm();
+        Ok(outcome)
+    };
+    let outcome = tokio::time::timeout_at(deadline, exchange)
         .await
-        .map_err(|_elapsed| timed_out())?
-        .map_err(|error| match error {
-            AcquireError::Start(error) => Refusal::Unavailable(error.to_string()),
-            overloaded => Refusal::Overloaded(overloaded),
-        })?;
-    let guard = AbortOnDrop {
-        isolate: Some(isolate),
-    };
-    let outcome = match tokio::time::timeout_at(deadline, outcome).await {
-        Ok(outcome) => {
-            guard.disarm();
-            outcome
-        }
-        Err(_elapsed) => return Err(timed_out()),
-    };
+        .map_err(|_elapsed| timed_out())??;
     match outcome {
         Ok(Ok(js)) => Ok(js),
         Ok(Err(HandlerError {
