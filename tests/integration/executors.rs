@@ -38,6 +38,17 @@ fn node(workers: usize) -> Isola {
     Isola::serve(&toml)
 }
 
+/// A node with two executor threads and the pool fixture as worker `name` (host `NAME.test`)
+/// of at most one isolate, with `limits` (TOML lines) added to its limits.
+fn one_isolate_node(name: &str, limits: &str) -> Isola {
+    Isola::serve(&format!(
+        "[node]\nexecutor_threads = 2\n[[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [[routes]]\nhost = \"{name}.test\"\nworker = \"{name}\"\n\
+         [workers.{name}]\nfile = \"{{fixtures}}/pool.js\"\n\
+         [workers.{name}.limits]\nmax_isolates = 1\n{limits}"
+    ))
+}
+
 #[tokio::test]
 async fn isolates_of_many_workers_share_the_executor_threads() {
     let isola = node(12);
@@ -113,20 +124,7 @@ async fn a_version_whose_turn_runs_long_gets_threads_of_its_own_and_others_keep_
 
 #[tokio::test]
 async fn a_turn_that_serves_many_short_requests_does_not_move_its_version_off_the_executors() {
-    let isola = Isola::serve(
-        r#"[node]
-executor_threads = 2
-[[listeners]]
-address = "127.0.0.1:0"
-[[routes]]
-host = "burst.test"
-worker = "burst"
-[workers.burst]
-file = "{fixtures}/pool.js"
-[workers.burst.limits]
-max_isolates = 1
-"#,
-    );
+    let isola = one_isolate_node("burst", "");
     // 64 requests at once to one isolate: each one queued is sent into the isolate as the one
     // before it answers, so one turn serves a run of them, together far longer than the 5 ms a
     // single request may take before its version counts as running long turns; each alone
@@ -157,21 +155,7 @@ max_isolates = 1
 
 #[tokio::test]
 async fn a_slow_first_request_does_not_move_its_version_but_a_slow_later_one_does() {
-    let isola = Isola::serve(
-        r#"[node]
-executor_threads = 2
-[[listeners]]
-address = "127.0.0.1:0"
-[[routes]]
-host = "lazy.test"
-worker = "lazy"
-[workers.lazy]
-file = "{fixtures}/pool.js"
-[workers.lazy.limits]
-max_isolates = 1
-cpu_ms = 5000
-"#,
-    );
+    let isola = one_isolate_node("lazy", "cpu_ms = 5000\n");
     // An isolate's first request pays for compiling the handler and whatever the worker sets
     // up lazily (and, in a fresh process, for warming up V8 itself): well past the 5 ms that
     // counts as a long turn later on, here 20 million loop iterations.
