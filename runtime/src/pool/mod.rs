@@ -7,8 +7,8 @@
 //! A queued request waits here with its message: when a request finishes (on the isolate's
 //! thread, as it hands its response over), the next queued request is sent straight into the
 //! freed isolate, so a busy isolate goes from one request to the next without sleeping.
-//! Queued requests are timed out by one task per pool while its queue is not empty
-//! ([`Pool::time_out_waiters`]), not by a timer each.
+//! Queued requests are timed out by the node's sweeper ([`Pool::time_out_waiters`]), not by
+//! a timer each.
 
 mod registry;
 
@@ -84,8 +84,6 @@ struct State {
     /// Isolates being created (they count against `max_isolates`).
     starting: u32,
     waiters: VecDeque<Waiter>,
-    /// Whether a task is timing out queued requests ([`Pool::time_out_waiters`]).
-    sweeping: bool,
 }
 
 /// A queued request and where to say what became of it.
@@ -101,11 +99,6 @@ struct Waiter {
 /// How long a queued request may be passed over for younger ones whose connection lives on
 /// the thread of the isolate that freed up (which serves them without waking another thread).
 const LOCAL_FIRST_FOR: Duration = Duration::from_millis(1);
-
-/// How often queued requests are checked for `queue_timeout_ms`: an eighth of it, within
-/// these bounds (a request gives up at most this late).
-const SWEEP_AT_LEAST: Duration = Duration::from_millis(5);
-const SWEEP_AT_MOST: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 struct Slot {
@@ -249,7 +242,6 @@ impl Pool {
                 }],
                 starting: 0,
                 waiters: VecDeque::new(),
-                sweeping: false,
             }),
             registry: registry.clone(),
         });
@@ -327,7 +319,7 @@ impl Pool {
     }
 
     /// Where `request` goes now: a warm isolate, a new one, or the queue (or nowhere: full).
-    fn decide(self: &Arc<Self>, request: IncomingRequest) -> Result<Decision, AcquireError> {
+    fn decide(&self, request: IncomingRequest) -> Result<Decision, AcquireError> {
         let mut state = self.lock();
         state.prune();
         let limits = &state.worker.limits;
@@ -349,9 +341,6 @@ impl Pool {
                 executor: crate::executor::current(),
                 since: Instant::now(),
             });
-            if !std::mem::replace(&mut state.sweeping, true) {
-                tokio::spawn(self.clone().time_out_waiters());
-            }
             Ok(Decision::Wait(rx, timeout))
         } else {
             refused("queue_full");
@@ -388,7 +377,7 @@ impl Pool {
         rx: oneshot::Receiver<Placed>,
         timeout: Duration,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
-        // Dropped unanswered: it waited past the timeout ([`Self::time_out_waiters`]).
+        // Dropped unanswered: it waited past the timeout (`Pool::time_out_waiters`).
         let placed = rx.await.map_err(|_| queue_timeout(timeout))?;
         match placed {
             Placed::Sent(isolate) => Ok(isolate),
@@ -449,33 +438,28 @@ impl Pool {
         }
     }
 
-    /// Drops queued requests that waited `queue_timeout_ms` (their `wait` then fails with
-    /// [`AcquireError::QueueTimeout`]), every [`sweep_every`], until the queue is empty. One
-    /// such task per pool replaces a timer per queued request: registering that timer woke
-    /// the thread's I/O driver with a system call (an eventfd write) on most requests under
-    /// load, and costs ~5 % of hello's throughput when its isolates are all busy.
-    async fn time_out_waiters(self: Arc<Self>) {
-        loop {
-            let timeout = self.lock().worker.limits.queue_timeout();
-            tokio::time::sleep(sweep_every(timeout)).await;
-            let (expired, done) = {
-                let mut state = self.lock();
-                let timeout = state.worker.limits.queue_timeout();
-                let now = Instant::now();
-                let (expired, waiting): (VecDeque<Waiter>, VecDeque<Waiter>) =
-                    std::mem::take(&mut state.waiters)
-                        .into_iter()
-                        .partition(|w| now.duration_since(w.since) >= timeout);
-                state.waiters = waiting;
-                state.sweeping = !state.waiters.is_empty();
-                (expired, !state.sweeping)
-            };
-            // Dropped outside the lock: a request may hold a body and a connection's parts.
-            drop(expired);
-            if done {
+    /// Drops queued requests that waited `queue_timeout_ms` by `now` (their `wait` then fails
+    /// with [`AcquireError::QueueTimeout`]). The node's sweeper calls it every 100 ms, as it
+    /// drops idle isolates, so a request gives up at most that late. A timer per queued
+    /// request did this before: registering it woke the thread's I/O driver with a system
+    /// call (an eventfd write) on most requests under load.
+    fn time_out_waiters(&self, now: Instant) {
+        let expired = {
+            let mut state = self.lock();
+            let timeout = state.worker.limits.queue_timeout();
+            let waited_out = |w: &Waiter| now.saturating_duration_since(w.since) >= timeout;
+            if !state.waiters.iter().any(waited_out) {
                 return;
             }
-        }
+            let (expired, waiting): (VecDeque<Waiter>, VecDeque<Waiter>) =
+                std::mem::take(&mut state.waiters)
+                    .into_iter()
+                    .partition(waited_out);
+            state.waiters = waiting;
+            expired
+        };
+        // Dropped outside the lock: a request may hold a body and a connection's parts.
+        drop(expired);
     }
 
     /// Starts an isolate of the current worker, for which room was reserved (`starting`),
@@ -714,27 +698,7 @@ fn refused(reason: &str) {
         .inc();
 }
 
-/// How often queued requests are checked against a `queue_timeout_ms` of `timeout`.
-fn sweep_every(timeout: Duration) -> Duration {
-    (timeout / 8).clamp(SWEEP_AT_LEAST, SWEEP_AT_MOST)
-}
-
 fn queue_timeout(timeout: Duration) -> AcquireError {
     refused("queue_timeout");
     AcquireError::QueueTimeout(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn queued_requests_are_checked_an_eighth_of_the_timeout_apart_within_bounds() {
-        assert_eq!(
-            sweep_every(Duration::from_millis(200)),
-            Duration::from_millis(25)
-        );
-        assert_eq!(sweep_every(Duration::from_millis(5000)), SWEEP_AT_MOST);
-        assert_eq!(sweep_every(Duration::ZERO), SWEEP_AT_LEAST);
-    }
 }

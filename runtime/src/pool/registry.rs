@@ -1,14 +1,14 @@
 //! Node-wide view of every deployment's isolates: the isolate memory budget
 //! (`node.isolate_memory_budget_mb`, least recently used idle isolates of any deployment go
-//! first) and the sweeper that drops isolates idle past `idle_timeout_ms` and keeps
-//! `min_isolates` warm.
+//! first) and the sweeper that drops isolates idle past `idle_timeout_ms`, keeps
+//! `min_isolates` warm and times out queued requests past `queue_timeout_ms`.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{AcquireError, Pool};
 
-/// How often idle isolates are looked for.
+/// How often idle isolates and timed-out queued requests are looked for.
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 /// Every deployment's pool on this node.
@@ -98,7 +98,7 @@ impl Registry {
         }
     }
 
-    /// Drops idle isolates, starts those `min_isolates` asks for, and publishes each
+    /// Drops idle isolates and queued requests past their timeout, starts those `min_isolates` asks for, and publishes each
     /// deployment's isolates and queue (and all isolates' memory) as gauges.
     fn sweep(&self) {
         let now = Instant::now();
@@ -108,6 +108,7 @@ impl Registry {
             if evicted > 0 {
                 tracing::debug!(worker = %pool.worker().name, evicted, "dropped idle isolates");
             }
+            pool.time_out_waiters(now);
             pool.top_up();
             let census = pool.census();
             memory += census.memory_bytes;

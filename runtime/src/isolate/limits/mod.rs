@@ -143,17 +143,13 @@ struct Turns {
     cpu_mark_at: Cell<Instant>,
     /// The monotonic clock when the running turn began.
     turn_start: Cell<Instant>,
-    /// CPU time the last turn charged to each request it ran for.
-    last_share_ns: Cell<u64>,
     /// This thread's GC clock ([`gc::total_ns`]) when the running turn began.
     gc_mark_ns: Cell<u64>,
-    /// The last turn's CPU time and the part of it spent in GC pauses.
-    last_turn_ns: Cell<u64>,
-    last_gc_ns: Cell<u64>,
-    /// Whether a turn has charged a request before the last one.
+    /// Whether a turn has charged a request yet.
     charged_before: Cell<bool>,
-    /// Whether the last turn was the first to charge a request.
-    last_was_first: Cell<bool>,
+    /// The CPU time of its own (GC left out) the last turn used per request it ran for, as
+    /// placement counts it (see [`Enforcer::last_turn_was_long`]).
+    last_own_share_ns: Cell<u64>,
 }
 
 impl Enforcer {
@@ -176,12 +172,9 @@ impl Enforcer {
                 cpu_mark_ns: Cell::new(cpu::current_thread_cpu_ns()),
                 cpu_mark_at: Cell::new(Instant::now()),
                 turn_start: Cell::new(Instant::now()),
-                last_share_ns: Cell::new(0),
                 gc_mark_ns: Cell::new(0),
-                last_turn_ns: Cell::new(0),
-                last_gc_ns: Cell::new(0),
                 charged_before: Cell::new(false),
-                last_was_first: Cell::new(false),
+                last_own_share_ns: Cell::new(0),
             }),
             memory,
         }
@@ -225,15 +218,7 @@ impl Enforcer {
     /// fresh node's hello off the executors. A worker that is slow on every request is moved
     /// at its second.
     pub(crate) fn last_turn_was_long(&self) -> Option<f64> {
-        let turns = &self.turns;
-        if turns.last_was_first.get() && self.killed().is_none() {
-            return None;
-        }
-        let share_ns = without_gc(
-            turns.last_share_ns.get(),
-            turns.last_turn_ns.get(),
-            turns.last_gc_ns.get(),
-        );
+        let share_ns = self.turns.last_own_share_ns.get();
         (share_ns > nanos(LONG_TURN)).then(|| share_ns as f64 / 1e6)
     }
 
@@ -275,9 +260,6 @@ impl Turns {
     fn end(&self, contexts: &mut ContextTable) {
         self.cpu.leave();
         let turn_ns = self.turn_cpu_ns();
-        self.last_turn_ns.set(turn_ns);
-        self.last_gc_ns
-            .set(gc::total_ns().saturating_sub(self.gc_mark_ns.get()));
         let budget_ns = self.cpu.request_budget_ns();
         if let Some(most) = contexts.charge_turn(turn_ns)
             && most.cpu_ns > budget_ns
@@ -286,12 +268,15 @@ impl Turns {
                 .kill(Limit::Cpu, most.cpu_ns as f64 / 1e6, budget_ns as f64 / 1e6);
         }
         let share_ns = contexts.last_share_ns();
-        self.last_share_ns.set(share_ns);
-        let charged = share_ns > 0;
-        self.last_was_first
-            .set(charged && !self.charged_before.get());
-        self.charged_before
-            .set(self.charged_before.get() || charged);
+        // The isolate's first turn with a request, unless it was killed, is not its own work.
+        let first = share_ns > 0 && !self.charged_before.replace(true);
+        let counts = !first || self.shared.killed().is_some();
+        let gc_ns = gc::total_ns().saturating_sub(self.gc_mark_ns.get());
+        self.last_own_share_ns.set(if counts {
+            without_gc(share_ns, turn_ns, gc_ns)
+        } else {
+            0
+        });
         let share = contexts.next_turn_share();
         self.cpu.set_turn_share(share.base_ns, share.divisor);
     }
