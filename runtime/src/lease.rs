@@ -12,6 +12,10 @@ pub trait Lender: std::fmt::Debug + Send + Sync {
     /// The isolate of `slot` holds one more (`open`) or one fewer WebSocket; it is not
     /// evicted or recycled while it holds any.
     fn hold_socket(&self, slot: u64, open: bool);
+
+    /// The isolate of `slot` ended a turn with requests still open (they wait on I/O, timers
+    /// or a slow reader): requests queued for it may go to other isolates now.
+    fn waits(self: Arc<Self>, slot: u64);
 }
 
 /// One request slot on an isolate. It travels with the request into the isolate, which drops
@@ -90,6 +94,13 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// Tells the pool that the isolate's requests wait (see [`Lender::waits`]).
+    pub fn tell_waiting(&self) {
+        if let Some(lender) = self.lender.upgrade() {
+            lender.waits(self.slot);
+        }
+    }
+
     /// A hold on the isolate for a WebSocket it opened, if its pool is still there.
     pub fn hold(&self) -> Option<SocketHold> {
         let lender = self.lender.upgrade()?;

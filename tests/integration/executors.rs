@@ -177,3 +177,75 @@ async fn a_slow_first_request_does_not_move_its_version_but_a_slow_later_one_doe
         "a slow later request did not move the version: {logs}"
     );
 }
+
+/// Two requests at once on one HTTP/2 connection (so on one executor thread) to a worker with
+/// two isolates, the first sleeping on a timer: the second takes the other isolate at once,
+/// wherever it lives. Requests stay with the isolates on their own thread while those free
+/// up soon; one whose requests wait on I/O does not, and tells its pool so as its turn ends
+/// (else the second request waited for the node's sweeper, up to 100 ms).
+#[tokio::test]
+async fn a_request_does_not_queue_behind_an_isolate_whose_request_waits_on_a_timer() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let isola = Isola::serve(
+        "[node]\nexecutor_threads = 2\nmetrics_address = \"127.0.0.1:0\"\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\n\
+         [[routes]]\nhost = \"io.test\"\nworker = \"io\"\n\
+         [workers.io]\nfile = \"{fixtures}/pool.js\"\n\
+         [workers.io.limits]\nmin_isolates = 2\nmax_isolates = 2\n",
+    );
+    assert_eq!(get_host(&isola, "io.test", "/").await.status, 200);
+    // The second of `min_isolates` starts in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !isola
+        .metrics()
+        .await
+        .lines()
+        .any(|l| l.starts_with("isola_isolates{state=\"idle\",worker=\"io\"} 2"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the second isolate never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stream = tokio::net::TcpStream::connect(isola.authority())
+        .await
+        .expect("connect");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        http::Request::get(format!("http://io.test{path}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request")
+    };
+    let mut fast_ms = Vec::new();
+    for _ in 0..7 {
+        let mut slow_sender = sender.clone();
+        let slow = slow_sender.send_request(get("/slow?ms=300"));
+        let mut fast_sender = sender.clone();
+        let started = Instant::now();
+        let fast = async {
+            let response = fast_sender.send_request(get("/")).await.expect("fast");
+            let status = response.status();
+            response.into_body().collect().await.expect("fast body");
+            (status, started.elapsed())
+        };
+        let (slow, (status, took)) = tokio::join!(slow, fast);
+        let slow = slow.expect("slow");
+        assert_eq!((slow.status().as_u16(), status.as_u16()), (200, 200));
+        slow.into_body().collect().await.expect("slow body");
+        fast_ms.push(took.as_secs_f64() * 1000.0);
+    }
+    fast_ms.sort_by(f64::total_cmp);
+    let median = fast_ms[fast_ms.len() / 2];
+    assert!(
+        median < 50.0,
+        "the fast request waited for the sleeping one's isolate: {fast_ms:?} ms"
+    );
+}

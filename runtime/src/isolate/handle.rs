@@ -9,7 +9,7 @@ use isola_bindings::http::RequestId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::host::Host;
-use super::thread::{Message, Order, run, serve_order};
+use super::thread::{Message, Order, TurnReport, run, serve_order};
 use super::{StartError, spare};
 use crate::exchange::IncomingRequest;
 use crate::worker::WorkerSource;
@@ -25,8 +25,8 @@ pub(crate) struct IsolateThread {
     messages: mpsc::UnboundedSender<Message>,
     /// The executor thread hosting the isolate (none: a thread of its own).
     executor: Option<usize>,
-    /// Heap + external memory, as the thread last measured it (after each turn).
-    memory: Arc<AtomicU64>,
+    /// What the thread reported after its last turn.
+    report: Arc<TurnReport>,
 }
 
 impl IsolateThread {
@@ -35,12 +35,12 @@ impl IsolateThread {
     pub(crate) async fn spawn(worker: Arc<WorkerSource>) -> Result<Self, StartError> {
         let (messages, receiver) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
-        let memory = Arc::new(AtomicU64::new(0));
+        let report = Arc::new(TurnReport::default());
         let order = Order {
             worker: worker.clone(),
             receiver,
             ready: ready_tx,
-            memory: memory.clone(),
+            report: report.clone(),
         };
         // A spare isolate (created ahead) if one fits, else a new one. A version with long
         // turns gets a thread of its own, away from other tenants, so it cannot take a spare
@@ -78,7 +78,7 @@ impl IsolateThread {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 messages,
                 executor,
-                memory,
+                report,
             }),
             Ok(Ok(Err(error))) => Err(error),
             Ok(Err(_)) => Err(StartError::Runtime(
@@ -132,6 +132,29 @@ impl IsolateThread {
 
     /// Heap + external memory the isolate used after its last turn.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        self.memory.load(Ordering::Relaxed)
+        self.report.memory_bytes()
+    }
+
+    /// Whether requests sent here were still open after the isolate's last turn (waiting on
+    /// I/O, timers or a slow reader): it may stay taken a while.
+    pub(crate) fn waiting(&self) -> bool {
+        self.report.waiting()
+    }
+
+    /// A handle on no isolate, on executor `executor`, for the pool's unit tests: it is alive
+    /// while the returned receiver is kept, and reports what the test records.
+    #[cfg(test)]
+    pub(crate) fn detached(
+        executor: Option<usize>,
+    ) -> (Self, Box<dyn std::any::Any>, Arc<TurnReport>) {
+        let (messages, receiver) = mpsc::unbounded_channel();
+        let report = Arc::new(TurnReport::default());
+        let handle = Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            messages,
+            executor,
+            report: report.clone(),
+        };
+        (handle, Box::new(receiver), report)
     }
 }

@@ -11,6 +11,9 @@ mod module_loader;
 pub(crate) mod spare;
 mod thread;
 
+#[cfg(test)]
+pub(crate) use thread::TurnReport;
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -377,6 +380,20 @@ impl Isolate {
         self.memory_used = self.enforcer.leave(&mut self.runtime, &mut contexts) as u64;
         for usage in contexts.take_finished() {
             self.meters.usage(usage.cpu_ns, usage.subrequests);
+        }
+    }
+
+    /// Tells the deployment's pool that this isolate's requests wait (see
+    /// [`crate::lease::Lender::waits`]).
+    pub(crate) fn tell_pool_waiting(&self) {
+        let holder = self
+            .runtime
+            .op_state()
+            .borrow()
+            .try_borrow::<IsolateHolder>()
+            .map(|holder| holder.0.clone());
+        if let Some(holder) = holder {
+            holder.tell_waiting();
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 
 use isola_bindings::http::RequestId;
@@ -30,12 +30,40 @@ pub(super) enum Message {
 }
 
 /// What a thread needs to serve a worker: the worker, its request channel, where to say it
-/// started, and where to report its memory.
+/// started, and where to report on each turn.
 pub(super) struct Order {
     pub(super) worker: Arc<WorkerSource>,
     pub(super) receiver: mpsc::UnboundedReceiver<Message>,
     pub(super) ready: oneshot::Sender<Result<(), StartError>>,
-    pub(super) memory: Arc<AtomicU64>,
+    pub(super) report: Arc<TurnReport>,
+}
+
+/// What an isolate's thread reports after each turn, for the node to read without asking it.
+#[derive(Debug, Default)]
+pub(crate) struct TurnReport {
+    /// Heap + external memory the turn left behind.
+    memory: AtomicU64,
+    /// Whether requests were still open after the turn: they wait on I/O, timers or a client
+    /// reading a stream, so the isolate may stay taken a while (see `pool::State::waits_near`).
+    waiting: AtomicBool,
+}
+
+impl TurnReport {
+    /// Heap + external memory after the last turn.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    /// Whether requests were still open after the last turn.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Records a turn's end.
+    pub(crate) fn record(&self, memory_bytes: u64, waiting: bool) {
+        self.memory.store(memory_bytes, Ordering::Relaxed);
+        self.waiting.store(waiting, Ordering::Relaxed);
+    }
 }
 
 /// A new isolate thread: a runtime, then the isolate.
@@ -60,7 +88,7 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
         worker,
         mut receiver,
         mut ready,
-        memory,
+        report,
     } = order;
     let start = async {
         match blank {
@@ -83,11 +111,11 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
             return;
         }
     };
-    memory.store(isolate.memory_in_use(), Ordering::Relaxed);
+    report.record(isolate.memory_in_use(), false);
     if ready.send(Ok(())).is_err() {
         return;
     }
-    let outcome = request_loop(&mut isolate, &mut receiver, &memory, &worker).await;
+    let outcome = request_loop(&mut isolate, &mut receiver, &report, &worker).await;
     let killed = isolate.killed().is_some();
     if killed {
         isolate.log_kill(&worker.name);
@@ -107,7 +135,7 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
 async fn request_loop(
     isolate: &mut Isolate,
     receiver: &mut mpsc::UnboundedReceiver<Message>,
-    memory: &AtomicU64,
+    report: &TurnReport,
     worker: &WorkerSource,
 ) -> Result<(), deno_core::error::CoreError> {
     let mut open = true;
@@ -118,7 +146,13 @@ async fn request_loop(
         if let Some(cpu_ms) = isolate.last_turn_was_long() {
             worker.note_long_turn(cpu_ms);
         }
-        memory.store(isolate.memory_in_use(), Ordering::Relaxed);
+        let waiting = isolate.pending_exchanges() > 0;
+        let was_waiting = report.waiting();
+        report.record(isolate.memory_in_use(), waiting);
+        if waiting && !was_waiting {
+            // Requests queued for this isolate (as it was about to run) may go elsewhere.
+            isolate.tell_pool_waiting();
+        }
         if isolate.killed().is_some() {
             // The turn took a request over its CPU limit (charged as the turn ended).
             return stop_taking_requests(receiver);
