@@ -432,7 +432,12 @@ function Response(body = null, init = undefined) {
   }
   const ws = init !== null && typeof init === "object" ? init.webSocket : undefined;
   if (ws === undefined || ws === null) {
-    return ReflectConstruct(BaseResponse, [body, init], new.target);
+    // `Response.prototype` is deno_fetch's, so a plain `new` makes the same object without
+    // `Reflect.construct` and its argument array, which cost every request in an isolate
+    // whose code is not optimised yet (many tenants); a subclass needs its own prototype.
+    return new.target === Response
+      ? new BaseResponse(body, init)
+      : ReflectConstruct(BaseResponse, [body, init], new.target);
   }
   if (!ObjectPrototypeIsPrototypeOf(WebSocketPrototype, ws)) {
     throw new TypeError("the webSocket of a Response must be a WebSocket from a WebSocketPair");

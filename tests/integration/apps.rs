@@ -236,3 +236,25 @@ async fn the_last_workers_globals() {
     assert_eq!(v["sendBeacon"], "undefined", "{v}");
     assert_eq!(v["htmlRewriter"], "function", "{v}");
 }
+
+#[tokio::test]
+async fn a_subclass_of_response_keeps_its_prototype_and_can_be_returned() {
+    let isola = Isola::dev(&fixture("response-subclass.js"), &[]);
+    let reply = get(Proto::H1, &isola, "/").await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let seen: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "status": 418,
+            "kind": "teapot",
+            "teapotIsResponse": true,
+            "teapotIsTeapot": true,
+            "plainProto": true,
+            "plainConstructor": true,
+            "plainIsTeapot": false,
+        })
+    );
+    let reply = get(Proto::H1, &isola, "/teapot").await;
+    assert_eq!((reply.status, reply.text().as_str()), (418, "short and stout"));
+}
