@@ -256,5 +256,8 @@ async fn a_subclass_of_response_keeps_its_prototype_and_can_be_returned() {
         })
     );
     let reply = get(Proto::H1, &isola, "/teapot").await;
-    assert_eq!((reply.status, reply.text().as_str()), (418, "short and stout"));
+    assert_eq!(
+        (reply.status, reply.text().as_str()),
+        (418, "short and stout")
+    );
 }

@@ -493,13 +493,13 @@ impl Pool {
                 continue;
             }
             let reach = state.reach_for(&waiter, here, now);
-            let Waiter {
-                mut request,
-                placed,
-                executor,
-                since,
-            } = waiter;
-            if let Some(isolate) = state.take_warm(executor, reach) {
+            if let Some(isolate) = state.take_warm(waiter.executor, reach) {
+                let Waiter {
+                    mut request,
+                    placed,
+                    executor,
+                    since,
+                } = waiter;
                 request.lease = Some(Lease::new(self.clone(), isolate.id()));
                 match isolate.send_request(request) {
                     Ok(()) => {
@@ -513,32 +513,22 @@ impl Pool {
                         }
                         state.untake(isolate.id());
                         state.prune();
-                        state.waiters.insert(
-                            place,
-                            Waiter {
-                                request,
-                                placed,
-                                executor,
-                                since,
-                            },
-                        );
+                        let waiter = Waiter {
+                            request,
+                            placed,
+                            executor,
+                            since,
+                        };
+                        state.waiters.insert(place, waiter);
                     }
                 }
             } else if state.has_room() && !state.slots.iter().any(|s| state.is_free(s)) {
                 state.starting += 1;
-                if let Err(Placed::Start(_)) = placed.send(Placed::Start(request)) {
+                if let Err(Placed::Start(_)) = waiter.placed.send(Placed::Start(waiter.request)) {
                     state.starting -= 1;
                 }
             } else {
-                state.waiters.insert(
-                    place,
-                    Waiter {
-                        request,
-                        placed,
-                        executor,
-                        since,
-                    },
-                );
+                state.waiters.insert(place, waiter);
                 return;
             }
         }
