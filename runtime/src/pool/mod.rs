@@ -242,17 +242,18 @@ impl State {
         {
             0
         } else {
-            // Whether each other thread has an isolate freeing up soon, asked once per thread.
-            let mut soon: Vec<(Option<usize>, bool)> = Vec::new();
+            // Whether the last other thread asked about has an isolate freeing up soon: with
+            // two executors every other waiter is on the same one (no allocation per call).
+            let mut last: Option<(Option<usize>, bool)> = None;
             self.waiters.iter().position(|w| {
                 if w.executor == here {
                     return true;
                 }
-                let frees_soon = match soon.iter().find(|(e, _)| *e == w.executor) {
-                    Some(&(_, known)) => known,
-                    None => {
+                let frees_soon = match last {
+                    Some((executor, known)) if executor == w.executor => known,
+                    _ => {
                         let known = self.frees_soon_on(w.executor, now);
-                        soon.push((w.executor, known));
+                        last = Some((w.executor, known));
                         known
                     }
                 };
