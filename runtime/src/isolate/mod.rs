@@ -299,6 +299,7 @@ impl Isolate {
                 .insert(&context, responder, guard, write_timeout);
             body.map(|chunks| state.resource_table.add(RequestBodyResource::new(chunks)))
         };
+        self.enforcer.request_opened(&self.contexts.borrow());
         let failure = {
             deno_core::scope!(scope, &mut self.runtime);
             let mut flat = Vec::with_capacity(headers.len() * 2);
