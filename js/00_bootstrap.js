@@ -202,7 +202,7 @@ ObjectDefineProperties(globalThis, {
 });
 
 // The global scope is a ServiceWorkerGlobalScope (as workerd's), hence a WorkerGlobalScope and
-// an EventTarget: `addEventListener("fetch", …)` and `unhandledrejection` work on it, with or
+// an EventTarget: `addEventListener("fetch", ...)` and `unhandledrejection` work on it, with or
 // without `this`, as on Workers; Web IDL's exposure sets (`[Exposed=ServiceWorker]`) and
 // test harnesses recognise it by its class.
 class ServiceWorkerGlobalScope extends globalInterfaces.WorkerGlobalScope {

@@ -171,7 +171,7 @@ class FetchEvent extends event.Event {
  * The fetch spec's inner request of an incoming request: the shape deno_fetch's
  * `newInnerRequest` returns, with its accessors on a prototype. `newInnerRequest` returns an
  * object literal with getters and setters, which V8 builds in dictionary mode, property by
- * property, and that cost each request about 2 µs (profiled: `DefineAccessorPropertyUnchecked`
+ * property, and that cost each request about 2 us (profiled: `DefineAccessorPropertyUnchecked`
  * was half of `dispatch`). The header list is made on first use from the flat name/value list.
  */
 class IncomingInnerRequest {

@@ -75,7 +75,7 @@ function utf8Length(text) {
 }
 
 /**
- * The WHATWG WebSockets URL steps: parse, `http:` → `ws:`, `https:` → `wss:`; any other
+ * The WHATWG WebSockets URL steps: parse, `http:` -> `ws:`, `https:` -> `wss:`; any other
  * scheme, or a fragment, is a `SyntaxError`.
  */
 function normalizeUrl(input) {
@@ -298,13 +298,13 @@ class WebSocket extends event.EventTarget {
     }
   }
 
-  /** Starts the close handshake with `code` (1000 or 3000–4999) and `reason` (≤ 123 bytes). */
+  /** Starts the close handshake with `code` (1000 or 3000-4999) and `reason` (<= 123 bytes). */
   close(code = undefined, reason = "") {
     if (code !== undefined) {
       code = Number(code);
       if (code !== 1000 && !(code >= 3000 && code <= 4999)) {
         throw new DOMException(
-          `the close code must be 1000 or in 3000–4999, not ${code}`,
+          `the close code must be 1000 or in 3000-4999, not ${code}`,
           "InvalidAccessError",
         );
       }
@@ -422,7 +422,7 @@ const BaseResponse = responseExt.Response;
 /**
  * `Response` as workers see it: deno_fetch's, whose init may also carry `webSocket` (the client
  * end of a pair) with status 101. A plain function with deno_fetch's prototype and statics, not
- * a Proxy: a Proxy's construct trap is not inlined, and cost every request about 0.5 µs.
+ * a Proxy: a Proxy's construct trap is not inlined, and cost every request about 0.5 us.
  */
 function Response(body = null, init = undefined) {
   if (new.target === undefined) {
