@@ -71,15 +71,14 @@ impl TailSet {
         self.count.load(Ordering::Relaxed) > 0
     }
 
-    /// Whether the event of a request starting now is to be built: a tail listens and the
-    /// current second has not had [`SAMPLED_REQUESTS_PER_SECOND`] of them yet (else it counts
-    /// as dropped for every tail).
-    pub fn sample(&self) -> bool {
+    /// Whether the event of a request that arrived at `now` is to be built: a tail listens
+    /// and the current second has not had [`SAMPLED_REQUESTS_PER_SECOND`] of them yet (else
+    /// it counts as dropped for every tail).
+    pub fn sample(&self, now: Instant) -> bool {
         if !self.active() {
             return false;
         }
         let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
         let (started, taken) = window.get_or_insert((now, 0));
         if now.duration_since(*started) >= Duration::from_secs(1) {
             *started = now;
@@ -323,15 +322,18 @@ impl isola_bindings::console::ConsoleTap for ConsoleToTails {
 mod tests {
     #![allow(clippy::expect_used, clippy::unwrap_used, reason = "tests fail loudly")]
 
-    use super::{MAX_TAILS, QUEUE_EVENTS, SAMPLED_REQUESTS_PER_SECOND, TailSet, redact};
+    use super::{Instant, MAX_TAILS, QUEUE_EVENTS, SAMPLED_REQUESTS_PER_SECOND, TailSet, redact};
 
     #[tokio::test]
     async fn past_its_rate_a_busy_worker_is_sampled_and_the_gap_counted() {
         let set = std::sync::Arc::new(TailSet::default());
-        assert!(!set.sample(), "nothing is sampled without a tail");
+        assert!(
+            !set.sample(Instant::now()),
+            "nothing is sampled without a tail"
+        );
         let mut tail = set.subscribe().expect("tail");
         let taken = (0..SAMPLED_REQUESTS_PER_SECOND + 7)
-            .filter(|_| set.sample())
+            .filter(|_| set.sample(Instant::now()))
             .count();
         assert_eq!(taken, SAMPLED_REQUESTS_PER_SECOND as usize);
         set.publish(&serde_json::json!({ "n": 1 }));

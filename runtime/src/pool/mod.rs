@@ -170,7 +170,12 @@ impl State {
     /// Takes a request slot on the least loaded free current isolate within `reach` of the
     /// executor thread `near` (among equals, one on `near`, then the most recently used, so
     /// the others can age out).
-    fn take_warm(&mut self, near: Option<usize>, reach: Reach) -> Option<Arc<IsolateThread>> {
+    fn take_warm(
+        &mut self,
+        near: Option<usize>,
+        reach: Reach,
+        now: Instant,
+    ) -> Option<Arc<IsolateThread>> {
         let index = self
             .slots
             .iter()
@@ -186,7 +191,7 @@ impl State {
             .0;
         let slot = &mut self.slots[index];
         slot.in_flight += 1;
-        slot.last_used = Instant::now();
+        slot.last_used = now;
         Some(slot.isolate.clone())
     }
 
@@ -288,11 +293,11 @@ impl State {
         self.waiters.len() < max_queue
     }
 
-    /// Gives back a request slot on the isolate `id`, which was last used now.
-    fn untake(&mut self, id: u64) {
+    /// Gives back a request slot on the isolate `id`, which was last used `now`.
+    fn untake(&mut self, id: u64, now: Instant) {
         if let Some(slot) = self.slots.iter_mut().find(|s| s.isolate.id() == id) {
             slot.in_flight = slot.in_flight.saturating_sub(1);
-            slot.last_used = Instant::now();
+            slot.last_used = now;
         }
     }
 }
@@ -344,15 +349,16 @@ impl Pool {
         state.generation += 1;
         state.worker = worker;
         let generation = state.generation;
+        let now = Instant::now();
         state.slots.push(Slot {
             isolate: Arc::new(isolate),
             generation,
             in_flight: 0,
             sockets: 0,
-            last_used: Instant::now(),
+            last_used: now,
         });
         state.prune();
-        self.serve_waiters(&mut state);
+        self.serve_waiters(&mut state, now);
         Ok(())
     }
 
@@ -410,21 +416,21 @@ impl Pool {
             limits.queue_timeout(),
         );
         let here = crate::executor::current();
-        if let Some(isolate) = state.take_warm(here, Reach::Near) {
+        let now = Instant::now();
+        if let Some(isolate) = state.take_warm(here, Reach::Near, now) {
             return Ok(Decision::Ready(isolate, request));
         }
-        let queue_near =
-            state.waits_near(here, Instant::now()) && state.queue_has_room(max_queue as usize);
+        let queue_near = state.waits_near(here, now) && state.queue_has_room(max_queue as usize);
         if !queue_near && !state.waiters.is_empty() && state.slots.iter().any(|s| state.is_free(s))
         {
             // Queued requests go first to a free isolate (one of them may have waited out
             // LOCAL_FIRST_FOR for a busy isolate on its own thread).
-            self.serve_waiters(&mut state);
+            self.serve_waiters(&mut state, now);
         }
         let warm = if queue_near {
             None
         } else {
-            state.take_warm(here, Reach::Any)
+            state.take_warm(here, Reach::Any, now)
         };
         if let Some(isolate) = warm {
             Ok(Decision::Ready(isolate, request))
@@ -437,7 +443,7 @@ impl Pool {
                 request,
                 placed,
                 executor: here,
-                since: Instant::now(),
+                since: now,
             });
             Ok(Decision::Wait(rx, timeout))
         } else {
@@ -486,15 +492,14 @@ impl Pool {
     /// Hands freed capacity to queued requests, oldest first: sends them into warm isolates
     /// (this may run on an isolate's thread as it finishes a request) or gives them room to
     /// start one.
-    fn serve_waiters(self: &Arc<Self>, state: &mut State) {
+    fn serve_waiters(self: &Arc<Self>, state: &mut State, now: Instant) {
         let here = crate::executor::current();
-        let now = Instant::now();
         while let Some((place, waiter)) = state.next_waiter(here, now) {
             if waiter.placed.is_closed() {
                 continue;
             }
             let reach = state.reach_for(&waiter, here, now);
-            if let Some(isolate) = state.take_warm(waiter.executor, reach) {
+            if let Some(isolate) = state.take_warm(waiter.executor, reach, now) {
                 let Waiter {
                     mut request,
                     placed,
@@ -512,7 +517,7 @@ impl Pool {
                         if let Some(lease) = request.lease.take() {
                             lease.disarm();
                         }
-                        state.untake(isolate.id());
+                        state.untake(isolate.id(), now);
                         state.prune();
                         let waiter = Waiter {
                             request,
@@ -560,7 +565,7 @@ impl Pool {
             } else {
                 VecDeque::new()
             };
-            self.serve_waiters(&mut state);
+            self.serve_waiters(&mut state, now);
             expired
         };
         // Dropped outside the lock: a request may hold a body and a connection's parts.
@@ -623,20 +628,21 @@ impl Pool {
                     .with_label_values(&[&*state.worker.name])
                     .inc();
                 let isolate = Arc::new(isolate);
+                let now = Instant::now();
                 state.slots.push(Slot {
                     isolate: isolate.clone(),
                     generation,
                     in_flight: 1,
                     sockets: 0,
-                    last_used: Instant::now(),
+                    last_used: now,
                 });
                 if started.send(Ok(isolate.clone())).is_err() {
-                    state.untake(isolate.id());
-                    self.serve_waiters(&mut state);
+                    state.untake(isolate.id(), now);
+                    self.serve_waiters(&mut state, now);
                 }
             }
             Err(error) => {
-                self.serve_waiters(&mut state);
+                self.serve_waiters(&mut state, Instant::now());
                 let _ = started.send(Err(error));
             }
         }
@@ -690,14 +696,15 @@ impl Pool {
         state.starting -= 1;
         match started {
             Ok(isolate) => {
+                let now = Instant::now();
                 state.slots.push(Slot {
                     isolate: Arc::new(isolate),
                     generation,
                     in_flight: 0,
                     sockets: 0,
-                    last_used: Instant::now(),
+                    last_used: now,
                 });
-                self.serve_waiters(&mut state);
+                self.serve_waiters(&mut state, now);
             }
             Err(error) => {
                 tracing::warn!(worker = %state.worker.name, "cannot start a warm isolate: {error}");
@@ -773,10 +780,13 @@ impl Lender for Pool {
     /// A request finished with the isolate `slot`: free its slot, drop the isolate if it died
     /// or runs old code, and give the capacity to the oldest queued request.
     fn give_back(self: Arc<Self>, slot: u64) {
+        let now = Instant::now();
         let mut state = self.lock();
-        state.untake(slot);
+        state.untake(slot, now);
         state.prune();
-        self.serve_waiters(&mut state);
+        if !state.waiters.is_empty() {
+            self.serve_waiters(&mut state, now);
+        }
     }
 
     /// The isolate `slot` waits on its requests' I/O: queued requests left for it (as it
@@ -784,7 +794,7 @@ impl Lender for Pool {
     fn waits(self: Arc<Self>, _slot: u64) {
         let mut state = self.lock();
         if !state.waiters.is_empty() {
-            self.serve_waiters(&mut state);
+            self.serve_waiters(&mut state, Instant::now());
         }
     }
 

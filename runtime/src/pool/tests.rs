@@ -101,14 +101,16 @@ fn lives_on(isolate: &IsolateThread) -> Option<usize> {
 fn a_request_takes_an_isolate_on_its_own_thread_first() {
     let (mut state, _fakes) = state(&[B, A]);
     let taken = state
-        .take_warm(A, Reach::Near)
+        .take_warm(A, Reach::Near, Instant::now())
         .expect("A's isolate is free");
     assert_eq!(lives_on(&taken), A);
     assert!(
-        state.take_warm(A, Reach::Near).is_none(),
+        state.take_warm(A, Reach::Near, Instant::now()).is_none(),
         "only B's isolate is left"
     );
-    let taken = state.take_warm(A, Reach::Any).expect("B's isolate is free");
+    let taken = state
+        .take_warm(A, Reach::Any, Instant::now())
+        .expect("B's isolate is free");
     assert_eq!(lives_on(&taken), B);
 }
 
@@ -116,7 +118,7 @@ fn a_request_takes_an_isolate_on_its_own_thread_first() {
 fn a_request_waits_for_its_threads_isolate_only_while_that_frees_up_soon() {
     let (mut state, fakes) = state(&[A, B]);
     state
-        .take_warm(A, Reach::Near)
+        .take_warm(A, Reach::Near, Instant::now())
         .expect("A's isolate is free");
     let now = Instant::now();
     assert!(
@@ -134,7 +136,7 @@ fn a_request_waits_for_its_threads_isolate_only_while_that_frees_up_soon() {
     );
     fakes[0].report.record(0, false);
     state
-        .take_warm(B, Reach::Near)
+        .take_warm(B, Reach::Near, Instant::now())
         .expect("B's isolate is free");
     assert!(
         !state.waits_near(A, now),
@@ -150,7 +152,7 @@ fn a_request_waits_for_its_threads_isolate_only_while_that_frees_up_soon() {
 fn a_freed_isolate_serves_its_own_threads_queue_and_leaves_other_threads_to_theirs() {
     let (mut state, fakes) = state(&[A, B]);
     state
-        .take_warm(B, Reach::Near)
+        .take_warm(B, Reach::Near, Instant::now())
         .expect("B's isolate is free");
     let now = Instant::now();
     state.waiters.push_back(waiter(B, now));
@@ -189,7 +191,7 @@ fn a_freed_isolate_serves_its_own_threads_queue_and_leaves_other_threads_to_thei
 fn a_waiter_takes_only_its_threads_isolates_while_one_frees_up_soon() {
     let (mut state, _fakes) = state(&[A, A, B]);
     state
-        .take_warm(A, Reach::Near)
+        .take_warm(A, Reach::Near, Instant::now())
         .expect("one of A's isolates");
     let now = Instant::now();
     let fresh = waiter(A, now);
@@ -210,10 +212,12 @@ fn a_waiter_takes_only_its_threads_isolates_while_one_frees_up_soon() {
         Reach::Any,
         "after LOCAL_FIRST_FOR, any isolate"
     );
-    let taken = state.take_warm(A, Reach::Near).expect("A's other isolate");
+    let taken = state
+        .take_warm(A, Reach::Near, Instant::now())
+        .expect("A's other isolate");
     assert_eq!(lives_on(&taken), A);
     assert!(
-        state.take_warm(A, Reach::Near).is_none(),
+        state.take_warm(A, Reach::Near, Instant::now()).is_none(),
         "Near never reaches B's isolate"
     );
 }

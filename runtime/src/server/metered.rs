@@ -52,7 +52,7 @@ impl Metered {
         url: &str,
         request_id: &str,
     ) {
-        if !worker.meters.tails().sample() {
+        if !worker.meters.tails().sample(self.arrival) {
             return;
         }
         let headers: serde_json::Map<String, serde_json::Value> = parts

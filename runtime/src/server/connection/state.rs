@@ -2,17 +2,20 @@
 //! watchdog: requests in flight, when it last went idle, whether a request head is arriving,
 //! and the order to close.
 
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::task::AtomicWaker;
 
-/// The process's clock origin: times are kept as milliseconds since it, in atomics.
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
+/// Now, in milliseconds of the coarse monotonic clock (since boot): times are kept so, in
+/// atomics. A connection reads the clock as each request's head arrives and as it finishes;
+/// the coarse clock (the kernel's last tick, ~4 ms resolution) costs a load where the precise
+/// one reads the TSC, and every limit it measures is hundreds of milliseconds or more.
 fn now_ms() -> u64 {
-    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let millis = u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000;
+    secs.saturating_mul(1000).saturating_add(millis)
 }
 
 /// How a connection is told to close.
@@ -35,7 +38,7 @@ const REQUEST_TIMEOUT: u8 = 2;
 pub(crate) struct ConnectionState {
     in_flight: AtomicU32,
     requests: AtomicU64,
-    /// When the connection was accepted or last had nothing in flight (ms since [`EPOCH`]).
+    /// When the connection was accepted or last had nothing in flight (see [`now_ms`]).
     idle_since_ms: AtomicU64,
     /// When the first byte of a request head not yet complete arrived, or `u64::MAX`.
     head_since_ms: AtomicU64,
@@ -105,7 +108,7 @@ impl ConnectionState {
         self.in_flight.load(Ordering::Acquire) == 0
     }
 
-    /// Milliseconds (since [`EPOCH`]) the connection has been idle from; for shedding the
+    /// When (see [`now_ms`]) the connection has been idle from; for shedding the
     /// longest idle first.
     pub(crate) fn idle_since(&self) -> u64 {
         self.idle_since_ms.load(Ordering::Relaxed)
