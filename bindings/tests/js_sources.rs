@@ -11,7 +11,9 @@ fn every_bootstrap_file_is_ascii() {
     let mut checked = 0;
     let mut found = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.map(|e| e.path()).unwrap_or_default();
+        let path = entry
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .path();
         if path.extension().is_none_or(|ext| ext != "js") {
             continue;
         }

@@ -500,16 +500,11 @@ impl Pool {
             }
             let reach = state.reach_for(&waiter, here, now);
             if let Some(isolate) = state.take_warm(waiter.executor, reach, now) {
-                let Waiter {
-                    mut request,
-                    placed,
-                    executor,
-                    since,
-                } = waiter;
-                request.lease = Some(Lease::new(self.clone(), isolate.id()));
-                match isolate.send_request(request) {
+                let mut waiter = waiter;
+                waiter.request.lease = Some(Lease::new(self.clone(), isolate.id()));
+                match isolate.send_request(waiter.request) {
                     Ok(()) => {
-                        let _ = placed.send(Placed::Sent(isolate));
+                        let _ = waiter.placed.send(Placed::Sent(isolate));
                     }
                     Err(mut request) => {
                         // It died just now: take the slot back by hand (dropping the lease
@@ -519,12 +514,7 @@ impl Pool {
                         }
                         state.untake(isolate.id(), now);
                         state.prune();
-                        let waiter = Waiter {
-                            request,
-                            placed,
-                            executor,
-                            since,
-                        };
+                        waiter.request = request;
                         state.waiters.insert(place, waiter);
                     }
                 }
