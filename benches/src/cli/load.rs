@@ -77,6 +77,7 @@ pub(super) fn run(args: RunArgs, env: &BenchEnv) -> anyhow::Result<()> {
                 deployments: 1000,
                 cold_deployments: 200,
                 duration: args.duration.unwrap_or(std::time::Duration::from_secs(5)),
+                warmup: args.warmup,
                 examples_dir: args.examples_dir.clone(),
                 json: args.json.clone(),
                 parts: vec![part],

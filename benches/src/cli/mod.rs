@@ -142,6 +142,11 @@ enum BenchCommand {
         /// How long each noisy-neighbour load runs.
         #[arg(long, value_parser = crate::duration::parse, default_value = "5s")]
         duration: Duration,
+        /// Load before each round robin is measured (many tenants, and one deployment),
+        /// excluded from the results: some 25s lets every tenant's JIT tier up, so warm
+        /// deployments are compared with a warm one.
+        #[arg(long, value_parser = crate::duration::parse, default_value = "500ms")]
+        warmup: Duration,
         /// Where hello.js and cpu-hog.js are.
         #[arg(long, default_value = "examples")]
         examples_dir: PathBuf,
@@ -241,6 +246,7 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
             deployments,
             cold_deployments,
             duration,
+            warmup,
             examples_dir,
             json,
             executor_threads,
@@ -250,6 +256,7 @@ pub fn run(cli: BenchCli, env: BenchEnv) -> anyhow::Result<()> {
                 deployments,
                 cold_deployments,
                 duration,
+                warmup,
                 examples_dir,
                 json,
                 parts: tenants::Part::ALL.to_vec(),

@@ -30,6 +30,8 @@ pub struct TenantsArgs {
     pub cold_deployments: usize,
     /// How long each noisy-neighbour load runs.
     pub duration: Duration,
+    /// Load before each round robin is measured, excluded from its results.
+    pub warmup: Duration,
     /// The examples directory (hello.js, cpu-hog.js).
     pub examples_dir: PathBuf,
     /// Write the results as JSON here.
@@ -132,7 +134,8 @@ pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
         let wants = |part| args.parts.contains(&part);
         if wants(Part::ManyTenants) {
             results["many_tenants"] =
-                memory_per_tenant(&isola, &hello, args.deployments, args.duration).await?;
+                memory_per_tenant(&isola, &hello, args.deployments, args.duration, args.warmup)
+                    .await?;
         }
         if wants(Part::ColdStart) {
             results["cold_start"] = cold_start(&isola, &hello, args.cold_deployments).await?;
@@ -156,11 +159,16 @@ pub(super) fn run(env: &BenchEnv, args: &TenantsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spread_load(base: &str, paths: Vec<String>, duration: Duration) -> anyhow::Result<LoadSpec> {
+fn spread_load(
+    base: &str,
+    paths: Vec<String>,
+    duration: Duration,
+    warmup: Duration,
+) -> anyhow::Result<LoadSpec> {
     Ok(LoadSpec {
         paths,
         duration: Some(duration),
-        warmup: Duration::from_millis(500),
+        warmup,
         ..LoadSpec::get(base.parse()?)
     })
 }
@@ -172,6 +180,7 @@ async fn memory_per_tenant(
     hello: &Path,
     n: usize,
     duration: Duration,
+    warmup: Duration,
 ) -> anyhow::Result<serde_json::Value> {
     let n = n.max(2);
     let one = start_node(isola, &[NodeWorker::new("t0", hello, "")])?;
@@ -180,7 +189,7 @@ async fn memory_per_tenant(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_one = one.rss_mb()?;
     let single = generator::run(
-        spread_load(&one.process.url, vec!["/t0".to_owned()], duration)?,
+        spread_load(&one.process.url, vec!["/t0".to_owned()], duration, warmup)?,
         None,
     )
     .await?
@@ -202,11 +211,15 @@ async fn memory_per_tenant(
     let rss_many = many.rss_mb()?;
     let per_tenant = (rss_many - rss_one) / (n - 1) as f64;
     let paths = (0..n).map(|i| format!("/t{i}")).collect();
-    let spread = generator::run(spread_load(&many.process.url, paths, duration)?, None)
-        .await?
-        .summary();
+    let spread = generator::run(
+        spread_load(&many.process.url, paths, duration, warmup)?,
+        None,
+    )
+    .await?
+    .summary();
     println!(
-        "many tenants: round robin over {n} deployments {:.0} rps, p99 {:.2} ms ({} errors); one deployment {:.0} rps, p99 {:.2} ms",
+        "many tenants (after {:.1} s of warm-up each): round robin over {n} deployments {:.0} rps, p99 {:.2} ms ({} errors); one deployment {:.0} rps, p99 {:.2} ms",
+        warmup.as_secs_f64(),
         spread.rps,
         spread.latency_ms.p99,
         spread.error_count(),
@@ -219,6 +232,7 @@ async fn memory_per_tenant(
     );
     Ok(serde_json::json!({
         "deployments": n,
+        "warmup_s": warmup.as_secs_f64(),
         "rss_mb_one": rss_one,
         "rss_mb_all": rss_many,
         "mb_per_tenant": per_tenant,
