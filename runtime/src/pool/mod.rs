@@ -493,14 +493,16 @@ impl Pool {
     /// (this may run on an isolate's thread as it finishes a request) or gives them room to
     /// start one.
     fn serve_waiters(self: &Arc<Self>, state: &mut State, now: Instant) {
+        if state.waiters.is_empty() {
+            return;
+        }
         let here = crate::executor::current();
-        while let Some((place, waiter)) = state.next_waiter(here, now) {
+        while let Some((place, mut waiter)) = state.next_waiter(here, now) {
             if waiter.placed.is_closed() {
                 continue;
             }
             let reach = state.reach_for(&waiter, here, now);
             if let Some(isolate) = state.take_warm(waiter.executor, reach, now) {
-                let mut waiter = waiter;
                 waiter.request.lease = Some(Lease::new(self.clone(), isolate.id()));
                 match isolate.send_request(waiter.request) {
                     Ok(()) => {
@@ -774,9 +776,7 @@ impl Lender for Pool {
         let mut state = self.lock();
         state.untake(slot, now);
         state.prune();
-        if !state.waiters.is_empty() {
-            self.serve_waiters(&mut state, now);
-        }
+        self.serve_waiters(&mut state, now);
     }
 
     /// The isolate `slot` waits on its requests' I/O: queued requests left for it (as it
@@ -784,6 +784,7 @@ impl Lender for Pool {
     fn waits(self: Arc<Self>, _slot: u64) {
         let mut state = self.lock();
         if !state.waiters.is_empty() {
+            // The clock is read only when someone waits.
             self.serve_waiters(&mut state, Instant::now());
         }
     }
