@@ -215,8 +215,8 @@ impl Enforcer {
     /// the requests in `contexts` (killing the isolate if one is over `cpu_ms`), checks the
     /// memory the turn left behind and returns it (heap + external bytes).
     pub(crate) fn leave(&self, runtime: &mut JsRuntime, contexts: &mut ContextTable) -> usize {
-        self.turns.end(contexts);
-        self.memory.check(runtime, &self.turns.shared)
+        let wall = self.turns.end(contexts);
+        self.memory.check(runtime, &self.turns.shared, wall)
     }
 
     /// The CPU time (ms) the last turn charged each request it ran for, GC pauses left out, if
@@ -267,9 +267,11 @@ impl Turns {
         self.cpu.enter(limit);
     }
 
-    fn end(&self, contexts: &mut ContextTable) {
+    /// Ends the turn: charges its CPU time to its requests; returns its wall time.
+    fn end(&self, contexts: &mut ContextTable) -> Duration {
         self.cpu.leave();
-        let turn_ns = self.turn_cpu_ns();
+        let wall = self.turn_start.get().elapsed();
+        let turn_ns = self.turn_cpu_ns(wall);
         let budget_ns = self.cpu.request_budget_ns();
         if let Some(most) = contexts.charge_turn(turn_ns)
             && most.cpu_ns > budget_ns
@@ -289,6 +291,7 @@ impl Turns {
         });
         let share = contexts.next_turn_share();
         self.cpu.set_turn_share(share.base_ns, share.divisor);
+        wall
     }
 
     /// The CPU time of the turn that just ended, without a system call on most turns (reading
@@ -300,8 +303,8 @@ impl Turns {
     /// - a longer one reads the CPU clock and is charged what the thread ran since the mark
     ///   (the turn, plus at most [`MARK_FRESH_FOR`] of work before it), if less than its wall
     ///   time, which a preempted turn overstates.
-    fn turn_cpu_ns(&self) -> u64 {
-        let wall = nanos(self.turn_start.get().elapsed());
+    fn turn_cpu_ns(&self, wall: Duration) -> u64 {
+        let wall = nanos(wall);
         if wall < nanos(SHORT_TURN) {
             return wall;
         }
