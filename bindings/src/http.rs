@@ -5,7 +5,6 @@
 //! ops, which complete the exchange. A streaming response body is pumped from its
 //! `ReadableStream` resource into a bounded channel, so a slow client slows the producer.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -107,7 +106,7 @@ pub type ExchangeEvents = mpsc::UnboundedSender<ExchangeEvent>;
 /// the isolate's [`ContextTable`](crate::context::ContextTable), which outlives the exchange
 /// while the response streams or `waitUntil` work runs.
 pub struct Exchanges {
-    pending: HashMap<RequestId, PendingExchange>,
+    pending: crate::context::IdMap<PendingExchange>,
     events: ExchangeEvents,
     contexts: SharedContexts,
     /// The stream pumps' tasks: they run on the isolate's thread, which may outlive the
@@ -130,7 +129,7 @@ impl Exchanges {
     /// `contexts`.
     pub fn new(events: ExchangeEvents, contexts: SharedContexts) -> Self {
         Self {
-            pending: HashMap::new(),
+            pending: crate::context::IdMap::default(),
             events,
             contexts,
             pumps: Vec::new(),
@@ -279,7 +278,7 @@ fn read_header_list(
     const NOT_A_LIST: &str = "the response's header list is not a list of [name, value] pairs";
     let list = v8::Local::<v8::Array>::try_from(list).map_err(|_| NOT_A_LIST.to_owned())?;
     let mut map = HeaderMap::with_capacity(list.length() as usize);
-    let mut bytes = Vec::new();
+    let mut buffer = ByteBuffer::default();
     for index in 0..list.length() {
         let pair = list
             .get_index(scope, index)
@@ -288,7 +287,8 @@ fn read_header_list(
         let (Some(name), Some(value)) = (pair.get_index(scope, 0), pair.get_index(scope, 1)) else {
             return Err(NOT_A_LIST.to_owned());
         };
-        let name = byte_string(scope, name, &mut bytes)
+        let name = buffer
+            .read(scope, name)
             .and_then(|bytes| HeaderName::from_bytes(bytes).ok())
             .ok_or_else(|| {
                 format!(
@@ -296,7 +296,8 @@ fn read_header_list(
                     name.to_rust_string_lossy(scope)
                 )
             })?;
-        let value = byte_string(scope, value, &mut bytes)
+        let value = buffer
+            .read(scope, value)
             .and_then(|bytes| HeaderValue::from_bytes(bytes).ok())
             .ok_or_else(|| format!("invalid value for response header {name}"))?;
         map.append(name, value);
@@ -305,20 +306,42 @@ fn read_header_list(
     Ok(map)
 }
 
-/// The Latin-1 bytes of `value` (a Web IDL ByteString) in `bytes`; `None` for anything else.
-fn byte_string<'b>(
-    scope: &v8::PinScope<'_, '_>,
-    value: v8::Local<'_, v8::Value>,
-    bytes: &'b mut Vec<u8>,
-) -> Option<&'b [u8]> {
-    let string = v8::Local::<v8::String>::try_from(value).ok()?;
-    if !string.contains_only_onebyte() {
-        return None;
+/// Where a header's bytes are read: on the stack, unless one is longer.
+struct ByteBuffer {
+    short: [u8; 256],
+    long: Vec<u8>,
+}
+
+impl Default for ByteBuffer {
+    fn default() -> Self {
+        Self {
+            short: [0; 256],
+            long: Vec::new(),
+        }
     }
-    bytes.clear();
-    bytes.resize(string.length(), 0);
-    string.write_one_byte_v2(scope, 0, bytes, v8::WriteFlags::empty());
-    Some(bytes)
+}
+
+impl ByteBuffer {
+    /// The Latin-1 bytes of `value` (a Web IDL ByteString); `None` for anything else.
+    fn read(
+        &mut self,
+        scope: &v8::PinScope<'_, '_>,
+        value: v8::Local<'_, v8::Value>,
+    ) -> Option<&[u8]> {
+        let string = v8::Local::<v8::String>::try_from(value).ok()?;
+        if !string.contains_only_onebyte() {
+            return None;
+        }
+        let len = string.length();
+        let bytes = if len <= self.short.len() {
+            &mut self.short[..len]
+        } else {
+            self.long.resize(len, 0);
+            &mut self.long[..]
+        };
+        string.write_one_byte_v2(scope, 0, bytes, v8::WriteFlags::empty());
+        Some(bytes)
+    }
 }
 
 /// Removes [`CONNECTION_HEADERS`] and the headers a `Connection` header names (RFC 9110
