@@ -277,9 +277,10 @@ fn read_header_list(
 ) -> Result<HeaderMap, String> {
     const NOT_A_LIST: &str = "the response's header list is not a list of [name, value] pairs";
     let list = v8::Local::<v8::Array>::try_from(list).map_err(|_| NOT_A_LIST.to_owned())?;
-    let mut map = HeaderMap::with_capacity(list.length() as usize);
+    let len = list.length();
+    let mut map = HeaderMap::with_capacity(len as usize);
     let mut buffer = ByteBuffer::default();
-    for index in 0..list.length() {
+    for index in 0..len {
         let pair = list
             .get_index(scope, index)
             .and_then(|pair| v8::Local::<v8::Array>::try_from(pair).ok())
