@@ -106,11 +106,10 @@ impl IsolateThread {
     }
 
     /// Sends a request; gives it back if the thread has exited (so it can go to a new one).
-    #[allow(
-        clippy::result_large_err,
-        reason = "returned by value to avoid boxing every request"
-    )]
-    pub(crate) fn send_request(&self, request: IncomingRequest) -> Result<(), IncomingRequest> {
+    pub(crate) fn send_request(
+        &self,
+        request: Box<IncomingRequest>,
+    ) -> Result<(), Box<IncomingRequest>> {
         match self.messages.send(Message::Request(request)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::SendError(Message::Request(request))) => Err(request),

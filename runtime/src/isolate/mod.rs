@@ -278,7 +278,7 @@ impl Isolate {
     }
 
     /// Hands a request to the worker. The response arrives through the request's responder.
-    pub(crate) fn dispatch(&mut self, request: IncomingRequest) {
+    pub(crate) fn dispatch(&mut self, request: Box<IncomingRequest>) {
         let IncomingRequest {
             context,
             method,
@@ -288,7 +288,7 @@ impl Isolate {
             responder,
             lease,
             write_timeout,
-        } = request;
+        } = *request;
         let id = context.id;
         let op_state = self.runtime.op_state();
         let body_rid = {

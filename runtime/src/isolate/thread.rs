@@ -18,13 +18,10 @@ use crate::worker::WorkerSource;
 
 /// What the rest of the node sends to an isolate thread.
 #[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a request moves through once; boxing it would cost an allocation per request"
-)]
 pub(super) enum Message {
-    /// A request to run the worker for.
-    Request(IncomingRequest),
+    /// A request to run the worker for (boxed: it passes through the pool's queue, a channel
+    /// and several futures, each a copy of the whole request when unboxed).
+    Request(Box<IncomingRequest>),
     /// The client of this exchange went away.
     Abort(RequestId),
 }

@@ -91,7 +91,7 @@ struct State {
 /// A queued request and where to say what became of it.
 #[derive(Debug)]
 struct Waiter {
-    request: IncomingRequest,
+    request: Box<IncomingRequest>,
     placed: oneshot::Sender<Placed>,
     /// The executor thread its connection lives on, if any.
     executor: Option<usize>,
@@ -129,15 +129,11 @@ struct Slot {
 
 /// What became of a queued request when capacity freed up.
 #[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a request moves through once; boxing it would cost an allocation per request"
-)]
 enum Placed {
     /// It was sent to this isolate (with its lease).
     Sent(Arc<IsolateThread>),
     /// Room to create a new isolate for it (counted in `starting`).
-    Start(IncomingRequest),
+    Start(Box<IncomingRequest>),
 }
 
 /// A request on its way to an isolate.
@@ -149,8 +145,8 @@ enum Placing {
 
 /// What `dispatch` decided under the lock.
 enum Decision {
-    Ready(Arc<IsolateThread>, IncomingRequest),
-    Start(IncomingRequest),
+    Ready(Arc<IsolateThread>, Box<IncomingRequest>),
+    Start(Box<IncomingRequest>),
     /// Queued: the answer comes through the receiver, within the queue timeout.
     Wait(oneshot::Receiver<Placed>, Duration),
 }
@@ -369,7 +365,7 @@ impl Pool {
     /// and copied as often.
     pub fn dispatch(
         self: &Arc<Self>,
-        request: IncomingRequest,
+        request: Box<IncomingRequest>,
     ) -> impl Future<Output = Result<Dispatched, AcquireError>> + Send + use<> {
         let id = request.context.id;
         let placing: Result<Placing, AcquireError> = match self.decide(request) {
@@ -398,7 +394,7 @@ impl Pool {
     /// slow way of [`Self::dispatch`], when an isolate died as the request was sent to it).
     async fn place(
         self: Arc<Self>,
-        request: IncomingRequest,
+        request: Box<IncomingRequest>,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
         self.dispatch(request)
             .await
@@ -406,7 +402,7 @@ impl Pool {
     }
 
     /// Where `request` goes now: a warm isolate, a new one, or the queue (or nowhere: full).
-    fn decide(self: &Arc<Self>, request: IncomingRequest) -> Result<Decision, AcquireError> {
+    fn decide(self: &Arc<Self>, request: Box<IncomingRequest>) -> Result<Decision, AcquireError> {
         let mut state = self.lock();
         state.prune();
         let limits = &state.worker.limits;
@@ -457,15 +453,11 @@ impl Pool {
 
     /// Sends `request` with a lease on `isolate` (whose slot it already took); if the isolate
     /// died meanwhile, the request comes back, to be placed again.
-    #[allow(
-        clippy::result_large_err,
-        reason = "returned by value to avoid boxing every request"
-    )]
     fn send(
         self: &Arc<Self>,
         isolate: Arc<IsolateThread>,
-        mut request: IncomingRequest,
-    ) -> Result<Arc<IsolateThread>, IncomingRequest> {
+        mut request: Box<IncomingRequest>,
+    ) -> Result<Arc<IsolateThread>, Box<IncomingRequest>> {
         request.lease = Some(Lease::new(self.clone(), isolate.id()));
         match isolate.send_request(request) {
             Ok(()) => Ok(isolate),
@@ -485,7 +477,8 @@ impl Pool {
         let placed = rx.await.map_err(|_| queue_timeout(timeout))?;
         match placed {
             Placed::Sent(isolate) => Ok(isolate),
-            Placed::Start(request) => self.start_for(request).await,
+            // Boxed: a cold start's future is large, and every queued request's would be.
+            Placed::Start(request) => Box::pin(self.start_for(request)).await,
         }
     }
 
@@ -587,7 +580,7 @@ impl Pool {
     /// pool either way, and its capacity goes to whoever waits.
     async fn start_for(
         self: Arc<Self>,
-        request: IncomingRequest,
+        request: Box<IncomingRequest>,
     ) -> Result<Arc<IsolateThread>, AcquireError> {
         let (started_tx, started_rx) = oneshot::channel();
         let pool = self.clone();

@@ -69,7 +69,7 @@ fn waiter(executor: Option<usize>, since: Instant) -> Waiter {
     let (responder, _) = oneshot::channel();
     let (placed, _) = oneshot::channel();
     Waiter {
-        request: IncomingRequest {
+        request: Box::new(IncomingRequest {
             context: isola_bindings::context::RequestContext {
                 id: 1,
                 request_id: Arc::from("test"),
@@ -86,7 +86,7 @@ fn waiter(executor: Option<usize>, since: Instant) -> Waiter {
             responder,
             lease: None,
             write_timeout: Duration::from_secs(1),
-        },
+        }),
         placed,
         executor,
         since,

@@ -344,7 +344,7 @@ async fn respond(
         start_body(incoming, context.max_body_bytes)
     };
     let (responder, outcome) = oneshot::channel();
-    let request = IncomingRequest {
+    let request = Box::new(IncomingRequest {
         context,
         method: parts.method,
         url,
@@ -353,7 +353,7 @@ async fn respond(
         responder,
         lease: None,
         write_timeout: Duration::from_millis(shared.http.write_timeout_ms),
-    };
+    });
     let result = forward(&deployment, &worker, request, outcome, &body_fault).await;
     match result {
         Ok(js) if matches!(js.body, ResponseBody::WebSocket(_)) => {
@@ -560,7 +560,7 @@ fn start_body(incoming: Incoming, limit: u64) -> (Option<BodyReceiver>, BodyFaul
 async fn forward(
     deployment: &Arc<Pool>,
     worker: &WorkerSource,
-    request: IncomingRequest,
+    request: Box<IncomingRequest>,
     outcome: oneshot::Receiver<HandlerResult>,
     body_fault: &BodyFault,
 ) -> Result<JsResponse, Refusal> {
@@ -653,7 +653,7 @@ async fn revalidate_in_background(
     let identity = Identity::of(&headers);
     identity.tag(&mut headers);
     let context = request_context(&identity, std::time::Instant::now(), &worker, &headers);
-    let request = IncomingRequest {
+    let request = Box::new(IncomingRequest {
         context,
         method: http::Method::GET,
         url: url.clone(),
@@ -662,7 +662,7 @@ async fn revalidate_in_background(
         responder,
         lease: None,
         write_timeout,
-    };
+    });
     match forward(
         &deployment,
         &worker,
