@@ -271,14 +271,21 @@ impl<'a> deno_core::FromV8<'a> for ResponseHeaders {
     }
 }
 
+/// Room for the headers the node adds to a response after the worker's (`x-request-id`, the
+/// cache's `age` and `cache-status`), so adding them does not grow the map.
+const ADDED_BY_THE_NODE: usize = 3;
+
 fn read_header_list(
     scope: &v8::PinScope<'_, '_>,
     list: v8::Local<'_, v8::Value>,
 ) -> Result<HeaderMap, String> {
     const NOT_A_LIST: &str = "the response's header list is not a list of [name, value] pairs";
+    // More than an HTTP header map holds (32,768).
+    const TOO_MANY: &str = "the response has too many headers";
     let list = v8::Local::<v8::Array>::try_from(list).map_err(|_| NOT_A_LIST.to_owned())?;
     let len = list.length();
-    let mut map = HeaderMap::with_capacity(len as usize);
+    let mut map = HeaderMap::try_with_capacity((len as usize).saturating_add(ADDED_BY_THE_NODE))
+        .map_err(|_| TOO_MANY.to_owned())?;
     let mut buffer = ByteBuffer::default();
     for index in 0..len {
         let pair = list
@@ -301,7 +308,8 @@ fn read_header_list(
             .read(scope, value)
             .and_then(|bytes| HeaderValue::from_bytes(bytes).ok())
             .ok_or_else(|| format!("invalid value for response header {name}"))?;
-        map.append(name, value);
+        map.try_append(name, value)
+            .map_err(|_| TOO_MANY.to_owned())?;
     }
     drop_connection_headers(&mut map);
     Ok(map)

@@ -4,10 +4,12 @@
 use std::net::IpAddr;
 
 use edge_config::IpCidr;
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_REAL_IP: &str = "x-real-ip";
+// Names, not `&str`s: a map given a `&str` for a header it does not hold yet copies the name
+// into a new allocation on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Rewrites the client address headers for a request that arrived from `peer`.
 pub fn set_client_ip(headers: &mut HeaderMap, peer: IpAddr, trusted_proxies: &[IpCidr]) {
@@ -19,7 +21,7 @@ pub fn set_client_ip(headers: &mut HeaderMap, peer: IpAddr, trusted_proxies: &[I
         return;
     }
     let incoming: Vec<&str> = headers
-        .get_all(X_FORWARDED_FOR)
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
@@ -37,7 +39,7 @@ pub fn set_client_ip(headers: &mut HeaderMap, peer: IpAddr, trusted_proxies: &[I
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    if !headers.contains_key(X_REAL_IP) {
+    if !headers.contains_key(&X_REAL_IP) {
         let real = client
             .and_then(|c| HeaderValue::from_str(&c).ok())
             .unwrap_or(peer_value);

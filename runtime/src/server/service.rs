@@ -90,7 +90,10 @@ impl Identity {
             None => {
                 let digits = isola_wire::hex::u64_digits(number);
                 let id = std::str::from_utf8(&digits).unwrap_or("-");
-                let header = HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"));
+                // Owned by its `Bytes` (one allocation), so the clones for the worker's
+                // request and the response are reference counts.
+                let header = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(digits))
+                    .unwrap_or(HeaderValue::from_static("-"));
                 (Arc::from(id), header)
             }
         };
@@ -410,6 +413,9 @@ fn request_context(
     }
 }
 
+/// How many headers the front end may add to a request on its way to the worker.
+const ADDED_HEADERS: usize = 7;
+
 /// A request the front end lets through, with its deployment.
 struct Admitted {
     deployment: Arc<Pool>,
@@ -427,6 +433,13 @@ fn admit(
     parts: &mut http::request::Parts,
 ) -> Result<Admitted, Refusal> {
     check_head_size(&shared.http, parts)?;
+    // Room, in one step, for what the front end adds: `Host`, the two client-address
+    // headers, `x-request-id`, `traceparent` and a revalidation's two validators (hyper sizes
+    // the map for the headers it parsed, so each of these grew it otherwise).
+    parts
+        .headers
+        .try_reserve(ADDED_HEADERS)
+        .map_err(|_| Refusal::HeadersTooLarge(shared.http.max_header_bytes))?;
     // One authority and one normalised path: routing, the cache key, `request.url` and the
     // worker's `Host` are all built from them.
     let target =

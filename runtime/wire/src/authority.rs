@@ -27,8 +27,9 @@
 //!
 //! Nothing here panics on any input; every refusal is a [`TargetError`] meant for a 400.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::net::Ipv6Addr;
+use std::ops::Range;
 use std::str::FromStr;
 
 use http::header::HOST;
@@ -87,12 +88,14 @@ pub enum TargetError {
     PathNotAbsolute,
 }
 
-/// A validated authority: `host[:port]`, normalised.
+/// A validated authority: `host[:port]`, normalised, in one string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Authority {
-    host: String,
-    port: Option<u16>,
+    /// `host[:port]`, an IPv6 host in brackets.
     text: String,
+    /// Where the host is in `text` (inside the brackets of an IPv6 literal).
+    host: Range<usize>,
+    port: Option<u16>,
 }
 
 impl Authority {
@@ -101,6 +104,7 @@ impl Authority {
         if text.contains('@') {
             return Err(TargetError::Userinfo);
         }
+        let mut normalized = String::with_capacity(text.len() + 8);
         let (host, port) = if let Some(literal) = text.strip_prefix('[') {
             let (address, rest) = literal.split_once(']').ok_or(TargetError::IpLiteral)?;
             let address = Ipv6Addr::from_str(address).map_err(|_| TargetError::IpLiteral)?;
@@ -108,36 +112,37 @@ impl Authority {
                 "" => None,
                 _ => Some(rest.strip_prefix(':').ok_or(TargetError::IpLiteral)?),
             };
-            (address.to_string(), port)
+            normalized.push('[');
+            write!(normalized, "{address}").map_err(|_| TargetError::IpLiteral)?;
+            let host = 1..normalized.len();
+            normalized.push(']');
+            (host, port)
         } else {
             let (name, port) = match text.split_once(':') {
                 Some((_, port)) if port.contains(':') => return Err(TargetError::IpLiteral),
                 Some((name, port)) => (name, Some(port)),
                 None => (text, None),
             };
-            (host_name(name)?, port)
+            normalized.push_str(host_name(name)?);
+            normalized.make_ascii_lowercase();
+            (0..normalized.len(), port)
         };
         let port = port.map(port_number).transpose()?;
-        let bracketed = host.contains(':');
-        let mut text = String::with_capacity(host.len() + 8);
-        if bracketed {
-            text.push('[');
-        }
-        text.push_str(&host);
-        if bracketed {
-            text.push(']');
-        }
         if let Some(port) = port {
-            text.push(':');
-            text.push_str(itoa_u16(port, &mut [0; 5]));
+            normalized.push(':');
+            normalized.push_str(itoa_u16(port, &mut [0; 5]));
         }
-        Ok(Self { host, port, text })
+        Ok(Self {
+            text: normalized,
+            host,
+            port,
+        })
     }
 
     /// The host: lower-case, without a trailing dot, port or brackets (an IPv6 address in its
     /// canonical form).
     pub fn host(&self) -> &str {
-        &self.host
+        self.text.get(self.host.clone()).unwrap_or_default()
     }
 
     /// The port, if the request gave one.
@@ -180,8 +185,8 @@ fn itoa_u16(port: u16, buffer: &mut [u8; 5]) -> &str {
     std::str::from_utf8(&buffer[start..]).unwrap_or("0")
 }
 
-/// A DNS-style host name, lower-cased, one trailing dot removed.
-fn host_name(name: &str) -> Result<String, TargetError> {
+/// A DNS-style host name, validated, one trailing dot removed (the caller lower-cases it).
+fn host_name(name: &str) -> Result<&str, TargetError> {
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
@@ -198,7 +203,7 @@ fn host_name(name: &str) -> Result<String, TargetError> {
     if name.split('.').any(str::is_empty) {
         return Err(TargetError::EmptyLabel);
     }
-    Ok(name.to_ascii_lowercase())
+    Ok(name)
 }
 
 /// 1 to 5 digits, 1..=65535.
@@ -216,6 +221,13 @@ fn port_number(text: &str) -> Result<u16, TargetError> {
 /// percent-encoded dots counting as dots; `..` stops at the root. A final `.` or `..` segment
 /// leaves a trailing slash (`/a/b/..` → `/a/`), as in the RFC. Nothing else changes.
 pub fn normalize_path(path: &str) -> Result<String, TargetError> {
+    let mut normalized = String::with_capacity(path.len());
+    push_normalized_path(path, &mut normalized)?;
+    Ok(normalized)
+}
+
+/// [`normalize_path`], appended to `out` (which must not end inside a path).
+fn push_normalized_path(path: &str, out: &mut String) -> Result<(), TargetError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(if path == "*" {
             TargetError::Asterisk
@@ -223,33 +235,31 @@ pub fn normalize_path(path: &str) -> Result<String, TargetError> {
             TargetError::PathNotAbsolute
         });
     };
-    let mut kept: Vec<&str> = Vec::new();
+    // Each kept segment is written as `/segment` as it comes; `..` cuts the last one off.
+    let root = out.len();
     let mut segments = rest.split('/').peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
         match dots(segment) {
             Some(1) => {}
             Some(2) => {
-                kept.pop();
+                let start = out.get(root..).and_then(|kept| kept.rfind('/'));
+                out.truncate(root + start.unwrap_or(0));
             }
             _ => {
-                kept.push(segment);
+                out.push('/');
+                out.push_str(segment);
                 continue;
             }
         }
         if last {
-            kept.push("");
+            out.push('/');
         }
     }
-    let mut normalized = String::with_capacity(path.len());
-    for segment in kept {
-        normalized.push('/');
-        normalized.push_str(segment);
+    if out.len() == root {
+        out.push('/');
     }
-    if normalized.is_empty() {
-        normalized.push('/');
-    }
-    Ok(normalized)
+    Ok(())
 }
 
 /// How many dots `segment` is made of (`.`, `%2e` or `%2E` each), if that is all it is.
@@ -271,8 +281,10 @@ fn dots(segment: &str) -> Option<usize> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     authority: Authority,
-    path: String,
-    query: Option<String>,
+    /// The normalised path, then `?` and the query if there is one (one allocation).
+    path_and_query: String,
+    /// Where the path ends in `path_and_query` (at its `?`, if any).
+    path_len: usize,
 }
 
 impl Target {
@@ -288,33 +300,27 @@ impl Target {
 
     /// The normalised path, starting with `/` and free of dot segments.
     pub fn path(&self) -> &str {
-        &self.path
+        self.path_and_query.get(..self.path_len).unwrap_or_default()
     }
 
     /// The query as sent, without its `?`.
     pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
+        self.path_and_query.get(self.path_len + 1..)
     }
 
     /// The path, then `?` and the query if there is one.
     pub fn path_and_query(&self) -> String {
-        let mut out = String::new();
-        self.push_path_and_query(&mut out);
-        out
+        self.path_and_query.clone()
     }
 
     /// Appends the path, then `?` and the query if there is one, to `out`.
     pub fn push_path_and_query(&self, out: &mut String) {
-        out.push_str(&self.path);
-        if let Some(query) = &self.query {
-            out.push('?');
-            out.push_str(query);
-        }
+        out.push_str(&self.path_and_query);
     }
 
     /// The length of [`Self::path_and_query`].
     pub fn path_and_query_len(&self) -> usize {
-        self.path.len() + self.query.as_ref().map_or(0, |query| query.len() + 1)
+        self.path_and_query.len()
     }
 }
 
@@ -348,10 +354,19 @@ pub fn request_target(
         (None, Some(host)) => host,
         (None, None) => return Err(TargetError::MissingAuthority),
     };
+    let query = uri.query();
+    let mut path_and_query =
+        String::with_capacity(uri.path().len() + query.map_or(0, |query| query.len() + 1));
+    push_normalized_path(uri.path(), &mut path_and_query)?;
+    let path_len = path_and_query.len();
+    if let Some(query) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
     Ok(Target {
         authority,
-        path: normalize_path(uri.path())?,
-        query: uri.query().map(str::to_owned),
+        path_and_query,
+        path_len,
     })
 }
 
