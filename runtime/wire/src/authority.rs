@@ -101,7 +101,7 @@ pub struct Authority {
 impl Authority {
     /// Validates and normalises `host[:port]` (rules in the [module docs](self)).
     pub fn parse(text: &str) -> Result<Self, TargetError> {
-        if text.contains('@') {
+        if text.as_bytes().contains(&b'@') {
             return Err(TargetError::Userinfo);
         }
         let mut normalized = String::with_capacity(text.len() + 8);
@@ -118,11 +118,15 @@ impl Authority {
             normalized.push(']');
             (host, port)
         } else {
-            let (name, port) = match text.split_once(':') {
-                Some((_, port)) if port.contains(':') => return Err(TargetError::IpLiteral),
-                Some((name, port)) => (name, Some(port)),
-                None => (text, None),
-            };
+            let colon = text.bytes().position(|b| b == b':');
+            let (name, port) =
+                match colon.and_then(|at| Some((text.get(..at)?, text.get(at + 1..)?))) {
+                    Some((_, port)) if port.as_bytes().contains(&b':') => {
+                        return Err(TargetError::IpLiteral);
+                    }
+                    Some((name, port)) => (name, Some(port)),
+                    None => (text, None),
+                };
             normalized.push_str(host_name(name)?);
             normalized.make_ascii_lowercase();
             (0..normalized.len(), port)
@@ -187,11 +191,13 @@ fn itoa_u16(port: u16, buffer: &mut [u8; 5]) -> &str {
 
 /// A DNS-style host name, validated, one trailing dot removed (the caller lower-cases it).
 fn host_name(name: &str) -> Result<&str, TargetError> {
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    // Byte by byte (a host name is ASCII); a refused byte is named as the character it starts.
+    if let Some(at) = name
+        .bytes()
+        .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')))
     {
-        return Err(TargetError::HostCharacter(c));
+        let refused = name.get(at..).and_then(|rest| rest.chars().next());
+        return Err(TargetError::HostCharacter(refused.unwrap_or('?')));
     }
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() {
@@ -200,7 +206,11 @@ fn host_name(name: &str) -> Result<&str, TargetError> {
     if name.len() > MAX_HOST_LEN {
         return Err(TargetError::HostTooLong);
     }
-    if name.split('.').any(str::is_empty) {
+    let bytes = name.as_bytes();
+    if bytes.first() == Some(&b'.')
+        || bytes.last() == Some(&b'.')
+        || bytes.windows(2).any(|pair| pair == b"..")
+    {
         return Err(TargetError::EmptyLabel);
     }
     Ok(name)

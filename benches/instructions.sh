@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind: the same total for the same
+# binary and requests whatever else the machine is doing, so a small change to the request
+# path can be compared on a noisy or busy machine where CPU time per request moves by ±15 %.
+#
+#   benches/instructions.sh [--worker FILE] BINARY...
+#
+# For each `isola` binary, runs `isola serve` on a loopback port under callgrind twice,
+# answering FEW and then MANY requests (GET / on one keep-alive HTTP/1.1 connection, one at a
+# time), and prints (MANY total - FEW total) / (MANY - FEW): the start-up and shut-down cancel
+# out. All threads are counted (front end, executors, V8's helpers); the kernel is not.
+# Under callgrind every turn is slow, so work that runs after long turns (V8's heap
+# statistics) is counted on every request: compare binaries, not against CPU time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+worker="$PWD/examples/hello.js"
+if [[ "${1:-}" == "--worker" ]]; then
+  worker="$(realpath "$2")"
+  shift 2
+fi
+if [[ $# -eq 0 ]]; then
+  echo "usage: benches/instructions.sh [--worker FILE] BINARY..." >&2
+  exit 2
+fi
+command -v valgrind >/dev/null || { echo "instructions.sh: valgrind is not installed" >&2; exit 1; }
+
+FEW=${FEW:-300}
+MANY=${MANY:-1300}
+PORT=${PORT:-8899}
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# Generous limits: under callgrind a request takes ~50x its usual CPU time.
+cat > "$work/isola.toml" <<EOF
+[limits]
+cpu_ms = 30000
+wall_ms = 60000
+startup_wall_ms = 60000
+
+[[listeners]]
+address = "127.0.0.1:$PORT"
+
+[[routes]]
+worker = "bench"
+
+[workers.bench]
+file = "$worker"
+EOF
+
+# One keep-alive connection, requests one after another; waits up to 5 minutes for the node.
+cat > "$work/client.py" <<'EOF'
+import http.client, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+deadline = time.time() + 300
+while True:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        break
+    except OSError:
+        if time.time() > deadline:
+            sys.exit("instructions.sh: the node did not answer within 5 minutes")
+        time.sleep(0.5)
+for _ in range(count - 1):
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    response.read()
+    if response.status != 200:
+        sys.exit(f"instructions.sh: the node answered {response.status}")
+EOF
+
+# Total instructions of one run of BINARY answering COUNT requests.
+count_run() {
+  local binary="$1" count="$2" out="$work/callgrind.out"
+  rm -f "$out"
+  timeout 900 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out" \
+    "$binary" serve --config "$work/isola.toml" > "$work/node.log" 2>&1 &
+  local node=$!
+  if ! python3 "$work/client.py" "$PORT" "$count"; then
+    kill "$node" 2>/dev/null || true
+    tail -5 "$work/node.log" >&2
+    exit 1
+  fi
+  kill -TERM "$node"
+  wait "$node" || true
+  awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+
+for binary in "$@"; do
+  few=$(count_run "$binary" "$FEW")
+  many=$(count_run "$binary" "$MANY")
+  echo "$binary: $(( (many - few) / (MANY - FEW) )) instructions per request" \
+    "($few for $FEW requests, $many for $MANY)"
+done
