@@ -64,6 +64,8 @@ fn next_request_id() -> RequestId {
 
 /// The request's id as the client, the worker and the logs see it.
 pub(super) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// Keeps a client on one version during a rollout (a name, so a lookup need not parse it).
+const VERSION_KEY: http::HeaderName = http::HeaderName::from_static("isola-version-key");
 
 /// Who a request is: its number in the node, its id (a client's acceptable `x-request-id`,
 /// else the number in hex) and its trace (a well-formed incoming `traceparent`, else a new
@@ -484,7 +486,7 @@ fn route(
     target: &Target,
     headers: &http::HeaderMap,
 ) -> Result<Arc<Pool>, Refusal> {
-    let key = headers.get("isola-version-key").map(HeaderValue::as_bytes);
+    let key = headers.get(&VERSION_KEY).map(HeaderValue::as_bytes);
     shared
         .router
         .load()
