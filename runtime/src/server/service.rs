@@ -535,11 +535,11 @@ fn refuse_declared_body(headers: &http::HeaderMap, worker: &WorkerSource) -> Res
 fn request_url(scheme: &str, target: &Target) -> String {
     let authority = target.authority().as_str();
     let mut url =
-        String::with_capacity(scheme.len() + 3 + authority.len() + target.path_and_query_len());
+        String::with_capacity(scheme.len() + 3 + authority.len() + target.path_and_query().len());
     url.push_str(scheme);
     url.push_str("://");
     url.push_str(authority);
-    target.push_path_and_query(&mut url);
+    url.push_str(target.path_and_query());
     url
 }
 

@@ -319,18 +319,8 @@ impl Target {
     }
 
     /// The path, then `?` and the query if there is one.
-    pub fn path_and_query(&self) -> String {
-        self.path_and_query.clone()
-    }
-
-    /// Appends the path, then `?` and the query if there is one, to `out`.
-    pub fn push_path_and_query(&self, out: &mut String) {
-        out.push_str(&self.path_and_query);
-    }
-
-    /// The length of [`Self::path_and_query`].
-    pub fn path_and_query_len(&self) -> usize {
-        self.path_and_query.len()
+    pub fn path_and_query(&self) -> &str {
+        &self.path_and_query
     }
 }
 
