@@ -12,7 +12,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The node's executor threads, if it has any.
@@ -29,6 +29,11 @@ pub struct Executors {
     threads: Vec<Executor>,
     /// Round robin for connections.
     next: AtomicUsize,
+    /// When the executors started: the clock of `steer_until_ms`.
+    started: Instant,
+    /// Until when (ms after `started`) new connections prefer executors hosting a ready spare
+    /// isolate: cold starts are coming back to back.
+    steer_until_ms: AtomicU64,
 }
 
 /// One executor thread, as the rest of the node reaches it.
@@ -37,6 +42,10 @@ struct Executor {
     handle: tokio::runtime::Handle,
     /// Isolates (and spares) hosted there now.
     isolates: AtomicUsize,
+    /// Isolates V8 is deserialising there now (each blocks the thread for milliseconds).
+    deserialising: AtomicUsize,
+    /// Spare isolates ready there now.
+    ready_spares: AtomicUsize,
 }
 
 /// Why the executors could not start.
@@ -64,11 +73,15 @@ pub fn start(threads: usize) -> Result<(), ExecutorError> {
         started.push(Executor {
             handle: spawn_thread(index).map_err(|source| ExecutorError::Spawn { index, source })?,
             isolates: AtomicUsize::new(0),
+            deserialising: AtomicUsize::new(0),
+            ready_spares: AtomicUsize::new(0),
         });
     }
     let _ = EXECUTORS.set(Executors {
         threads: started,
         next: AtomicUsize::new(0),
+        started: Instant::now(),
+        steer_until_ms: AtomicU64::new(0),
     });
     Ok(())
 }
@@ -117,6 +130,16 @@ impl Executors {
         self.least_loaded()
     }
 
+    /// How many executor threads there are.
+    pub fn len(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Whether there are none (never: [`start`] starts at least one).
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
     /// The executor hosting the fewest isolates.
     pub fn least_loaded(&self) -> usize {
         self.least_loaded_avoiding(&[])
@@ -133,9 +156,40 @@ impl Executors {
         least_loaded_of(&loads, avoid)
     }
 
-    /// The executor for a new connection (round robin).
+    /// The executor for a new connection: round robin, passing over executors where V8 is
+    /// deserialising an isolate (its first request would wait milliseconds for it) while
+    /// another is free; while cold starts come back to back ([`Self::steer_to_spares_for`]),
+    /// preferring one that hosts a ready spare, so the start runs where its connection is
+    /// while the next spare is made on another executor.
     pub fn next_for_connection(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.threads.len().max(1)
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let free = |e: &Executor| e.deserialising.load(Ordering::Relaxed) == 0;
+        if self.elapsed_ms() < self.steer_until_ms.load(Ordering::Relaxed) {
+            let with_spare = |e: &Executor| free(e) && e.ready_spares.load(Ordering::Relaxed) > 0;
+            if let Some(index) = pick_for_connection(start, &self.threads, with_spare) {
+                return index;
+            }
+        }
+        pick_for_connection(start, &self.threads, free).unwrap_or(start % self.threads.len().max(1))
+    }
+
+    /// Makes new connections prefer executors hosting a ready spare for `how_long`.
+    pub fn steer_to_spares_for(&self, how_long: Duration) {
+        let until = self
+            .elapsed_ms()
+            .saturating_add(how_long.as_millis() as u64);
+        self.steer_until_ms.store(until, Ordering::Relaxed);
+    }
+
+    /// Records how many spare isolates are ready on each executor (index by index).
+    pub fn set_ready_spares(&self, counts: impl Iterator<Item = usize>) {
+        for (executor, count) in self.threads.iter().zip(counts) {
+            executor.ready_spares.store(count, Ordering::Relaxed);
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// The runtime of executor `index` (for `Send` tasks such as connections).
@@ -163,6 +217,41 @@ impl Executors {
                 drop(hosted);
             });
         });
+    }
+}
+
+/// The first of `threads` from `start` (round robin) that is `fit`, if any.
+fn pick_for_connection<T>(start: usize, threads: &[T], fit: impl Fn(&T) -> bool) -> Option<usize> {
+    let n = threads.len().max(1);
+    (0..threads.len())
+        .map(|k| (start + k) % n)
+        .find(|&index| fit(&threads[index]))
+}
+
+/// Marks the calling executor (if it is one) as deserialising an isolate until dropped, so
+/// new connections go elsewhere meanwhile.
+pub(crate) fn deserialising() -> Deserialising {
+    let index = current();
+    if let (Some(index), Some(executors)) = (index, executors()) {
+        executors.threads[index]
+            .deserialising
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    Deserialising { index }
+}
+
+/// See [`deserialising`].
+pub(crate) struct Deserialising {
+    index: Option<usize>,
+}
+
+impl Drop for Deserialising {
+    fn drop(&mut self) {
+        if let (Some(index), Some(executors)) = (self.index, executors()) {
+            executors.threads[index]
+                .deserialising
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -240,6 +329,17 @@ mod tests {
         assert_eq!(least_loaded_of(&[0, 5], &[Some(1), Some(0)]), 0);
         assert_eq!(least_loaded_of(&[4], &[Some(0), None]), 0);
         assert_eq!(least_loaded_of(&[], &[Some(0)]), 0);
+    }
+
+    #[test]
+    fn new_connections_go_round_robin_to_the_first_fit_executor() {
+        let free = |deserialising: &bool| !*deserialising;
+        assert_eq!(pick_for_connection(0, &[false, false], free), Some(0));
+        assert_eq!(pick_for_connection(3, &[false, false], free), Some(1));
+        assert_eq!(pick_for_connection(0, &[true, false], free), Some(1));
+        assert_eq!(pick_for_connection(5, &[false, true, true], free), Some(0));
+        assert_eq!(pick_for_connection(1, &[true, true], free), None);
+        assert_eq!(pick_for_connection(7, &[] as &[bool], free), None);
     }
 
     /// Spins for `busy`, then sleeps for `rest`, until `until`.

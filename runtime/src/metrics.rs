@@ -39,6 +39,10 @@ pub struct Metrics {
     pub isolate_kills: IntCounterVec,
     /// Requests that waited for a new isolate to start, by worker.
     pub cold_starts: IntCounterVec,
+    /// Isolates started, by where their V8 isolate came from (`spare`: made ahead and ready;
+    /// `starting_spare`: a spare still being made, claimed; `new`: made for this start), so an
+    /// operator sees how often starts outrun `node.spare_isolates`.
+    pub isolate_starts: IntCounterVec,
     /// JavaScript modules loaded into isolates, by worker and what V8's code cache did
     /// (`compiled`: no cache yet; `offered`: compiled from the worker's cache; `rejected`:
     /// an offered cache that V8 refused and replaced).
@@ -188,6 +192,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "isola_cold_starts_total",
             "Requests that waited for a new isolate to start.",
             &["worker"],
+        ),
+        isolate_starts: counter(
+            &registry,
+            "isola_isolate_starts_total",
+            "Isolates started, by where their V8 isolate came from (spare, starting_spare, new).",
+            &["source"],
         ),
         module_loads: counter(
             &registry,

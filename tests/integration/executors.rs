@@ -23,10 +23,11 @@ fn count(names: &[String], prefix: &str) -> usize {
 }
 
 /// A node with `workers` copies of the pool fixture (`w0.test` … by host), a CPU spinner
-/// (`spin.test`) and two executor threads.
+/// (`spin.test`), two executor threads and its metrics on a port of their own.
 fn node(workers: usize) -> Isola {
     let mut toml = String::from(
-        "[node]\nexecutor_threads = 2\nspare_isolates = 2\n[[listeners]]\naddress = \"127.0.0.1:0\"\n",
+        "[node]\nexecutor_threads = 2\nspare_isolates = 2\nmetrics_address = \"127.0.0.1:0\"\n\
+         [[listeners]]\naddress = \"127.0.0.1:0\"\n",
     );
     for i in 0..workers {
         let _ = write!(
@@ -255,5 +256,42 @@ async fn a_request_does_not_queue_behind_an_isolate_whose_request_waits_on_a_tim
     assert!(
         median < 50.0,
         "the fast request waited for the sleeping one's isolate: {fast_ms:?} ms"
+    );
+}
+
+/// The `isola_isolate_starts_total` count for `source`, 0 when there is none yet.
+fn isolate_starts(metrics: &str, source: &str) -> u64 {
+    let prefix = format!("isola_isolate_starts_total{{source=\"{source}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn cold_starts_back_to_back_claim_the_spare_being_made_instead_of_making_their_own() {
+    let isola = node(12);
+    // The two spares are made once the executors have been quiet a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..12 {
+        let reply = get_host(&isola, &format!("w{i}.test"), "/count").await;
+        assert_eq!((reply.status, reply.text()), (200, "1".into()), "w{i}");
+    }
+    let metrics = isola.metrics().await;
+    let (ready, claimed, new) = (
+        isolate_starts(&metrics, "spare"),
+        isolate_starts(&metrics, "starting_spare"),
+        isolate_starts(&metrics, "new"),
+    );
+    // The node also started each worker once as it booted.
+    assert!(ready + claimed + new >= 12, "{metrics}");
+    // Once the two ready spares are gone, each start makes the next spare at once on the other
+    // executor, and the next start takes it, or claims it while V8 still deserialises it,
+    // rather than deserialising a snapshot of its own (which the spares, waiting for a quiet
+    // moment, would leave every start after the second to do).
+    assert!(
+        new <= 3,
+        "spare {ready}, starting_spare {claimed}, new {new}: starts outran the spares"
     );
 }

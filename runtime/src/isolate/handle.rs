@@ -42,20 +42,26 @@ impl IsolateThread {
             ready: ready_tx,
             report: report.clone(),
         };
-        // A spare isolate (created ahead) if one fits, else a new one. A version with long
-        // turns gets a thread of its own, away from other tenants, so it cannot take a spare
-        // hosted on an executor.
+        // A spare isolate (created ahead) if one fits, else one being made now, else a new
+        // one. A version with long turns gets a thread of its own, away from other tenants,
+        // so it cannot take a spare hosted on an executor.
         let own_thread = crate::executor::executors().is_some() && worker.runs_long_turns();
         let executors = crate::executor::executors().filter(|_| !own_thread);
-        let spare = if own_thread {
-            None
+        let memory_mb = worker.limits.memory_mb;
+        let (order, mut executor, source) = if own_thread {
+            (Some(order), None, "new")
+        } else if let Some((spare, executor)) = spare::take(memory_mb) {
+            (spare.send(order).err(), executor, "spare")
         } else {
-            spare::take(worker.limits.memory_mb)
+            match spare::claim(memory_mb, order) {
+                Ok(executor) => (None, executor, "starting_spare"),
+                Err(order) => (Some(order), None, "new"),
+            }
         };
-        let (order, mut executor) = match spare {
-            Some((spare, executor)) => (spare.send(order).err(), executor),
-            None => (Some(order), None),
-        };
+        crate::metrics::metrics()
+            .isolate_starts
+            .with_label_values(&[if order.is_some() { "new" } else { source }])
+            .inc();
         spare::refill_avoiding(executor);
         match (order, executors) {
             (None, _) => {}

@@ -82,6 +82,7 @@ pub(crate) struct Blank {
 impl Blank {
     /// Creates an isolate from the snapshot on this thread, for a worker of `memory_mb`.
     pub(crate) fn create(memory_mb: u64) -> Result<Self, StartError> {
+        let _deserialising = crate::executor::deserialising();
         let (events_tx, events) = mpsc::unbounded_channel();
         let limit_bytes =
             usize::try_from(memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
