@@ -159,14 +159,21 @@ impl Executors {
     /// The executor for a new connection: round robin, passing over executors where V8 is
     /// deserialising an isolate (its first request would wait milliseconds for it) while
     /// another is free; while cold starts come back to back ([`Self::steer_to_spares_for`]),
-    /// preferring one that hosts a ready spare, so the start runs where its connection is
-    /// while the next spare is made on another executor.
+    /// preferring one that hosts a ready spare (one connection per spare), so the start runs
+    /// where its connection is while the next spare is made on another executor.
     pub fn next_for_connection(&self) -> usize {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let free = |e: &Executor| e.deserialising.load(Ordering::Relaxed) == 0;
         if self.elapsed_ms() < self.steer_until_ms.load(Ordering::Relaxed) {
             let with_spare = |e: &Executor| free(e) && e.ready_spares.load(Ordering::Relaxed) > 0;
             if let Some(index) = pick_for_connection(start, &self.threads, with_spare) {
+                // One connection per ready spare: the one that will likely start it. Others
+                // keep the round robin, so keep-alive connections do not pile up on one thread.
+                let _ = self.threads[index].ready_spares.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |ready| ready.checked_sub(1),
+                );
                 return index;
             }
         }
@@ -181,7 +188,8 @@ impl Executors {
         self.steer_until_ms.store(until, Ordering::Relaxed);
     }
 
-    /// Records how many spare isolates are ready on each executor (index by index).
+    /// Records how many spare isolates are ready on each executor (index by index): each draws
+    /// one new connection while starts hurry.
     pub fn set_ready_spares(&self, counts: impl Iterator<Item = usize>) {
         for (executor, count) in self.threads.iter().zip(counts) {
             executor.ready_spares.store(count, Ordering::Relaxed);
