@@ -51,7 +51,11 @@ impl IsolateThread {
         let (order, mut executor, source) = if own_thread {
             (Some(order), None, "new")
         } else if let Some((spare, executor)) = spare::take(memory_mb) {
-            (spare.send(order).err(), executor, "spare")
+            match spare.send(order) {
+                Ok(()) => (None, executor, "spare"),
+                // The spare is gone: a new isolate after all.
+                Err(order) => (Some(order), None, "new"),
+            }
         } else {
             match spare::claim(memory_mb, order) {
                 Ok(executor) => (None, executor, "starting_spare"),
@@ -60,7 +64,7 @@ impl IsolateThread {
         };
         crate::metrics::metrics()
             .isolate_starts
-            .with_label_values(&[if order.is_some() { "new" } else { source }])
+            .with_label_values(&[source])
             .inc();
         spare::refill_avoiding(executor);
         match (order, executors) {

@@ -36,17 +36,27 @@ struct Ready {
     order: oneshot::Sender<Order>,
 }
 
+/// Where a spare being made is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for a quiet moment on its executor (or for starts to hurry).
+    Waiting,
+    /// Waiting for its turn: as many spares as may be are being deserialised.
+    Queued,
+    /// V8 is deserialising it.
+    Deserialising,
+}
+
 /// A spare being made.
 struct Starting {
     id: u64,
     memory_mb: u64,
     /// The executor it is made on (none: a thread of its own, which is never claimed).
     executor: Option<usize>,
-    /// Whether V8 is deserialising it now (not waiting for a quiet moment any more).
-    begun: bool,
+    phase: Phase,
     /// Whether a start claimed it (its order waits in [`Spares::claims`]).
     claimed: bool,
-    /// Wakes it from its quiet moment, or when its turn to deserialise may have come.
+    /// Wakes it when starts hurry or (from [`Phase::Queued`]) its turn came.
     wake: Arc<Notify>,
 }
 
@@ -97,20 +107,27 @@ impl Spares {
             .iter()
             .enumerate()
             .filter(|(_, s)| {
-                s.begun && !s.claimed && s.executor.is_some() && s.memory_mb == memory_mb
+                s.phase == Phase::Deserialising
+                    && !s.claimed
+                    && s.executor.is_some()
+                    && s.memory_mb == memory_mb
             })
             .min_by_key(|(_, s)| s.id)
             .map(|(index, _)| index)
     }
 
     /// Makes the spares skip their quiet moment from `now` for [`HURRY_FOR`], waking those
-    /// waiting for one.
+    /// not being deserialised yet.
     fn hurry(&mut self, now: Instant) {
         self.hurry_until = Some(now + HURRY_FOR);
         if let Some(executors) = crate::executor::executors() {
             executors.steer_to_spares_for(HURRY_FOR);
         }
-        for spare in self.starting.iter().filter(|s| !s.begun) {
+        for spare in self
+            .starting
+            .iter()
+            .filter(|s| s.phase != Phase::Deserialising)
+        {
             spare.wake.notify_one();
         }
     }
@@ -120,19 +137,25 @@ impl Spares {
     }
 
     /// Spares V8 is deserialising now.
-    fn begun(&self) -> usize {
-        self.starting.iter().filter(|s| s.begun).count()
+    fn deserialising(&self) -> usize {
+        self.starting
+            .iter()
+            .filter(|s| s.phase == Phase::Deserialising)
+            .count()
     }
 
-    /// Marks spare `id` as begun if fewer than `max_begun` are; whether it may begin.
-    fn try_begin(&mut self, id: u64, max_begun: usize) -> bool {
-        if self.begun() >= max_begun {
-            return false;
-        }
+    /// Moves spare `id` on to [`Phase::Deserialising`] if fewer than `at_once` are, else
+    /// queues it for its turn; whether it may begin.
+    fn try_begin(&mut self, id: u64, at_once: usize) -> bool {
+        let phase = if self.deserialising() < at_once {
+            Phase::Deserialising
+        } else {
+            Phase::Queued
+        };
         if let Some(spare) = self.starting.iter_mut().find(|s| s.id == id) {
-            spare.begun = true;
+            spare.phase = phase;
         }
-        true
+        phase == Phase::Deserialising
     }
 
     /// Tells the executors how many ready spares each hosts (new connections prefer those
@@ -148,11 +171,12 @@ impl Spares {
         }
     }
 
-    /// Forgets spare `id` as being made (waking the next spare waiting for its turn); its
+    /// Forgets spare `id` as being made (waking the spare queued longest for its turn); its
     /// claim's order, if a start claimed it.
     fn finish(&mut self, id: u64) -> Option<Order> {
         self.starting.retain(|s| s.id != id);
-        if let Some(next) = self.starting.iter().find(|s| !s.begun) {
+        let queued = self.starting.iter().filter(|s| s.phase == Phase::Queued);
+        if let Some(next) = queued.min_by_key(|s| s.id) {
             next.wake.notify_one();
         }
         let index = self.claims.iter().position(|(claimed, _)| *claimed == id)?;
@@ -228,7 +252,7 @@ pub(super) fn refill_avoiding(busy: Option<usize>) {
             id,
             memory_mb,
             executor,
-            begun: false,
+            phase: Phase::Waiting,
             claimed: false,
             wake: wake.clone(),
         });
@@ -256,13 +280,13 @@ pub(super) fn refill_avoiding(busy: Option<usize>) {
 /// the spare just taken and to take new connections), then makes its isolate and waits for a
 /// worker.
 async fn make_on_executor(id: u64, memory_mb: u64, wake: Arc<Notify>) {
-    let max_begun = crate::executor::executors().map_or(1, |e| e.len().saturating_sub(1).max(1));
+    let at_once = crate::executor::executors().map_or(1, |e| e.len().saturating_sub(1).max(1));
     let mut quiet = false;
     loop {
         let hurrying = {
             let mut spares = lock();
             let hurrying = spares.hurrying(Instant::now());
-            if (quiet || hurrying) && spares.try_begin(id, max_begun) {
+            if (quiet || hurrying) && spares.try_begin(id, at_once) {
                 break;
             }
             hurrying
@@ -359,24 +383,32 @@ mod tests {
         }
     }
 
-    fn starting(id: u64, executor: Option<usize>, begun: bool) -> Starting {
+    fn starting(id: u64, executor: Option<usize>, phase: Phase) -> Starting {
         Starting {
             id,
             memory_mb: 128,
             executor,
-            begun,
+            phase,
             claimed: false,
             wake: Arc::new(Notify::new()),
         }
     }
 
+    /// Whether `spare` was woken (a permit is stored until it waits).
+    async fn woken(spare: &Starting) -> bool {
+        tokio::time::timeout(Duration::from_millis(200), spare.wake.notified())
+            .await
+            .is_ok()
+    }
+
     #[test]
     fn a_start_claims_the_earliest_spare_being_deserialised_on_an_executor() {
+        use Phase::{Deserialising, Waiting};
         let mut s = spares(vec![
-            starting(7, Some(1), true),
-            starting(3, Some(0), true),
-            starting(1, Some(0), false),
-            starting(0, None, true),
+            starting(7, Some(1), Deserialising),
+            starting(3, Some(0), Deserialising),
+            starting(1, Some(0), Waiting),
+            starting(0, None, Deserialising),
         ]);
         // Not 1 (still waiting for a quiet moment), not 0 (a thread of its own): 3, then 7.
         assert_eq!(s.claimable(128), Some(1));
@@ -395,40 +427,49 @@ mod tests {
     #[tokio::test]
     async fn finding_no_spare_ready_hurries_the_waiting_ones_for_a_while() {
         let mut s = spares(vec![
-            starting(0, Some(0), false),
-            starting(1, Some(1), true),
+            starting(0, Some(0), Phase::Waiting),
+            starting(1, Some(1), Phase::Deserialising),
         ]);
         let now = Instant::now();
         assert!(!s.hurrying(now));
         s.hurry(now);
         assert!(s.hurrying(now + HURRY_FOR / 2));
         assert!(!s.hurrying(now + HURRY_FOR));
-        // The waiting spare was woken (its permit is stored until it waits).
-        let woken = tokio::time::timeout(Duration::from_secs(1), s.starting[0].wake.notified());
-        assert!(woken.await.is_ok(), "the waiting spare was not woken");
+        assert!(
+            woken(&s.starting[0]).await,
+            "the waiting spare was not woken"
+        );
+        assert!(
+            !woken(&s.starting[1]).await,
+            "the one being made has nothing to wait for"
+        );
         assert_eq!(s.finish(0).map(|_| ()), None, "nobody claimed it");
         assert_eq!(s.starting.len(), 1);
     }
 
     #[tokio::test]
-    async fn spares_take_turns_deserialising_and_the_next_is_woken_when_one_is_made() {
+    async fn spares_take_turns_deserialising_and_the_queued_one_is_woken_when_one_is_made() {
+        use Phase::{Deserialising, Queued, Waiting};
         let mut s = spares(vec![
-            starting(0, Some(0), true),
-            starting(1, Some(1), false),
+            starting(0, Some(0), Deserialising),
+            starting(1, Some(1), Waiting),
+            starting(2, Some(1), Waiting),
         ]);
         assert!(
-            !s.try_begin(1, 1),
+            !s.try_begin(2, 1),
             "one executor stays free of deserialising"
         );
-        assert!(s.try_begin(1, 2));
-        assert_eq!(s.begun(), 2);
-        let mut s = spares(vec![
-            starting(0, Some(0), true),
-            starting(1, Some(1), false),
-        ]);
+        assert_eq!(s.starting[2].phase, Queued);
         assert_eq!(s.finish(0).map(|_| ()), None);
-        let woken = tokio::time::timeout(Duration::from_secs(1), s.starting[0].wake.notified());
-        assert!(woken.await.is_ok(), "the waiting spare was not woken");
-        assert!(s.try_begin(1, 1));
+        // Its turn came; the one still waiting for a quiet moment (an older id) sleeps on.
+        assert!(
+            woken(&s.starting[1]).await,
+            "the queued spare was not woken"
+        );
+        assert!(!woken(&s.starting[0]).await, "the waiting spare was woken");
+        assert!(s.try_begin(2, 1));
+        assert_eq!(s.deserialising(), 1);
+        assert!(!s.try_begin(1, 1));
+        assert!(s.try_begin(1, 2));
     }
 }
