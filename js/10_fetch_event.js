@@ -4,11 +4,13 @@
 // as a resource so Rust can pull chunks with backpressure.
 import { core, primordials } from "ext:core/mod.js";
 import {
+  op_isola_request_headers,
   op_isola_respond_bytes,
   op_isola_respond_empty,
   op_isola_respond_error,
   op_isola_respond_stream,
   op_isola_respond_text,
+  op_isola_respond_text_typed,
   op_isola_respond_websocket,
   op_isola_wait_until_expired,
   op_isola_wait_until_pending,
@@ -93,6 +95,8 @@ const inFlight = new InFlight();
 
 const TEXT_PLAIN = [["content-type", "text/plain;charset=UTF-8"]];
 const NO_HEADERS = [];
+/** The methods Rust passes by number (`KNOWN_METHODS` in `runtime/src/isolate/mod.rs`). */
+const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"];
 
 /** `ctx` of a module worker's `fetch(request, env, ctx)`, bound to its request. */
 class ExecutionContext {
@@ -172,12 +176,16 @@ class FetchEvent extends event.Event {
  * `newInnerRequest` returns, with its accessors on a prototype. `newInnerRequest` returns an
  * object literal with getters and setters, which V8 builds in dictionary mode, property by
  * property, and that cost each request about 2 us (profiled: `DefineAccessorPropertyUnchecked`
- * was half of `dispatch`). The header list is made on first use from the flat name/value list.
+ * was half of `dispatch`). The header list is made on first use: from `flatHeaders` when given,
+ * else from Rust (`op_isola_request_headers`), which keeps the headers until the request ends
+ * (its response sent and its `waitUntil` work settled); read later for the first time, they
+ * throw, as Deno's do.
  */
 class IncomingInnerRequest {
-  constructor(method, url, flatHeaders, body) {
+  constructor(method, url, id, flatHeaders, body) {
     this.methodInner = method;
     this.headerListInner = null;
+    this.id = id;
     this.flatHeaders = flatHeaders;
     this.body = body;
     this.redirectMode = "follow";
@@ -198,7 +206,13 @@ class IncomingInnerRequest {
 
   get headerList() {
     if (this.headerListInner === null) {
-      this.headerListInner = headerPairs(this.flatHeaders);
+      const flat = this.flatHeaders ?? op_isola_request_headers(this.id);
+      if (flat === null) {
+        throw new TypeError(
+          "Request closed: its headers were first read after its response was sent and its waitUntil work settled",
+        );
+      }
+      this.headerListInner = headerPairs(flat);
       this.flatHeaders = null;
     }
     return this.headerListInner;
@@ -240,19 +254,19 @@ function headerPairs(flat) {
  * context of everything the handler starts, so its fetches, logs and `waitUntil` work find the
  * request's context in Rust however requests interleave.
  */
-const dispatch = (function dispatch(id, method, url, flatHeaders, bodyRid) {
+const dispatch = (function dispatch(id, method, url, bodyRid) {
   const previous = getAsyncContext();
   setAsyncContext(id);
   try {
-    run(id, method, url, flatHeaders, bodyRid);
+    run(id, typeof method === "number" ? METHODS[method] : method, url, bodyRid);
   } finally {
     setAsyncContext(previous);
   }
 });
 
-const run = (function run(id, method, url, flatHeaders, bodyRid) {
+const run = (function run(id, method, url, bodyRid) {
   const innerBody = bodyRid === null ? null : new body.InnerBody(streams.readableStreamForRid(bodyRid));
-  const inner = new IncomingInnerRequest(method, url, flatHeaders, innerBody);
+  const inner = new IncomingInnerRequest(method, url, id, null, innerBody);
   const request = requestExt.fromInnerRequest(inner, "immutable");
   inFlight.set(id, request);
   const ctx = new ExecutionContext(id);
@@ -313,12 +327,19 @@ const respond = (function respond(id, response) {
   const fastStatus = response[responseExt.serveFastStatusKey];
   if (fastStatus !== 0 && response[responseExt.serveFastConsumedKey] === false) {
     const kind = response[responseExt.serveFastHeaderKindKey];
+    const fastBody = response[responseExt.serveFastBodyKey];
+    if (typeof fastBody === "string") {
+      // The header as a kind: no list for Rust to read back.
+      op_isola_respond_text_typed(id, fastStatus, kind, response[responseExt.serveFastContentTypeKey], fastBody);
+      inFlight.delete(id);
+      return;
+    }
     const headerList = kind === responseExt.SERVE_FAST_HEADER_NONE
       ? NO_HEADERS
       : kind === responseExt.SERVE_FAST_HEADER_DEFAULT_TEXT
       ? TEXT_PLAIN
       : [["content-type", response[responseExt.serveFastContentTypeKey]]];
-    if (sendStatic(id, fastStatus, headerList, response[responseExt.serveFastBodyKey])) {
+    if (sendStatic(id, fastStatus, headerList, fastBody)) {
       return;
     }
   }
@@ -518,7 +539,7 @@ function warmUp() {
   const flat = ["host", "example.com", "accept", "*/*", "user-agent", "isola-warm-up"];
   const { Response } = websocketInternals;
   for (let i = 0; i < 3; i++) {
-    const inner = new IncomingInnerRequest("GET", "http://example.com/warm-up?x=1", flat, null);
+    const inner = new IncomingInnerRequest("GET", "http://example.com/warm-up?x=1", 0, flat, null);
     const request = requestExt.fromInnerRequest(inner, "immutable");
     // Taken and given back: the ring is left as it was.
     inFlight.set(0, request);

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use isola_wire::trace::TraceParent;
 
 /// Identifies one HTTP exchange across the front end, the isolate and the logs.
@@ -97,6 +97,9 @@ pub struct RequestContext {
     pub request_id: Arc<str>,
     /// The request's trace (W3C `traceparent`), continued by its subrequests.
     pub trace: TraceParent,
+    /// Whether `trace` is the client's own well-formed `traceparent`, which the worker then
+    /// sees as it came; otherwise the worker's `traceparent` header is `trace`.
+    pub trace_from_client: bool,
     /// When the client stops waiting for the response head (`wall_ms` from arrival: queueing
     /// and a cold start included).
     pub deadline: Instant,
@@ -108,6 +111,9 @@ pub struct RequestContext {
     pub tail: Option<TailHandle>,
 }
 
+/// The request's id as the client, the worker and the logs see it.
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// The isolate's table of live request contexts, shared by the isolate, the ops and the
 /// outbound guard (which deno_fetch calls without any state).
 pub type SharedContexts = Rc<RefCell<ContextTable>>;
@@ -117,6 +123,7 @@ pub type SharedContexts = Rc<RefCell<ContextTable>>;
 struct Live {
     request_id: Arc<str>,
     trace: TraceParent,
+    trace_from_client: bool,
     loop_chain: Option<HeaderValue>,
     subrequests: u32,
     /// Console bytes written so far.
@@ -134,6 +141,10 @@ struct Live {
     budget_from_ns: u64,
     /// Its live-tail event, told the CPU time when the request ends.
     tail: Option<TailHandle>,
+    /// Its headers, until the worker first reads them (`request.headers`): most handlers
+    /// read few or none, and making a V8 string of every name and value up front was a
+    /// tenth of a small request's instructions.
+    headers: Option<HeaderMap>,
 }
 
 impl Live {
@@ -222,6 +233,7 @@ impl ContextTable {
             Live {
                 request_id: context.request_id.clone(),
                 trace: context.trace,
+                trace_from_client: context.trace_from_client,
                 loop_chain: context.loop_chain.clone(),
                 subrequests: 0,
                 console_bytes: 0,
@@ -231,8 +243,34 @@ impl ContextTable {
                 cpu_ns: 0,
                 budget_from_ns: 0,
                 tail: context.tail.clone(),
+                headers: None,
             },
         );
+    }
+
+    /// Keeps the headers of request `id` for the worker to take when it reads them.
+    pub fn keep_headers(&mut self, id: RequestId, headers: HeaderMap) {
+        if let Some(live) = self.live.get_mut(&id) {
+            live.headers = Some(headers);
+        }
+    }
+
+    /// The headers of request `id` as the worker sees them, once: with its `x-request-id` and
+    /// (unless the client's was kept) `traceparent`, added only now, as most workers never
+    /// read them. `None` when the request has ended (its response was sent and its
+    /// `waitUntil` work settled) or they were taken already.
+    pub fn take_headers(&mut self, id: RequestId) -> Option<HeaderMap> {
+        let live = self.live.get_mut(&id)?;
+        let mut headers = live.headers.take()?;
+        if let Ok(value) = HeaderValue::from_str(&live.request_id) {
+            headers.insert(X_REQUEST_ID, value);
+        }
+        if !live.trace_from_client
+            && let Ok(value) = HeaderValue::from_bytes(&live.trace.to_header_bytes())
+        {
+            headers.insert(crate::outbound::guard::TRACEPARENT, value);
+        }
+        Some(headers)
     }
 
     /// The request's response is complete (sent in full, its stream ended, or failed).
@@ -433,11 +471,46 @@ mod tests {
             id,
             request_id: format!("{id:016x}").into(),
             trace: TraceParent::root(),
+            trace_from_client: false,
             deadline: Instant::now() + Duration::from_secs(1),
             max_body_bytes: 1,
             loop_chain: None,
             tail: None,
         }
+    }
+
+    #[test]
+    fn headers_are_taken_once_with_the_request_id_and_trace_until_the_request_ends() {
+        let mut table = ContextTable::default();
+        let mut kept = context(2);
+        kept.trace_from_client = true;
+        table.open(&context(1));
+        table.open(&kept);
+        for id in [1, 2] {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::HOST, HeaderValue::from_static("a.example"));
+            headers.insert(X_REQUEST_ID, HeaderValue::from_static("from-the-client"));
+            table.keep_headers(id, headers);
+        }
+        let Some(first) = table.take_headers(1) else {
+            panic!("no headers for a live request");
+        };
+        assert_eq!(first["host"], "a.example");
+        assert_eq!(first[X_REQUEST_ID], "0000000000000001");
+        let trace = first[crate::outbound::guard::TRACEPARENT].as_bytes();
+        assert!(TraceParent::parse(trace).is_some(), "{trace:?}");
+        assert!(table.take_headers(1).is_none(), "taken once");
+        let Some(second) = table.take_headers(2) else {
+            panic!("no headers for a live request");
+        };
+        assert!(
+            !second.contains_key(crate::outbound::guard::TRACEPARENT),
+            "the client's traceparent (none here) is left as it came"
+        );
+        table.keep_headers(1, HeaderMap::new());
+        table.responded(1);
+        table.charge_turn(1);
+        assert!(table.take_headers(1).is_none(), "the request ended");
     }
 
     #[test]

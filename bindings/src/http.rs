@@ -220,7 +220,9 @@ deno_core::extension!(
     isola_http,
     deps = [deno_web, deno_fetch, isola_console, isola_websocket],
     ops = [
+        op_isola_request_headers,
         op_isola_respond_text,
+        op_isola_respond_text_typed,
         op_isola_respond_bytes,
         op_isola_respond_empty,
         op_isola_respond_stream,
@@ -423,6 +425,91 @@ fn op_isola_respond_text(
         headers,
         ResponseBody::Full(Bytes::from(body)),
     );
+}
+
+/// How [`op_isola_respond_text_typed`] is told the response's only header, as deno_fetch's
+/// `Response` records it for a body given as a string whose headers were never touched.
+mod fast_header {
+    /// No header at all.
+    pub const NONE: u32 = 0;
+    /// `content-type: text/plain;charset=UTF-8`, the default for a string body.
+    pub const DEFAULT_TEXT: u32 = 1;
+    /// A `content-type` given as the op's argument.
+    pub const CONTENT_TYPE: u32 = 2;
+}
+
+/// The default `content-type` of a string body.
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain;charset=UTF-8");
+
+/// Responds with a string body and at most a `content-type` header, passed as a kind (and the
+/// value, for [`fast_header::CONTENT_TYPE`]): reading a one-header list back from V8 cost
+/// about 2,500 instructions per request, a twentieth of hello's.
+#[op2(fast)]
+fn op_isola_respond_text_typed<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    state: &mut OpState,
+    #[number] id: u64,
+    #[smi] status: u32,
+    #[smi] header_kind: u32,
+    content_type: v8::Local<'s, v8::Value>,
+    #[string] body: String,
+) {
+    let headers = match header_kind {
+        fast_header::NONE => Ok(HeaderMap::with_capacity(ADDED_BY_THE_NODE)),
+        fast_header::DEFAULT_TEXT => Ok(single_content_type(TEXT_PLAIN)),
+        fast_header::CONTENT_TYPE => ByteBuffer::default()
+            .read(scope, content_type)
+            .and_then(|bytes| HeaderValue::from_bytes(bytes).ok())
+            .map(single_content_type)
+            .ok_or_else(|| "invalid value for response header content-type".to_owned()),
+        _ => Err(format!("unknown response header kind {header_kind}")),
+    };
+    respond(
+        state,
+        id,
+        status,
+        ResponseHeaders(headers),
+        ResponseBody::Full(Bytes::from(body)),
+    );
+}
+
+fn single_content_type(value: HeaderValue) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(1 + ADDED_BY_THE_NODE);
+    map.insert(http::header::CONTENT_TYPE, value);
+    map
+}
+
+/// The headers of request `id` as a flat `[name, value, ...]` list of strings, made when the
+/// worker first reads them (`request.headers`); `null` once the request has ended (its
+/// response sent and its `waitUntil` work settled), as Deno's `Request closed`.
+#[op2]
+fn op_isola_request_headers<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    state: &mut OpState,
+    #[number] id: u64,
+) -> v8::Local<'s, v8::Value> {
+    let Some(headers) = state
+        .borrow::<SharedContexts>()
+        .borrow_mut()
+        .take_headers(id)
+    else {
+        return v8::null(scope).into();
+    };
+    let mut flat = Vec::with_capacity(headers.len() * 2);
+    for (name, value) in &headers {
+        flat.push(one_byte_string(scope, name.as_str().as_bytes()));
+        flat.push(one_byte_string(scope, value.as_bytes()));
+    }
+    v8::Array::new_with_elements(scope, &flat).into()
+}
+
+/// A V8 string of Latin-1 bytes (header names and values are bytes, Web IDL ByteStrings).
+pub fn one_byte_string<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    bytes: &[u8],
+) -> v8::Local<'s, v8::Value> {
+    v8::String::new_from_one_byte(scope, bytes, v8::NewStringType::Normal)
+        .map_or_else(|| v8::undefined(scope).into(), Into::into)
 }
 
 /// Responds with a body given as bytes.

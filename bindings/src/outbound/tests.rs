@@ -175,6 +175,7 @@ fn subrequests_are_capped_per_request_and_hops_are_marked() {
         id,
         request_id: "r".into(),
         trace: isola_wire::trace::TraceParent::root(),
+        trace_from_client: false,
         deadline: std::time::Instant::now(),
         max_body_bytes: 0,
         loop_chain: chain,

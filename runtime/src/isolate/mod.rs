@@ -24,7 +24,7 @@ use isola_bindings::clock::TurnClock;
 use isola_bindings::console::WorkerName;
 use isola_bindings::context::{ContextTable, SharedContexts};
 use isola_bindings::extensions::{IsolateExtensionOptions, fetch_options, for_isolate};
-use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError, Retired};
+use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError, Retired, one_byte_string};
 use isola_bindings::outbound::{OutboundPolicy, StaticResolver, guard};
 use tokio::sync::mpsc;
 
@@ -306,22 +306,20 @@ impl Isolate {
                 .insert(&context, responder, guard, write_timeout);
             body.map(|chunks| state.resource_table.add(RequestBodyResource::new(chunks)))
         };
+        // The worker takes them when it reads them (`op_isola_request_headers`).
+        self.contexts.borrow_mut().keep_headers(id, headers);
         self.enforcer.request_opened(&self.contexts.borrow());
         let failure = {
             v8::scope_with_context!(let scope, self.runtime.v8_isolate(), &self.context);
-            // On the stack for up to 32 headers (a browser sends 10 to 20).
-            let mut flat =
-                smallvec::SmallVec::<[v8::Local<v8::Value>; 64]>::with_capacity(headers.len() * 2);
-            for (name, value) in &headers {
-                flat.push(one_byte_string(scope, name.as_str().as_bytes()));
-                flat.push(one_byte_string(scope, value.as_bytes()));
-            }
-            let args: [v8::Local<v8::Value>; 5] = [
+            let args: [v8::Local<v8::Value>; 4] = [
                 v8::Number::new(scope, id as f64).into(),
-                one_byte_string(scope, method.as_str().as_bytes()),
-                v8::String::new(scope, &url)
-                    .map_or_else(|| v8::undefined(scope).into(), Into::into),
-                v8::Array::new_with_elements(scope, &flat).into(),
+                method_value(scope, &method),
+                if url.is_ascii() {
+                    one_byte_string(scope, url.as_bytes())
+                } else {
+                    v8::String::new(scope, &url)
+                        .map_or_else(|| v8::undefined(scope).into(), Into::into)
+                },
                 match body_rid {
                     Some(rid) => v8::Integer::new_from_unsigned(scope, rid).into(),
                     None => v8::null(scope).into(),
@@ -588,9 +586,27 @@ extern "C" fn refuse_wasm_code_generation(
     LOADING_MODULES.get()
 }
 
-fn one_byte_string<'s>(scope: &mut v8::PinScope<'s, '_>, bytes: &[u8]) -> v8::Local<'s, v8::Value> {
-    v8::String::new_from_one_byte(scope, bytes, v8::NewStringType::Normal)
-        .map_or_else(|| v8::undefined(scope).into(), Into::into)
+/// The methods `dispatch` knows by number (`METHODS` in `js/10_fetch_event.js`, same order):
+/// a number costs V8 no string.
+const KNOWN_METHODS: [http::Method; 7] = [
+    http::Method::GET,
+    http::Method::HEAD,
+    http::Method::POST,
+    http::Method::PUT,
+    http::Method::DELETE,
+    http::Method::OPTIONS,
+    http::Method::PATCH,
+];
+
+/// The request's method for `dispatch`: its index in [`KNOWN_METHODS`], else its name.
+fn method_value<'s>(
+    scope: &mut v8::PinScope<'s, '_>,
+    method: &http::Method,
+) -> v8::Local<'s, v8::Value> {
+    match KNOWN_METHODS.iter().position(|known| known == method) {
+        Some(index) => v8::Integer::new(scope, index as i32).into(),
+        None => one_byte_string(scope, method.as_str().as_bytes()),
+    }
 }
 
 fn describe_exception(

@@ -74,6 +74,7 @@ fn waiter(executor: Option<usize>, since: Instant) -> Waiter {
                 id: 1,
                 request_id: Arc::from("test"),
                 trace: isola_wire::trace::TraceParent::root(),
+                trace_from_client: false,
                 deadline: since + Duration::from_secs(30),
                 max_body_bytes: 0,
                 loop_chain: None,

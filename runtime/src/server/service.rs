@@ -13,7 +13,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use isola_bindings::body::BodyReceiver;
-use isola_bindings::context::RequestContext;
+use isola_bindings::context::{RequestContext, X_REQUEST_ID};
 use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId, ResponseBody};
 use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
 use isola_wire::authority::{Target, TargetError, request_target};
@@ -62,8 +62,6 @@ fn next_request_id() -> RequestId {
     NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The request's id as the client, the worker and the logs see it.
-pub(super) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 /// Keeps a client on one version during a rollout (a name, so a lookup need not parse it).
 const VERSION_KEY: http::HeaderName = http::HeaderName::from_static("isola-version-key");
 
@@ -73,7 +71,8 @@ const VERSION_KEY: http::HeaderName = http::HeaderName::from_static("isola-versi
 struct Identity {
     number: RequestId,
     id: Arc<str>,
-    /// `id` as a header value, shared by the worker's request and the response.
+    /// `id` as a header value, for the response (the isolate adds it to the worker's request
+    /// when the worker reads its headers).
     id_header: HeaderValue,
     trace: TraceParent,
     /// Whether the incoming `traceparent` is kept as it came.
@@ -92,8 +91,7 @@ impl Identity {
             None => {
                 let digits = isola_wire::hex::u64_digits(number);
                 let id = std::str::from_utf8(&digits).unwrap_or("-");
-                // Owned by its `Bytes` (one allocation), so the clones for the worker's
-                // request and the response are reference counts.
+                // Owned by its `Bytes`: one allocation, and a clone is a reference count.
                 let header = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(digits))
                     .unwrap_or(HeaderValue::from_static("-"));
                 (Arc::from(id), header)
@@ -108,16 +106,6 @@ impl Identity {
             id_header,
             trace: incoming.unwrap_or_else(TraceParent::root),
             trace_kept: incoming.is_some(),
-        }
-    }
-
-    /// The id and trace as the worker sees them.
-    fn tag(&self, headers: &mut http::HeaderMap) {
-        headers.insert(X_REQUEST_ID, self.id_header.clone());
-        if !self.trace_kept
-            && let Ok(value) = HeaderValue::from_bytes(&self.trace.to_header_bytes())
-        {
-            headers.insert(isola_bindings::outbound::guard::TRACEPARENT, value);
         }
     }
 }
@@ -315,7 +303,6 @@ async fn respond(
     } = admit(shared, scheme, peer, &mut parts)?;
     metered.routed(&worker);
     metered.tail(&worker, &parts, &url, &identity.id);
-    identity.tag(&mut parts.headers);
     let lookup = if upgrade.is_some() {
         // A handshake is never answered from the cache.
         Lookup::Forward(Forwarding::around())
@@ -408,6 +395,7 @@ fn request_context(
         id: identity.number,
         request_id: identity.id.clone(),
         trace: identity.trace,
+        trace_from_client: identity.trace_kept,
         deadline: arrival + worker.limits.wall(),
         max_body_bytes: worker.limits.max_body_bytes,
         loop_chain: headers.get(CDN_LOOP).cloned(),
@@ -416,7 +404,7 @@ fn request_context(
 }
 
 /// How many headers the front end may add to a request on its way to the worker.
-const ADDED_HEADERS: usize = 7;
+const ADDED_HEADERS: usize = 5;
 
 /// A request the front end lets through, with its deployment.
 struct Admitted {
@@ -436,8 +424,9 @@ fn admit(
 ) -> Result<Admitted, Refusal> {
     check_head_size(&shared.http, parts)?;
     // Room, in one step, for what the front end adds: `Host`, the two client-address
-    // headers, `x-request-id`, `traceparent` and a revalidation's two validators (hyper sizes
-    // the map for the headers it parsed, so each of these grew it otherwise).
+    // headers and a revalidation's two validators (hyper sizes the map for the headers it
+    // parsed, so each of these grew it otherwise). `x-request-id` and `traceparent` are added
+    // by the isolate if the worker reads its headers.
     parts
         .headers
         .try_reserve(ADDED_HEADERS)
@@ -666,7 +655,6 @@ async fn revalidate_in_background(
     headers.remove(X_REQUEST_ID);
     headers.remove(isola_bindings::outbound::guard::TRACEPARENT);
     let identity = Identity::of(&headers);
-    identity.tag(&mut headers);
     let context = request_context(&identity, std::time::Instant::now(), &worker, &headers);
     let request = Box::new(IncomingRequest {
         context,
