@@ -5,11 +5,15 @@
 #
 #   benches/instructions.sh [--worker FILE] BINARY...
 #
-# For each `isola` binary, runs `isola serve` on a loopback port under callgrind twice,
-# answering FEW (1,500) and then MANY (4,500) requests (GET / on one keep-alive HTTP/1.1
+# A BINARY named `deno` (the executable itself, not a shell shim: `pyenv which deno` where
+# `pip install deno` went under pyenv) is measured as `deno serve` on the same worker, the
+# peer counted the same way. For each binary, runs it on a loopback port under callgrind
+# twice, answering FEW (1,500) and then MANY (4,500) requests (GET / on one keep-alive HTTP/1.1
 # connection, one at a time), and prints (MANY total - FEW total) / (MANY - FEW): the start-up,
 # the JIT's warm-up (hello's code is optimised after ~1,000 requests) and shut-down cancel out.
 # All threads are counted (front end, executors, V8's helpers); the kernel is not.
+# Now and then a run counts a few percent more (a spare isolate or a GC more in the long run),
+# so each binary is measured RUNS (3) times and the median is printed with the range.
 # Under callgrind every turn is slow, so work that runs after long turns (V8's heap
 # statistics) is counted on every request: compare binaries, not against CPU time.
 set -euo pipefail
@@ -76,8 +80,12 @@ EOF
 count_run() {
   local binary="$1" count="$2" out="$work/callgrind.out"
   rm -f "$out"
+  local serve=(serve --config "$work/isola.toml")
+  if [[ "$(basename "$binary")" == deno ]]; then
+    serve=(serve --port "$PORT" --host 127.0.0.1 "$worker")
+  fi
   timeout 900 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out" \
-    "$binary" serve --config "$work/isola.toml" > "$work/node.log" 2>&1 &
+    "$binary" "${serve[@]}" > "$work/node.log" 2>&1 &
   local node=$!
   if ! python3 "$work/client.py" "$PORT" "$count"; then
     kill "$node" 2>/dev/null || true
@@ -89,10 +97,20 @@ count_run() {
   awk '/^(summary|totals):/ { print $2; exit }' "$out"
 }
 
+RUNS=${RUNS:-3}
 for binary in "$@"; do
   [[ -x "$binary" ]] || { echo "instructions.sh: $binary is not an executable" >&2; exit 2; }
-  few=$(count_run "$binary" "$FEW")
-  many=$(count_run "$binary" "$MANY")
-  echo "$binary: $(( (many - few) / (MANY - FEW) )) instructions per request" \
-    "($few for $FEW requests, $many for $MANY)"
+  if [[ "$(head -c 2 "$binary")" == "#!" ]]; then
+    echo "instructions.sh: $binary is a script (a shim?); callgrind must run the binary itself" >&2
+    exit 2
+  fi
+  per_request=()
+  for _ in $(seq "$RUNS"); do
+    few=$(count_run "$binary" "$FEW")
+    many=$(count_run "$binary" "$MANY")
+    per_request+=($(( (many - few) / (MANY - FEW) )))
+  done
+  sorted=($(printf '%s\n' "${per_request[@]}" | sort -n))
+  echo "$binary: ${sorted[$(( RUNS / 2 ))]} instructions per request" \
+    "(median of $RUNS runs; ${sorted[0]}-${sorted[$(( RUNS - 1 ))]})"
 done
