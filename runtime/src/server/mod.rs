@@ -3,6 +3,7 @@
 pub mod bearer;
 mod client_ip;
 pub(crate) mod connection;
+mod deadline;
 mod listener;
 mod metered;
 mod metrics_endpoint;

@@ -569,7 +569,7 @@ async fn forward(
     body_fault: &BodyFault,
 ) -> Result<JsResponse, Refusal> {
     let id = request.context.request_id.clone();
-    let deadline = tokio::time::Instant::from_std(request.context.deadline);
+    let deadline = request.context.deadline;
     let timed_out = || {
         tracing::warn!(
             request_id = &*id,
@@ -579,8 +579,8 @@ async fn forward(
         );
         Refusal::Timeout
     };
-    // One timer for both waits (for an isolate, then for its answer): a timer costs each
-    // request its registration in the thread's timer wheel.
+    // One deadline for both waits (for an isolate, then for its answer), checked by the
+    // thread's ticker on an executor (`deadline`), not a timer per request.
     let exchange = async {
         let isolate = deployment
             .dispatch(request)
@@ -598,7 +598,7 @@ async fn forward(
         guard.disarm();
         Ok(outcome)
     };
-    let outcome = tokio::time::timeout_at(deadline, exchange)
+    let outcome = super::deadline::within(deadline, exchange)
         .await
         .map_err(|_elapsed| timed_out())??;
     match outcome {
