@@ -29,6 +29,7 @@ const {
   PromiseResolve,
   ReflectApply,
   SafeMap,
+  StringPrototypeToLowerCase,
   TypedArrayPrototypeGetSymbolToStringTag,
 } = primordials;
 
@@ -302,9 +303,31 @@ function isBytes(value) {
   return TypedArrayPrototypeGetSymbolToStringTag(value) === "Uint8Array";
 }
 
+/**
+ * How a response's header list can travel as a kind (`op_isola_respond_text_typed`): none, or
+ * one `content-type` (deno_fetch's serve-fast kinds, which it sets only for status 200);
+ * `LISTED` when the list must be read.
+ */
+const LISTED = -1;
+const headerKind = (function headerKind(headerList) {
+  if (headerList.length === 0) return responseExt.SERVE_FAST_HEADER_NONE;
+  if (headerList.length !== 1) return LISTED;
+  const name = headerList[0][0];
+  if (name !== "content-type" && StringPrototypeToLowerCase(name) !== "content-type") return LISTED;
+  return headerList[0][1] === "text/plain;charset=UTF-8"
+    ? responseExt.SERVE_FAST_HEADER_DEFAULT_TEXT
+    : responseExt.SERVE_FAST_HEADER_CONTENT_TYPE;
+});
+
 const sendStatic = (function sendStatic(id, status, headerList, staticBody) {
   if (typeof staticBody === "string") {
-    op_isola_respond_text(id, status, headerList, staticBody);
+    const kind = headerKind(headerList);
+    if (kind === LISTED) {
+      op_isola_respond_text(id, status, headerList, staticBody);
+    } else {
+      const contentType = kind === responseExt.SERVE_FAST_HEADER_CONTENT_TYPE ? headerList[0][1] : "";
+      op_isola_respond_text_typed(id, status, kind, contentType, staticBody);
+    }
   } else if (isBytes(staticBody)) {
     op_isola_respond_bytes(id, status, headerList, staticBody);
   } else {
