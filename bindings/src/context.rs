@@ -114,6 +114,9 @@ pub struct RequestContext {
 /// The request's id as the client, the worker and the logs see it.
 pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
+/// The W3C trace context header: the worker sees its request's trace there.
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// The isolate's table of live request contexts, shared by the isolate, the ops and the
 /// outbound guard (which deno_fetch calls without any state).
 pub type SharedContexts = Rc<RefCell<ContextTable>>;
@@ -268,7 +271,7 @@ impl ContextTable {
         if !live.trace_from_client
             && let Ok(value) = HeaderValue::from_bytes(&live.trace.to_header_bytes())
         {
-            headers.insert(crate::outbound::guard::TRACEPARENT, value);
+            headers.insert(TRACEPARENT, value);
         }
         Some(headers)
     }
@@ -497,14 +500,14 @@ mod tests {
         };
         assert_eq!(first["host"], "a.example");
         assert_eq!(first[X_REQUEST_ID], "0000000000000001");
-        let trace = first[crate::outbound::guard::TRACEPARENT].as_bytes();
+        let trace = first[TRACEPARENT].as_bytes();
         assert!(TraceParent::parse(trace).is_some(), "{trace:?}");
         assert!(table.take_headers(1).is_none(), "taken once");
         let Some(second) = table.take_headers(2) else {
             panic!("no headers for a live request");
         };
         assert!(
-            !second.contains_key(crate::outbound::guard::TRACEPARENT),
+            !second.contains_key(TRACEPARENT),
             "the client's traceparent (none here) is left as it came"
         );
         table.keep_headers(1, HeaderMap::new());

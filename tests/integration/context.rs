@@ -118,12 +118,17 @@ fn request_id_of(logs: &str, message: &str) -> String {
         .to_owned()
 }
 
-fn with_chain(isola: &Isola, path: &str, chain: &str) -> Request<Full<Bytes>> {
+/// GET `path` with one header `name: value`.
+fn with_header(isola: &Isola, path: &str, name: &str, value: &str) -> Request<Full<Bytes>> {
     Request::get(format!("http://{}{path}", isola.authority()))
         .header("host", isola.authority())
-        .header("cdn-loop", chain)
+        .header(name, value)
         .body(Full::new(Bytes::new()))
         .unwrap()
+}
+
+fn with_chain(isola: &Isola, path: &str, chain: &str) -> Request<Full<Bytes>> {
+    with_header(isola, path, "cdn-loop", chain)
 }
 
 #[tokio::test]
@@ -205,14 +210,6 @@ async fn wait_until_work_after_the_next_request_began_stays_in_its_request() {
     assert_ne!(request_id_of(&logs, "x-start"), w_start);
 }
 
-fn who(isola: &Isola, path: &str, who: &str) -> Request<Full<Bytes>> {
-    Request::get(format!("http://{}{path}", isola.authority()))
-        .header("host", isola.authority())
-        .header("x-who", who)
-        .body(Full::new(Bytes::new()))
-        .unwrap()
-}
-
 /// Headers reach the worker when it first reads them (not as V8 strings up front): each
 /// request reads its own, also from `waitUntil` work that runs after the next request began;
 /// read for the first time after the request ended, they throw (as Deno's do).
@@ -220,15 +217,35 @@ fn who(isola: &Isola, path: &str, who: &str) -> Request<Full<Bytes>> {
 async fn each_request_reads_its_own_headers_until_it_ends() {
     let (upstream, _records) = recording_upstream().await;
     let isola = serve(upstream, "");
-    let h1 = send(Proto::H1, &isola.authority(), who(&isola, "/h1", "one")).await;
+    let h1 = send(
+        Proto::H1,
+        &isola.authority(),
+        with_header(&isola, "/h1", "x-who", "one"),
+    )
+    .await;
     assert_eq!(h1.text(), "h1");
-    let h2 = send(Proto::H1, &isola.authority(), who(&isola, "/h2", "two")).await;
+    let h2 = send(
+        Proto::H1,
+        &isola.authority(),
+        with_header(&isola, "/h2", "x-who", "two"),
+    )
+    .await;
     assert_eq!(h2.text(), "h2 own header: two");
     let logs = isola.wait_for_log("h1-late header");
     assert!(logs.contains("h1-late header: one"), "{logs}");
-    let kept = send(Proto::H1, &isola.authority(), who(&isola, "/keep", "kept")).await;
+    let kept = send(
+        Proto::H1,
+        &isola.authority(),
+        with_header(&isola, "/keep", "x-who", "kept"),
+    )
+    .await;
     assert_eq!(kept.text(), "kept");
-    let h3 = send(Proto::H1, &isola.authority(), who(&isola, "/h3", "three")).await;
+    let h3 = send(
+        Proto::H1,
+        &isola.authority(),
+        with_header(&isola, "/h3", "x-who", "three"),
+    )
+    .await;
     assert!(
         h3.text().starts_with("TypeError: Request closed"),
         "{}",

@@ -27,7 +27,7 @@ pub const CONTEXT_HEADER: HeaderName = HeaderName::from_static("isola-context");
 
 /// The W3C trace context header: each subrequest continues its request's trace in a span of
 /// its own.
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub use crate::context::TRACEPARENT;
 
 /// Most Isola hops a request may have taken; more is a loop between deployments.
 pub const MAX_HOPS: usize = 16;
