@@ -177,17 +177,16 @@ class FetchEvent extends event.Event {
  * `newInnerRequest` returns, with its accessors on a prototype. `newInnerRequest` returns an
  * object literal with getters and setters, which V8 builds in dictionary mode, property by
  * property, and that cost each request about 2 us (profiled: `DefineAccessorPropertyUnchecked`
- * was half of `dispatch`). The header list is made on first use: from `flatHeaders` when given,
- * else from Rust (`op_isola_request_headers`), which keeps the headers until the request ends
- * (its response sent and its `waitUntil` work settled); read later for the first time, they
- * throw, as Deno's do.
+ * was half of `dispatch`). The header list is made on first use, from Rust
+ * (`op_isola_request_headers`), which keeps the headers until the request ends (its response
+ * sent and its `waitUntil` work settled); read later for the first time, they throw, as
+ * Deno's do.
  */
 class IncomingInnerRequest {
-  constructor(method, url, id, flatHeaders, body) {
+  constructor(method, url, id, body) {
     this.methodInner = method;
     this.headerListInner = null;
     this.id = id;
-    this.flatHeaders = flatHeaders;
     this.body = body;
     this.redirectMode = "follow";
     this.redirectCount = 0;
@@ -207,21 +206,19 @@ class IncomingInnerRequest {
 
   get headerList() {
     if (this.headerListInner === null) {
-      const flat = this.flatHeaders ?? op_isola_request_headers(this.id);
+      const flat = op_isola_request_headers(this.id);
       if (flat === null) {
         throw new TypeError(
           "Request closed: its headers were first read after its response was sent and its waitUntil work settled",
         );
       }
       this.headerListInner = headerPairs(flat);
-      this.flatHeaders = null;
     }
     return this.headerListInner;
   }
 
   set headerList(value) {
     this.headerListInner = value;
-    this.flatHeaders = null;
   }
 
   url() {
@@ -267,7 +264,7 @@ const dispatch = (function dispatch(id, method, url, bodyRid) {
 
 const run = (function run(id, method, url, bodyRid) {
   const innerBody = bodyRid === null ? null : new body.InnerBody(streams.readableStreamForRid(bodyRid));
-  const inner = new IncomingInnerRequest(method, url, id, null, innerBody);
+  const inner = new IncomingInnerRequest(method, url, id, innerBody);
   const request = requestExt.fromInnerRequest(inner, "immutable");
   inFlight.set(id, request);
   const ctx = new ExecutionContext(id);
@@ -350,19 +347,12 @@ const respond = (function respond(id, response) {
   const fastStatus = response[responseExt.serveFastStatusKey];
   if (fastStatus !== 0 && response[responseExt.serveFastConsumedKey] === false) {
     const kind = response[responseExt.serveFastHeaderKindKey];
-    const fastBody = response[responseExt.serveFastBodyKey];
-    if (typeof fastBody === "string") {
-      // The header as a kind: no list for Rust to read back.
-      op_isola_respond_text_typed(id, fastStatus, kind, response[responseExt.serveFastContentTypeKey], fastBody);
-      inFlight.delete(id);
-      return;
-    }
     const headerList = kind === responseExt.SERVE_FAST_HEADER_NONE
       ? NO_HEADERS
       : kind === responseExt.SERVE_FAST_HEADER_DEFAULT_TEXT
       ? TEXT_PLAIN
       : [["content-type", response[responseExt.serveFastContentTypeKey]]];
-    if (sendStatic(id, fastStatus, headerList, fastBody)) {
+    if (sendStatic(id, fastStatus, headerList, response[responseExt.serveFastBodyKey])) {
       return;
     }
   }
@@ -562,7 +552,9 @@ function warmUp() {
   const flat = ["host", "example.com", "accept", "*/*", "user-agent", "isola-warm-up"];
   const { Response } = websocketInternals;
   for (let i = 0; i < 3; i++) {
-    const inner = new IncomingInnerRequest("GET", "http://example.com/warm-up?x=1", 0, flat, null);
+    const inner = new IncomingInnerRequest("GET", "http://example.com/warm-up?x=1", 0, null);
+    // No request to take headers from while the snapshot is made.
+    inner.headerList = headerPairs(flat);
     const request = requestExt.fromInnerRequest(inner, "immutable");
     // Taken and given back: the ring is left as it was.
     inFlight.set(0, request);

@@ -217,35 +217,20 @@ async fn wait_until_work_after_the_next_request_began_stays_in_its_request() {
 async fn each_request_reads_its_own_headers_until_it_ends() {
     let (upstream, _records) = recording_upstream().await;
     let isola = serve(upstream, "");
-    let h1 = send(
-        Proto::H1,
-        &isola.authority(),
-        with_header(&isola, "/h1", "x-who", "one"),
-    )
-    .await;
-    assert_eq!(h1.text(), "h1");
-    let h2 = send(
-        Proto::H1,
-        &isola.authority(),
-        with_header(&isola, "/h2", "x-who", "two"),
-    )
-    .await;
-    assert_eq!(h2.text(), "h2 own header: two");
+    let authority = isola.authority();
+    let as_who = |path, who| {
+        send(
+            Proto::H1,
+            &authority,
+            with_header(&isola, path, "x-who", who),
+        )
+    };
+    assert_eq!(as_who("/h1", "one").await.text(), "h1");
+    assert_eq!(as_who("/h2", "two").await.text(), "h2 own header: two");
     let logs = isola.wait_for_log("h1-late header");
     assert!(logs.contains("h1-late header: one"), "{logs}");
-    let kept = send(
-        Proto::H1,
-        &isola.authority(),
-        with_header(&isola, "/keep", "x-who", "kept"),
-    )
-    .await;
-    assert_eq!(kept.text(), "kept");
-    let h3 = send(
-        Proto::H1,
-        &isola.authority(),
-        with_header(&isola, "/h3", "x-who", "three"),
-    )
-    .await;
+    assert_eq!(as_who("/keep", "kept").await.text(), "kept");
+    let h3 = as_who("/h3", "three").await;
     assert!(
         h3.text().starts_with("TypeError: Request closed"),
         "{}",
