@@ -16,6 +16,10 @@
 # so each binary is measured RUNS (3) times and the median is printed with the range.
 # Under callgrind every turn is slow, so work that runs after long turns (V8's heap
 # statistics) is counted on every request: compare binaries, not against CPU time.
+# URL_PATH (default /) is the path requested; KEEP=PREFIX keeps each run's callgrind output as
+# PREFIX.BINARY-NAME.COUNT for callgrind_annotate (the last run's, with RUNS > 1).
+# Workers whose JIT keeps tiering up for thousands of requests (hono) give unstable counts
+# here: a longer run has counted fewer instructions than a shorter one. Use hello for A/B.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,12 +60,12 @@ EOF
 # One keep-alive connection, requests one after another; waits up to 5 minutes for the node.
 cat > "$work/client.py" <<'EOF'
 import http.client, sys, time
-port, count = int(sys.argv[1]), int(sys.argv[2])
+port, count, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 deadline = time.time() + 300
 while True:
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        connection.request("GET", "/")
+        connection.request("GET", path)
         connection.getresponse().read()
         break
     except OSError:
@@ -69,7 +73,7 @@ while True:
             sys.exit("instructions.sh: the node did not answer within 5 minutes")
         time.sleep(0.5)
 for _ in range(count - 1):
-    connection.request("GET", "/")
+    connection.request("GET", path)
     response = connection.getresponse()
     response.read()
     if response.status != 200:
@@ -79,6 +83,7 @@ EOF
 # Total instructions of one run of BINARY answering COUNT requests.
 count_run() {
   local binary="$1" count="$2" out="$work/callgrind.out"
+  [[ -n "${KEEP:-}" ]] && out="$KEEP.$(basename "$binary").$count"
   rm -f "$out"
   local serve=(serve --config "$work/isola.toml")
   if [[ "$(basename "$binary")" == deno ]]; then
@@ -87,7 +92,7 @@ count_run() {
   timeout 900 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out" \
     "$binary" "${serve[@]}" > "$work/node.log" 2>&1 &
   local node=$!
-  if ! python3 "$work/client.py" "$PORT" "$count"; then
+  if ! python3 "$work/client.py" "$PORT" "$count" "${URL_PATH:-/}"; then
     kill "$node" 2>/dev/null || true
     tail -5 "$work/node.log" >&2
     exit 1
