@@ -109,10 +109,22 @@ pub struct RequestContext {
     pub loop_chain: Option<HeaderValue>,
     /// The request's live-tail event, while a tail listens.
     pub tail: Option<TailHandle>,
+    /// The client's address as `x-forwarded-for` and `x-real-ip`, added (replacing any the
+    /// client sent) when the worker first reads its headers; `None` when the front end set
+    /// them itself (a trusted proxy's chain, or a response cache in front matching `Vary` on
+    /// them). Most handlers never read them, and inserting two headers grew every request's
+    /// header map.
+    pub client_address: Option<HeaderValue>,
 }
 
 /// The request's id as the client, the worker and the logs see it.
 pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// The client's address chain as the worker sees it.
+pub const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
+
+/// The client's address as the worker sees it.
+pub const X_REAL_IP: http::HeaderName = http::HeaderName::from_static("x-real-ip");
 
 /// The W3C trace context header: the worker sees its request's trace there.
 pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
@@ -128,6 +140,8 @@ struct Live {
     trace: TraceParent,
     trace_from_client: bool,
     loop_chain: Option<HeaderValue>,
+    /// See [`RequestContext::client_address`].
+    client_address: Option<HeaderValue>,
     subrequests: u32,
     /// Console bytes written so far.
     console_bytes: usize,
@@ -238,6 +252,7 @@ impl ContextTable {
                 trace: context.trace,
                 trace_from_client: context.trace_from_client,
                 loop_chain: context.loop_chain.clone(),
+                client_address: context.client_address.clone(),
                 subrequests: 0,
                 console_bytes: 0,
                 responding: true,
@@ -258,9 +273,9 @@ impl ContextTable {
         }
     }
 
-    /// The headers of request `id` as the worker sees them, once: with its `x-request-id` and
-    /// (unless the client's was kept) `traceparent`, added only now, as most workers never
-    /// read them. `None` when the request has ended (its response was sent and its
+    /// The headers of request `id` as the worker sees them, once: with its `x-request-id`,
+    /// (unless the client's was kept) `traceparent` and (unless the front end set them) the
+    /// client-address headers, added only now, as most workers never read them. `None` when the request has ended (its response was sent and its
     /// `waitUntil` work settled) or they were taken already.
     pub fn take_headers(&mut self, id: RequestId) -> Option<HeaderMap> {
         let live = self.live.get_mut(&id)?;
@@ -272,6 +287,10 @@ impl ContextTable {
             && let Ok(value) = HeaderValue::from_bytes(&live.trace.to_header_bytes())
         {
             headers.insert(TRACEPARENT, value);
+        }
+        if let Some(address) = &live.client_address {
+            headers.insert(X_FORWARDED_FOR, address.clone());
+            headers.insert(X_REAL_IP, address.clone());
         }
         Some(headers)
     }
@@ -479,6 +498,7 @@ mod tests {
             max_body_bytes: 1,
             loop_chain: None,
             tail: None,
+            client_address: None,
         }
     }
 
@@ -514,6 +534,36 @@ mod tests {
         table.responded(1);
         table.charge_turn(1);
         assert!(table.take_headers(1).is_none(), "the request ended");
+    }
+
+    #[test]
+    fn a_deferred_client_address_replaces_the_clients_own_when_headers_are_read() {
+        let mut table = ContextTable::default();
+        let mut deferred = context(1);
+        deferred.client_address = Some(HeaderValue::from_static("127.0.0.9"));
+        table.open(&deferred);
+        table.open(&context(2));
+        for id in [1, 2] {
+            let mut headers = HeaderMap::new();
+            headers.append(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
+            headers.append(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.8"));
+            headers.insert(X_REAL_IP, HeaderValue::from_static("203.0.113.7"));
+            table.keep_headers(id, headers);
+        }
+        let Some(first) = table.take_headers(1) else {
+            panic!("no headers for a live request");
+        };
+        let chain: Vec<_> = first.get_all(X_FORWARDED_FOR).iter().collect();
+        assert_eq!(chain, ["127.0.0.9"], "the client's values are replaced");
+        assert_eq!(first[X_REAL_IP], "127.0.0.9");
+        let Some(second) = table.take_headers(2) else {
+            panic!("no headers for a live request");
+        };
+        assert_eq!(
+            second.get_all(X_FORWARDED_FOR).iter().count(),
+            2,
+            "set by the front end: left as they are"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct IncomingRequest {
     pub method: http::Method,
     /// The full URL the client asked for (`https://host/path?query`).
     pub url: String,
-    /// Request headers, with `x-forwarded-for`/`x-real-ip` set by the front end.
+    /// Request headers; `x-forwarded-for`/`x-real-ip` are set by the front end, or by the
+    /// isolate when the worker reads them (`RequestContext::client_address`).
     pub headers: http::HeaderMap,
     /// The body as it arrives, or `None` when the request has none.
     pub body: Option<BodyReceiver>,

@@ -120,6 +120,37 @@ async fn client_address_headers_come_from_the_socket() {
     assert_eq!(json["x-real-ip"], "127.0.0.1", "{json}");
 }
 
+#[tokio::test]
+async fn a_trusted_proxy_chain_is_extended_and_its_client_kept() {
+    let isola = Isola::serve(
+        r#"
+[node]
+trusted_proxies = ["127.0.0.0/8"]
+
+[[listeners]]
+address = "127.0.0.1:0"
+
+[[routes]]
+worker = "echo"
+
+[workers.echo]
+file = "{fixtures}/echo.js"
+"#,
+    );
+    let request = Request::get(format!("http://{}/headers", isola.authority()))
+        .header("host", isola.authority())
+        .header("x-forwarded-for", "203.0.113.7, 198.51.100.2")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = send(Proto::H1, &isola.authority(), request).await;
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        json["x-forwarded-for"], "203.0.113.7, 198.51.100.2, 127.0.0.1",
+        "{json}"
+    );
+    assert_eq!(json["x-real-ip"], "203.0.113.7", "{json}");
+}
+
 fn write_cert(
     dir: &std::path::Path,
     name: &str,

@@ -180,6 +180,7 @@ fn subrequests_are_capped_per_request_and_hops_are_marked() {
         max_body_bytes: 0,
         loop_chain: chain,
         tail: None,
+        client_address: None,
     };
     contexts.borrow_mut().open(&context(
         7,

@@ -79,6 +79,7 @@ fn waiter(executor: Option<usize>, since: Instant) -> Waiter {
                 max_body_bytes: 0,
                 loop_chain: None,
                 tail: None,
+                client_address: None,
             },
             method: http::Method::GET,
             url: "http://example.com/".to_owned(),

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use isola_bindings::context::{X_FORWARDED_FOR, X_REAL_IP};
+
 use crate::metrics::{Outcome, Served, WorkerMeters};
 use crate::tail::{REDACTED, RequestEvent, redact};
 use crate::worker::WorkerSource;
@@ -51,11 +53,12 @@ impl Metered {
         parts: &http::request::Parts,
         url: &str,
         request_id: &str,
+        client_address: Option<&http::HeaderValue>,
     ) {
         if !worker.meters.tails().sample(self.arrival) {
             return;
         }
-        let headers: serde_json::Map<String, serde_json::Value> = parts
+        let mut headers: serde_json::Map<String, serde_json::Value> = parts
             .headers
             .iter()
             .map(|(name, value)| {
@@ -66,6 +69,13 @@ impl Metered {
                 (name.as_str().to_owned(), shown.into())
             })
             .collect();
+        // Deferred to the isolate (see `set_client_ip`): shown as the worker will see them.
+        if let Some(address) = client_address {
+            let shown = String::from_utf8_lossy(address.as_bytes()).into_owned();
+            for name in [X_FORWARDED_FOR, X_REAL_IP] {
+                headers.insert(name.as_str().to_owned(), shown.clone().into());
+            }
+        }
         let event = serde_json::json!({
             "type": "request",
             "request_id": request_id,

@@ -50,23 +50,29 @@ pub struct Shared {
     pub sockets: super::websocket::Sockets,
 }
 
-/// Request ids: a per-process random start plus a counter, unique across restarts in logs.
-static NEXT_REQUEST_ID: std::sync::LazyLock<AtomicU64> = std::sync::LazyLock::new(|| {
+/// Request numbers: a counter from 1, so the number V8 is given for each request (its
+/// exchange and async context) stays a small integer; a number past 2^30 became a heap
+/// object per request (~500 instructions).
+static NEXT_REQUEST_NUMBER: AtomicU64 = AtomicU64::new(1);
+
+/// Added to a request's number for its id: a per-process random start, so ids stay unique
+/// across restarts in logs.
+static REQUEST_ID_BASE: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    AtomicU64::new((seed ^ u64::from(std::process::id()).rotate_left(32)) & 0x000f_ffff_ffff_ffff)
+    seed ^ u64::from(std::process::id()).rotate_left(32)
 });
 
-fn next_request_id() -> RequestId {
-    NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
+fn next_request_number() -> RequestId {
+    NEXT_REQUEST_NUMBER.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Keeps a client on one version during a rollout (a name, so a lookup need not parse it).
 const VERSION_KEY: http::HeaderName = http::HeaderName::from_static("isola-version-key");
 
 /// Who a request is: its number in the node, its id (a client's acceptable `x-request-id`,
-/// else the number in hex) and its trace (a well-formed incoming `traceparent`, else a new
+/// else a per-process random start plus the number, in hex) and its trace (a well-formed incoming `traceparent`, else a new
 /// one). A bad value is replaced, never echoed.
 struct Identity {
     number: RequestId,
@@ -81,7 +87,7 @@ struct Identity {
 
 impl Identity {
     fn of(headers: &http::HeaderMap) -> Self {
-        let number = next_request_id();
+        let number = next_request_number();
         let (id, id_header) = match headers
             .get(&X_REQUEST_ID)
             .filter(|value| request_id::is_acceptable(value.as_bytes()))
@@ -89,7 +95,7 @@ impl Identity {
         {
             Some(kept) => kept,
             None => {
-                let digits = isola_wire::hex::u64_digits(number);
+                let digits = isola_wire::hex::u64_digits(REQUEST_ID_BASE.wrapping_add(number));
                 let id = std::str::from_utf8(&digits).unwrap_or("-");
                 // Owned by its `Bytes`: one allocation, and a clone is a reference count.
                 let header = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(digits))
@@ -300,9 +306,10 @@ async fn respond(
         worker,
         target,
         url,
+        client_address,
     } = admit(shared, scheme, peer, &mut parts)?;
     metered.routed(&worker);
-    metered.tail(&worker, &parts, &url, &identity.id);
+    metered.tail(&worker, &parts, &url, &identity.id, client_address.as_ref());
     let lookup = if upgrade.is_some() {
         // A handshake is never answered from the cache.
         Lookup::Forward(Forwarding::around())
@@ -330,6 +337,7 @@ async fn respond(
     metered.forwarded(&worker);
     let mut context = request_context(identity, metered.arrival(), &worker, &parts.headers);
     context.tail = metered.tail_handle();
+    context.client_address = client_address;
     let (body, body_fault) = if upgrade.is_some() {
         (None, BodyFault::default())
     } else {
@@ -400,6 +408,7 @@ fn request_context(
         max_body_bytes: worker.limits.max_body_bytes,
         loop_chain: headers.get(CDN_LOOP).cloned(),
         tail: None,
+        client_address: None,
     }
 }
 
@@ -412,6 +421,8 @@ struct Admitted {
     worker: Arc<WorkerSource>,
     target: Target,
     url: String,
+    /// The client-address headers' value, when the isolate adds them.
+    client_address: Option<HeaderValue>,
 }
 
 /// Checks the request's head against the front end's limits, routes it, and rewrites the
@@ -423,31 +434,41 @@ fn admit(
     parts: &mut http::request::Parts,
 ) -> Result<Admitted, Refusal> {
     check_head_size(&shared.http, parts)?;
-    // Room, in one step, for what the front end adds: `Host`, the two client-address
-    // headers and a revalidation's two validators (hyper sizes the map for the headers it
-    // parsed, so each of these grew it otherwise). `x-request-id` and `traceparent` are added
-    // by the isolate if the worker reads its headers.
-    parts
-        .headers
-        .try_reserve(ADDED_HEADERS)
-        .map_err(|_| Refusal::HeadersTooLarge(shared.http.max_header_bytes))?;
     // One authority and one normalised path: routing, the cache key, `request.url` and the
     // worker's `Host` are all built from them.
     let target =
         request_target(&parts.uri, &parts.headers, parts.version).map_err(Refusal::BadTarget)?;
     let deployment = route(shared, &target, &parts.headers)?;
-    set_host(&mut parts.headers, &target);
     let worker = deployment.worker();
+    // With no cache in front, nothing reads the client-address headers before the worker
+    // does: the isolate adds them if it reads its headers. A cache matches `Vary` on them as
+    // the worker sees them, so then they are set now.
+    let cached = shared.cache.is_some() && worker.cache;
+    if cached {
+        // Room, in one step, for what the front end adds: `Host`, the two client-address
+        // headers and a revalidation's two validators (hyper sizes the map for the headers
+        // it parsed, so each of these grew it otherwise).
+        parts
+            .headers
+            .try_reserve(ADDED_HEADERS)
+            .map_err(|_| Refusal::HeadersTooLarge(shared.http.max_header_bytes))?;
+    }
+    set_host(&mut parts.headers, &target);
     refuse_loop(&parts.headers, &worker)?;
     refuse_declared_body(&parts.headers, &worker)?;
     let url = request_url(scheme, &target);
-    // The worker sees (and `Vary` is matched on) the client-address headers as rewritten.
-    set_client_ip(&mut parts.headers, peer.ip(), &shared.trusted_proxies);
+    let client_address = set_client_ip(
+        &mut parts.headers,
+        peer.ip(),
+        &shared.trusted_proxies,
+        !cached,
+    );
     Ok(Admitted {
         deployment,
         worker,
         target,
         url,
+        client_address,
     })
 }
 
