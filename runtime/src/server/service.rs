@@ -128,7 +128,14 @@ pub async fn handle(
     let identity = Identity::of(request.headers());
     // Boxed: awaited in place, the answer's future (3.7 KB) was held twice in this one
     // (8.1 KB), which hyper's service box then copied in full on every request.
-    let answer = Box::pin(respond(&shared, scheme, peer, &identity, &mut metered, request));
+    let answer = Box::pin(respond(
+        &shared,
+        scheme,
+        peer,
+        &identity,
+        &mut metered,
+        request,
+    ));
     let mut response = match answer.await {
         Ok(response) => {
             metered.finish(response.status().as_u16(), Outcome::Ok);
