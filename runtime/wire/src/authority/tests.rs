@@ -390,3 +390,53 @@ fn short_paths_never_keep_a_dot_segment() {
         );
     }
 }
+
+#[test]
+fn the_normal_form_shortcut_agrees_with_normalising_on_every_short_authority() {
+    const ALPHABET: &[u8] = b"a.:0A9-_[]@1";
+    let mut checked = 0;
+    let mut taken = 0;
+    let mut text = Vec::new();
+    for len in 0..=5u32 {
+        for mut n in 0..ALPHABET.len().pow(len) {
+            text.clear();
+            for _ in 0..len {
+                text.push(ALPHABET[n % ALPHABET.len()]);
+                n /= ALPHABET.len();
+            }
+            let Ok(text) = std::str::from_utf8(&text) else {
+                continue;
+            };
+            let slow = Authority::normalize(text);
+            if let Some(fast) = Authority::already_normal(text) {
+                taken += 1;
+                assert_eq!(Ok(&fast), slow.as_ref(), "{text:?}");
+                assert_eq!(fast.as_str(), text, "{text:?} is taken as it is");
+            }
+            assert_eq!(Authority::parse(text), slow, "{text:?}");
+            checked += 1;
+        }
+    }
+    for text in [
+        "example.com",
+        "example.com:65535",
+        "example.com:65536",
+        "example.com:99999",
+        "example.com:123456",
+        "example.com:00080",
+        &"a".repeat(MAX_HOST_LEN),
+        &format!("{}:8080", "a".repeat(MAX_HOST_LEN)),
+        &"a".repeat(MAX_HOST_LEN + 1),
+        &format!("{}.", "a".repeat(MAX_HOST_LEN)),
+    ] {
+        let slow = Authority::normalize(text);
+        if let Some(fast) = Authority::already_normal(text) {
+            assert_eq!(Ok(&fast), slow.as_ref(), "{text:?}");
+        }
+        assert_eq!(Authority::parse(text), slow, "{text:?}");
+    }
+    assert!(
+        checked > 200_000 && taken > 10_000,
+        "{checked} checked, {taken} taken"
+    );
+}
