@@ -464,13 +464,16 @@ impl ContextTable {
         self.last_share_ns
     }
 
-    /// How the next turn will be charged, as the CPU watchdog needs it to stop a turn that
-    /// takes a request over its limit while it runs.
+    /// How the running turn will be charged (as [`Self::charge_turn`] will split it), for the
+    /// CPU watchdog to stop a turn that takes a request over its limit while it runs. A
+    /// request that answered earlier in the turn still shares it: counting only those still
+    /// responding charged each request dispatched into a busy turn with the CPU of every
+    /// request served before it in that turn, and killed short requests under load.
     pub fn next_turn_share(&self) -> TurnShare {
-        let any_responding = self.live.values().any(|l| l.responding);
+        let any_foreground = self.live.values().any(|l| l.responded_this_turn);
         let (mut base_ns, mut divisor) = (0, 0u64);
         for live in self.live.values() {
-            if live.responding || !any_responding {
+            if live.responded_this_turn || !any_foreground {
                 base_ns = base_ns.max(live.cpu_ns - live.budget_from_ns);
                 divisor += 1;
             }
@@ -633,6 +636,33 @@ mod tests {
                 subrequests: 0,
             }],
             "the request's usage still counts all of it"
+        );
+    }
+
+    #[test]
+    fn requests_answered_earlier_in_a_turn_still_share_it_with_the_watchdog() {
+        let mut table = ContextTable::default();
+        table.open(&context(1));
+        table.responded(1);
+        table.open(&context(2));
+        table.responded(2);
+        table.open(&context(3));
+        assert_eq!(
+            table.next_turn_share(),
+            TurnShare {
+                base_ns: 0,
+                divisor: 3
+            },
+            "the turn is split three ways at its end, so the watchdog splits it so"
+        );
+        table.charge_turn(30);
+        assert_eq!(
+            table.next_turn_share(),
+            TurnShare {
+                base_ns: 10,
+                divisor: 1
+            },
+            "the next turn is the one request still responding"
         );
     }
 
