@@ -275,8 +275,9 @@ impl ContextTable {
 
     /// The headers of request `id` as the worker sees them, once: with its `x-request-id`,
     /// (unless the client's was kept) `traceparent` and (unless the front end set them) the
-    /// client-address headers, added only now, as most workers never read them. `None` when the request has ended (its response was sent and its
-    /// `waitUntil` work settled) or they were taken already.
+    /// client-address headers, added only now, as most workers never read them. `None` when
+    /// the request has ended (its response was sent and its `waitUntil` work settled) or they
+    /// were taken already.
     pub fn take_headers(&mut self, id: RequestId) -> Option<HeaderMap> {
         let live = self.live.get_mut(&id)?;
         let mut headers = live.headers.take()?;
@@ -288,9 +289,9 @@ impl ContextTable {
         {
             headers.insert(TRACEPARENT, value);
         }
-        if let Some(address) = &live.client_address {
+        if let Some(address) = live.client_address.take() {
             headers.insert(X_FORWARDED_FOR, address.clone());
-            headers.insert(X_REAL_IP, address.clone());
+            headers.insert(X_REAL_IP, address);
         }
         Some(headers)
     }

@@ -72,8 +72,8 @@ fn next_request_number() -> RequestId {
 const VERSION_KEY: http::HeaderName = http::HeaderName::from_static("isola-version-key");
 
 /// Who a request is: its number in the node, its id (a client's acceptable `x-request-id`,
-/// else a per-process random start plus the number, in hex) and its trace (a well-formed incoming `traceparent`, else a new
-/// one). A bad value is replaced, never echoed.
+/// else a per-process random start plus the number, in hex) and its trace (a well-formed
+/// incoming `traceparent`, else a new one). A bad value is replaced, never echoed.
 struct Identity {
     number: RequestId,
     id: Arc<str>,
@@ -452,7 +452,7 @@ fn admit(
     // With no cache in front, nothing reads the client-address headers before the worker
     // does: the isolate adds them if it reads its headers. A cache matches `Vary` on them as
     // the worker sees them, so then they are set now.
-    let cached = shared.cache.is_some() && worker.cache;
+    let cached = cache_in_front(shared, &worker).is_some();
     if cached {
         // Room, in one step, for what the front end adds: `Host`, the two client-address
         // headers and a revalidation's two validators (hyper sizes the map for the headers
@@ -562,6 +562,12 @@ fn request_url(scheme: &str, target: &Target) -> String {
     url
 }
 
+/// The response cache, when it sits in front of `worker`: the one answer both the lookup and
+/// the client-address headers (set before it, as `Vary` sees them) go by.
+fn cache_in_front<'a>(shared: &'a Shared, worker: &WorkerSource) -> Option<&'a ResponseCache> {
+    shared.cache.as_ref().filter(|_| worker.cache)
+}
+
 /// What the response cache says about the request, when it sits in front of this worker.
 async fn look_up<'a>(
     shared: &'a Shared,
@@ -569,7 +575,7 @@ async fn look_up<'a>(
     url: &str,
     parts: &http::request::Parts,
 ) -> Lookup<'a> {
-    match shared.cache.as_ref().filter(|_| worker.cache) {
+    match cache_in_front(shared, worker) {
         Some(cache) => {
             cache
                 .lookup(worker, url, &parts.method, &parts.headers)
