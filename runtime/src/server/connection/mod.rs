@@ -13,8 +13,10 @@ mod tracked;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 pub(crate) use io::GuardedIo;
@@ -219,17 +221,52 @@ impl Admitted {
                     CLOSE_GRACE
                 }
             };
-            tokio::select! {
-                _ = &mut connection => return,
-                () = tokio::time::sleep(wait) => {
-                    if told {
-                        // It did not wind down in time (e.g. a write the client never reads).
-                        return;
-                    }
-                }
+            if until_ended_or(connection.as_mut(), wait).await == Watched::Ended || told {
+                // Ended, or told to close and it did not wind down in time (e.g. a write the
+                // client never reads).
+                return;
             }
         }
     }
+}
+
+/// How a spell of watching a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Watched {
+    Ended,
+    TimedOut,
+}
+
+/// Polls `connection` until it ends or `wait` passes. The timer is registered once, then only
+/// read: a `select!` over the two would poll the timer (and draw a random branch order) on
+/// every wake-up of the connection's task, i.e. on every request it serves.
+async fn until_ended_or<F: Future>(mut connection: Pin<&mut F>, wait: Duration) -> Watched {
+    let sleep = tokio::time::sleep(wait);
+    tokio::pin!(sleep);
+    let mut registered = false;
+    std::future::poll_fn(|cx| {
+        if connection.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Watched::Ended);
+        }
+        // The task's waker does not change (tokio's wakers name the task), so the timer keeps
+        // the one it was registered with; after that a fired timer shows as elapsed. The
+        // first poll is outside tokio's task budget, which could otherwise leave it
+        // unregistered.
+        let elapsed = if registered {
+            sleep.is_elapsed()
+        } else {
+            registered = true;
+            Pin::new(&mut tokio::task::unconstrained(sleep.as_mut()))
+                .poll(cx)
+                .is_ready()
+        };
+        if elapsed {
+            Poll::Ready(Watched::TimedOut)
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Connections a control-plane listener (admin API, metrics) keeps open at once.
