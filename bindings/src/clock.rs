@@ -3,23 +3,29 @@
 //! stands still during synchronous execution (as on Workers: no high-resolution timer to
 //! measure side channels with).
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use deno_core::{OpState, op2};
 
-/// Milliseconds since the Unix epoch at the start of the current event-loop turn.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TurnClock(pub f64);
+/// Milliseconds since the Unix epoch at the start of the current event-loop turn. Cloned,
+/// it is the same clock: the isolate keeps one to set it each turn without looking it up in
+/// `OpState` (a map search per turn).
+#[derive(Debug, Clone, Default)]
+pub struct TurnClock(Rc<Cell<f64>>);
 
 impl TurnClock {
-    /// Sets the clock to now (millisecond resolution), in place: `OpState::put` boxes the
-    /// value anew and drops the old box, an allocation on every turn.
-    pub fn tick(state: &mut OpState) {
+    /// Sets the clock to now (millisecond resolution).
+    pub fn tick(&self) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_millis() as f64);
-        match state.try_borrow_mut::<TurnClock>() {
-            Some(clock) => clock.0 = now,
-            None => state.put(TurnClock(now)),
-        }
+        self.0.set(now);
+    }
+
+    /// The time of the current turn.
+    pub fn now_ms(&self) -> f64 {
+        self.0.get()
     }
 }
 
@@ -29,12 +35,16 @@ deno_core::extension!(
     ops = [op_isola_now],
     esm = [dir "../js", "03_clock.js"],
     state = |state| {
-        TurnClock::tick(state);
+        let clock = TurnClock::default();
+        clock.tick();
+        state.put(clock);
     },
 );
 
 /// The time of the current turn.
 #[op2(fast)]
 fn op_isola_now(state: &OpState) -> f64 {
-    state.try_borrow::<TurnClock>().map_or(0.0, |clock| clock.0)
+    state
+        .try_borrow::<TurnClock>()
+        .map_or(0.0, TurnClock::now_ms)
 }

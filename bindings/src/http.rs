@@ -5,6 +5,7 @@
 //! ops, which complete the exchange. A streaming response body is pumped from its
 //! `ReadableStream` resource into a bounded channel, so a slow client slows the producer.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -236,7 +237,7 @@ deno_core::extension!(
     state = |state, options| {
         state.put(options.exchanges.contexts.clone());
         state.put(options.exchanges);
-        state.put(Retired(false));
+        state.put(Retired::default());
     },
 );
 
@@ -531,8 +532,22 @@ fn op_isola_respond_bytes(
 }
 
 /// Set once the isolate must be discarded as soon as no request waits for its response.
-#[derive(Debug, Clone, Copy)]
-pub struct Retired(pub bool);
+/// Cloned, it is the same flag: the isolate keeps one to read it after every turn without
+/// looking it up in `OpState`.
+#[derive(Debug, Clone, Default)]
+pub struct Retired(Rc<Cell<bool>>);
+
+impl Retired {
+    /// Marks the isolate for discarding.
+    pub fn retire(&self) {
+        self.0.set(true);
+    }
+
+    /// Whether the isolate was marked for discarding.
+    pub fn is_retired(&self) -> bool {
+        self.0.get()
+    }
+}
 
 /// `ctx.waitUntil` work is still pending after `wait_until_ms`: the isolate is discarded
 /// (cancelling that work) once its in-flight responses are sent.
@@ -544,7 +559,7 @@ fn op_isola_wait_until_expired(state: &mut OpState, #[number] limit_ms: u64) {
         limit = "wait_until_ms",
         "waitUntil work did not finish within wait_until_ms ({limit_ms} ms); discarding the isolate, which cancels it"
     );
-    state.put(Retired(true));
+    state.borrow::<Retired>().retire();
 }
 
 /// A `ctx.waitUntil` promise of request `id` was added (`1`) or settled (`-1`).

@@ -61,6 +61,10 @@ pub(crate) struct Isolate {
     memory_used: u64,
     /// Whether OpState has the [`IsolateHolder`] yet (from the first request's lease).
     holder_known: bool,
+    /// The worker's clock and retirement flag, as in OpState (read there by ops), held here
+    /// so that a turn sets and reads them without a lookup in OpState's map.
+    clock: TurnClock,
+    retired: Retired,
 }
 
 /// How this isolate is held for a WebSocket a worker opens when no request's lease is at hand
@@ -199,7 +203,17 @@ impl Isolate {
         }
         let entry = loaded?;
         let context = runtime.main_context();
+        let (clock, retired) = {
+            let state = runtime.op_state();
+            let state = state.borrow();
+            (
+                state.borrow::<TurnClock>().clone(),
+                state.borrow::<Retired>().clone(),
+            )
+        };
         Ok(Self {
+            clock,
+            retired,
             runtime,
             enforcer,
             entry,
@@ -365,8 +379,7 @@ impl Isolate {
     /// Whether the isolate should be discarded once its responses are out: its `waitUntil`
     /// work ran out of time, or its thread could not leave background priority.
     pub(crate) fn retired(&self) -> bool {
-        self.enforcer.stuck_in_background()
-            || self.runtime.op_state().borrow().borrow::<Retired>().0
+        self.enforcer.stuck_in_background() || self.retired.is_retired()
     }
 
     /// Number of exchanges still waiting for the worker's response.
@@ -377,7 +390,7 @@ impl Isolate {
     /// JavaScript is about to run for requests: CPU is counted against `cpu_ms`, and the
     /// worker's clock moves to now (it stands still until the next turn).
     pub(crate) fn enter(&self) {
-        TurnClock::tick(&mut self.runtime.op_state().borrow_mut());
+        self.clock.tick();
         self.enforcer.enter(Limit::Cpu);
     }
 
