@@ -1,10 +1,14 @@
 //! Many isolates on one executor thread. V8 wants the isolate it runs to be the thread's
 //! current one, and rusty_v8 leaves an isolate entered from its creation until its drop; on an
-//! executor each isolate's task instead enters its isolate around every poll and exits it
-//! after ([`Host`]), and swaps in the thread-locals that belong to that isolate (its outbound
-//! guard, the context and stack the CPU watchdog's interrupt uses, the module-loading flag).
-//! [`Runtime`] makes sure an isolate is entered exactly once when it is dropped, however its
-//! task ends. Never hold an isolate entered across an `.await`: a poll enters and exits it.
+//! executor each isolate's task instead makes sure its isolate is the one entered when it is
+//! polled ([`Host`]), and swaps in the thread-locals that belong to that isolate (its outbound
+//! guard, the context and stack the CPU watchdog's interrupt uses, the module-loading flag)
+//! around every poll. The isolate stays entered after its poll (it is the thread's *resident*)
+//! until another isolate's task is polled, which exits it first: a thread that serves one busy
+//! isolate does not exit and re-enter it for each of its requests. The thread-locals are
+//! swapped out after every poll all the same, so code running between polls never sees an
+//! isolate's guard. [`Runtime`] makes sure an isolate is entered exactly once when it is
+//! dropped, however its task ends. Never run V8 outside a `Host` poll on an executor.
 #![allow(
     unsafe_code,
     reason = "entering and exiting a V8 isolate by hand is unsafe in rusty_v8"
@@ -22,7 +26,8 @@ use isola_bindings::outbound::guard;
 use super::limits::{HeldStack, swap_stack};
 
 thread_local! {
-    /// The isolate the running `Host` poll has entered (none between polls).
+    /// The isolate entered on this thread by a `Host` poll: the running one's, or between
+    /// polls the last polled one's (the resident), until another `Host` is polled.
     static ENTERED: Cell<Option<v8::UnsafeRawIsolatePtr>> = const { Cell::new(None) };
 }
 
@@ -76,11 +81,13 @@ impl Drop for Runtime {
         // SAFETY: only the pointer is taken, to compare it.
         let ptr = unsafe { isolate.as_raw_isolate_ptr() };
         if ENTERED.get().is_some_and(|entered| same(entered, ptr)) {
-            // Entered by this poll: the runtime's drop does the matching exit.
+            // Entered by this poll (or left entered by its last one): the runtime's drop does
+            // the matching exit.
             ENTERED.set(None);
         } else {
             // SAFETY: the isolate lives on this thread (executor tasks never move) and is not
-            // entered now; its drop (next, as the field drops) exits it again and disposes it.
+            // entered now; its drop (next, as the field drops) exits it again, which makes the
+            // isolate entered before (if any) current again, and disposes it.
             unsafe { isolate.enter() };
         }
     }
@@ -120,29 +127,44 @@ impl<F: Future<Output = ()>> Future for Host<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if let Some(ptr) = this.isolate {
-            this.locals.swap();
-            // SAFETY: the pointer is the live isolate this task made on this thread (a drop
-            // clears it, see `Runtime`), and no other isolate is entered between polls.
-            unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).enter() };
-            ENTERED.set(Some(ptr));
+        let resident = ENTERED.get();
+        match this.isolate {
+            Some(ptr) if resident.is_some_and(|entered| same(entered, ptr)) => {
+                // Still entered since this task's last poll.
+                this.locals.swap();
+            }
+            Some(ptr) => {
+                leave(resident);
+                this.locals.swap();
+                // SAFETY: the pointer is the live isolate this task made on this thread (a drop
+                // clears it, see `Runtime`), and no other isolate is entered now.
+                unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).enter() };
+                ENTERED.set(Some(ptr));
+            }
+            // The task may make its isolate in this poll, which V8 enters on creation: no
+            // other may be left entered beneath it.
+            None => leave(resident),
         }
         let polled = this.task.as_mut().poll(cx);
         // Take back the isolate's thread-locals (they may have been set during the poll).
         this.locals.swap();
-        match ENTERED.take() {
-            Some(ptr) => {
-                // SAFETY: entered once by this poll (or by its creation in this poll).
-                unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).exit() };
-                this.isolate = Some(ptr);
-            }
-            None => {
-                // The isolate is gone (or there never was one).
-                this.isolate = None;
-                this.locals = Locals::default();
-            }
+        // The isolate stays entered (resident) until another `Host` is polled on this thread.
+        this.isolate = ENTERED.get();
+        if this.isolate.is_none() {
+            // The isolate is gone (or there never was one).
+            this.locals = Locals::default();
         }
         polled
+    }
+}
+
+/// Exits the thread's resident isolate, if any, before another is polled.
+fn leave(resident: Option<v8::UnsafeRawIsolatePtr>) {
+    if let Some(ptr) = resident {
+        ENTERED.set(None);
+        // SAFETY: the resident is alive (its drop clears `ENTERED`), on this thread, and
+        // entered once, by its last poll.
+        unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).exit() };
     }
 }
 
