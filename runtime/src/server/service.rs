@@ -316,6 +316,7 @@ async fn respond(
         target,
         url,
         client_address,
+        loop_chain,
     } = admit(shared, scheme, peer, &mut parts)?;
     metered.routed(&worker);
     metered.tail(&worker, &parts, &url, &identity.id, client_address.as_ref());
@@ -344,7 +345,7 @@ async fn respond(
     };
     forwarding.add_validators(&mut parts.headers);
     metered.forwarded(&worker);
-    let mut context = request_context(identity, metered.arrival(), &worker, &parts.headers);
+    let mut context = request_context(identity, metered.arrival(), &worker, loop_chain);
     context.tail = metered.tail_handle();
     context.client_address = client_address;
     let (body, body_fault) = if upgrade.is_some() {
@@ -406,7 +407,7 @@ fn request_context(
     identity: &Identity,
     arrival: std::time::Instant,
     worker: &WorkerSource,
-    headers: &http::HeaderMap,
+    loop_chain: Option<HeaderValue>,
 ) -> RequestContext {
     RequestContext {
         id: identity.number,
@@ -415,7 +416,7 @@ fn request_context(
         trace_from_client: identity.trace_kept,
         deadline: arrival + worker.limits.wall(),
         max_body_bytes: worker.limits.max_body_bytes,
-        loop_chain: headers.get(CDN_LOOP).cloned(),
+        loop_chain,
         tail: None,
         client_address: None,
     }
@@ -432,6 +433,8 @@ struct Admitted {
     url: String,
     /// The client-address headers' value, when the isolate adds them.
     client_address: Option<HeaderValue>,
+    /// The request's incoming `CDN-Loop` chain.
+    loop_chain: Option<HeaderValue>,
 }
 
 /// Checks the request's head against the front end's limits, routes it, and rewrites the
@@ -463,7 +466,7 @@ fn admit(
             .map_err(|_| Refusal::HeadersTooLarge(shared.http.max_header_bytes))?;
     }
     set_host(&mut parts.headers, &target);
-    refuse_loop(&parts.headers, &worker)?;
+    let loop_chain = refuse_loop(&parts.headers, &worker)?;
     refuse_declared_body(&parts.headers, &worker)?;
     let url = request_url(scheme, &target);
     let client_address = set_client_ip(
@@ -478,6 +481,7 @@ fn admit(
         target,
         url,
         client_address,
+        loop_chain,
     })
 }
 
@@ -526,15 +530,19 @@ fn set_host(headers: &mut http::HeaderMap, target: &Target) {
 }
 
 /// 508 when `CDN-Loop` shows the request came from this worker's own fetch (or has gone
-/// through too many hops).
-fn refuse_loop(headers: &http::HeaderMap, worker: &WorkerSource) -> Result<(), Refusal> {
-    if let Some(chain) = headers.get(CDN_LOOP).and_then(|v| v.to_str().ok()) {
-        let (hops, seen) = hops(chain, &worker.name);
+/// through too many hops); else the chain, which the request's own fetches extend.
+fn refuse_loop(
+    headers: &http::HeaderMap,
+    worker: &WorkerSource,
+) -> Result<Option<HeaderValue>, Refusal> {
+    let chain = headers.get(CDN_LOOP);
+    if let Some(text) = chain.and_then(|v| v.to_str().ok()) {
+        let (hops, seen) = hops(text, &worker.name);
         if seen || hops >= MAX_HOPS {
             return Err(Refusal::Loop(worker.name.to_string()));
         }
     }
-    Ok(())
+    Ok(chain.cloned())
 }
 
 /// 413 when the declared `Content-Length` is over the worker's `max_body_bytes`.
@@ -691,7 +699,8 @@ async fn revalidate_in_background(
     headers.remove(X_REQUEST_ID);
     headers.remove(isola_bindings::outbound::guard::TRACEPARENT);
     let identity = Identity::of(&headers);
-    let context = request_context(&identity, std::time::Instant::now(), &worker, &headers);
+    let loop_chain = headers.get(CDN_LOOP).cloned();
+    let context = request_context(&identity, std::time::Instant::now(), &worker, loop_chain);
     let request = Box::new(IncomingRequest {
         context,
         method: http::Method::GET,
