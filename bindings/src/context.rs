@@ -425,7 +425,10 @@ impl ContextTable {
         let share = cpu_ns / charged_count.max(1) as u64;
         self.last_share_ns = if charged_count > 0 { share } else { 0 };
         let mut most: Option<Charged> = None;
-        for (&id, live) in &mut self.live {
+        let finished = &mut self.finished;
+        let ended = &mut self.ended;
+        // One pass: charge, then forget the requests that ended.
+        self.live.retain(|&id, live| {
             if foreground == 0 || live.responded_this_turn {
                 live.cpu_ns = live.cpu_ns.saturating_add(share);
                 let budget_ns = live.cpu_ns - live.budget_from_ns;
@@ -437,24 +440,21 @@ impl ContextTable {
                 }
             }
             live.responded_this_turn = live.responding;
-        }
-        let finished = &mut self.finished;
-        let ended = &mut self.ended;
-        self.live.retain(|&id, live| {
-            if live.ended() {
-                if ended.len() >= REMEMBERED_ENDED {
-                    ended.pop_front();
-                }
-                ended.push_back((id, live.request_id.clone()));
-                finished.push(Usage {
-                    cpu_ns: live.cpu_ns,
-                    subrequests: live.subrequests,
-                });
-                if let Some(tail) = live.tail.take() {
-                    tail.0.finished(live.cpu_ns, live.subrequests);
-                }
+            if !live.ended() {
+                return true;
             }
-            !live.ended()
+            if ended.len() >= REMEMBERED_ENDED {
+                ended.pop_front();
+            }
+            ended.push_back((id, live.request_id.clone()));
+            finished.push(Usage {
+                cpu_ns: live.cpu_ns,
+                subrequests: live.subrequests,
+            });
+            if let Some(tail) = live.tail.take() {
+                tail.0.finished(live.cpu_ns, live.subrequests);
+            }
+            false
         });
         most
     }
