@@ -46,6 +46,7 @@ cat > "$work/isola.toml" <<EOF
 cpu_ms = 30000
 wall_ms = 60000
 startup_wall_ms = 60000
+startup_cpu_ms = 60000
 
 [[listeners]]
 address = "127.0.0.1:$PORT"
