@@ -9,7 +9,8 @@ use isola_bindings::http::RequestId;
 use tokio::sync::{mpsc, oneshot};
 
 use super::host::Host;
-use super::thread::{Message, Order, TurnReport, run, serve_order};
+use super::served::{Message, TurnReport};
+use super::thread::{Order, run, serve_order};
 use super::{StartError, spare};
 use crate::exchange::IncomingRequest;
 use crate::worker::WorkerSource;
@@ -36,7 +37,9 @@ impl IsolateThread {
         let (messages, receiver) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let report = Arc::new(TurnReport::default());
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let order = Order {
+            id,
             worker: worker.clone(),
             receiver,
             ready: ready_tx,
@@ -85,7 +88,7 @@ impl IsolateThread {
         // start and exit.
         match tokio::time::timeout(worker.limits.startup_wall(), ready_rx).await {
             Ok(Ok(Ok(()))) => Ok(Self {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                id,
                 messages,
                 executor,
                 report,
@@ -125,6 +128,24 @@ impl IsolateThread {
             Err(mpsc::error::SendError(Message::Request(request))) => Err(request),
             // Never: the channel gives back what was sent.
             Err(mpsc::error::SendError(Message::Abort(_))) => Ok(()),
+        }
+    }
+
+    /// Sends a request and, when the isolate lives on this executor and no isolate runs here
+    /// now, runs the isolate's turn for it at once (`super::inline`), so a response given at
+    /// once is ready on return. Only for callers that hold no lock the turn may take (the
+    /// pool's, as a response hands its lease back). Gives the request back if the isolate
+    /// has exited.
+    pub(crate) fn send_request_now(
+        &self,
+        request: Box<IncomingRequest>,
+    ) -> Result<(), Box<IncomingRequest>> {
+        if !self.lives_on(crate::executor::current()) {
+            return self.send_request(request);
+        }
+        match super::inline::run(self.id, request) {
+            Ok(()) => Ok(()),
+            Err(request) => self.send_request(request),
         }
     }
 

@@ -1,23 +1,24 @@
 //! Many isolates on one executor thread. V8 wants the isolate it runs to be the thread's
 //! current one, and rusty_v8 leaves an isolate entered from its creation until its drop; on an
 //! executor each isolate's task instead makes sure its isolate is the one entered when it is
-//! polled ([`Host`]), and swaps in the thread-locals that belong to that isolate (its outbound
+//! polled ([`Host`]), as does a turn the front end runs for it ([`Residence::run`]), and swaps in the thread-locals that belong to that isolate (its outbound
 //! guard, the context and stack the CPU watchdog's interrupt uses, the module-loading flag)
 //! around every poll. The isolate stays entered after its poll (it is the thread's *resident*)
-//! until another isolate's task is polled, which exits it first: a thread that serves one busy
+//! until another isolate's code runs, which exits it first: a thread that serves one busy
 //! isolate does not exit and re-enter it for each of its requests. The thread-locals are
 //! swapped out after every poll all the same, so code running between polls never sees an
 //! isolate's guard. [`Runtime`] makes sure an isolate is entered exactly once when it is
-//! dropped, however its task ends. Never run V8 outside a `Host` poll on an executor.
+//! dropped, however its task ends. Never run V8 outside a `Residence::run` on an executor.
 #![allow(
     unsafe_code,
     reason = "entering and exiting a V8 isolate by hand is unsafe in rusty_v8"
 )]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use deno_core::{JsRuntime, v8};
@@ -103,12 +104,81 @@ fn address(ptr: v8::UnsafeRawIsolatePtr) -> usize {
     unsafe { std::mem::transmute::<v8::UnsafeRawIsolatePtr, *const u8>(ptr) }.addr()
 }
 
+thread_local! {
+    /// The residence whose code runs on this thread now: a `Host` poll, or a turn the front
+    /// end runs (`inline`). None between them.
+    static RUNNING: Cell<Option<Rc<Residence>>> = const { Cell::new(None) };
+}
+
+/// Where an isolate lives on its executor thread: its pointer (once made), and its
+/// thread-locals while another isolate's code runs. Its `Host` task and the turns the front
+/// end runs for it (`super::inline`) both enter it through [`Residence::run`].
+#[derive(Default)]
+pub(crate) struct Residence {
+    isolate: Cell<Option<v8::UnsafeRawIsolatePtr>>,
+    locals: RefCell<Locals>,
+}
+
+impl Residence {
+    /// Runs `code` with this residence's isolate (once there is one) entered and its
+    /// thread-locals in place; the isolate stays entered afterwards, as the thread's
+    /// resident, until code of another residence runs.
+    pub(crate) fn run<R>(self: &Rc<Self>, code: impl FnOnce() -> R) -> R {
+        let resident = ENTERED.get();
+        match self.isolate.get() {
+            Some(ptr) if resident.is_some_and(|entered| same(entered, ptr)) => {
+                // Still entered since its code last ran.
+                self.locals.borrow_mut().swap();
+            }
+            Some(ptr) => {
+                leave(resident);
+                self.locals.borrow_mut().swap();
+                // SAFETY: the pointer is the live isolate made on this thread for this
+                // residence (a drop clears it, see `Runtime`), and no other isolate is
+                // entered now.
+                unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).enter() };
+                ENTERED.set(Some(ptr));
+            }
+            // The task may make its isolate now, which V8 enters on creation: no other may
+            // be left entered beneath it.
+            None => leave(resident),
+        }
+        let outer = RUNNING.replace(Some(self.clone()));
+        let output = code();
+        RUNNING.set(outer);
+        // Take back the isolate's thread-locals (they may have been set meanwhile).
+        self.locals.borrow_mut().swap();
+        // The isolate stays entered (resident) until another residence's code runs here.
+        self.isolate.set(ENTERED.get());
+        if self.isolate.get().is_none() {
+            // The isolate is gone (or there never was one).
+            *self.locals.borrow_mut() = Locals::default();
+        }
+        output
+    }
+
+    /// The residence whose code runs on this thread now, if any.
+    pub(crate) fn running() -> Option<Rc<Self>> {
+        let running = RUNNING.take();
+        RUNNING.set(running.clone());
+        running
+    }
+
+    /// Whether any residence's code runs on this thread now (V8 may not be entered for
+    /// another isolate then).
+    pub(crate) fn any_running() -> bool {
+        let running = RUNNING.take();
+        let any = running.is_some();
+        RUNNING.set(running);
+        any
+    }
+}
+
 /// An isolate's task on an executor: enters the isolate (once its task made one) around each
 /// poll, with that isolate's thread-locals in place.
 pub(crate) struct Host<F> {
     task: Pin<Box<F>>,
-    isolate: Option<v8::UnsafeRawIsolatePtr>,
-    locals: Locals,
+    residence: Rc<Residence>,
 }
 
 impl<F: Future<Output = ()>> Host<F> {
@@ -116,8 +186,7 @@ impl<F: Future<Output = ()>> Host<F> {
     pub(crate) fn new(task: F) -> Self {
         Self {
             task: Box::pin(task),
-            isolate: None,
-            locals: Locals::default(),
+            residence: Rc::default(),
         }
     }
 }
@@ -127,34 +196,8 @@ impl<F: Future<Output = ()>> Future for Host<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let resident = ENTERED.get();
-        match this.isolate {
-            Some(ptr) if resident.is_some_and(|entered| same(entered, ptr)) => {
-                // Still entered since this task's last poll.
-                this.locals.swap();
-            }
-            Some(ptr) => {
-                leave(resident);
-                this.locals.swap();
-                // SAFETY: the pointer is the live isolate this task made on this thread (a drop
-                // clears it, see `Runtime`), and no other isolate is entered now.
-                unsafe { v8::Isolate::ref_from_raw_isolate_ptr(&ptr).enter() };
-                ENTERED.set(Some(ptr));
-            }
-            // The task may make its isolate in this poll, which V8 enters on creation: no
-            // other may be left entered beneath it.
-            None => leave(resident),
-        }
-        let polled = this.task.as_mut().poll(cx);
-        // Take back the isolate's thread-locals (they may have been set during the poll).
-        this.locals.swap();
-        // The isolate stays entered (resident) until another `Host` is polled on this thread.
-        this.isolate = ENTERED.get();
-        if this.isolate.is_none() {
-            // The isolate is gone (or there never was one).
-            this.locals = Locals::default();
-        }
-        polled
+        let task = &mut this.task;
+        this.residence.run(|| task.as_mut().poll(cx))
     }
 }
 

@@ -5,14 +5,16 @@ pub mod code_cache;
 mod error;
 pub(crate) mod handle;
 mod host;
+pub(crate) mod inline;
 mod limits;
 pub use limits::set_allocator_release;
 mod module_loader;
+mod served;
 pub(crate) mod spare;
 mod thread;
 
 #[cfg(test)]
-pub(crate) use thread::TurnReport;
+pub(crate) use served::TurnReport;
 
 use std::rc::Rc;
 use std::sync::Arc;

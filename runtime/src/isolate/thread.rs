@@ -2,65 +2,29 @@
 //! (and must be dropped in reverse creation order on it), so each isolate gets its own thread
 //! with a single-threaded tokio runtime; that thread's CPU clock is the isolate's CPU clock.
 //! The rest of the node talks to it over a channel (see `handle.rs`) and never blocks on
-//! JavaScript.
+//! JavaScript. On an executor the same serving runs as a task among others (`host.rs`), and
+//! the front end may run its turns (`inline.rs`).
 
+use std::cell::RefCell;
 use std::future::poll_fn;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::Poll;
 
-use isola_bindings::http::RequestId;
 use tokio::sync::{mpsc, oneshot};
 
+use super::served::{Message, Served, TurnReport};
 use super::{Blank, Isolate, StartError};
-use crate::exchange::IncomingRequest;
 use crate::worker::WorkerSource;
-
-/// What the rest of the node sends to an isolate thread.
-#[derive(Debug)]
-pub(super) enum Message {
-    /// A request to run the worker for (boxed: it passes through the pool's queue, a channel
-    /// and several futures, each a copy of the whole request when unboxed).
-    Request(Box<IncomingRequest>),
-    /// The client of this exchange went away.
-    Abort(RequestId),
-}
 
 /// What a thread needs to serve a worker: the worker, its request channel, where to say it
 /// started, and where to report on each turn.
 pub(super) struct Order {
+    /// The isolate's id (`IsolateThread::id`).
+    pub(super) id: u64,
     pub(super) worker: Arc<WorkerSource>,
     pub(super) receiver: mpsc::UnboundedReceiver<Message>,
     pub(super) ready: oneshot::Sender<Result<(), StartError>>,
     pub(super) report: Arc<TurnReport>,
-}
-
-/// What an isolate's thread reports after each turn, for the node to read without asking it.
-#[derive(Debug, Default)]
-pub(crate) struct TurnReport {
-    /// Heap + external memory the turn left behind.
-    memory: AtomicU64,
-    /// Whether requests were still open after the turn: they wait on I/O, timers or a client
-    /// reading a stream, so the isolate may stay taken a while (see `pool::State::waits_near`).
-    waiting: AtomicBool,
-}
-
-impl TurnReport {
-    /// Heap + external memory after the last turn.
-    pub(crate) fn memory_bytes(&self) -> u64 {
-        self.memory.load(Ordering::Relaxed)
-    }
-
-    /// Whether requests were still open after the last turn.
-    pub(crate) fn waiting(&self) -> bool {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// Records a turn's end.
-    pub(crate) fn record(&self, memory_bytes: u64, waiting: bool) {
-        self.memory.store(memory_bytes, Ordering::Relaxed);
-        self.waiting.store(waiting, Ordering::Relaxed);
-    }
 }
 
 /// A new isolate thread: a runtime, then the isolate.
@@ -82,8 +46,9 @@ pub(super) fn run(order: Order) {
 /// serves until the channel closes or the isolate is killed.
 pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
     let Order {
+        id,
         worker,
-        mut receiver,
+        receiver,
         mut ready,
         report,
     } = order;
@@ -98,7 +63,7 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
         started = start => started,
         () = ready.closed() => return,
     };
-    let mut isolate = match started {
+    let isolate = match started {
         Ok(isolate) => isolate,
         Err(error) => {
             if matches!(error, StartError::LimitExceeded(_)) {
@@ -112,7 +77,20 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
     if ready.send(Ok(())).is_err() {
         return;
     }
-    let outcome = request_loop(&mut isolate, &mut receiver, &report, &worker).await;
+    let served = Rc::new(RefCell::new(Served::new(
+        isolate,
+        receiver,
+        report,
+        worker.clone(),
+    )));
+    let registration = super::inline::register(id, &served);
+    let outcome = poll_fn(|cx| served.borrow_mut().poll_task(cx)).await;
+    drop(registration);
+    let mut state = served.borrow_mut();
+    let isolate = &mut state.isolate;
+    if isolate.killed().is_none() && isolate.pending_exchanges() > 0 && outcome.is_ok() {
+        isolate.fail_pending("the worker's promise never settled");
+    }
     let killed = isolate.killed().is_some();
     if killed {
         isolate.log_kill(&worker.name);
@@ -121,95 +99,9 @@ pub(super) async fn serve_order(blank: Option<Blank>, order: Order) {
         tracing::error!(worker = %worker.name, "isolate stopped: {error}");
         isolate.fail_pending("the isolate failed while handling the request");
     }
-    drop(isolate);
+    drop(state);
+    drop(served);
     if killed {
         super::limits::release_free_memory();
     }
-}
-
-/// Dispatches requests and polls the event loop until the channel closes and the isolate is
-/// idle (so `waitUntil` work and streaming bodies finish before the thread exits).
-async fn request_loop(
-    isolate: &mut Isolate,
-    receiver: &mut mpsc::UnboundedReceiver<Message>,
-    report: &TurnReport,
-    worker: &WorkerSource,
-) -> Result<(), deno_core::error::CoreError> {
-    let mut open = true;
-    poll_fn(|cx| {
-        isolate.enter();
-        let polled = serve_turn(isolate, receiver, &mut open, cx);
-        isolate.leave();
-        if let Some(cpu_ms) = isolate.last_turn_was_long() {
-            worker.note_long_turn(cpu_ms);
-        }
-        let waiting = isolate.pending_exchanges() > 0;
-        let was_waiting = report.waiting();
-        report.record(isolate.memory_in_use(), waiting);
-        if waiting && !was_waiting {
-            // Requests queued for this isolate (as it was about to run) may go elsewhere.
-            isolate.tell_pool_waiting();
-        }
-        if isolate.killed().is_some() {
-            // The turn took a request over its CPU limit (charged as the turn ended).
-            return stop_taking_requests(receiver);
-        }
-        polled
-    })
-    .await?;
-    if isolate.killed().is_none() && isolate.pending_exchanges() > 0 {
-        isolate.fail_pending("the worker's promise never settled");
-    }
-    Ok(())
-}
-
-/// One turn: take new requests, run JavaScript until it waits. `Ready` ends the thread.
-fn serve_turn(
-    isolate: &mut Isolate,
-    receiver: &mut mpsc::UnboundedReceiver<Message>,
-    open: &mut bool,
-    cx: &mut std::task::Context<'_>,
-) -> Poll<Result<(), deno_core::error::CoreError>> {
-    while *open && isolate.killed().is_none() {
-        match receiver.poll_recv(cx) {
-            Poll::Ready(Some(Message::Request(request))) => isolate.dispatch(request),
-            Poll::Ready(Some(Message::Abort(id))) => isolate.abort(id),
-            Poll::Ready(None) => *open = false,
-            Poll::Pending => break,
-        }
-    }
-    if isolate.killed().is_some() {
-        return stop_taking_requests(receiver);
-    }
-    let polled = isolate.poll(cx);
-    if isolate.retired() {
-        // Retired: take nothing new. What was already sent here is still served (the next
-        // turn drains the closed channel); the thread goes once the responses are out.
-        if *open {
-            receiver.close();
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        if isolate.pending_exchanges() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-    }
-    match polled {
-        _ if isolate.killed().is_some() => stop_taking_requests(receiver),
-        Poll::Ready(Ok(())) if !*open => Poll::Ready(Ok(())),
-        Poll::Ready(Ok(())) => Poll::Pending,
-        Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-        Poll::Pending => Poll::Pending,
-    }
-}
-
-/// A terminated isolate is never reused: close its channel at once so the deployment starts a
-/// new isolate for the next request, and drop what was queued (those clients get a 503 with
-/// Retry-After). The exchanges it was running are failed by the caller, naming the limit.
-fn stop_taking_requests(
-    receiver: &mut mpsc::UnboundedReceiver<Message>,
-) -> Poll<Result<(), deno_core::error::CoreError>> {
-    receiver.close();
-    while receiver.try_recv().is_ok() {}
-    Poll::Ready(Ok(()))
 }

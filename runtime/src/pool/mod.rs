@@ -451,15 +451,17 @@ impl Pool {
         }
     }
 
-    /// Sends `request` with a lease on `isolate` (whose slot it already took); if the isolate
-    /// died meanwhile, the request comes back, to be placed again.
+    /// Sends `request` with a lease on `isolate` (whose slot it already took), running the
+    /// isolate's turn for it now when the isolate lives on this executor (no lock is held
+    /// here, so the response may hand its lease back within); if the isolate died meanwhile,
+    /// the request comes back, to be placed again.
     fn send(
         self: &Arc<Self>,
         isolate: Arc<IsolateThread>,
         mut request: Box<IncomingRequest>,
     ) -> Result<Arc<IsolateThread>, Box<IncomingRequest>> {
         request.lease = Some(Lease::new(self.clone(), isolate.id()));
-        match isolate.send_request(request) {
+        match isolate.send_request_now(request) {
             Ok(()) => Ok(isolate),
             Err(mut request) => {
                 drop(request.lease.take());

@@ -1,0 +1,117 @@
+//! A request sent from an executor thread to an isolate hosted on that thread is run at once:
+//! a response the worker gives without waiting is there when `Pool::dispatch` returns, before
+//! anything is awaited (no wake-up of the isolate's task, no second poll of the connection).
+//! A worker that waits (a timer) still answers, through its task. Own test binary: it starts
+//! the process's executors.
+
+#![allow(clippy::expect_used, reason = "tests fail loudly")]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use isola_bindings::context::RequestContext;
+use isola_bindings::http::{HandlerResult, ResponseBody};
+use isola_runtime::exchange::IncomingRequest;
+use isola_runtime::pool::{Pool, Registry};
+use isola_runtime::worker::WorkerSource;
+use tokio::sync::oneshot;
+
+const WORKER: &str = r#"export default {
+  async fetch(request) {
+    if (new URL(request.url).pathname === "/later") {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return new Response("later");
+    }
+    return new Response("at once");
+  },
+};
+"#;
+
+fn worker() -> Arc<WorkerSource> {
+    let dir = std::env::temp_dir().join(format!("isola-inline-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("worker.js");
+    std::fs::write(&file, WORKER).expect("write worker");
+    let config = edge_config::Worker::with_defaults("inline-test", file);
+    Arc::new(WorkerSource::load(&config).expect("load worker"))
+}
+
+fn request(id: u64, path: &str) -> (Box<IncomingRequest>, oneshot::Receiver<HandlerResult>) {
+    let (responder, answer) = oneshot::channel();
+    let request = IncomingRequest {
+        context: RequestContext {
+            id,
+            request_id: Arc::from(format!("test-{id}")),
+            trace: isola_wire::trace::TraceParent::root(),
+            trace_from_client: false,
+            deadline: Instant::now() + Duration::from_secs(30),
+            max_body_bytes: 1024,
+            loop_chain: None,
+            tail: None,
+            client_address: None,
+        },
+        method: http::Method::GET,
+        url: format!("http://inline.test{path}"),
+        headers: http::HeaderMap::new(),
+        body: None,
+        responder,
+        lease: None,
+        write_timeout: Duration::from_secs(5),
+    };
+    (Box::new(request), answer)
+}
+
+fn text(result: HandlerResult) -> String {
+    let response = result.expect("the worker answered");
+    match response.body {
+        ResponseBody::Full(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        other => panic!("a full body expected, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_request_to_an_isolate_on_the_same_executor_is_answered_as_it_is_sent() {
+    isola_runtime::executor::start(1).expect("executors");
+    let executors = isola_runtime::executor::executors().expect("started");
+    let outcome = executors.handle(0).spawn(async {
+        let pool = Pool::start(worker(), Registry::start(1024))
+            .await
+            .expect("pool");
+        // The first request warms the isolate (its handler compiles).
+        let (first, answer) = request(1, "/");
+        pool.dispatch(first).await.expect("dispatched");
+        assert_eq!(text(answer.await.expect("answer")), "at once");
+
+        for id in 2..20 {
+            let (next, mut answer) = request(id, "/");
+            let dispatched = pool.dispatch(next);
+            let at_once = answer.try_recv();
+            dispatched.await.expect("dispatched");
+            assert_eq!(
+                text(at_once.expect("answered before anything was awaited")),
+                "at once"
+            );
+        }
+
+        // A handler that waits is answered by its isolate's task, later.
+        let (later, mut answer) = request(20, "/later");
+        let dispatched = pool.dispatch(later);
+        assert!(
+            answer.try_recv().is_err(),
+            "answered before its timer fired"
+        );
+        dispatched.await.expect("dispatched");
+        let answered = tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("answered within 10 s")
+            .expect("answer");
+        assert_eq!(text(answered), "later");
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime
+        .block_on(outcome)
+        .expect("the test's task ran to its end");
+}
