@@ -8,6 +8,7 @@ mod listener;
 mod metered;
 mod metrics_endpoint;
 mod request_body;
+mod round;
 mod service;
 pub mod tls;
 pub mod websocket;
