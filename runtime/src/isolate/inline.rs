@@ -36,11 +36,10 @@ impl Drop for Registration {
     }
 }
 
-/// Lets the front end run turns for isolate `id` (called from its task's poll on an executor;
-/// none elsewhere).
+/// Lets the front end run turns for isolate `id` (called from its task's poll: only `Host`
+/// tasks, which run on executors, have a residence; none elsewhere).
 pub(super) fn register(id: u64, served: &Rc<RefCell<Served>>) -> Option<Registration> {
     let residence = Residence::running()?;
-    crate::executor::current()?;
     HOSTED.with_borrow_mut(|hosted| {
         hosted.insert(
             id,

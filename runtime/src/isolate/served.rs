@@ -104,9 +104,6 @@ impl Served {
         &mut self,
         request: Box<IncomingRequest>,
     ) -> Result<(), Box<IncomingRequest>> {
-        let Some(waker) = self.waker.clone() else {
-            return Err(request);
-        };
         if !self.open
             || self.ended.is_some()
             || self.isolate.killed().is_some()
@@ -114,11 +111,17 @@ impl Served {
         {
             return Err(request);
         }
+        // Taken out for the turn (which does not read it) rather than cloned: no reference
+        // count moves per request.
+        let Some(waker) = self.waker.take() else {
+            return Err(request);
+        };
         let mut cx = Context::from_waker(&waker);
         if let Poll::Ready(ended) = self.turn(&mut cx, Some(request)) {
             self.ended = Some(ended);
-            waker.wake();
+            waker.wake_by_ref();
         }
+        self.waker = Some(waker);
         Ok(())
     }
 

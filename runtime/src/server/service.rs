@@ -609,7 +609,7 @@ async fn forward(
     deployment: &Arc<Pool>,
     worker: &WorkerSource,
     request: Box<IncomingRequest>,
-    outcome: oneshot::Receiver<HandlerResult>,
+    mut outcome: oneshot::Receiver<HandlerResult>,
     body_fault: &BodyFault,
 ) -> Result<JsResponse, Refusal> {
     let id = request.context.request_id.clone();
@@ -640,7 +640,6 @@ async fn forward(
         };
         // An answer given at once (the isolate ran here as the request was sent) goes out
         // with the others of the executor's round (`round`).
-        let mut outcome = outcome;
         let outcome = match outcome.try_recv() {
             Ok(answer) => {
                 super::round::join().await;
