@@ -6,8 +6,8 @@
 //! between threads) keep tokio's timer.
 
 use std::cell::RefCell;
-use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -21,24 +21,67 @@ pub(crate) struct Elapsed;
 /// Runs `future` until `deadline`: its output, or [`Elapsed`] (the future is then dropped).
 /// As `tokio::time::timeout_at`, the future is polled first, so an output ready at the
 /// deadline wins.
-pub(crate) async fn within<F: Future>(deadline: Instant, future: F) -> Result<F::Output, Elapsed> {
-    if crate::executor::current().is_none() {
-        return tokio::time::timeout_at(deadline.into(), future)
-            .await
-            .map_err(|_| Elapsed);
+pub(crate) fn within<F: Future>(deadline: Instant, future: F) -> Within<F> {
+    let timer = if crate::executor::current().is_none() {
+        Timer::Tokio(None)
+    } else {
+        Timer::Ticker(Slot(None))
+    };
+    Within {
+        future,
+        deadline,
+        timer,
     }
-    on_this_thread(deadline, future).await
 }
 
 /// [`within`] on this thread's [`Deadlines`]: only for a future that never leaves the thread.
-async fn on_this_thread<F: Future>(deadline: Instant, future: F) -> Result<F::Output, Elapsed> {
-    let mut future = pin!(future);
-    let mut slot = Slot(None);
-    poll_fn(|cx| match future.as_mut().poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Ok(output)),
-        Poll::Pending => slot.poll_elapsed(deadline, cx).map(Err),
-    })
-    .await
+#[cfg(test)]
+fn on_this_thread<F: Future>(deadline: Instant, future: F) -> Within<F> {
+    Within {
+        future,
+        deadline,
+        timer: Timer::Ticker(Slot(None)),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`]: written out rather than an `async fn`, which held `future`
+    /// two or three times over (once per nested call and `pin!`), and so made every request's
+    /// future, copied into its box on each request, larger by as much.
+    pub(crate) struct Within<F> {
+        #[pin]
+        future: F,
+        deadline: Instant,
+        timer: Timer,
+    }
+}
+
+/// What tells a [`Within`] that its deadline passed.
+enum Timer {
+    /// The thread's ticker, on an executor thread.
+    Ticker(Slot),
+    /// Tokio's timer elsewhere (a task of a multi-thread runtime may move between threads),
+    /// made when the future first waits.
+    Tokio(Option<Pin<Box<tokio::time::Sleep>>>),
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        match this.timer {
+            Timer::Ticker(slot) => slot.poll_elapsed(*this.deadline, cx).map(Err),
+            Timer::Tokio(sleep) => sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until((*this.deadline).into())))
+                .as_mut()
+                .poll(cx)
+                .map(|()| Err(Elapsed)),
+        }
+    }
 }
 
 thread_local! {

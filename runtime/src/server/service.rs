@@ -577,6 +577,8 @@ fn cache_in_front<'a>(shared: &'a Shared, worker: &WorkerSource) -> Option<&'a R
 }
 
 /// What the response cache says about the request, when it sits in front of this worker.
+/// The lookup's future is boxed: as large as the rest of a request's future, it would make
+/// every request's future (copied into its box on each request) larger, cache or not.
 async fn look_up<'a>(
     shared: &'a Shared,
     worker: &WorkerSource,
@@ -584,11 +586,7 @@ async fn look_up<'a>(
     parts: &http::request::Parts,
 ) -> Lookup<'a> {
     match cache_in_front(shared, worker) {
-        Some(cache) => {
-            cache
-                .lookup(worker, url, &parts.method, &parts.headers)
-                .await
-        }
+        Some(cache) => Box::pin(cache.lookup(worker, url, &parts.method, &parts.headers)).await,
         None => Lookup::Forward(Forwarding::around()),
     }
 }
