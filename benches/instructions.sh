@@ -16,8 +16,13 @@
 # so each binary is measured RUNS (3) times and the median is printed with the range.
 # Under callgrind every turn is slow, so work that runs after long turns (V8's heap
 # statistics) is counted on every request: compare binaries, not against CPU time.
-# URL_PATH (default /) is the path requested; KEEP=PREFIX keeps each run's callgrind output as
-# PREFIX.BINARY-NAME.COUNT for callgrind_annotate (the last run's, with RUNS > 1).
+# URL_PATH (default /) is the path requested. CONNECTIONS (default 1) spreads the requests
+# over that many connections sending at once, so that work batched per executor round shows;
+# with it set EXECUTORS=1 (`[node] executor_threads`), so that they share one thread and one
+# isolate: with several executors, where isolates start and which requests cross threads
+# differ from run to run, and so do the counts (by 20k per request between two runs).
+# KEEP=PREFIX keeps each run's callgrind output as PREFIX.BINARY-NAME.COUNT for
+# callgrind_annotate (the last run's, with RUNS > 1).
 # Workers whose JIT keeps tiering up for thousands of requests (hono) give unstable counts
 # here: a longer run has counted fewer instructions than a shorter one. Use hello for A/B.
 set -euo pipefail
@@ -41,7 +46,14 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 # Generous limits: under callgrind a request takes ~50x its usual CPU time.
+node_section=""
+if [[ -n "${EXECUTORS:-}" ]]; then
+  node_section="[node]
+executor_threads = $EXECUTORS
+"
+fi
 cat > "$work/isola.toml" <<EOF
+$node_section
 [limits]
 cpu_ms = 30000
 wall_ms = 60000
@@ -58,27 +70,40 @@ worker = "bench"
 file = "$worker"
 EOF
 
-# One keep-alive connection, requests one after another; waits up to 5 minutes for the node.
+# CONNECTIONS keep-alive connections (1 unless set), each sending its share of the requests one
+# after another; waits up to 5 minutes for the node.
 cat > "$work/client.py" <<'EOF'
-import http.client, sys, time
-port, count, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+import http.client, sys, threading, time
+port, count, path, connections = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 deadline = time.time() + 300
 while True:
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        connection.request("GET", path)
-        connection.getresponse().read()
+        first = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        first.request("GET", path)
+        first.getresponse().read()
         break
     except OSError:
         if time.time() > deadline:
             sys.exit("instructions.sh: the node did not answer within 5 minutes")
         time.sleep(0.5)
-for _ in range(count - 1):
-    connection.request("GET", path)
-    response = connection.getresponse()
-    response.read()
-    if response.status != 200:
-        sys.exit(f"instructions.sh: the node answered {response.status}")
+failures = []
+def send(connection, requests):
+    for _ in range(requests):
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            failures.append(response.status)
+            return
+shares = [(count - 1) // connections + (i < (count - 1) % connections) for i in range(connections)]
+links = [first] + [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in shares[1:]]
+threads = [threading.Thread(target=send, args=pair) for pair in zip(links, shares)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+if failures:
+    sys.exit(f"instructions.sh: the node answered {failures[0]}")
 EOF
 
 # Total instructions of one run of BINARY answering COUNT requests.
@@ -93,7 +118,7 @@ count_run() {
   timeout 900 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out" \
     "$binary" "${serve[@]}" > "$work/node.log" 2>&1 &
   local node=$!
-  if ! python3 "$work/client.py" "$PORT" "$count" "${URL_PATH:-/}"; then
+  if ! python3 "$work/client.py" "$PORT" "$count" "${URL_PATH:-/}" "${CONNECTIONS:-1}"; then
     kill "$node" 2>/dev/null || true
     tail -5 "$work/node.log" >&2
     exit 1

@@ -21,6 +21,40 @@ static EXECUTORS: OnceLock<Executors> = OnceLock::new();
 thread_local! {
     /// The index of the executor this thread is, if it is one.
     static CURRENT: Cell<Option<usize>> = const { Cell::new(None) };
+    /// Connections served on this executor thread.
+    static CONNECTIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A connection served on an executor thread, counted while it lives (its task never leaves
+/// the thread; elsewhere nothing is counted): how busy the executor's rounds are, for work that
+/// is worth batching per round when several connections share them.
+pub struct ServedConnection {
+    counted: bool,
+}
+
+impl ServedConnection {
+    /// Counts a connection served on this thread, if it is an executor.
+    pub fn begin() -> Self {
+        let counted = current().is_some();
+        if counted {
+            CONNECTIONS.set(CONNECTIONS.get() + 1);
+        }
+        Self { counted }
+    }
+}
+
+impl Drop for ServedConnection {
+    fn drop(&mut self) {
+        if self.counted {
+            CONNECTIONS.set(CONNECTIONS.get().saturating_sub(1));
+        }
+    }
+}
+
+/// Whether this executor thread serves other connections than the caller's: then the rounds
+/// of its event loop usually carry several requests.
+pub(crate) fn serves_other_connections() -> bool {
+    CONNECTIONS.get() > 1
 }
 
 /// The executor threads of the process.

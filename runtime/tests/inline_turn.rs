@@ -1,8 +1,11 @@
 //! A request sent from an executor thread to an isolate hosted on that thread is run at once:
 //! a response the worker gives without waiting is there when `Pool::dispatch` returns, before
 //! anything is awaited (no wake-up of the isolate's task, no second poll of the connection).
-//! A worker that waits (a timer) still answers, through its task. Own test binary: it starts
-//! the process's executors.
+//! A worker that waits (a timer) still answers, through its task. While the executor serves
+//! other connections, the turn runs only the JavaScript and its microtasks and leaves the rest
+//! of the event loop to the isolate's task (once per round): answers given after a microtask
+//! are still there at once, and timers, `waitUntil` work and later requests still run. Own test
+//! binary: it starts the process's executors.
 
 #![allow(clippy::expect_used, reason = "tests fail loudly")]
 
@@ -16,11 +19,24 @@ use isola_runtime::pool::{Pool, Registry};
 use isola_runtime::worker::WorkerSource;
 use tokio::sync::oneshot;
 
-const WORKER: &str = r#"export default {
-  async fetch(request) {
-    if (new URL(request.url).pathname === "/later") {
+const WORKER: &str = r#"let settled = 0;
+export default {
+  async fetch(request, env, ctx) {
+    const path = new URL(request.url).pathname;
+    if (path === "/later") {
       await new Promise((resolve) => setTimeout(resolve, 20));
       return new Response("later");
+    }
+    if (path === "/microtask") {
+      await Promise.resolve();
+      return new Response("after a microtask");
+    }
+    if (path === "/wait-until") {
+      ctx.waitUntil(new Promise((resolve) => setTimeout(resolve, 5)).then(() => settled++));
+      return new Response("at once");
+    }
+    if (path === "/settled") {
+      return new Response(String(settled));
     }
     return new Response("at once");
   },
@@ -69,6 +85,37 @@ fn text(result: HandlerResult) -> String {
     }
 }
 
+/// Requests `path` `times` times, from `first_id` on: each is answered before anything is
+/// awaited, with `expected`.
+async fn answered_at_once(pool: &Arc<Pool>, first_id: u64, times: u64, path: &str, expected: &str) {
+    for id in first_id..first_id + times {
+        let (next, mut answer) = request(id, path);
+        let dispatched = pool.dispatch(next);
+        let at_once = answer.try_recv();
+        dispatched.await.expect("dispatched");
+        assert_eq!(
+            text(at_once.expect("answered before anything was awaited")),
+            expected
+        );
+    }
+}
+
+/// A handler that waits on a timer is answered by its isolate's task, later.
+async fn answered_later(pool: &Arc<Pool>, id: u64) {
+    let (later, mut answer) = request(id, "/later");
+    let dispatched = pool.dispatch(later);
+    assert!(
+        answer.try_recv().is_err(),
+        "answered before its timer fired"
+    );
+    dispatched.await.expect("dispatched");
+    let answered = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answered within 10 s")
+        .expect("answer");
+    assert_eq!(text(answered), "later");
+}
+
 #[test]
 fn a_request_to_an_isolate_on_the_same_executor_is_answered_as_it_is_sent() {
     isola_runtime::executor::start(1).expect("executors");
@@ -82,30 +129,32 @@ fn a_request_to_an_isolate_on_the_same_executor_is_answered_as_it_is_sent() {
         pool.dispatch(first).await.expect("dispatched");
         assert_eq!(text(answer.await.expect("answer")), "at once");
 
-        for id in 2..20 {
-            let (next, mut answer) = request(id, "/");
-            let dispatched = pool.dispatch(next);
-            let at_once = answer.try_recv();
-            dispatched.await.expect("dispatched");
-            assert_eq!(
-                text(at_once.expect("answered before anything was awaited")),
-                "at once"
-            );
-        }
+        // A lone connection: the whole turn, event loop included, runs as the request is sent.
+        let _lone = isola_runtime::executor::ServedConnection::begin();
+        answered_at_once(&pool, 2, 18, "/", "at once").await;
+        answered_at_once(&pool, 20, 3, "/microtask", "after a microtask").await;
+        answered_later(&pool, 23).await;
 
-        // A handler that waits is answered by its isolate's task, later.
-        let (later, mut answer) = request(20, "/later");
-        let dispatched = pool.dispatch(later);
-        assert!(
-            answer.try_recv().is_err(),
-            "answered before its timer fired"
-        );
-        dispatched.await.expect("dispatched");
-        let answered = tokio::time::timeout(Duration::from_secs(10), answer)
-            .await
-            .expect("answered within 10 s")
-            .expect("answer");
-        assert_eq!(text(answered), "later");
+        // Another connection on the executor: the event loop is left to the isolate's task.
+        let _other = isola_runtime::executor::ServedConnection::begin();
+        answered_at_once(&pool, 30, 18, "/", "at once").await;
+        answered_at_once(&pool, 50, 3, "/microtask", "after a microtask").await;
+        answered_at_once(&pool, 60, 4, "/wait-until", "at once").await;
+        answered_later(&pool, 70).await;
+        // The `waitUntil` timers ran on the event loop the isolate's task polls.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for id in 80.. {
+            let (ask, answer) = request(id, "/settled");
+            pool.dispatch(ask).await.expect("dispatched");
+            if text(answer.await.expect("answer")) == "4" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the waitUntil work never settled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -372,6 +372,14 @@ impl Isolate {
             .poll_event_loop(cx, PollEventLoopOptions::default())
     }
 
+    /// Runs the microtasks JavaScript queued (promise reactions, `queueMicrotask`) until none is
+    /// left, as the event loop does first on each poll; an exception one throws reaches the
+    /// runtime's message handler, and so the next poll of the event loop, as it would there.
+    pub(crate) fn run_microtasks(&mut self) {
+        v8::scope_with_context!(let scope, self.runtime.v8_isolate(), &self.context);
+        scope.perform_microtask_checkpoint();
+    }
+
     /// Heap + external (ArrayBuffer) memory after the last turn, as the memory limit measured
     /// it: what counts against the node's budget.
     pub(crate) fn memory_in_use(&self) -> u64 {

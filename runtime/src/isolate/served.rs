@@ -116,13 +116,37 @@ impl Served {
         let Some(waker) = self.waker.take() else {
             return Err(request);
         };
-        let mut cx = Context::from_waker(&waker);
-        if let Poll::Ready(ended) = self.turn(&mut cx, Some(request)) {
+        let turned = if crate::executor::serves_other_connections() {
+            let turned = self.dispatch_turn(request);
+            // The event loop, once for all the requests of this round.
+            waker.wake_by_ref();
+            turned
+        } else {
+            self.turn(&mut Context::from_waker(&waker), Some(request))
+        };
+        if let Poll::Ready(ended) = turned {
             self.ended = Some(ended);
             waker.wake_by_ref();
         }
         self.waker = Some(waker);
         Ok(())
+    }
+
+    /// A turn that dispatches `request` and runs the microtasks it queued (an `async`
+    /// handler's answer included), and leaves the rest of the event loop (ops, timers, V8's
+    /// tasks, rejections) to the isolate's task, which the caller wakes. While the executor
+    /// serves several connections, one poll of the event loop (~3k instructions for hello,
+    /// with three microtask checkpoints) then serves all the requests its round dispatched,
+    /// instead of one each.
+    fn dispatch_turn(&mut self, request: Box<IncomingRequest>) -> Poll<Result<(), CoreError>> {
+        let isolate = &mut self.isolate;
+        isolate.enter();
+        isolate.dispatch(request);
+        if isolate.killed().is_none() {
+            isolate.run_microtasks();
+        }
+        isolate.leave();
+        self.settle(Poll::Pending)
     }
 
     /// One turn and its accounting: the CPU charged, the report updated, the pool told when
@@ -136,6 +160,13 @@ impl Served {
         isolate.enter();
         let polled = serve_turn(isolate, &mut self.receiver, &mut self.open, request, cx);
         isolate.leave();
+        self.settle(polled)
+    }
+
+    /// After a turn that `polled`: notes a long turn, updates the report, tells the pool when
+    /// requests are left waiting, and ends serving when the turn killed the isolate.
+    fn settle(&mut self, polled: Poll<Result<(), CoreError>>) -> Poll<Result<(), CoreError>> {
+        let isolate = &mut self.isolate;
         if let Some(cpu_ms) = isolate.last_turn_was_long() {
             self.worker.note_long_turn(cpu_ms);
         }

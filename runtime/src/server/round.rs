@@ -8,41 +8,9 @@
 //! connection's answer is written at once: waiting would cost it a poll of the I/O driver
 //! (a system call) and of its connection for nothing.
 
-use std::cell::Cell;
-
-thread_local! {
-    /// Connections served on this executor thread.
-    static CONNECTIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-/// A connection served on an executor thread, counted while it lives (its task never leaves
-/// the thread; elsewhere nothing is counted).
-pub(crate) struct Connection {
-    counted: bool,
-}
-
-impl Connection {
-    /// Counts a connection served on this thread, if it is an executor.
-    pub(crate) fn begin() -> Self {
-        let counted = crate::executor::current().is_some();
-        if counted {
-            CONNECTIONS.set(CONNECTIONS.get() + 1);
-        }
-        Self { counted }
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        if self.counted {
-            CONNECTIONS.set(CONNECTIONS.get().saturating_sub(1));
-        }
-    }
-}
-
 /// Waits for the executor's next round if it serves other connections (see the module).
 pub(crate) async fn join() {
-    if CONNECTIONS.get() > 1 {
+    if crate::executor::serves_other_connections() {
         tokio::task::yield_now().await;
     }
 }

@@ -203,7 +203,7 @@ impl Admitted {
     /// Runs `connection` (hyper serving the socket wrapped in a [`GuardedIo`] of this
     /// state) until it ends, closing it when its table's timeouts pass.
     pub(crate) async fn watch<F: Future>(self, connection: F) {
-        let _counted = super::round::Connection::begin();
+        let _counted = crate::executor::ServedConnection::begin();
         let timeouts = self.place.table.timeouts;
         tokio::pin!(connection);
         let mut told = false;
