@@ -4,6 +4,7 @@ pub mod bearer;
 mod client_ip;
 pub(crate) mod connection;
 mod deadline;
+mod head;
 mod listener;
 mod metered;
 mod metrics_endpoint;

@@ -9,19 +9,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use edge_config::{HttpLimits, IpCidr};
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HOST, RETRY_AFTER};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use isola_bindings::body::BodyReceiver;
 use isola_bindings::context::{RequestContext, X_REQUEST_ID};
 use isola_bindings::http::{HandlerError, HandlerResult, JsResponse, RequestId, ResponseBody};
-use isola_bindings::outbound::guard::{CDN_LOOP, MAX_HOPS, hops};
-use isola_wire::authority::{Target, TargetError, request_target};
+use isola_bindings::outbound::guard::{MAX_HOPS, hops};
+use isola_wire::authority::{Target, TargetError, request_target_for};
 use isola_wire::request_id;
 use isola_wire::trace::TraceParent;
 use tokio::sync::oneshot;
 
 use super::client_ip::set_client_ip;
+use super::head::Head;
 use super::metered::Metered;
 use super::request_body::{BodyFault, pump_request_body};
 use super::websocket::{self, Upgrade};
@@ -68,9 +69,6 @@ fn next_request_number() -> RequestId {
     NEXT_REQUEST_NUMBER.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Keeps a client on one version during a rollout (a name, so a lookup need not parse it).
-const VERSION_KEY: http::HeaderName = http::HeaderName::from_static("isola-version-key");
-
 /// Who a request is: its number in the node, its id (a client's acceptable `x-request-id`,
 /// else a per-process random start plus the number, in hex) and its trace (a well-formed
 /// incoming `traceparent`, else a new one). A bad value is replaced, never echoed.
@@ -86,10 +84,11 @@ struct Identity {
 }
 
 impl Identity {
-    fn of(headers: &http::HeaderMap) -> Self {
+    fn of(head: &Head) -> Self {
         let number = next_request_number();
-        let (id, id_header) = match headers
-            .get(&X_REQUEST_ID)
+        let (id, id_header) = match head
+            .request_id
+            .as_ref()
             .filter(|value| request_id::is_acceptable(value.as_bytes()))
             .and_then(|value| Some((Arc::from(value.to_str().ok()?), value.clone())))
         {
@@ -103,8 +102,9 @@ impl Identity {
                 (Arc::from(id), header)
             }
         };
-        let incoming = headers
-            .get(isola_bindings::outbound::guard::TRACEPARENT)
+        let incoming = head
+            .traceparent
+            .as_ref()
             .and_then(|value| TraceParent::parse(value.as_bytes()));
         Self {
             number,
@@ -125,7 +125,8 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let mut metered = Metered::new();
-    let identity = Identity::of(request.headers());
+    let head = Head::scan(request.headers());
+    let identity = Identity::of(&head);
     // Boxed: awaited in place, the answer's future (3.7 KB) was held twice in this one
     // (8.1 KB), which hyper's service box then copied in full on every request.
     let answer = Box::pin(respond(
@@ -134,6 +135,7 @@ pub async fn handle(
         peer,
         &identity,
         &mut metered,
+        &head,
         request,
     ));
     let mut response = match answer.await {
@@ -306,9 +308,15 @@ async fn respond(
     peer: SocketAddr,
     identity: &Identity,
     metered: &mut Metered,
+    head: &Head,
     mut request: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
-    let upgrade = websocket::take_upgrade(&mut request);
+    // An HTTP/1.1 handshake sends `Sec-WebSocket-Key`; an HTTP/2 one is an extended CONNECT.
+    let upgrade = if head.websocket_key || request.version() == http::Version::HTTP_2 {
+        websocket::take_upgrade(&mut request)
+    } else {
+        None
+    };
     let (mut parts, incoming) = request.into_parts();
     let Admitted {
         deployment,
@@ -317,7 +325,7 @@ async fn respond(
         url,
         client_address,
         loop_chain,
-    } = admit(shared, scheme, peer, &mut parts)?;
+    } = admit(shared, scheme, peer, head, &mut parts)?;
     metered.routed(&worker);
     metered.tail(&worker, &parts, &url, &identity.id, client_address.as_ref());
     let lookup = if upgrade.is_some() {
@@ -443,14 +451,15 @@ fn admit(
     shared: &Shared,
     scheme: &'static str,
     peer: SocketAddr,
+    head: &Head,
     parts: &mut http::request::Parts,
 ) -> Result<Admitted, Refusal> {
-    check_head_size(&shared.http, parts)?;
+    check_head_size(&shared.http, &parts.uri, head.bytes)?;
     // One authority and one normalised path: routing, the cache key, `request.url` and the
     // worker's `Host` are all built from them.
     let target =
-        request_target(&parts.uri, &parts.headers, parts.version).map_err(Refusal::BadTarget)?;
-    let deployment = route(shared, &target, &parts.headers)?;
+        request_target_for(&parts.uri, head.host(), parts.version).map_err(Refusal::BadTarget)?;
+    let deployment = route(shared, &target, head)?;
     let worker = deployment.worker();
     // With no cache in front, nothing reads the client-address headers before the worker
     // does: the isolate adds them if it reads its headers. A cache matches `Vary` on them as
@@ -465,9 +474,9 @@ fn admit(
             .try_reserve(ADDED_HEADERS)
             .map_err(|_| Refusal::HeadersTooLarge(shared.http.max_header_bytes))?;
     }
-    set_host(&mut parts.headers, &target);
-    let loop_chain = refuse_loop(&parts.headers, &worker)?;
-    refuse_declared_body(&parts.headers, &worker)?;
+    set_host(&mut parts.headers, head, &target);
+    let loop_chain = refuse_loop(head, &worker)?;
+    refuse_declared_body(head, &worker)?;
     let url = request_url(scheme, &target);
     let client_address = set_client_ip(
         &mut parts.headers,
@@ -486,16 +495,11 @@ fn admit(
 }
 
 /// 414 for a target longer than `max_url_bytes`, 431 for headers over `max_header_bytes`.
-fn check_head_size(http: &HttpLimits, parts: &http::request::Parts) -> Result<(), Refusal> {
-    let raw_target = parts.uri.path_and_query().map_or(1, |p| p.as_str().len());
+fn check_head_size(http: &HttpLimits, uri: &http::Uri, header_bytes: usize) -> Result<(), Refusal> {
+    let raw_target = uri.path_and_query().map_or(1, |p| p.as_str().len());
     if raw_target > http.max_url_bytes {
         return Err(Refusal::UriTooLong(http.max_url_bytes));
     }
-    let header_bytes: usize = parts
-        .headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum();
     if header_bytes > http.max_header_bytes {
         return Err(Refusal::HeadersTooLarge(http.max_header_bytes));
     }
@@ -504,12 +508,8 @@ fn check_head_size(http: &HttpLimits, parts: &http::request::Parts) -> Result<()
 
 /// The deployment routed for the target's host and path (404 when none is); during a
 /// rollout, `isola-version-key` keeps a client on one version.
-fn route(
-    shared: &Shared,
-    target: &Target,
-    headers: &http::HeaderMap,
-) -> Result<Arc<Pool>, Refusal> {
-    let key = headers.get(&VERSION_KEY).map(HeaderValue::as_bytes);
+fn route(shared: &Shared, target: &Target, head: &Head) -> Result<Arc<Pool>, Refusal> {
+    let key = head.version_key.as_ref().map(HeaderValue::as_bytes);
     shared
         .router
         .load()
@@ -520,9 +520,9 @@ fn route(
 
 /// Sets `Host` to the normalised authority; most clients already send it, so only a
 /// differing one is rewritten.
-fn set_host(headers: &mut http::HeaderMap, target: &Target) {
+fn set_host(headers: &mut http::HeaderMap, head: &Head, target: &Target) {
     let authority = target.authority().as_str();
-    if headers.get(HOST).map(HeaderValue::as_bytes) != Some(authority.as_bytes())
+    if head.first_host().map(HeaderValue::as_bytes) != Some(authority.as_bytes())
         && let Ok(host) = HeaderValue::from_str(authority)
     {
         headers.insert(HOST, host);
@@ -531,11 +531,8 @@ fn set_host(headers: &mut http::HeaderMap, target: &Target) {
 
 /// 508 when `CDN-Loop` shows the request came from this worker's own fetch (or has gone
 /// through too many hops); else the chain, which the request's own fetches extend.
-fn refuse_loop(
-    headers: &http::HeaderMap,
-    worker: &WorkerSource,
-) -> Result<Option<HeaderValue>, Refusal> {
-    let chain = headers.get(CDN_LOOP);
+fn refuse_loop(head: &Head, worker: &WorkerSource) -> Result<Option<HeaderValue>, Refusal> {
+    let chain = head.cdn_loop.as_ref();
     if let Some(text) = chain.and_then(|v| v.to_str().ok()) {
         let (hops, seen) = hops(text, &worker.name);
         if seen || hops >= MAX_HOPS {
@@ -546,10 +543,11 @@ fn refuse_loop(
 }
 
 /// 413 when the declared `Content-Length` is over the worker's `max_body_bytes`.
-fn refuse_declared_body(headers: &http::HeaderMap, worker: &WorkerSource) -> Result<(), Refusal> {
+fn refuse_declared_body(head: &Head, worker: &WorkerSource) -> Result<(), Refusal> {
     let limit = worker.limits.max_body_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
+    let declared = head
+        .content_length
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit) {
@@ -704,8 +702,9 @@ async fn revalidate_in_background(
     // A request of its own: a new id and trace, not the client's whose visit set it off.
     headers.remove(X_REQUEST_ID);
     headers.remove(isola_bindings::outbound::guard::TRACEPARENT);
-    let identity = Identity::of(&headers);
-    let loop_chain = headers.get(CDN_LOOP).cloned();
+    let head = Head::scan(&headers);
+    let identity = Identity::of(&head);
+    let loop_chain = head.cdn_loop.clone();
     let context = request_context(&identity, std::time::Instant::now(), &worker, loop_chain);
     let request = Box::new(IncomingRequest {
         context,

@@ -33,7 +33,7 @@ use std::ops::Range;
 use std::str::FromStr;
 
 use http::header::HOST;
-use http::{HeaderMap, Uri, Version};
+use http::{HeaderMap, HeaderValue, Uri, Version};
 
 /// The longest host name accepted (a DNS name's limit in text form, RFC 1035 §2.3.4).
 pub const MAX_HOST_LEN: usize = 253;
@@ -385,13 +385,45 @@ pub fn request_target(
     headers: &HeaderMap,
     version: Version,
 ) -> Result<Target, TargetError> {
-    let mut hosts = headers.get_all(HOST).iter();
-    let host = match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => return Err(TargetError::DuplicateHost),
-        (Some(value), None) => Some(Authority::parse(
+    request_target_for(uri, HostHeader::of(headers), version)
+}
+
+/// A request's `Host` header: absent, one value, or more than one (refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostHeader<'a> {
+    /// No `Host` header.
+    Absent,
+    /// Exactly one `Host` header.
+    One(&'a HeaderValue),
+    /// Several `Host` headers.
+    Several,
+}
+
+impl<'a> HostHeader<'a> {
+    /// The `Host` header of `headers`.
+    pub fn of(headers: &'a HeaderMap) -> Self {
+        let mut hosts = headers.get_all(HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(_), Some(_)) => Self::Several,
+            (Some(value), None) => Self::One(value),
+            (None, _) => Self::Absent,
+        }
+    }
+}
+
+/// [`request_target`] for a caller that already found the request's `Host` header (the front
+/// end reads all the headers it needs in one pass).
+pub fn request_target_for(
+    uri: &Uri,
+    host: HostHeader<'_>,
+    version: Version,
+) -> Result<Target, TargetError> {
+    let host = match host {
+        HostHeader::Several => return Err(TargetError::DuplicateHost),
+        HostHeader::One(value) => Some(Authority::parse(
             value.to_str().map_err(|_| TargetError::HostNotAscii)?,
         )?),
-        (None, _) => None,
+        HostHeader::Absent => None,
     };
     let in_target = uri
         .authority()
