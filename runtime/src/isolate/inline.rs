@@ -7,8 +7,9 @@
 //! is charged by its enforcer, and its I/O and timers wake its task.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
+
+use isola_bindings::context::IdMap;
 
 use super::host::Residence;
 use super::served::Served;
@@ -16,8 +17,8 @@ use crate::exchange::IncomingRequest;
 
 thread_local! {
     /// The isolates hosted on this executor thread that take turns run by the front end, by
-    /// id (`IsolateThread::id`).
-    static HOSTED: RefCell<HashMap<u64, Hosted>> = RefCell::new(HashMap::new());
+    /// id (`IsolateThread::id`, the node's own sequence number: hashed by a multiply).
+    static HOSTED: RefCell<IdMap<Hosted>> = RefCell::new(IdMap::default());
 }
 
 /// An isolate hosted on this thread: how to reach its state and enter it.
