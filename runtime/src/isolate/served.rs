@@ -65,6 +65,61 @@ pub(super) struct Served {
     waker: Option<Waker>,
     /// The end of serving, reached in a turn run elsewhere, for the task to return.
     ended: Option<Result<(), CoreError>>,
+    /// Whether turns run elsewhere leave the event loop to the task (see [`Deferral`]).
+    deferral: Deferral,
+}
+
+/// How often a turn run elsewhere that would poll the event loop itself leaves it to the task
+/// instead, to find out whether the task's poll would now serve several requests.
+const PROBE_EVERY: u32 = 16;
+
+/// Whether a turn run in a connection's task while the executor serves other connections
+/// leaves the event loop to the isolate's task. That pays when several requests of a round
+/// reach this isolate and share the task's one poll (one busy deployment); it costs when only
+/// one does (round robin over many tenants: each request's isolate would then be entered a
+/// second time, from cold, for its poll). So the turn leaves it while a poll is owed anyway,
+/// or when the last such poll served more than one request, and tries again every
+/// [`PROBE_EVERY`] turns.
+#[derive(Debug)]
+struct Deferral {
+    /// Requests dispatched by turns that left the loop to the task since its last poll.
+    owed: u32,
+    /// Requests the task's last poll after such turns served.
+    last_batch: u32,
+    /// Turns that polled the loop themselves since the last that left it.
+    since_probe: u32,
+}
+
+impl Deferral {
+    fn new() -> Self {
+        Self {
+            owed: 0,
+            last_batch: 0,
+            since_probe: PROBE_EVERY,
+        }
+    }
+
+    /// Whether the next turn run elsewhere leaves the loop to the task, when the executor
+    /// `serves_others` (other connections than the turn's); counts it.
+    fn leaves_loop(&mut self, serves_others: bool) -> bool {
+        let leaves = serves_others
+            && (self.owed > 0 || self.last_batch > 1 || self.since_probe >= PROBE_EVERY);
+        if leaves {
+            self.owed += 1;
+            self.since_probe = 0;
+        } else {
+            self.since_probe = self.since_probe.saturating_add(1);
+        }
+        leaves
+    }
+
+    /// The task is polling its loop: how many requests that served.
+    fn polled(&mut self) {
+        if self.owed > 0 {
+            self.last_batch = self.owed;
+            self.owed = 0;
+        }
+    }
 }
 
 impl Served {
@@ -83,6 +138,7 @@ impl Served {
             worker,
             waker: None,
             ended: None,
+            deferral: Deferral::new(),
         }
     }
 
@@ -95,6 +151,7 @@ impl Served {
         if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             self.waker = Some(cx.waker().clone());
         }
+        self.deferral.polled();
         self.turn(cx, None)
     }
 
@@ -116,7 +173,10 @@ impl Served {
         let Some(waker) = self.waker.take() else {
             return Err(request);
         };
-        let turned = if crate::executor::serves_other_connections() {
+        let turned = if self
+            .deferral
+            .leaves_loop(crate::executor::serves_other_connections())
+        {
             let turned = self.dispatch_turn(request);
             // The event loop, once for all the requests of this round.
             waker.wake_by_ref();
@@ -242,4 +302,38 @@ fn stop_taking_requests(
     receiver.close();
     while receiver.try_recv().is_ok() {}
     Poll::Ready(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_is_left_to_the_task_while_its_polls_serve_several_requests() {
+        let mut deferral = Deferral::new();
+        assert!(
+            !deferral.leaves_loop(false),
+            "a lone connection's turn polls"
+        );
+        // Busy: the first turn tries; the next ones of the round join the owed poll.
+        assert!(deferral.leaves_loop(true));
+        assert!(deferral.leaves_loop(true));
+        deferral.polled();
+        assert!(
+            deferral.leaves_loop(true),
+            "the last poll served two requests"
+        );
+        deferral.polled();
+        // One request per poll (another tenant's isolate each time): poll in place, and try
+        // again after PROBE_EVERY turns.
+        for _ in 0..PROBE_EVERY {
+            assert!(!deferral.leaves_loop(true));
+        }
+        assert!(deferral.leaves_loop(true), "the probe");
+        deferral.polled();
+        assert!(!deferral.leaves_loop(true));
+        // A poll with nothing owed (I/O, timers) changes nothing.
+        deferral.polled();
+        assert!(!deferral.leaves_loop(true));
+    }
 }
