@@ -3,7 +3,8 @@
 //! executor each isolate's task instead makes sure its isolate is the one entered when it is
 //! polled ([`Host`]), as does a turn the front end runs for it ([`Residence::run`]), and
 //! swaps in the thread-locals that belong to that isolate (its outbound guard, the context
-//! and stack the CPU watchdog's interrupt uses, the module-loading flag) around every poll. The isolate stays entered after its poll (it is the thread's *resident*)
+//! and stack the CPU watchdog's interrupt uses, the module-loading flag) around every poll.
+//! The isolate stays entered after its poll (it is the thread's *resident*)
 //! until another isolate's code runs, which exits it first: a thread that serves one busy
 //! isolate does not exit and re-enter it for each of its requests. The thread-locals are
 //! swapped out after every poll all the same, so code running between polls never sees an

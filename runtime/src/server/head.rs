@@ -30,8 +30,8 @@ pub(super) struct Head {
     pub(super) request_id: Option<HeaderValue>,
     /// `traceparent`, kept when valid.
     pub(super) traceparent: Option<HeaderValue>,
-    /// Whether `Sec-WebSocket-Key` was sent: an HTTP/1.1 handshake needs it.
-    pub(super) websocket_key: bool,
+    /// `Sec-WebSocket-Key`, which an HTTP/1.1 WebSocket handshake sends.
+    pub(super) websocket_key: Option<HeaderValue>,
 }
 
 impl Head {
@@ -48,8 +48,7 @@ impl Head {
             } else if *name == CONTENT_LENGTH {
                 &mut head.content_length
             } else if *name == SEC_WEBSOCKET_KEY {
-                head.websocket_key = true;
-                continue;
+                &mut head.websocket_key
             } else if *name == CDN_LOOP {
                 &mut head.cdn_loop
             } else if *name == X_REQUEST_ID {
@@ -119,7 +118,7 @@ mod tests {
         assert_eq!(head.request_id.as_ref(), headers.get(X_REQUEST_ID));
         assert_eq!(head.traceparent.as_ref(), headers.get(TRACEPARENT));
         assert_eq!(head.version_key.as_ref(), headers.get(VERSION_KEY));
-        assert!(!head.websocket_key);
+        assert_eq!(head.websocket_key.as_ref(), headers.get(SEC_WEBSOCKET_KEY));
         let counted: usize = headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
@@ -134,7 +133,8 @@ mod tests {
         let head = Head::scan(&headers);
         assert_eq!(head.host(), HostHeader::Several);
         assert_eq!(head.first_host(), headers.get(HOST));
-        assert!(head.websocket_key);
+        assert_eq!(head.websocket_key.as_ref(), headers.get(SEC_WEBSOCKET_KEY));
+        assert!(head.websocket_key.is_some());
         assert_eq!(Head::scan(&HeaderMap::new()).host(), HostHeader::Absent);
     }
 }

@@ -311,12 +311,7 @@ async fn respond(
     head: &Head,
     mut request: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
-    // An HTTP/1.1 handshake sends `Sec-WebSocket-Key`; an HTTP/2 one is an extended CONNECT.
-    let upgrade = if head.websocket_key || request.version() == http::Version::HTTP_2 {
-        websocket::take_upgrade(&mut request)
-    } else {
-        None
-    };
+    let upgrade = websocket::take_upgrade(&mut request, head.websocket_key.as_ref());
     let (mut parts, incoming) = request.into_parts();
     let Admitted {
         deployment,

@@ -7,9 +7,7 @@
 use std::time::Duration;
 
 use edge_config::Limits;
-use http::header::{
-    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
-};
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -64,8 +62,12 @@ pub(super) struct Upgrade {
 /// Takes the upgrade out of a WebSocket handshake request: an HTTP/1.1 GET with `Upgrade:
 /// websocket`, `Connection: upgrade`, version 13 and a key; or an HTTP/2 CONNECT with
 /// `:protocol websocket`, which becomes a GET with `Upgrade: websocket` for the worker (as
-/// Workers see every WebSocket request). Anything else is an ordinary request.
-pub(super) fn take_upgrade<B>(request: &mut http::Request<B>) -> Option<Upgrade> {
+/// Workers see every WebSocket request). Anything else is an ordinary request. `key` is the
+/// request's `Sec-WebSocket-Key`, as the front end's pass over the headers found it.
+pub(super) fn take_upgrade<B>(
+    request: &mut http::Request<B>,
+    key: Option<&HeaderValue>,
+) -> Option<Upgrade> {
     if request.version() == Version::HTTP_2 {
         let protocol = request.extensions().get::<hyper::ext::Protocol>()?;
         if request.method() != Method::CONNECT
@@ -83,8 +85,8 @@ pub(super) fn take_upgrade<B>(request: &mut http::Request<B>) -> Option<Upgrade>
             accept: None,
         });
     }
+    let key = key?;
     let headers = request.headers();
-    let key = headers.get(SEC_WEBSOCKET_KEY)?;
     let handshake = request.method() == Method::GET
         && request.version() == Version::HTTP_11
         && has_token(headers, CONNECTION, "upgrade")
