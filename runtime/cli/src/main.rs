@@ -2,6 +2,7 @@
 //! deploy to a node and manage its workers (`deploy`, `versions`, `rollback`, `secret`,
 //! `delete`).
 
+mod allocator;
 mod client;
 mod deploy;
 mod dev_tail;
@@ -23,7 +24,7 @@ use isola_runtime::node::Node;
 /// isolate threads, and glibc's malloc serialised those frees on its arena locks (about a
 /// tenth of the request path's CPU in a profile). V8's own allocations keep glibc's malloc.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 /// `mi_option_purge_delay` in the mimalloc (v3) that `libmimalloc-sys` 0.1.49 builds.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
