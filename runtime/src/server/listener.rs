@@ -9,12 +9,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use super::connection::{Admitted, ConnectionTable, GuardedIo, InFlight, Timeouts};
+use super::drain::{Drain, Watcher};
 use super::service::{Shared, handle};
 
 /// How long a client may take to complete the TLS handshake.
@@ -78,12 +78,12 @@ pub fn http_builder(shared: &Shared) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Accepts connections until `stop` changes; each connection is registered with `graceful`.
+/// Accepts connections until `stop` changes; each connection is watched by `drain`.
 pub async fn accept_loop(
     listener: BoundListener,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
+    drain: Arc<Drain>,
     mut stop: watch::Receiver<bool>,
 ) {
     let scheme = listener.scheme();
@@ -112,7 +112,7 @@ pub async fn accept_loop(
         let connection = Connection {
             shared: shared.clone(),
             builder: builder.clone(),
-            watcher: graceful.watcher(),
+            watcher: drain.watcher(),
             scheme,
             peer,
             admitted,

@@ -4,6 +4,7 @@ pub mod bearer;
 mod client_ip;
 pub(crate) mod connection;
 mod deadline;
+mod drain;
 mod head;
 mod listener;
 mod metered;
@@ -18,7 +19,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 
 pub use connection::ConnectionBudget;
@@ -35,7 +35,7 @@ pub async fn run(
     grace: Duration,
 ) {
     let builder = Arc::new(listener::http_builder(&shared));
-    let graceful = Arc::new(GracefulShutdown::new());
+    let drain = Arc::new(drain::Drain::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::with_capacity(listeners.len());
     for bound in listeners {
@@ -43,7 +43,7 @@ pub async fn run(
             bound,
             shared.clone(),
             builder.clone(),
-            graceful.clone(),
+            drain.clone(),
             stop_rx.clone(),
         )));
     }
@@ -54,19 +54,16 @@ pub async fn run(
     }
     // Upgraded connections left hyper (and the graceful watch): they close themselves (1001).
     shared.sockets.close_all(grace).await;
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+    let Ok(drain) = Arc::try_unwrap(drain) else {
         tracing::warn!("connections are still being accepted; not waiting for them");
         return;
     };
     tracing::info!(
-        open_connections = graceful.count(),
+        open_connections = drain.count(),
         grace_ms = grace.as_millis() as u64,
         "shutting down: draining connections"
     );
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drain.shutdown()).await.is_err() {
         tracing::warn!("grace period over; closing the remaining connections");
     }
 }
