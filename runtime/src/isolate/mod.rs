@@ -400,8 +400,8 @@ impl Isolate {
     /// JavaScript is about to run for requests: CPU is counted against `cpu_ms`, and the
     /// worker's clock moves to now (it stands still until the next turn).
     pub(crate) fn enter(&self) {
-        self.clock.tick();
-        self.enforcer.enter(Limit::Cpu);
+        let now = self.enforcer.enter(Limit::Cpu);
+        self.clock.tick_at(now);
     }
 
     /// JavaScript stopped running: the event loop waits for I/O or requests. The turn's CPU

@@ -197,8 +197,8 @@ impl Enforcer {
     /// JavaScript starts running, counted against `limit`. Only turns are charged: what the
     /// thread does between them (moving response streams to the connection) is the runtime's
     /// work, not the worker's.
-    pub(crate) fn enter(&self, limit: Limit) {
-        self.turns.start(limit);
+    pub(crate) fn enter(&self, limit: Limit) -> Instant {
+        self.turns.start(limit)
     }
 
     /// A request was dispatched into the running turn: the watchdog splits the turn between
@@ -257,7 +257,7 @@ impl Enforcer {
 }
 
 impl Turns {
-    fn start(&self, limit: Limit) {
+    fn start(&self, limit: Limit) -> Instant {
         let now = Instant::now();
         self.turn_start.set(now);
         self.gc_mark_ns.set(gc::total_ns());
@@ -265,6 +265,7 @@ impl Turns {
             self.mark_cpu(now);
         }
         self.cpu.enter(limit);
+        now
     }
 
     /// Ends the turn: charges its CPU time to its requests; returns its wall time.
