@@ -26,7 +26,9 @@ use isola_bindings::clock::TurnClock;
 use isola_bindings::console::WorkerName;
 use isola_bindings::context::{ContextTable, SharedContexts};
 use isola_bindings::extensions::{IsolateExtensionOptions, fetch_options, for_isolate};
-use isola_bindings::http::{ExchangeEvent, Exchanges, HandlerError, Retired, one_byte_string};
+use isola_bindings::http::{
+    ExchangeEvent, Exchanges, HandlerError, Retired, SharedExchanges, one_byte_string,
+};
 use isola_bindings::outbound::{OutboundPolicy, StaticResolver, guard};
 use tokio::sync::mpsc;
 
@@ -63,10 +65,11 @@ pub(crate) struct Isolate {
     memory_used: u64,
     /// Whether OpState has the [`IsolateHolder`] yet (from the first request's lease).
     holder_known: bool,
-    /// The worker's clock and retirement flag, as in OpState (read there by ops), held here
-    /// so that a turn sets and reads them without a lookup in OpState's map.
+    /// The worker's clock, retirement flag and exchanges, as in OpState (read there by ops),
+    /// held here so that a turn reaches them without a lookup in OpState's map.
     clock: TurnClock,
     retired: Retired,
+    exchanges: SharedExchanges,
 }
 
 /// How this isolate is held for a WebSocket a worker opens when no request's lease is at hand
@@ -205,17 +208,19 @@ impl Isolate {
         }
         let entry = loaded?;
         let context = runtime.main_context();
-        let (clock, retired) = {
+        let (clock, retired, exchanges) = {
             let state = runtime.op_state();
             let state = state.borrow();
             (
                 state.borrow::<TurnClock>().clone(),
                 state.borrow::<Retired>().clone(),
+                state.borrow::<SharedExchanges>().clone(),
             )
         };
         Ok(Self {
             clock,
             retired,
+            exchanges,
             runtime,
             enforcer,
             entry,
@@ -317,8 +322,8 @@ impl Isolate {
                 self.holder_known = true;
             }
             let guard = lease.map(|lease| Box::new(lease) as isola_bindings::http::Guard);
-            state
-                .borrow_mut::<Exchanges>()
+            self.exchanges
+                .borrow_mut()
                 .insert(&context, responder, guard, write_timeout);
             body.map(|chunks| state.resource_table.add(RequestBodyResource::new(chunks)))
         };
@@ -353,9 +358,8 @@ impl Isolate {
         if let Some(message) = failure
             && self.killed().is_none()
         {
-            op_state
+            self.exchanges
                 .borrow_mut()
-                .borrow_mut::<Exchanges>()
                 .fail_with(id, HandlerError::handler(message));
         }
     }
@@ -394,7 +398,7 @@ impl Isolate {
 
     /// Number of exchanges still waiting for the worker's response.
     pub(crate) fn pending_exchanges(&self) -> usize {
-        self.runtime.op_state().borrow().borrow::<Exchanges>().len()
+        self.exchanges.borrow().len()
     }
 
     /// JavaScript is about to run for requests: CPU is counted against `cpu_ms`, and the
@@ -477,11 +481,7 @@ impl Isolate {
     /// Fails every exchange still waiting (the isolate is going away).
     pub(crate) fn fail_pending(&mut self, message: &str) {
         let error = self.failure(message.to_owned());
-        self.runtime
-            .op_state()
-            .borrow_mut()
-            .borrow_mut::<Exchanges>()
-            .fail_all(&error);
+        self.exchanges.borrow_mut().fail_all(&error);
     }
 
     /// A failure report that names the limit that killed the isolate, if one did.
@@ -520,10 +520,8 @@ impl Isolate {
     /// Tells the isolate its client went away (the front end dropped the exchange): the
     /// exchange is forgotten and `request.signal` aborts.
     pub(crate) fn abort(&mut self, id: isola_bindings::http::RequestId) {
-        self.runtime
-            .op_state()
+        self.exchanges
             .borrow_mut()
-            .borrow_mut::<Exchanges>()
             .fail_with(id, HandlerError::handler("the client went away".to_owned()));
         self.finish(ExchangeEvent::Aborted(id));
     }
@@ -728,12 +726,15 @@ fn pin_socket(
     state: &deno_core::OpState,
     id: isola_bindings::context::RequestId,
 ) -> Option<isola_bindings::http::Guard> {
-    let lease = state
-        .try_borrow::<Exchanges>()
-        .and_then(|exchanges| exchanges.guard_of(id))
-        .and_then(|guard| guard.downcast_ref::<crate::lease::Lease>());
-    let hold = match lease {
-        Some(lease) => lease.socket_hold(),
+    let from_lease = state.try_borrow::<SharedExchanges>().and_then(|exchanges| {
+        let exchanges = exchanges.borrow();
+        let lease = exchanges
+            .guard_of(id)?
+            .downcast_ref::<crate::lease::Lease>()?;
+        Some(lease.socket_hold())
+    });
+    let hold = match from_lease {
+        Some(hold) => hold,
         // The request's response went out (its lease with it): hold the isolate directly.
         None => state.try_borrow::<IsolateHolder>()?.0.hold(),
     }?;
